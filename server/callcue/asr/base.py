@@ -1,0 +1,69 @@
+"""The one interface every ASR engine implements.
+
+Why this shape: the channel pipeline owns timing, VAD and queueing; an engine only turns
+PCM of one speech segment into hypotheses. All methods here are *blocking CPU work* and are
+only ever called from an executor thread, never on the event loop. One `RecognizerStream`
+serves one channel of one call and is never used from two threads at once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class AsrWord:
+    text: str
+    start: float  # seconds from the start of the current segment
+    end: float
+    conf: float = 1.0
+
+
+@dataclass(slots=True)
+class AsrHypothesis:
+    text: str
+    is_final: bool
+    words: list[AsrWord] = field(default_factory=list)
+    confidence: float = 0.0
+
+
+class RecognizerStream(ABC):
+    """Decodes one channel, one VAD speech segment at a time."""
+
+    #: True when producing a partial costs a full re-decode (Whisper); the pipeline sheds
+    #: these first when it falls behind. False when partials are nearly free (Vosk).
+    partial_is_costly: bool = False
+
+    @abstractmethod
+    def begin_segment(self) -> None:
+        """A new speech segment starts; word times restart from 0."""
+
+    @abstractmethod
+    def accept(self, pcm: bytes, allow_partial: bool = True) -> list[AsrHypothesis]:
+        """Feed 16-bit little-endian mono PCM at the engine's sample rate.
+
+        Returns zero or more hypotheses: partials (when `allow_partial`), or a final when the
+        engine itself found an endpoint inside the segment.
+        """
+
+    @abstractmethod
+    def end_segment(self) -> list[AsrHypothesis]:
+        """The VAD closed the segment: return the final hypothesis (may be empty text)."""
+
+    def close(self) -> None:
+        """Release native resources."""
+
+
+class AsrEngine(ABC):
+    """A loaded model, shared by all streams (loading is expensive, recognizers are cheap)."""
+
+    name: str = ""
+    model_name: str = ""
+    sample_rate: int = 16000
+
+    @abstractmethod
+    def open_stream(self) -> RecognizerStream: ...
+
+    def describe(self) -> dict[str, object]:
+        return {"engine": self.name, "model": self.model_name, "sample_rate": self.sample_rate}

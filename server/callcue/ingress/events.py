@@ -1,0 +1,90 @@
+"""Platform-neutral events produced by the sans-I/O ingress parsers.
+
+Every platform adapter (Twilio, native, later Genesys, Vonage, ...) turns bytes/text into
+these, so the call manager never sees a platform quirk. Audio stays in its wire encoding
+here; decoding happens in the audio stage, which is the one place codecs live.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from callcue.events import Channel
+
+Encoding = Literal["L16", "PCMU", "PCMA"]
+SUPPORTED_ENCODINGS: tuple[str, ...] = ("L16", "PCMU", "PCMA")
+SUPPORTED_RATES: tuple[int, ...] = (8000, 16000)
+
+
+@dataclass(slots=True)
+class CallStart:
+    call_id: str
+    encoding: Encoding
+    sample_rate: int
+    channels: tuple[Channel, ...]
+    agent_id: str | None = None
+    platform: str = "native"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class AudioIn:
+    """One frame of encoded audio for one channel.
+
+    `offset` is where the frame starts on the call clock in seconds when the platform tells
+    us (Twilio's timestamp); None means "right after the previous frame of this channel".
+    """
+
+    call_id: str
+    channel: Channel
+    payload: bytes
+    offset: float | None = None
+
+
+@dataclass(slots=True)
+class GapFilled:
+    """The parser detected missing audio (sequence/timestamp jump) and synthesized silence."""
+
+    call_id: str
+    channel: Channel
+    missing_seconds: float
+    reason: str
+
+
+@dataclass(slots=True)
+class Dtmf:
+    call_id: str
+    digit: str
+
+
+@dataclass(slots=True)
+class Mark:
+    call_id: str
+    name: str
+
+
+@dataclass(slots=True)
+class CallStop:
+    call_id: str
+    reason: str = "stop"
+
+
+IngressEvent = CallStart | AudioIn | GapFilled | Dtmf | Mark | CallStop
+
+
+class ProtocolError(Exception):
+    """A frame the peer sent that we must reject.
+
+    `close_code` follows RFC 6455: 1003 unsupported data (bad encoding/rate), 1007 invalid
+    payload (bad JSON/base64/wrong type), 1008 policy violation (unknown call, auth, order),
+    1009 message too big. `fatal` frames close the connection; non-fatal ones are logged and
+    counted while the call goes on.
+    """
+
+    def __init__(self, close_code: int, reason: str, *, fatal: bool = True) -> None:
+        super().__init__(reason)
+        self.close_code = close_code
+        # RFC 6455 limits a close reason to 123 bytes of UTF-8
+        self.reason = reason.encode()[:123].decode(errors="ignore")
+        self.fatal = fatal
