@@ -1,0 +1,143 @@
+"""Typed configuration, loaded from TOML and validated with pydantic.
+
+Why pydantic with `extra="forbid"`: a misspelled key in a production config silently falling
+back to a default is how a compliance rule ends up off. Every unknown or invalid key stops
+the server with a message naming the key and why.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+REPO_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_frame_bytes: int = Field(64 * 1024, ge=1024, description="largest WebSocket message accepted from a platform")
+    max_calls: int = Field(200, ge=1)
+    serve_client: bool = True
+
+
+class AsrConfig(_Strict):
+    engine: Literal["auto", "vosk", "whisper"] = "auto"
+    vosk_model_path: str | None = None
+    whisper_model_path: str | None = None
+    threads: int = Field(0, ge=0, description="decoder threads; 0 = number of cores")
+    partial_interval_s: float = Field(0.6, gt=0, le=5)
+
+
+class VadConfig(_Strict):
+    aggressiveness: int = Field(2, ge=0, le=3)
+    frame_ms: Literal[10, 20, 30] = 20
+    preroll_ms: int = Field(240, ge=0, le=2000)
+    hangover_ms: int = Field(600, ge=60, le=5000)
+    max_segment_s: float = Field(15.0, ge=1, le=120)
+
+
+class PipelineConfig(_Strict):
+    # audio waiting for the recognizer, per channel, before ingress is back-pressured
+    queue_max_seconds: float = Field(20.0, ge=1, le=600)
+    # backlog above which costly partial re-decodes are skipped (shed) to catch up
+    shed_backlog_seconds: float = Field(0.5, ge=0.0, le=60)
+    history_finals: int = Field(50, ge=1, le=10_000)
+
+
+class StorageConfig(_Strict):
+    url: str = "sqlite:///var/callcue.db"
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not (v.startswith("sqlite:///") or v.startswith("postgresql://") or v.startswith("postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return v
+
+
+class TokenConfig(_Strict):
+    token: str = Field(min_length=8)
+    user_id: str = Field(min_length=1)
+    role: Literal["agent", "supervisor"] = "agent"
+
+
+class AuthConfig(_Strict):
+    tokens: list[TokenConfig] = Field(default_factory=list)
+
+
+class UnderstandingConfig(_Strict):
+    phrases_file: str = "phrases.yaml"
+    intents: bool = True
+    intents_file: str = "intents.yaml"
+    entities_file: str = "entities.yaml"
+    risks_file: str = "risks.yaml"
+
+
+class DecisionConfig(_Strict):
+    playbooks_dir: str = "playbooks"
+
+
+class LoggingConfig(_Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_format: bool = True
+
+
+class Settings(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    asr: AsrConfig = Field(default_factory=AsrConfig)
+    vad: VadConfig = Field(default_factory=VadConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    understanding: UnderstandingConfig = Field(default_factory=UnderstandingConfig)
+    decision: DecisionConfig = Field(default_factory=DecisionConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    # directory that relative file names in this config resolve against
+    config_dir: str = Field(default=str(REPO_CONFIG_DIR), exclude=True)
+
+    def resolve(self, name: str) -> Path:
+        p = Path(name)
+        return p if p.is_absolute() else Path(self.config_dir) / p
+
+
+class ConfigError(Exception):
+    """Raised with a message a person can act on: which file, which key, why."""
+
+
+def _format(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(root)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load `path`, else $CALLCUE_CONFIG, else config/callcue.toml, else defaults."""
+    candidate = path or os.environ.get("CALLCUE_CONFIG")
+    if candidate is None and (REPO_CONFIG_DIR / "callcue.toml").exists():
+        candidate = REPO_CONFIG_DIR / "callcue.toml"
+    if candidate is None:
+        return Settings()
+    p = Path(candidate)
+    if not p.exists():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"invalid TOML in {p}: {e}") from e
+    data.setdefault("config_dir", str(p.resolve().parent))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format(e, str(p))) from e

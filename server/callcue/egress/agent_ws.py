@@ -1,0 +1,129 @@
+"""`/ws/agent`: the live event stream for agent desktops and supervisor consoles.
+
+Thin I/O: authentication, subprotocol choice and message routing live here; what an event
+means lives in the pipeline, and what a supervisor command does lives in the decision layer.
+Client mistakes (bad JSON, unknown types, a call they may not see) get an `error` event and
+the connection stays up; only bad credentials, oversized messages and a client that cannot
+keep up close it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from callcue.egress.hub import Subscriber
+from callcue.egress.serializers import SerializerError, choose
+
+log = logging.getLogger(__name__)
+
+MAX_CLIENT_MESSAGE = 64 * 1024
+FEEDBACK_ACTIONS = ("accepted", "dismissed", "corrected")
+
+
+async def agent_endpoint(ws: WebSocket) -> None:
+    services = ws.app.state.services
+    offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    ser = choose(offered)
+    principal = services.auth.from_headers(ws.headers, ws.query_params)
+    await ws.accept(subprotocol=ser.subprotocol if ser.subprotocol in offered else None)
+    if principal is None:
+        services.record_rejection("agent", None, 1008, "missing or invalid bearer token")
+        await ws.close(code=1008, reason="missing or invalid bearer token")
+        return
+    sub = Subscriber(principal)
+    services.hub.register(sub)
+    sender = asyncio.create_task(_send_loop(ws, sub, ser))
+    await _send(ws, ser, {"type": "hello", "user_id": principal.user_id, "role": principal.role,
+                          "protocol": ser.subprotocol, "server_time": time.time()})
+    try:
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                break
+            data = msg.get("text") if msg.get("text") is not None else msg.get("bytes")
+            if data is None:
+                continue
+            if len(data) > MAX_CLIENT_MESSAGE:
+                await ws.close(code=1009, reason=f"message over {MAX_CLIENT_MESSAGE} bytes")
+                break
+            try:
+                req = ser.loads(data)
+            except SerializerError as e:
+                await _send(ws, ser, {"type": "error", "code": "bad_message", "message": str(e)})
+                continue
+            reply = await handle_client_message(services, sub, req)
+            if reply is not None:
+                await _send(ws, ser, reply)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        services.hub.unregister(sub)
+        sender.cancel()
+
+
+async def handle_client_message(services: Any, sub: Subscriber, req: dict[str, Any]) -> dict[str, Any] | None:
+    """Route one client request; returns the reply event (or None)."""
+    kind = req.get("type")
+    rid = req.get("id")
+
+    def reply(ev: dict[str, Any]) -> dict[str, Any]:
+        if rid is not None:
+            ev["id"] = rid
+        return ev
+
+    if kind == "subscribe":
+        call_id = req.get("call_id", "*")
+        if call_id == "*":
+            sub.all_calls = True
+            return reply({"type": "subscribed", "call_id": "*", "active_calls": services.visible_calls(sub.principal)})
+        if not isinstance(call_id, str) or not call_id:
+            return reply({"type": "error", "code": "bad_request", "message": "call_id must be a non-empty string or '*'"})
+        agent = await services.call_agent(call_id)
+        if agent is False:
+            return reply({"type": "error", "code": "unknown_call", "message": f"no call {call_id!r}"})
+        if not sub.principal.may_see(agent):
+            return reply({"type": "error", "code": "forbidden", "message": f"not allowed to see call {call_id!r}"})
+        sub.calls.add(call_id)
+        return reply({"type": "subscribed", "call_id": call_id})
+    if kind == "unsubscribe":
+        call_id = req.get("call_id", "*")
+        if call_id == "*":
+            sub.all_calls = False
+            sub.calls.clear()
+        else:
+            sub.calls.discard(call_id)
+        return reply({"type": "unsubscribed", "call_id": call_id})
+    if kind == "feedback":
+        return reply(await services.record_feedback(sub.principal, req))
+    if kind == "ping":
+        return reply({"type": "pong", "server_time": time.time()})
+    if sub.principal.role == "supervisor" and services.supervisor_handler is not None:
+        return reply(await services.supervisor_handler(sub.principal, req))
+    return reply({"type": "error", "code": "unknown_type", "message": f"unknown message type {kind!r}"})
+
+
+async def _send(ws: WebSocket, ser: Any, event: dict[str, Any]) -> None:
+    data = ser.dumps(event)
+    if ser.binary:
+        await ws.send_bytes(data)
+    else:
+        await ws.send_text(data)
+
+
+async def _send_loop(ws: WebSocket, sub: Subscriber, ser: Any) -> None:
+    try:
+        while True:
+            ev = await sub.queue.get()
+            if ev is None:
+                await ws.close(code=1013, reason="client too slow: event queue overflowed")
+                return
+            await _send(ws, ser, ev)
+    except (WebSocketDisconnect, RuntimeError, asyncio.CancelledError):
+        return
+    except Exception:
+        log.exception("agent sender failed")
