@@ -1,0 +1,154 @@
+"""Vosk (Kaldi) streaming engine: the primary engine because its partials are nearly free.
+
+Why the bookkeeping: one `KaldiRecognizer` lives for the whole channel (creating one per
+segment would re-initialise ivector/feature pipelines), but Vosk stamps words with times
+counted from the *first sample ever fed to that recognizer*. The pipeline wants times
+relative to the current VAD segment, so we count the samples we feed and subtract the count
+at `begin_segment()`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from callcue.asr.base import AsrEngine, AsrHypothesis, AsrWord, RecognizerStream
+
+_log_level_set = False
+_log_level_lock = threading.Lock()
+
+
+def _quiet_vosk() -> None:
+    """Kaldi logs every model load to stderr; that noise would drown the server's own logs."""
+    global _log_level_set
+    with _log_level_lock:
+        if not _log_level_set:
+            import vosk
+
+            vosk.SetLogLevel(-1)
+            _log_level_set = True
+
+
+def vosk_model_problem(path: Path) -> str | None:
+    """Why `path` is not a usable Vosk model directory, or None when it looks complete.
+
+    Checked before handing the path to Kaldi, which on a wrong path only says "Failed to
+    create a model" with no hint of which file is missing.
+    """
+    if not path.exists():
+        return f"{path} does not exist"
+    if not path.is_dir():
+        return f"{path} is not a directory"
+    am = path / "am" / "final.mdl"
+    if not am.is_file():
+        return f"{path} has no am/final.mdl (acoustic model); is this the unzipped model folder?"
+    graph = path / "graph"
+    has_graph = (graph / "HCLG.fst").is_file() or (
+        (graph / "HCLr.fst").is_file() and (graph / "Gr.fst").is_file()
+    )
+    if not has_graph:
+        return f"{path} has no graph/HCLG.fst nor graph/HCLr.fst+Gr.fst (decoding graph)"
+    if not (path / "conf" / "mfcc.conf").is_file():
+        return f"{path} has no conf/mfcc.conf (feature config)"
+    return None
+
+
+def _words(items: list[dict[str, Any]] | None, offset: float) -> list[AsrWord]:
+    """Vosk word dicts -> segment-relative AsrWords (clamped: Kaldi may place the first
+    word a few ms before the segment boundary)."""
+    out: list[AsrWord] = []
+    for it in items or []:
+        start = max(0.0, float(it["start"]) - offset)
+        end = max(start, float(it["end"]) - offset)
+        out.append(AsrWord(text=str(it["word"]), start=start, end=end, conf=float(it.get("conf", 1.0))))
+    return out
+
+
+def _confidence(words: list[AsrWord]) -> float:
+    """Mean word confidence: Vosk gives no utterance score, and a mean keeps one bad word
+    from hiding the rest (min would) while still pulling the score down."""
+    return sum(w.conf for w in words) / len(words) if words else 0.0
+
+
+class VoskStream(RecognizerStream):
+    partial_is_costly = False
+
+    def __init__(self, model: Any, sample_rate: int) -> None:
+        import vosk
+
+        self._rec = vosk.KaldiRecognizer(model, float(sample_rate))
+        self._rec.SetWords(True)
+        # partial word times let the pipeline place partial words on the call clock too
+        self._rec.SetPartialWords(True)
+        self._rate = sample_rate
+        self._samples_fed = 0
+        self._segment_offset = 0.0
+        self._last_partial = ""
+
+    def begin_segment(self) -> None:
+        self._segment_offset = self._samples_fed / self._rate
+        self._last_partial = ""
+
+    def accept(self, pcm: bytes, allow_partial: bool = True) -> list[AsrHypothesis]:
+        if len(pcm) % 2:
+            raise ValueError(f"PCM must be 16-bit samples (an even number of bytes), got {len(pcm)} bytes")
+        if not pcm:
+            return []
+        self._samples_fed += len(pcm) // 2
+        if self._rec.AcceptWaveform(pcm):
+            # Vosk found an endpoint inside the segment (a long pause the VAD kept)
+            hyp = self._final(json.loads(self._rec.Result()))
+            self._last_partial = ""
+            return [hyp] if hyp.text else []
+        if not allow_partial:
+            return []
+        data = json.loads(self._rec.PartialResult())
+        text = str(data.get("partial", "")).strip()
+        if not text or text == self._last_partial:
+            return []
+        self._last_partial = text
+        words = _words(data.get("partial_result"), self._segment_offset)
+        return [AsrHypothesis(text=text, is_final=False, words=words, confidence=_confidence(words))]
+
+    def end_segment(self) -> list[AsrHypothesis]:
+        hyp = self._final(json.loads(self._rec.FinalResult()))
+        self._last_partial = ""
+        return [hyp]
+
+    def _final(self, data: dict[str, Any]) -> AsrHypothesis:
+        words = _words(data.get("result"), self._segment_offset)
+        text = str(data.get("text", "")).strip()
+        return AsrHypothesis(text=text, is_final=True, words=words, confidence=_confidence(words))
+
+    def close(self) -> None:
+        self._rec = None  # type: ignore[assignment]  # frees the native recognizer
+
+
+class VoskEngine(AsrEngine):
+    """One loaded `vosk.Model`, shared read-only by every channel's recognizer."""
+
+    name = "vosk"
+
+    def __init__(self, model_path: str | Path, sample_rate: int = 16000) -> None:
+        path = Path(model_path).expanduser()
+        problem = vosk_model_problem(path)
+        if problem:
+            raise FileNotFoundError(f"Vosk model unusable: {problem}. Fetch one with `callcue models fetch`.")
+        _quiet_vosk()
+        import vosk
+
+        self.model_path = path
+        self.model_name = path.name if path.name != "model" else path.parent.name
+        self.sample_rate = sample_rate
+        try:
+            self._model = vosk.Model(str(path))
+        except Exception as e:  # vosk raises a bare Exception("Failed to create a model")
+            raise RuntimeError(f"Vosk could not load the model at {path}: {e}") from e
+
+    def open_stream(self) -> VoskStream:
+        return VoskStream(self._model, self.sample_rate)
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "path": str(self.model_path)}
