@@ -1,0 +1,149 @@
+"""The `callcue` command line (typer)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from callcue.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="CallCue: real-time agent assist for live phone calls.", no_args_is_help=True,
+                  add_completion=False)
+models_app = typer.Typer(help="List, verify and fetch ASR models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file (default: config/callcue.toml)")
+
+
+def _settings(config: Optional[Path]) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+
+
+def _logging(settings: Settings, quiet: bool = False) -> None:
+    from callcue.logs import setup_logging
+
+    setup_logging("WARNING" if quiet else settings.logging.level, settings.logging.json_format)
+
+
+@app.command()
+def serve(config: Optional[Path] = ConfigOpt, host: Optional[str] = None, port: Optional[int] = None) -> None:
+    """Run the server (Starlette under uvicorn)."""
+    import uvicorn
+
+    from callcue.app import create_app
+
+    s = _settings(config)
+    if host:
+        s.server.host = host
+    if port is not None:
+        s.server.port = port
+    _logging(s)
+    try:
+        uvicorn.run(create_app(s), host=s.server.host, port=s.server.port, log_config=None,
+                    ws_max_size=4 * s.server.max_frame_bytes, lifespan="on")
+    except ConfigError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+
+
+@app.command()
+def replay(wav: Path = typer.Argument(..., exists=True, dir_okay=False, help="16-bit WAV; mono = customer, stereo = customer left / agent right"),
+           speed: float = typer.Option(1.0, help="playback speed; 1 = real time, 0 = as fast as possible"),
+           partials: bool = typer.Option(True, help="print partial transcripts"),
+           config: Optional[Path] = ConfigOpt) -> None:
+    """Stream a recording through the pipeline at real-time pace and print events."""
+    from callcue.clients.replay import replay as run
+
+    s = _settings(config)
+    _logging(s, quiet=True)
+    try:
+        asyncio.run(run(wav, s, speed=speed, show_partials=partials))
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+
+
+@app.command()
+def demo(speed: float = typer.Option(1.0, help="playback speed of the demo call"),
+         partials: bool = typer.Option(True, help="print partial transcripts"),
+         wav: Optional[Path] = typer.Option(None, help="another call to play instead of the shipped demo"),
+         port: Optional[int] = typer.Option(None, help="port (default: from config)"),
+         serve_after: bool = typer.Option(False, "--serve", help="keep the server running after the demo"),
+         config: Optional[Path] = ConfigOpt) -> None:
+    """Start the server and play the shipped demo call into it as Twilio would."""
+    from callcue.clients.demo import demo as run
+
+    s = _settings(config)
+    if port is not None:
+        s.server.port = port
+    _logging(s, quiet=True)
+    events = asyncio.run(run(s, wav=wav, speed=speed, show_partials=partials, keep_serving=serve_after))
+    if not any(e.get("type") == "hint" for e in events):
+        typer.echo("warning: the demo produced no hint", err=True)
+        raise typer.Exit(1)
+
+
+@models_app.command("list")
+def models_list(config: Optional[Path] = ConfigOpt) -> None:
+    """List the ASR engines and models found, and verify each."""
+    from callcue.asr.model_store import list_models, verify
+
+    s = _settings(config)
+    found = list_models(s.asr)
+    if not found:
+        typer.echo("no ASR models found")
+    for m in found:
+        ok, detail = verify(m)
+        typer.echo(f"{'OK ' if ok else 'BAD'} {m.engine:<8} {m.name:<40} {m.path}  {detail}")
+    from callcue.asr.select import describe_choice
+
+    typer.echo(describe_choice(s.asr))
+
+
+@models_app.command("fetch")
+def models_fetch(name: str = typer.Argument("vosk-model-small-en-us-0.15"),
+                 dest: Optional[Path] = typer.Option(None, help="directory to unpack into (default ~/.cache/callcue/models)")) -> None:
+    """Download an official Vosk model (checksum verified, with a progress bar)."""
+    from callcue.asr.model_store import ModelFetchError, fetch_vosk
+
+    try:
+        path = fetch_vosk(name, dest=dest, progress=True)
+    except ModelFetchError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    typer.echo(f"installed {path}")
+
+
+def _mount_optional() -> None:
+    """Sub-commands contributed by other layers (evaluation, audit)."""
+    try:
+        from callcue.evaluation.cli import eval_app
+
+        app.add_typer(eval_app, name="eval", help="Evaluate understanding and ASR on ../shared/data.")
+    except ImportError:
+        pass
+    try:
+        from callcue.decide.audit_cli import audit_app
+
+        app.add_typer(audit_app, name="audit", help="Verify, query and export the audit trail.")
+    except ImportError:
+        pass
+
+
+_mount_optional()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""`callcue demo`: the whole system in one command.
+
+Starts the real server (uvicorn, loopback), connects an agent desktop client to `/ws/agent`,
+and plays the shipped demo call into `/ws/twilio` exactly as Twilio Media Streams would, at
+real-time pace. What prints is what an agent's screen would receive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+import uvicorn
+from websockets.asyncio.client import connect
+
+from callcue.app import create_app
+from callcue.clients.audio_file import read_call_audio
+from callcue.clients.printer import format_event
+from callcue.clients.twilio_stream import TwilioMessages, stream_call
+from callcue.config import Settings
+
+
+def demo_call_path() -> Path:
+    return Path(str(resources.files("callcue") / "data" / "demo_call.wav"))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def running_server(settings: Settings):
+    """Serve `settings` on loopback until the block exits; yields the base ws:// URL."""
+    app = create_app(settings)
+    cfg = uvicorn.Config(app, host=settings.server.host, port=settings.server.port, log_config=None,
+                         ws_max_size=4 * settings.server.max_frame_bytes, lifespan="on")
+    server = uvicorn.Server(cfg)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # raises the startup error
+            raise RuntimeError("server exited during startup")
+        await asyncio.sleep(0.05)
+    try:
+        yield f"ws://{settings.server.host}:{settings.server.port}", app
+    finally:
+        server.should_exit = True
+        await task
+
+
+def agent_token(settings: Settings, user_id: str = "agent-1") -> str:
+    for t in settings.auth.tokens:
+        if t.user_id == user_id:
+            return t.token
+    raise RuntimeError(f"config has no token for {user_id!r}; add one under [[auth.tokens]]")
+
+
+async def demo(settings: Settings, wav: Path | None = None, speed: float = 1.0, show_partials: bool = True,
+               out: Callable[[str], None] = print, keep_serving: bool = False) -> list[dict]:
+    wav = wav or demo_call_path()
+    audio = read_call_audio(wav)
+    events: list[dict] = []
+    async with running_server(settings) as (base, app):
+        services = app.state.services
+        out(f"CallCue serving on http://{settings.server.host}:{settings.server.port}  (ASR: {services.engine_note})")
+        out(f"Agent desktop: http://{settings.server.host}:{settings.server.port}/agent/agent.html?token={agent_token(settings)}")
+        out(f"Playing {wav.name} ({audio.duration:.0f} s) as a Twilio Media Stream at {speed:g}x ...\n")
+        headers = {"Authorization": f"Bearer {agent_token(settings)}"}
+        async with connect(f"{base}/ws/agent", additional_headers=headers, subprotocols=["callcue.v1.json"]) as agent:
+            await agent.send(json.dumps({"type": "subscribe", "call_id": "*"}))
+
+            async def listen() -> None:
+                async for raw in agent:
+                    ev = json.loads(raw)
+                    events.append(ev)
+                    line = format_event(ev, show_partials)
+                    if line:
+                        out(line)
+                    if ev.get("type") == "call_ended":
+                        return
+
+            listener = asyncio.create_task(listen())
+            async with connect(f"{base}/ws/twilio") as tw:
+                await stream_call(tw, audio, TwilioMessages(agent_id="agent-1"), speed=speed)
+            await asyncio.wait_for(listener, timeout=60)
+        hints = [e for e in events if e.get("type") == "hint"]
+        finals = [e for e in events if e.get("type") == "transcript" and e.get("is_final")]
+        out(f"\nDemo finished: {len(finals)} final transcript segments, {len(hints)} hints.")
+        if keep_serving:
+            out("Server still running; Ctrl-C to stop.")
+            await asyncio.Event().wait()
+    return events

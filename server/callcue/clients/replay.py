@@ -1,0 +1,66 @@
+"""`callcue replay`: a recording through the same pipeline as a live call, in-process.
+
+Why in-process and not over a socket: replay is for looking at what the pipeline hears and
+decides on a given recording (tuning rules, checking a model), so it uses the same Services
+and Call objects as the server without needing one running. `callcue demo` covers the
+network path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from callcue.clients.audio_file import read_call_audio
+from callcue.clients.printer import format_event
+from callcue.config import Settings
+from callcue.egress.hub import Principal, Subscriber
+from callcue.ingress.events import CallStart
+from callcue.services import Services
+
+
+async def replay(path: str | Path, settings: Settings, speed: float = 1.0, show_partials: bool = True,
+                 out: Callable[[str], None] = print, agent_id: str = "agent-1") -> list[dict]:
+    audio = read_call_audio(path)
+    services = Services(settings)
+    await services.startup()
+    out(f"ASR: {services.engine_note}")
+    sub = Subscriber(Principal("replay", "supervisor"), queue_size=100_000)
+    sub.all_calls = True
+    services.hub.register(sub)
+    events: list[dict] = []
+
+    async def printer() -> None:
+        while True:
+            ev = await sub.queue.get()
+            if ev is None:
+                return
+            events.append(ev)
+            line = format_event(ev, show_partials)
+            if line:
+                out(line)
+            if ev.get("type") == "call_ended":
+                return
+
+    ptask = asyncio.create_task(printer())
+    call_id = f"replay-{Path(path).stem}-{int(time.time())}"
+    start = CallStart(call_id=call_id, encoding="L16", sample_rate=audio.sample_rate,
+                      channels=tuple(audio.channels), agent_id=agent_id, platform="replay",
+                      metadata={"file": str(path)})
+    try:
+        call = await services.manager.start(start)
+        t0 = time.monotonic()
+        for offset, frames in audio.chunks(20):
+            if speed > 0:
+                delay = t0 + offset / speed - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            for ch, pcm in frames.items():
+                await call.audio(ch, pcm)
+        await services.manager.stop(call_id, "end_of_file")
+        await asyncio.wait_for(ptask, timeout=30)
+    finally:
+        await services.shutdown()
+    return events

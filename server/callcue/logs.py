@@ -1,0 +1,57 @@
+"""Structured logs: one JSON object per line with the call id when there is one.
+
+Every message passes the masking filter last, so even a careless log line that includes a
+transcript cannot write a card number to disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+
+_RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_mask: Callable[[str], str] = lambda s: s  # noqa: E731  replaced by the redaction module when present
+
+
+def set_masker(fn: Callable[[str], str]) -> None:
+    global _mask
+    _mask = fn
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": _mask(record.getMessage()),
+        }
+        for k, v in vars(record).items():
+            if k not in _RESERVED and not k.startswith("_"):
+                out[k] = _mask(v) if isinstance(v, str) else v
+        if record.exc_info:
+            out["exc"] = _mask(self.formatException(record.exc_info))
+        return json.dumps(out, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        extras = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_"))
+        base = f"{time.strftime('%H:%M:%S', time.localtime(record.created))} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        text = f"{base} {extras}".rstrip()
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return _mask(text)
+
+
+def setup_logging(level: str = "INFO", json_format: bool = True) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if json_format else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("uvicorn.access",):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

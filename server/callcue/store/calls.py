@@ -1,0 +1,198 @@
+"""Durable record of calls: final transcript segments, signals, hints, feedback, rejections.
+
+Why a write-behind queue: a busy server produces hundreds of rows a second and the pipeline
+must never wait on disk. Rows are batched into one transaction every few milliseconds. What
+the server *acknowledges* to a person (feedback) is written synchronously before the ack, and
+`close()` drains the queue, so a clean shutdown loses nothing that was acknowledged or queued.
+Only already-masked data reaches this module (redaction runs first in the pipeline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from callcue.events import Hint, Signal, Transcript
+from callcue.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def _schema(db: Database) -> list[str]:
+    pk = "BIGSERIAL PRIMARY KEY" if db.dialect == "postgresql" else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    real = "DOUBLE PRECISION" if db.dialect == "postgresql" else "REAL"
+    return [
+        f"""CREATE TABLE IF NOT EXISTS calls (
+            call_id TEXT PRIMARY KEY, agent_id TEXT, platform TEXT, encoding TEXT, sample_rate INTEGER,
+            channels TEXT, metadata TEXT, started_at {real}, ended_at {real}, end_reason TEXT,
+            storage_paused INTEGER DEFAULT 0)""",
+        f"""CREATE TABLE IF NOT EXISTS transcripts (
+            id {pk}, call_id TEXT NOT NULL, channel TEXT NOT NULL, segment_id INTEGER, start_s {real}, end_s {real},
+            text TEXT, words TEXT, confidence {real}, engine TEXT, created_at {real})""",
+        "CREATE INDEX IF NOT EXISTS transcripts_call ON transcripts(call_id, start_s)",
+        f"""CREATE TABLE IF NOT EXISTS signals (
+            signal_id TEXT PRIMARY KEY, call_id TEXT NOT NULL, kind TEXT, name TEXT, confidence {real},
+            detector TEXT, detector_version TEXT, evidence TEXT, attrs TEXT, retracted INTEGER, created_at {real})""",
+        "CREATE INDEX IF NOT EXISTS signals_call ON signals(call_id)",
+        f"""CREATE TABLE IF NOT EXISTS hints (
+            hint_id TEXT PRIMARY KEY, call_id TEXT NOT NULL, title TEXT, body TEXT, suggested_reply TEXT,
+            severity TEXT, source TEXT, signal_ids TEXT, attrs TEXT, created_at {real})""",
+        "CREATE INDEX IF NOT EXISTS hints_call ON hints(call_id)",
+        f"""CREATE TABLE IF NOT EXISTS feedback (
+            id {pk}, hint_id TEXT NOT NULL, call_id TEXT, user_id TEXT, action TEXT, reason TEXT,
+            correction TEXT, created_at {real})""",
+        f"""CREATE TABLE IF NOT EXISTS ingress_rejections (
+            id {pk}, platform TEXT, call_id TEXT, close_code INTEGER, reason TEXT, created_at {real})""",
+    ]
+
+
+class CallStore:
+    def __init__(self, db: Database, flush_interval: float = 0.05, max_batch: int = 500) -> None:
+        self.db = db
+        self.flush_interval = flush_interval
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[str, tuple[Any, ...]] | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._paused: set[str] = set()
+
+    async def open(self) -> None:
+        await self.db.migrate("calls_v1", _schema(self.db))
+        self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._queue.put(None)
+            await self._writer
+            self._writer = None
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed."""
+        done = asyncio.get_running_loop().create_future()
+        await self._queue.put(("__flush__", (done,)))
+        await done
+
+    # -- write-behind -------------------------------------------------------------------
+    def _put(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._queue.put_nowait((sql, params))
+
+    async def _write_loop(self) -> None:
+        stop = False
+        while not stop:
+            item = await self._queue.get()
+            batch = [item]
+            await asyncio.sleep(self.flush_interval)
+            while not self._queue.empty() and len(batch) < self.max_batch:
+                batch.append(self._queue.get_nowait())
+            waiters = []
+            rows: list[tuple[str, tuple[Any, ...]]] = []
+            for it in batch:
+                if it is None:
+                    stop = True
+                elif it[0] == "__flush__":
+                    waiters.append(it[1][0])
+                else:
+                    rows.append(it)
+            if rows:
+                try:
+                    async with self.db.transaction():
+                        for sql, params in rows:
+                            await self.db.execute(sql, params)
+                except Exception:
+                    log.exception("store batch of %d rows failed; retrying row by row", len(rows))
+                    for sql, params in rows:
+                        try:
+                            await self.db.execute(sql, params)
+                        except Exception:
+                            log.exception("store row failed: %s", sql.split("(")[0])
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+            if stop:
+                # drain anything that raced in after the sentinel
+                while not self._queue.empty():
+                    it = self._queue.get_nowait()
+                    if it is not None and it[0] != "__flush__":
+                        await self.db.execute(*it)
+
+    # -- calls ---------------------------------------------------------------------------
+    def call_started(self, call_id: str, agent_id: str | None, platform: str, encoding: str, sample_rate: int,
+                     channels: list[str], metadata: dict[str, Any]) -> None:
+        self._put(
+            "INSERT INTO calls (call_id, agent_id, platform, encoding, sample_rate, channels, metadata, started_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (call_id, agent_id, platform, encoding, sample_rate, json.dumps(channels), json.dumps(metadata), time.time()),
+        )
+
+    def call_ended(self, call_id: str, reason: str) -> None:
+        self._put("UPDATE calls SET ended_at = ?, end_reason = ? WHERE call_id = ?", (time.time(), reason, call_id))
+
+    def pause_storage(self, call_id: str, paused: bool = True) -> None:
+        """Call-level control: stop (or resume) storing this call's transcript text."""
+        (self._paused.add if paused else self._paused.discard)(call_id)
+        self._put("UPDATE calls SET storage_paused = ? WHERE call_id = ?", (1 if paused else 0, call_id))
+
+    def transcript(self, t: Transcript) -> None:
+        if not t.is_final or t.call_id in self._paused:
+            return
+        words = [[w.text, round(w.start, 3), round(w.end, 3), round(w.conf, 3)] for w in t.words]
+        self._put(
+            "INSERT INTO transcripts (call_id, channel, segment_id, start_s, end_s, text, words, confidence, engine, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (t.call_id, t.channel, t.segment_id, t.start, t.end, t.text, json.dumps(words), t.confidence, t.engine, t.emitted_at),
+        )
+
+    def signal(self, s: Signal) -> None:
+        d = s.to_dict()
+        self._put(
+            "INSERT INTO signals (signal_id, call_id, kind, name, confidence, detector, detector_version, evidence, attrs, retracted, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (s.signal_id, s.call_id, s.kind, s.name, s.confidence, s.detector, s.detector_version,
+             json.dumps(d["evidence"], default=str), json.dumps(s.attrs, default=str), int(s.retracted), s.emitted_at),
+        )
+
+    def hint(self, h: Hint) -> None:
+        self._put(
+            "INSERT INTO hints (hint_id, call_id, title, body, suggested_reply, severity, source, signal_ids, attrs, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (h.hint_id, h.call_id, h.title, h.body, h.suggested_reply, h.severity, h.source,
+             json.dumps(h.signal_ids), json.dumps(h.attrs, default=str), h.emitted_at),
+        )
+
+    def rejection(self, platform: str, call_id: str | None, code: int, reason: str) -> None:
+        self._put(
+            "INSERT INTO ingress_rejections (platform, call_id, close_code, reason, created_at) VALUES (?, ?, ?, ?, ?)",
+            (platform, call_id, code, reason, time.time()),
+        )
+
+    # -- acknowledged writes ---------------------------------------------------------------
+    async def feedback(self, hint_id: str, call_id: str, user_id: str, action: str, reason: str | None,
+                       correction: str | None) -> None:
+        await self.flush()  # the hint row itself may still be queued
+        await self.db.execute(
+            "INSERT INTO feedback (hint_id, call_id, user_id, action, reason, correction, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (hint_id, call_id, user_id, action, reason, correction, time.time()),
+        )
+
+    # -- reads -----------------------------------------------------------------------------
+    async def hint_call(self, hint_id: str) -> tuple[str, str | None] | None:
+        await self.flush()
+        row = await self.db.fetchone(
+            "SELECT h.call_id AS call_id, c.agent_id AS agent_id FROM hints h LEFT JOIN calls c ON c.call_id = h.call_id "
+            "WHERE h.hint_id = ?", (hint_id,))
+        return (row["call_id"], row["agent_id"]) if row else None
+
+    async def call_agent(self, call_id: str) -> str | None | bool:
+        """The call's agent id, None when it has none, False when there is no such call."""
+        row = await self.db.fetchone("SELECT agent_id FROM calls WHERE call_id = ?", (call_id,))
+        return False if row is None else row["agent_id"]
+
+    async def call_record(self, call_id: str) -> dict[str, Any]:
+        await self.flush()
+        out: dict[str, Any] = {"call": await self.db.fetchone("SELECT * FROM calls WHERE call_id = ?", (call_id,))}
+        for table, order in (("transcripts", "start_s"), ("signals", "created_at"), ("hints", "created_at"),
+                             ("feedback", "created_at")):
+            out[table] = await self.db.fetchall(f"SELECT * FROM {table} WHERE call_id = ? ORDER BY {order}", (call_id,))
+        return out

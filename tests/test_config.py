@@ -1,0 +1,50 @@
+"""A bad config must stop the server with a message naming the key and why."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from callcue.config import ConfigError, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_config_is_valid() -> None:
+    s = load_settings(REPO / "config" / "callcue.toml")
+    assert s.server.port == 8080
+    assert {t.role for t in s.auth.tokens} == {"agent", "supervisor"}
+    assert s.resolve("phrases.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    ("toml", "expect"),
+    [
+        ("[asr]\nengin = 'vosk'\n", "asr.engin: unknown key"),
+        ("[asr]\nengine = 'kaldi'\n", "asr.engine: Input should be 'auto', 'vosk' or 'whisper'"),
+        ("[server]\nport = 70000\n", "server.port: Input should be less than or equal to 65535"),
+        ("[vad]\nframe_ms = 25\n", "vad.frame_ms"),
+        ("[storage]\nurl = 'mysql://x'\n", "storage.url: Value error, must start with sqlite:/// or postgresql://"),
+        ("[[auth.tokens]]\ntoken = 'short'\nuser_id = 'a'\n", "auth.tokens.0.token"),
+        ("[server\nport=1\n", "invalid TOML"),
+    ],
+)
+def test_bad_config_names_key(tmp_path: Path, toml: str, expect: str) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text(toml)
+    with pytest.raises(ConfigError) as ei:
+        load_settings(p)
+    assert expect in str(ei.value)
+    assert str(p) in str(ei.value)
+
+
+def test_serve_refuses_bad_config(tmp_path: Path) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text("[pipeline]\nqueue_max_second = 3\n")
+    r = subprocess.run([sys.executable, "-m", "callcue.cli", "serve", "--config", str(p)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "pipeline.queue_max_second: unknown key" in r.stderr
