@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import socket
 import threading
 import time
@@ -150,7 +151,7 @@ def test_fetch_fails_fast_when_offline(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.perf_counter()
-    with pytest.raises(ModelFetchError, match=r"cannot reach 127\.0\.0\.1:\d+ \(ConnectError.*offline"):
+    with pytest.raises(ModelFetchError, match=r"cannot reach 127\.0\.0\.1:\d+ \(ConnectError.*offline.*unzip it into " + re.escape(str(tmp_path))):
         fetch_vosk(NAME, tmp_path, progress=False, base_url=f"http://127.0.0.1:{port}/vosk/models")
     # the real default URL: no internet here, so it must fail just as fast
     with pytest.raises(ModelFetchError, match="cannot reach alphacephei.com"):

@@ -189,7 +189,7 @@ def _safe_members(zf: zipfile.ZipFile) -> None:
             raise ModelFetchError(f"refusing archive member {n!r}: it points outside the model folder")
 
 
-def _download(url: str, to: Path, timeout: float, progress: bool) -> str:
+def _download(url: str, to: Path, timeout: float, progress: bool, dest_dir: Path) -> str:
     """Stream `url` into `to`, returning the SHA-256 hex digest computed on the way."""
     digest = hashlib.sha256()
     host = urlsplit(url).netloc
@@ -209,8 +209,8 @@ def _download(url: str, to: Path, timeout: float, progress: bool) -> str:
     except httpx.TransportError as e:
         raise ModelFetchError(
             f"could not download {url}: cannot reach {host} ({e.__class__.__name__}: {e}). "
-            "If this machine is offline, download the zip elsewhere and unzip it into the models "
-            "directory, or point asr.vosk_model_path at an unzipped model."
+            f"If this machine is offline, download the zip elsewhere and unzip it into {dest_dir} "
+            "(or any models/ directory), or point asr.vosk_model_path at an unzipped model."
         ) from e
     return digest.hexdigest()
 
@@ -258,7 +258,7 @@ def fetch_vosk(
     zip_path = Path(zip_name)
     unpack = Path(tempfile.mkdtemp(dir=dest_dir, prefix=f".{name}.unzip-"))
     try:
-        got = _download(url, zip_path, timeout, progress)
+        got = _download(url, zip_path, timeout, progress, dest_dir)
         if expected is None:
             print(f"warning: {name}.zip installed UNVERIFIED, sha256={got}", file=sys.stderr)
         elif got != expected:
