@@ -6,14 +6,15 @@ frame (computed independently of webrtcvad), shifted by the silence we pad aroun
 
 from __future__ import annotations
 
+import itertools
 import wave
 
 import numpy as np
 import pytest
 import soxr
-
 from callcue.audio.codecs import Resampler, decode, duration_seconds, encode, silence
 from callcue.audio.vad import SpeechAudio, SpeechEnded, SpeechStarted, VadSegmenter
+
 from tests.conftest import require_shared
 
 PAD_S = 2.0
@@ -193,9 +194,13 @@ def test_chunking_does_not_change_segments():
     call = silence("L16", 1.0, rate) + speech + silence("L16", 1.0, rate)
     whole, _ = segment_all(VadSegmenter(sample_rate=rate), call, chunk=len(call))
     odd, _ = segment_all(VadSegmenter(sample_rate=rate), call, chunk=37)  # odd: splits samples too
-    key = lambda evs: [(type(e).__name__, round(e.offset, 6)) for e in evs if not isinstance(e, SpeechAudio)]  # noqa: E731
+    def key(evs: list) -> list:
+        return [(type(e).__name__, round(e.offset, 6)) for e in evs if not isinstance(e, SpeechAudio)]
+
+    def audio(evs: list) -> bytes:
+        return b"".join(e.pcm for e in evs if isinstance(e, SpeechAudio))
+
     assert key(whole) == key(odd)
-    audio = lambda evs: b"".join(e.pcm for e in evs if isinstance(e, SpeechAudio))  # noqa: E731
     assert audio(whole) == audio(odd)
 
 
@@ -208,7 +213,7 @@ def test_max_segment_force_splits_without_losing_audio():
     for start, end in segs:
         assert end.offset - start.offset <= 2.0 + 1e-9
     # a forced split and the next segment are back to back: no audio falls in between
-    for (_, end), (nxt, _) in zip(segs, segs[1:]):
+    for (_, end), (nxt, _) in itertools.pairwise(segs):
         if end.forced:
             assert nxt.offset == pytest.approx(end.offset, abs=0.02)
 

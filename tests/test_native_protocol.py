@@ -9,10 +9,17 @@ import wave
 from pathlib import Path
 
 import pytest
-
 from callcue.audio.codecs import encode
-from callcue.ingress.events import AudioIn, CallStart, CallStop, Dtmf, Mark, ProtocolError
+from callcue.ingress.events import (
+    AudioIn,
+    CallStart,
+    CallStop,
+    Dtmf,
+    Mark,
+    ProtocolError,
+)
 from callcue.ingress.native_protocol import NativeProtocol, encode_audio_frame
+
 from tests.conftest import REPO, require_shared
 
 
@@ -172,10 +179,10 @@ def test_anything_after_stop_is_1008(late):
 def test_spec_examples_parse():
     """Every ```json block and the hex dump in the spec go through the real parser."""
     doc = (REPO / "docs" / "protocol-native.md").read_text()
-    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", doc, re.S)]
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", doc, re.DOTALL)]
     kinds = [b["type"] for b in blocks]
     assert kinds[0] == "start" and "stop" in kinds
-    hexdump = re.search(r"```hexdump\n(.*?)```", doc, re.S).group(1)
+    hexdump = re.search(r"```hexdump\n(.*?)```", doc, re.DOTALL).group(1)
     frame = bytes.fromhex("".join(line.split("|")[0].split(":", 1)[1] for line in hexdump.strip().splitlines()))
     p = NativeProtocol()
     events = p.receive_text(json.dumps(blocks[0]))
@@ -185,3 +192,10 @@ def test_spec_examples_parse():
     audio = [e for e in events if isinstance(e, AudioIn)]
     assert len(audio) == 1 and audio[0].channel == blocks[0]["channels"][frame[0]]
     assert isinstance(events[-1], CallStop)
+
+
+def test_eof_without_stop_ends_the_call_once():
+    assert NativeProtocol().receive_eof() == []  # nothing started
+    p = _started()
+    assert [(type(e), e.reason) for e in p.receive_eof()] == [(CallStop, "disconnected")]
+    assert p.receive_eof() == []

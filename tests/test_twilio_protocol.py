@@ -10,10 +10,18 @@ import wave
 from pathlib import Path
 
 import pytest
-
 from callcue.audio.codecs import encode
-from callcue.ingress.events import AudioIn, CallStart, CallStop, Dtmf, GapFilled, Mark, ProtocolError
+from callcue.ingress.events import (
+    AudioIn,
+    CallStart,
+    CallStop,
+    Dtmf,
+    GapFilled,
+    Mark,
+    ProtocolError,
+)
 from callcue.ingress.twilio_protocol import TwilioProtocol
+
 from tests.conftest import require_shared
 
 CALL_SID = "CA0123456789abcdef0123456789abcdef"
@@ -302,3 +310,12 @@ def test_binary_frame_is_1003():
     with pytest.raises(ProtocolError) as ei:
         p.receive_bytes(b"\x00\x01")
     assert ei.value.close_code == 1003
+
+
+def test_eof_without_stop_ends_the_call_once():
+    p, sim = _started()
+    assert [(type(e), e.reason) for e in p.receive_eof()] == [(CallStop, "disconnected")]
+    assert p.receive_eof() == []
+    q, sim = _started()
+    q.receive_text(sim.stop())
+    assert q.receive_eof() == []  # already ended by 'stop'

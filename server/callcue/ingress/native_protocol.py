@@ -84,6 +84,13 @@ class NativeProtocol:
         """Parse one binary audio frame; raises `ProtocolError` (always fatal)."""
         return self._guard(self._bytes, data)
 
+    def receive_eof(self) -> list[IngressEvent]:
+        """The socket closed. A call that never got `stop` still has to end downstream."""
+        if self.state == "started" and self.start is not None:
+            self.state = "stopped"
+            return [CallStop(self.start.call_id, "disconnected")]
+        return []
+
     def _guard(self, fn: Any, arg: Any) -> list[IngressEvent]:
         try:
             if self.state == "failed":

@@ -135,6 +135,13 @@ class TwilioProtocol:
                 self.state = "failed"
             raise
 
+    def receive_eof(self) -> list[IngressEvent]:
+        """The socket closed. A call that never got `stop` still has to end downstream."""
+        if self.state == "started" and self._stream is not None:
+            self.state = "stopped"
+            return [CallStop(self._stream.call_id, "disconnected")]
+        return []
+
     def receive_bytes(self, data: bytes) -> list[IngressEvent]:
         """Twilio only sends text frames; a binary frame is a different protocol."""
         self.counters.errors += 1
