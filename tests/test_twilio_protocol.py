@@ -319,3 +319,18 @@ def test_eof_without_stop_ends_the_call_once():
     q, sim = _started()
     q.receive_text(sim.stop())
     assert q.receive_eof() == []  # already ended by 'stop'
+
+
+def test_without_timestamps_missing_chunks_are_still_filled():
+    audio = mulaw_of("pocketsphinx__cards_004")
+    sim = TwilioSim()
+    head = [sim.connected(), sim.start()]
+    frames = [json.loads(f) for f in sim.frames("inbound", audio)]
+    for f in frames:
+        del f["media"]["timestamp"]
+    kept = [json.dumps(f) for i, f in enumerate(frames) if i not in (7, 8)]
+    p = TwilioProtocol()
+    events = run(p, [*head, *kept])
+    got = channel_bytes(events, "customer")
+    assert len(got) == len(audio) and got[7 * FRAME : 9 * FRAME] == b"\xff" * (2 * FRAME)
+    assert [g.reason for g in events if isinstance(g, GapFilled)] == ["2 chunk(s) missing"]

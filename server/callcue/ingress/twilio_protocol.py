@@ -75,6 +75,7 @@ class TrackState:
     channel: Channel
     samples: int = 0  # samples emitted so far (payload + silence) = call-clock position
     last_chunk: int | None = None
+    last_frame_bytes: int = 0
     frames: int = 0
 
 
@@ -283,8 +284,13 @@ class TwilioProtocol:
             log.debug("twilio: dropped %s chunk %s (last %s)", track_name, chunk, track.last_chunk)
             return []
         events: list[IngressEvent] = []
+        at: int | None = None
         if ts_ms is not None:
             at = ts_ms * RATE // 1000
+        elif chunk is not None and track.last_chunk is not None:
+            # no timestamp (some Twilio-compatible platforms): estimate from missing chunks
+            at = track.samples + (chunk - track.last_chunk - 1) * track.last_frame_bytes
+        if at is not None:
             delta = at - track.samples
             if delta > self.gap_tolerance_samples:
                 if delta > self.max_gap_samples:
@@ -310,6 +316,7 @@ class TwilioProtocol:
         if payload:
             events.append(AudioIn(stream.call_id, track.channel, payload, track.samples / RATE))
             track.samples += len(payload)
+            track.last_frame_bytes = len(payload)
         track.frames += 1
         self.counters.frames += 1
         self.counters.bytes += len(payload)
