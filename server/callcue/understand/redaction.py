@@ -1,0 +1,559 @@
+"""Mask card numbers, security codes, SSNs and account numbers before anything else sees them.
+
+Why this runs first and keeps state: the pipeline hands every transcript (partials and
+finals, both channels) to `Redactor.redact` before storage, detectors or egress, so a raw
+number can only exist inside this object's memory. Callers pause mid-number ("4111 1111
+... uh ... 1111 1111") and the ASR closes a segment at each pause, so the redactor carries
+the digits of a trailing run into the next utterance of the same channel and judges the
+*assembled* number. Context (the agent asking "can I have your card number", the customer
+saying "my social is") arms stricter masking for a window of call time on both channels.
+
+Masking policy ("last four at most"): a number we recognise as complete (Luhn-valid
+13-19 digit card, 9-digit SSN, account number in an account context) shows its last four
+digits once; every other fragment in a dictation context, every continuation of an earlier
+fragment, every CVV/PIN and every unexplained run of 5+ digits is masked entirely. Money
+amounts ("250 dollars") and order/reference numbers in an order context stay readable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from rapidfuzz import fuzz
+
+from callcue.events import Channel, Evidence, Signal, Transcript, Word
+from callcue.understand.base import CallContext, Detector
+from callcue.understand.spoken_numbers import (
+    FILLERS,
+    DigitRun,
+    Token,
+    find_digit_runs,
+    luhn_valid,
+    tokenize,
+)
+
+DETECTOR_NAME = "redaction"
+DETECTOR_VERSION = "1.0"
+
+#: Call-clock seconds a context word ("card number", "security code") keeps masking armed.
+CONTEXT_WINDOW_S = 30.0
+#: Longest pause (end of one utterance to start of the next) a dictated number survives.
+CONTINUATION_PAUSE_S = 8.0
+#: Words that may precede the continuation of a number in the next utterance.
+_LEAD_WORDS = frozenset({"and", "then", "so", "ok", "okay", "yes", "yeah", "next", "uh", "um", "er", "ah", "the", "rest", "is", "it's"})
+_CURRENCY_WORDS = frozenset({"dollar", "dollars", "bucks", "cents", "cent", "pounds", "pound", "euros", "euro", "percent", "%", "usd", "quid"})
+_SENSITIVE = frozenset({"card", "cvv", "ssn", "account", "pin"})
+
+_CONTEXT_PATTERNS: dict[str, re.Pattern[str]] = {
+    "cvv": re.compile(
+        r"\b(cvv|cvc|csc|cv2|c v v|security code|verification code|card code|code on the back"
+        r"|(three|four|3|4)[ -]digits?( code)?( on the back)?|back of the card)\b"
+    ),
+    "card": re.compile(r"\b(card|credit|debit|visa|master ?card|amex|american express|discover|long number)\b"),
+    "ssn": re.compile(r"\b(social security|social|ssn|s s n|social insurance|tax id)\b"),
+    "account": re.compile(r"\b(account|acct|routing|iban|sort code)\b"),
+    "pin": re.compile(r"\b(pin|passcode)\b"),
+    "order": re.compile(r"\b(order|reference|confirmation|tracking|ticket|case|claim|invoice|booking)\b"),
+}
+
+# Agent asking for a full card number / security code: a request cue plus an object.
+_REQUEST_CUE = re.compile(
+    r"\b((can|could|may|would|will) (i|you|we)|i need|i'll need|i will need|i'd need|we need|need (the|your)"
+    r"|give me|read me|read (out|it|that|them|off)|tell me|provide|what(?:'s| is) (the|your)"
+    r"|let me (have|get)|go ahead|confirm|verify)\b"
+)
+_OBJECTS: dict[str, tuple[str, ...]] = {
+    "card_number": (
+        "card number", "credit card number", "debit card number", "full card number", "long number on the front",
+        "sixteen digit number", "16 digit number", "number on the card", "number on the front of the card",
+        "full card details", "card details",
+    ),
+    "security_code": (
+        "security code", "cvv", "c v v", "cvc", "three digit code", "three digits on the back",
+        "3 digits on the back", "verification code", "code on the back",
+    ),
+}
+_FUZZ_THRESHOLD = 88.0
+
+_CARD_BRANDS: tuple[tuple[re.Pattern[str], str, frozenset[int]], ...] = (
+    (re.compile(r"^4"), "visa", frozenset({13, 16, 19})),
+    (re.compile(r"^(5[1-5]|2(2[2-9][1-9]|2[3-9]\d|[3-6]\d\d|7[01]\d|720))"), "mastercard", frozenset({16})),
+    (re.compile(r"^3[47]"), "amex", frozenset({15})),
+    (re.compile(r"^(6011|65|64[4-9])"), "discover", frozenset({16, 19})),
+)
+_SSN_GROUPED = re.compile(r"^\d{3}-\d{2}-\d{4}$")
+
+
+def card_brand(digits: str) -> str | None:
+    """Issuer from the number's prefix and length; a match raises detection confidence."""
+    for pat, brand, lengths in _CARD_BRANDS:
+        if pat.match(digits) and len(digits) in lengths:
+            return brand
+    return None
+
+
+def ssn_plausible(digits: str) -> bool:
+    """SSA never issues area 000/666/9xx, group 00 or serial 0000."""
+    if len(digits) != 9 or not digits.isdigit():
+        return False
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def mask_digits(n: int, keep: str = "") -> str:
+    """'**** **** **** 1111': stars for hidden digits, grouped in fours from the right."""
+    s = "*" * (n - len(keep)) + keep
+    groups = []
+    while s:
+        groups.append(s[-4:])
+        s = s[:-4]
+    return " ".join(reversed(groups))
+
+
+# --------------------------------------------------------------------------------------
+# last-line filter
+
+
+_RAW_DIGITS = re.compile(r"(?<![\d.])\d(?:[ \-‐–]?\d){4,}(?![\d]|\.\d)")
+_BACKSTOP_DIGITS = 13
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def mask_text(text: str, min_digits: int = 5) -> str:
+    """Mask every run of 5+ digits (written or spoken) in free text; for logs and stores.
+
+    Stateless and context-free, so stricter than `Redactor`: nothing longer than four
+    digits survives except ISO dates and decimals (timestamps, amounts). Runs of 9+ digits
+    keep their last four so that logs stay useful for support; shorter runs are hidden.
+    `Redactor` reuses it with `min_digits=13` as a backstop that cannot mask order numbers.
+    """
+    if min_digits < 1:
+        raise ValueError(f"min_digits must be >= 1, got {min_digits}")
+    if not text:
+        return text
+
+    def _raw(m: re.Match[str]) -> str:
+        s = m.group(0)
+        if _ISO_DATE.match(s):
+            return s
+        d = re.sub(r"\D", "", s)
+        if len(d) < min_digits:
+            return s
+        keep = d[-4:] if len(d) >= 9 else ""
+        return mask_digits(len(d), keep)
+
+    out = _RAW_DIGITS.sub(_raw, text)
+    toks = tokenize(out)
+    spans: list[tuple[int, int, str]] = []
+    for run in find_digit_runs(toks):
+        if len(run.digits) < max(5, min_digits) or all(p.numeric for p in run.pieces):
+            continue
+        if _followed_by_currency(toks, run):
+            continue
+        keep = run.digits[-4:] if len(run.digits) >= 9 else ""
+        spans.append(_text_span(toks, run, mask_digits(len(run.digits), keep)))
+    return _apply_spans(out, spans)
+
+
+# --------------------------------------------------------------------------------------
+# helpers shared by text and word masking
+
+
+def _followed_by_currency(toks: list[Token], run: DigitRun) -> bool:
+    if run.tok_end < len(toks) and toks[run.tok_end].norm in _CURRENCY_WORDS:
+        return True
+    if run.tok_start > 0 and toks[run.tok_start - 1].norm in ("$", "£", "€", "usd"):
+        return True
+    first = toks[run.tok_start].text
+    return first.startswith(("$", "£", "€")) or toks[run.tok_end - 1].text.rstrip(".,!?").endswith("%")
+
+
+def _text_span(toks: list[Token], run: DigitRun, masked: str) -> tuple[int, int, str]:
+    """Replace the run's characters, keeping the last token's trailing punctuation."""
+    last = toks[run.tok_end - 1]
+    core_end = last.char_start + len(last.text.rstrip(".,!?;:"))
+    return toks[run.tok_start].char_start, core_end, masked
+
+
+def _apply_spans(text: str, spans: list[tuple[int, int, str]]) -> str:
+    for a, b, rep in sorted(spans, reverse=True):
+        text = text[:a] + rep + text[b:]
+    return text
+
+
+# --------------------------------------------------------------------------------------
+# per-channel state and the plan for one transcript
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Digits of a number still being dictated at the end of the last final (memory only)."""
+
+    digits: str
+    start: float
+    end: float
+    segments: list[int]
+    revealed: bool  # its last four were already shown: a continuation shows nothing
+
+
+@dataclass(slots=True)
+class _ChannelState:
+    pending: _Pending | None = None
+    context_until: dict[str, float] = field(default_factory=dict)
+    # signals emitted on partials of the open segment, by dedupe key
+    partial_signals: dict[int, dict[str, Signal]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _RunPlan:
+    run: DigitRun
+    assembled: str  # pending prefix + this run when it continues an earlier utterance
+    continuation: bool
+    kind: str | None  # card | cvv | ssn | account | None
+    mask: bool
+    keep: int  # how many trailing digits of this run stay visible (0..4)
+    luhn: bool = False
+    ctx_here: bool = False
+
+
+def _contexts_in(norm_text: str) -> set[str]:
+    return {k for k, p in _CONTEXT_PATTERNS.items() if p.search(norm_text)}
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s'%$-]", " ", text.lower())).strip()
+
+
+class Redactor:
+    """Masks one call's transcripts, keeping dictation state per channel.
+
+    Not thread-safe: one instance per call, fed in order by that call's pipeline. Raw digits
+    live only in this object's memory (to check Luhn across utterances) and are dropped as
+    soon as a dictation ends.
+    """
+
+    def __init__(
+        self,
+        call_id: str,
+        context_window_s: float = CONTEXT_WINDOW_S,
+        continuation_pause_s: float = CONTINUATION_PAUSE_S,
+    ) -> None:
+        self.call_id = call_id
+        self.context_window_s = context_window_s
+        self.continuation_pause_s = continuation_pause_s
+        self._state: dict[str, _ChannelState] = {"customer": _ChannelState(), "agent": _ChannelState()}
+        self._key = secrets.token_bytes(16)  # dedupe keys are keyed hashes, never digits
+
+    # ---------------------------------------------------------------- public API
+
+    def redact(self, t: Transcript) -> tuple[Transcript, list[Signal]]:
+        """A masked copy of `t` and the signals it raised (partials may raise, finals confirm).
+
+        Finals commit state (pending digits, armed contexts); partials are judged against
+        the state of the last final and never change it, because a partial is replaced
+        wholesale by the next one.
+        """
+        if t.channel not in self._state:
+            raise ValueError(f"transcript channel must be one of {sorted(self._state)}, got {t.channel!r}")
+        st = self._state[t.channel]
+        norm = _norm(t.text)
+        here = _contexts_in(norm)
+        active = here | {k for k, until in st.context_until.items() if until >= t.start}
+        pending = st.pending
+        if pending is not None and t.start - pending.end > self.continuation_pause_s:
+            pending = None
+
+        text_toks = tokenize(t.text)
+        text_plans = self._plan(text_toks, active, here, pending)
+        word_toks = [
+            Token(i, w.text, w.text.strip(".,!?;:\"'()[]{}…").lower(), 0, len(w.text)) for i, w in enumerate(t.words)
+        ]
+        word_plans = self._plan(word_toks, active, here, pending) if t.words else []
+
+        masked_text = self._mask_text(t.text, text_toks, text_plans)
+        masked_words = self._mask_words(t.words, word_toks, word_plans)
+        out = dataclasses.replace(t, text=masked_text, words=masked_words)
+
+        signals = self._signals(t, out, text_plans, word_plans, pending, here, active)
+        request = self._agent_request(t, out, norm)
+        if request is not None:
+            signals.append(request)
+        signals = self._dedupe(t, st, signals)
+
+        if t.is_final:
+            self._commit(t, st, text_plans, text_toks, here, request is not None)
+        return out, signals
+
+    # ---------------------------------------------------------------- planning
+
+    def _plan(self, toks: list[Token], active: set[str], here: set[str], pending: _Pending | None) -> list[_RunPlan]:
+        plans: list[_RunPlan] = []
+        sensitive = bool(active & _SENSITIVE)
+        for k, run in enumerate(find_digit_runs(toks)):
+            digits = run.digits
+            lead = [t for t in toks[: run.tok_start] if t.norm]
+            continuation = (
+                k == 0 and pending is not None and len(lead) <= 3 and all(t.norm in _LEAD_WORDS for t in lead)
+            )
+            assembled = pending.digits + digits if continuation and pending else digits
+            if continuation and not (13 <= len(assembled) <= 19 and luhn_valid(assembled)):
+                if len(assembled) > 19 or (13 <= len(digits) <= 19 and luhn_valid(digits)):
+                    continuation, assembled = False, digits  # a complete number on its own
+            n = len(assembled)
+            luhn = 13 <= n <= 19 and luhn_valid(assembled)
+            grouped_ssn = any(_SSN_GROUPED.match(toks[i].norm) for i in range(run.tok_start, run.tok_end))
+            money = _followed_by_currency(toks, run) and n < 13
+            order_here = "order" in here and not (here & _SENSITIVE)
+            kind: str | None = None
+            if money or (order_here and not luhn):
+                kind = None
+            elif "cvv" in active and 3 <= len(digits) <= 4 and not continuation:
+                kind = "cvv"
+            elif luhn:
+                kind = "card"
+            elif n == 9 and ssn_plausible(assembled) and ("ssn" in active or grouped_ssn):
+                kind = "ssn"
+            elif "account" in active and 6 <= n <= 17:
+                kind = "account"
+
+            revealed = continuation and pending is not None and pending.revealed
+            if kind in ("card", "ssn", "account"):
+                mask, keep = True, (0 if revealed else min(4, len(digits)))
+            elif kind == "cvv" or ("pin" in active and 4 <= len(digits) <= 6):
+                mask, keep = True, 0
+            elif money or (order_here and n <= 12):
+                mask, keep = False, 0
+            elif continuation or (sensitive and len(digits) >= 2):
+                mask, keep = True, 0
+            elif "order" in active and n <= 12:
+                mask, keep = False, 0
+            elif n >= 5:
+                mask, keep = True, 0
+            else:
+                mask, keep = False, 0
+            plans.append(_RunPlan(run, assembled, continuation, kind, mask, keep, luhn, bool(here & _SENSITIVE)))
+        return plans
+
+    # ---------------------------------------------------------------- masking
+
+    @staticmethod
+    def _mask_text(text: str, toks: list[Token], plans: list[_RunPlan]) -> str:
+        spans = []
+        for p in plans:
+            if not p.mask:
+                continue
+            keep = p.run.digits[-p.keep:] if p.keep else ""
+            spans.append(_text_span(toks, p.run, mask_digits(len(p.run.digits), keep)))
+        return mask_text(_apply_spans(text, spans), min_digits=_BACKSTOP_DIGITS)
+
+    @staticmethod
+    def _mask_words(words: list[Word], toks: list[Token], plans: list[_RunPlan]) -> list[Word]:
+        texts = [w.text for w in words]
+        for p in plans:
+            if not p.mask:
+                continue
+            n = len(p.run.digits)
+            visible_from = n - p.keep
+            for piece, off in p.run.piece_offsets():
+                if off >= visible_from:
+                    continue  # entirely inside the visible last digits
+                for i in range(piece.tok_start, piece.tok_end):
+                    raw = texts[i]
+                    lead = raw[: len(raw) - len(raw.lstrip())]
+                    if piece.numeric:
+                        # mask digit by digit so '4111-1111' keeps its shape
+                        chars, pos = list(raw), off
+                        for ci, ch in enumerate(chars):
+                            if ch.isdigit():
+                                if pos < visible_from:
+                                    chars[ci] = "#"
+                                pos += 1
+                        texts[i] = "".join(chars)
+                    else:
+                        trail = raw.rstrip()[len(raw.rstrip().rstrip(".,!?;:")) :]
+                        texts[i] = f"{lead}####{trail}"
+        return [dataclasses.replace(w, text=mask_text(txt, min_digits=_BACKSTOP_DIGITS)) for w, txt in zip(words, texts, strict=True)]
+
+    # ---------------------------------------------------------------- signals
+
+    def _signals(
+        self,
+        t: Transcript,
+        out: Transcript,
+        plans: list[_RunPlan],
+        word_plans: list[_RunPlan],
+        pending: _Pending | None,
+        here: set[str],
+        active: set[str],
+    ) -> list[Signal]:
+        sigs: list[Signal] = []
+        for idx, p in enumerate(plans):
+            if p.kind is None:
+                continue
+            wp = next((w for w in word_plans if w.run.digits == p.run.digits), None)
+            if wp is None and idx < len(word_plans):
+                wp = word_plans[idx]
+            if wp is not None and out.words:
+                w0, w1 = out.words[wp.run.tok_start], out.words[wp.run.tok_end - 1]
+                start, end = w0.start, w1.end
+                ev_words = [w.text.strip() for w in out.words[wp.run.tok_start : wp.run.tok_end]]
+            else:
+                start, end, ev_words = t.start, t.end, []
+            if p.continuation and pending is not None:
+                start = min(start, pending.start)
+            n = len(p.assembled)
+            keep = p.assembled[-4:] if p.kind in ("card", "ssn", "account") else ""
+            attrs: dict[str, Any] = {"length": n, "masked": mask_digits(n, keep)}
+            if keep:
+                attrs["last4"] = keep
+            if p.continuation and pending is not None:
+                attrs["assembled_from_segments"] = [*pending.segments, t.segment_id]
+            if p.kind == "card":
+                brand = card_brand(p.assembled)
+                conf = 0.7 + (0.15 if "card" in active else 0.0) + (0.1 if brand else 0.0)
+                attrs.update(luhn_valid=True, brand=brand)
+                name = "card_number"
+            elif p.kind == "cvv":
+                conf = 0.9 if "cvv" in here else 0.8
+                name = "cvv"
+            elif p.kind == "ssn":
+                conf = 0.9 if "ssn" in active else 0.6
+                name = "ssn"
+            else:
+                conf = 0.85 if "account" in here else 0.75
+                name = "account_number"
+            ev = Evidence(t.channel, out.text, start, end, t.segment_id, t.revision, t.is_final, ev_words)
+            sigs.append(
+                Signal(
+                    self.call_id, "risk", name, round(min(conf, 0.99), 3), DETECTOR_NAME, DETECTOR_VERSION,
+                    evidence=ev, attrs={**attrs, "_key": self._dedupe_key(name, p.assembled)},
+                )
+            )
+        return sigs
+
+    def _agent_request(self, t: Transcript, out: Transcript, norm: str) -> Signal | None:
+        """The agent asking the customer to say a full card number or security code aloud."""
+        if t.channel != "agent" or not norm:
+            return None
+        asked = bool(_REQUEST_CUE.search(norm)) or t.text.rstrip().endswith("?")
+        if not asked:
+            return None
+        best: tuple[float, str] | None = None
+        for what, phrases in _OBJECTS.items():
+            score = max(fuzz.partial_ratio(ph, norm) for ph in phrases)
+            if score >= _FUZZ_THRESHOLD and (best is None or score > best[0]):
+                best = (score, what)
+        if best is None:
+            return None
+        if best[1] == "card_number" and re.search(r"\b(last|final) (four|4)\b", norm):
+            return None  # asking for the last four digits is the compliant way to verify
+        ev = Evidence(t.channel, out.text, t.start, t.end, t.segment_id, t.revision, t.is_final, [])
+        conf = round(0.6 + 0.35 * (best[0] - _FUZZ_THRESHOLD) / (100 - _FUZZ_THRESHOLD), 3)
+        return Signal(
+            self.call_id, "compliance", "agent_requested_card", conf, DETECTOR_NAME, DETECTOR_VERSION,
+            evidence=ev, attrs={"requested": best[1], "match_score": round(best[0], 1), "_key": f"req:{best[1]}"},
+        )
+
+    def _dedupe_key(self, name: str, digits: str) -> str:
+        return name + ":" + hmac.new(self._key, digits.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def _dedupe(self, t: Transcript, st: _ChannelState, sigs: list[Signal]) -> list[Signal]:
+        """One signal per number per segment: partials raise early, the final confirms or retracts."""
+        seen = st.partial_signals.setdefault(t.segment_id, {})
+        out: list[Signal] = []
+        keys = set()
+        for s in sigs:
+            key = s.attrs.pop("_key")
+            keys.add(key)
+            if key in seen:
+                continue
+            if not t.is_final:
+                seen[key] = s
+            out.append(s)
+        if t.is_final:
+            for key, s in st.partial_signals.pop(t.segment_id, {}).items():
+                if key not in keys:
+                    out.append(dataclasses.replace(s, retracted=True, emitted_at=t.emitted_at))
+            # drop stale partial state of segments that never got a final
+            for seg in [s for s in st.partial_signals if s < t.segment_id]:
+                del st.partial_signals[seg]
+        return out
+
+    # ---------------------------------------------------------------- state
+
+    def _commit(
+        self, t: Transcript, st: _ChannelState, plans: list[_RunPlan], toks: list[Token], here: set[str], asked: bool
+    ) -> None:
+        until = t.end + self.context_window_s
+        for ctx in here:
+            st.context_until[ctx] = until
+            if t.channel == "agent" and ctx in _SENSITIVE:
+                # the agent's question arms masking of the customer's answer
+                self._state["customer"].context_until[ctx] = until
+        if asked:
+            self._state["customer"].context_until["card"] = until
+        if not t.text.strip():
+            return
+        prev = st.pending
+        if prev is not None and t.start - prev.end > self.continuation_pause_s:
+            prev = None
+        st.pending = None
+        if not plans:
+            return
+        last = plans[-1]
+        tail = [x for x in toks[last.run.tok_end :] if x.norm and x.norm not in FILLERS]
+        if tail or last.kind in ("card", "ssn"):
+            return  # nothing is being dictated any more, or the number is complete
+        chained = last.continuation and prev is not None
+        st.pending = _Pending(
+            digits=last.assembled[-24:],
+            start=prev.start if chained and prev else t.start,
+            end=t.end,
+            segments=[*(prev.segments if chained and prev else []), t.segment_id][-8:],
+            revealed=last.keep > 0 or bool(chained and prev and prev.revealed),
+        )
+
+    def reset(self) -> None:
+        """Forget all raw digits (call ended)."""
+        for st in self._state.values():
+            st.pending = None
+            st.partial_signals.clear()
+
+
+class RedactionDetector(Detector):
+    """Detector-shaped wrapper for pipelines that only know detectors.
+
+    The production pipeline calls `Redactor.redact` itself (before any other stage); this
+    wrapper keeps one Redactor per call in `ctx.state` and returns its signals.
+    """
+
+    name = DETECTOR_NAME
+    version = DETECTOR_VERSION
+
+    def detect(self, t: Transcript, ctx: CallContext) -> list[Signal]:
+        red = ctx.state.get(self.name)
+        if not isinstance(red, Redactor):
+            red = Redactor(ctx.call_id)
+            ctx.state[self.name] = red
+        return red.redact(t)[1]
+
+
+__all__ = [
+    "CONTEXT_WINDOW_S",
+    "CONTINUATION_PAUSE_S",
+    "DETECTOR_NAME",
+    "DETECTOR_VERSION",
+    "Channel",
+    "RedactionDetector",
+    "Redactor",
+    "card_brand",
+    "mask_digits",
+    "mask_text",
+    "ssn_plausible",
+]
