@@ -189,7 +189,7 @@ class _SegmentMemo:
     final_done: bool = False
 
 
-class _TextRiskDetector(Detector):
+class TextRiskDetector(Detector):
     """Shared bookkeeping: per-segment de-duplication and retraction of partial signals."""
 
     kind = "risk"
@@ -236,7 +236,7 @@ class _TextRiskDetector(Detector):
 
 # --------------------------------------------------------------------------- abuse
 
-class AbuseDetector(_TextRiskDetector):
+class AbuseDetector(TextRiskDetector):
     """Profanity, insults aimed at someone, and threats, on both channels.
 
     A bare insult word ("this is stupid") is weak evidence of abuse; aimed at a person ("you
@@ -292,7 +292,7 @@ def _mask(s: str) -> str:
 
 # --------------------------------------------------------------------------- escalation
 
-class EscalationDetector(_TextRiskDetector):
+class EscalationDetector(TextRiskDetector):
     """Explicit requests for a manager/supervisor/escalation, by wording or by meaning.
 
     The encoder alone separates these poorly from talk *about* managers ("who is your
@@ -341,7 +341,7 @@ class EscalationDetector(_TextRiskDetector):
 
 # --------------------------------------------------------------------------- competitors
 
-class CompetitorDetector(_TextRiskDetector):
+class CompetitorDetector(TextRiskDetector):
     """Mentions of competitors by name or alias (config), on either channel."""
 
     name = "competitor"
@@ -384,7 +384,7 @@ class _ChurnState:
     last_score: float = 0.0
 
 
-class ChurnDetector(_TextRiskDetector):
+class ChurnDetector(TextRiskDetector):
     """Combines cancel intent, the customer's sentiment trend and competitor mentions.
 
     Score = w_cancel * cancel + w_sentiment * negativity + w_competitor * competitor, each
