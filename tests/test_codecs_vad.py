@@ -250,3 +250,28 @@ def test_silence_only_advances_the_clock():
 def test_vad_config_errors(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         VadSegmenter(**kwargs)
+
+
+def test_one_segment_per_utterance_in_a_conversation_of_clips():
+    """Utterances separated by 1.5 s of line noise: each is found once, none are merged."""
+    names = ["cards_001", "cards_002", "cards_003", "cards_004", "goforward", "librivox_0880"]
+    rng = np.random.default_rng(11)
+    call = bytearray(line_noise(1.0, 8000, rng))
+    truth = []
+    for n in names:
+        rate, pcm = load("telephone_sim", f"pocketsphinx__{n}.wav")
+        on, off = energy_bounds(pcm, rate)
+        t0 = len(call) / 16000
+        truth.append((t0 + on, t0 + off))
+        call += pcm + line_noise(1.5, 8000, rng)
+    events, closed = segment_all(VadSegmenter(sample_rate=8000), bytes(call), chunk=160)
+    segs = check_stream_shape(events, 8000)
+    assert closed
+    for on, off in truth:
+        inside = [(s, e) for s, e in segs if s.speech_offset < off and e.speech_end > on]
+        assert inside, f"utterance at {on:.2f}-{off:.2f}s not found"
+        assert inside[0][0].speech_offset == pytest.approx(on, abs=0.3)
+        assert inside[-1][1].speech_end == pytest.approx(off, abs=0.35)
+    # no segment spans two utterances
+    for s, e in segs:
+        assert sum(1 for on, off in truth if s.speech_offset < off and e.speech_end > on) == 1

@@ -334,3 +334,33 @@ def test_without_timestamps_missing_chunks_are_still_filled():
     got = channel_bytes(events, "customer")
     assert len(got) == len(audio) and got[7 * FRAME : 9 * FRAME] == b"\xff" * (2 * FRAME)
     assert [g.reason for g in events if isinstance(g, GapFilled)] == ["2 chunk(s) missing"]
+
+
+def test_lost_frames_keep_vad_times_true_through_decode_resample_vad():
+    """End to end on the call clock: 1 s of frames lost before the caller speaks must not
+    pull the detected speech onset 1 s earlier."""
+    from callcue.audio.codecs import Resampler, decode
+    from callcue.audio.vad import SpeechStarted, VadSegmenter
+
+    speech = mulaw_of("pocketsphinx__goforward")
+    lead = b"\xff" * (3 * 8000)  # 3 s of line silence before the caller speaks
+    call = lead + speech
+    sim = TwilioSim()
+    head = [sim.connected(), sim.start()]
+    frames = sim.frames("inbound", call)
+    lost = set(range(50, 100))  # frames 1.0-2.0 s never arrive
+    p = TwilioProtocol()
+    events = run(p, [*head, *[f for i, f in enumerate(frames) if i not in lost]])
+
+    def onset(wire_chunks: list[bytes]) -> float:
+        r, v = Resampler(8000, 16000), VadSegmenter(sample_rate=16000)
+        out = []
+        for c in wire_chunks:
+            out += v.feed(r.process(decode("PCMU", c)))
+        out += v.feed(r.flush()) + v.flush()
+        return next(e.speech_offset for e in out if isinstance(e, SpeechStarted))
+
+    via_twilio = onset([e.payload for e in events if isinstance(e, AudioIn)])
+    reference = onset([call[i : i + FRAME] for i in range(0, len(call), FRAME)])
+    assert p.counters.gaps == 1
+    assert via_twilio == pytest.approx(reference, abs=0.021) and via_twilio > 3.0
