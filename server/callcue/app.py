@@ -29,14 +29,14 @@ async def twilio_ws(ws: WebSocket) -> None:
     from callcue.ingress.twilio_protocol import TwilioProtocol
 
     limit = ws.app.state.services.settings.server.max_frame_bytes
-    await run_ingress(ws, TwilioProtocol(max_frame_bytes=limit), "twilio")
+    await run_ingress(ws, TwilioProtocol(max_message_bytes=limit), "twilio")
 
 
 async def native_ws(ws: WebSocket) -> None:
     from callcue.ingress.native_protocol import NativeProtocol
 
     limit = ws.app.state.services.settings.server.max_frame_bytes
-    await run_ingress(ws, NativeProtocol(max_frame_bytes=limit), "native")
+    await run_ingress(ws, NativeProtocol(max_message_bytes=limit), "native")
 
 
 async def healthz(request: Request) -> JSONResponse:

@@ -92,20 +92,27 @@ def demo(speed: float = typer.Option(1.0, help="playback speed of the demo call"
 
 
 @models_app.command("list")
-def models_list(config: Optional[Path] = ConfigOpt) -> None:
-    """List the ASR engines and models found, and verify each."""
-    from callcue.asr.model_store import list_models, verify
+def models_list(config: Optional[Path] = ConfigOpt,
+                load: bool = typer.Option(True, help="load each model with its engine to prove it works")) -> None:
+    """List the ASR engines and models found, verify each, and say which one `auto` picks."""
+    from callcue.asr.model_store import format_size, list_models, model_search_dirs, verify
+    from callcue.asr.select import ModelNotFoundError, choose_engine
 
     s = _settings(config)
-    found = list_models(s.asr)
+    extra = [Path(s.asr.vosk_model_path).parent] if s.asr.vosk_model_path else []
+    found = list_models(model_search_dirs(extra))
     if not found:
         typer.echo("no ASR models found")
     for m in found:
-        ok, detail = verify(m)
-        typer.echo(f"{'OK ' if ok else 'BAD'} {m.engine:<8} {m.name:<40} {m.path}  {detail}")
-    from callcue.asr.select import describe_choice
-
-    typer.echo(describe_choice(s.asr))
+        m = verify(m, load=load)
+        status = "OK " if m.verified else "BAD"
+        typer.echo(f"{status} {m.engine:<8} {m.language:<6} {m.name:<36} {format_size(m.size_bytes):>9}  {m.path}"
+                   + (f"  ({m.problem})" if m.problem else ""))
+    try:
+        typer.echo(choose_engine(s.asr).reason)
+    except ModelNotFoundError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
 
 
 @models_app.command("fetch")

@@ -74,7 +74,7 @@ class Services:
             await self.manager.shutdown()
         if self.decision is not None and hasattr(self.decision, "close"):
             await self.decision.close()
-        if self.store is not None:
+        if self.store is not None and self.store._writer is not None:
             await self.store.close()
         if self.db is not None:
             await self.db.close()

@@ -25,7 +25,11 @@ async def replay(path: str | Path, settings: Settings, speed: float = 1.0, show_
                  out: Callable[[str], None] = print, agent_id: str = "agent-1") -> list[dict]:
     audio = read_call_audio(path)
     services = Services(settings)
-    await services.startup()
+    try:
+        await services.startup()
+    except BaseException:
+        await services.shutdown()
+        raise
     out(f"ASR: {services.engine_note}")
     sub = Subscriber(Principal("replay", "supervisor"), queue_size=100_000)
     sub.all_calls = True
