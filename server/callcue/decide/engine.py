@@ -370,6 +370,12 @@ class DecisionEngine:
             self._by_hint[rec.hint_id] = rec.firing_id
         if rec.state == "dispatched":
             await self._transition(rec, "succeeded", "system", result=result)
+        if isinstance(rec.spec, HintAction) and rec.hint_id:
+            conf = rec.values.get("confidence")
+            await self._audit("hint_shown", rec=rec, payload={
+                "hint_id": rec.hint_id, "title": rec.spec.title, "severity": rec.spec.severity,
+                "source": f"{rec.playbook_id}@{rec.playbook_version}", "signal_ids": rec.signal_ids,
+                "confidence": float(conf) if isinstance(conf, (int, float)) and 0 <= conf <= 1 else None})  # fmt: skip
 
     async def _stop_inflight(self, rec: ActionRecord) -> None:
         task = self._tasks.pop(rec.action_id, None)
@@ -579,7 +585,7 @@ class DecisionEngine:
             rec.actor = actor
         rec.history.append({"at": time.time(), "from": old, "to": new, "actor": actor,
                             **{k: v for k, v in payload.items() if v not in (None, "")}})  # fmt: skip
-        await self._audit(new, rec=rec, actor=actor, payload={"from": old, "kind": rec.kind, **payload})
+        await self._audit(f"action_{new}", rec=rec, actor=actor, payload={"from": old, "kind": rec.kind, **payload})
         await self.dispatcher.publish_to_supervisors({"type": "action_update", "action_id": rec.action_id,
                                                       "call_id": rec.call_id, "playbook_id": rec.playbook_id,
                                                       "kind": rec.kind, "state": new, "from": old, "actor": actor})  # fmt: skip
