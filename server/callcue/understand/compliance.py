@@ -78,7 +78,7 @@ class ComplianceState:
 
     given: dict[str, float] = field(default_factory=dict)  # disclosure id -> call time said
     missing_flagged: set[str] = field(default_factory=set)
-    recent: deque[Transcript] = field(default_factory=lambda: deque(maxlen=3))
+    recent: deque[Transcript] = field(default_factory=lambda: deque(maxlen=2))
 
 
 class ComplianceDetector(TextRiskDetector):
@@ -91,7 +91,8 @@ class ComplianceDetector(TextRiskDetector):
         self.channel = c["channel"]
         self.window_words = [int(x) for x in c["window_words"]]
         self.stride = int(c["window_stride"])
-        self.join_finals = int(c["join_finals"])
+        self.carry_words = int(c["carry_words"])
+        self.gate = float(c["gate"])
         self.disclosures = [Disclosure.from_config(d) for d in c["disclosures"]]
         ids = [d.id for d in self.disclosures]
         if len(set(ids)) != len(ids):
@@ -99,13 +100,26 @@ class ComplianceDetector(TextRiskDetector):
         embed = embed or default_embed()
         self._disc_matchers = {d.id: PrototypeMatcher(d.prototypes, embed) for d in self.disclosures}
         self._embed = embed
+        self._cache: dict[str, np.ndarray] = {}
         pp = c["prohibited_promises"]
         self.promise_patterns = compile_patterns(pp["patterns"], "compliance.prohibited_promises.patterns")
         self.promise_matcher = PrototypeMatcher(pp["prototypes"], embed)
         self.promise_threshold = float(pp["threshold"])
+        self.promise_gate = float(pp["gate"])
         self.negation = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(n) for n in pp["negations"]) + r")(?!\w)", re.IGNORECASE)
         self.not_negation = re.compile("|".join(re.escape(n) for n in pp.get("not_negations", [])) or r"(?!x)x", re.IGNORECASE)
         self.hedge = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(h) for h in pp["hedges"]) + r")(?!\w)", re.IGNORECASE)
+
+    def _embed_cached(self, texts: list[str]) -> np.ndarray:
+        """Embed, reusing vectors of windows seen recently: the promise check and the
+        disclosure check look at many of the same agent windows, and so do consecutive finals."""
+        missing = [x for x in dict.fromkeys(texts) if x not in self._cache]
+        if missing:
+            for x, v in zip(missing, self._embed(missing)):
+                self._cache[x] = v
+            while len(self._cache) > 4096:
+                self._cache.pop(next(iter(self._cache)))
+        return np.stack([self._cache[x] for x in texts])
 
     # ------------------------------------------------------------------ state
 
@@ -113,7 +127,7 @@ class ComplianceDetector(TextRiskDetector):
         st = ctx.state.setdefault(self.name, {})
         cs = st.get("calls")
         if not isinstance(cs, ComplianceState):
-            cs = st["calls"] = ComplianceState(recent=deque(maxlen=self.join_finals))
+            cs = st["calls"] = ComplianceState()
         return cs
 
     def required(self, ctx: CallContext) -> list[Disclosure]:
@@ -153,16 +167,25 @@ class ComplianceDetector(TextRiskDetector):
         pending = [d for d in self.required(ctx) if d.id not in cs.given]
         if not pending:
             return []
-        words = _timed_words(list(cs.recent))
-        newest_from = len(words) - len(_timed_words([t]))
+        newest = _timed_words([t])
+        words = _timed_words(list(cs.recent)[:-1])[-self.carry_words :] + newest
+        if not newest:
+            return []
+        whole = " ".join(w.text for w in words)
+        # a disclosure whose required term is absent cannot be in any window: skip it unembedded
+        pending = [d for d in pending if d.must_match is None or d.must_match.search(whole)]
+        if not pending:
+            return []
+        gate_vec = self._embed_cached([whole])
+        if max(float(self._disc_matchers[d.id].score_vectors(gate_vec).max()) for d in pending) < self.gate:
+            return []
+        newest_from = len(words) - len(newest)
         spans = [(a, b) for a, b in word_windows([w.text for w in words], self.window_words, self.stride) if b > newest_from]
         texts = [" ".join(w.text for w in words[a:b]) for a, b in spans]
-        if not texts:
-            return []
-        vecs = self._embed(texts)
+        vecs = self._embed_cached(texts)
         out = []
         for d in pending:
-            sims = PrototypeMatcher._unit(vecs) @ self._disc_matchers[d.id]._protos.T
+            sims = self._disc_matchers[d.id].score_vectors(vecs)
             best = sims.max(axis=1)
             if d.must_match is not None:
                 best = np.where([bool(d.must_match.search(x)) for x in texts], best, -1.0)
@@ -199,21 +222,31 @@ class ComplianceDetector(TextRiskDetector):
             if found:
                 break
         if not found and t.is_final:
-            words = t.text.split()
-            spans = word_windows(words, (8,), 3)
-            texts = [" ".join(words[a:b]) for a, b in spans]
-            sims = self.promise_matcher.similarities(texts).max(axis=1)
-            for i in np.argsort(-sims):
-                if sims[i] < self.promise_threshold:
-                    break
-                if self.hedge.search(texts[i]) or self.negation.search(texts[i]):
-                    continue
+            hit = self._promise_by_meaning(t.text.split())
+            if hit is not None:
+                window, sim = hit
                 found["promise"] = self._signal(
-                    t, "prohibited_promise", 0.6 + 0.3 * float(sims[i] - self.promise_threshold) / max(1e-6, 1 - self.promise_threshold),
-                    evidence_from(t), {"method": "meaning", "similarity": round(float(sims[i]), 4), "window": texts[i]},
+                    t, "prohibited_promise", 0.6 + 0.3 * (sim - self.promise_threshold) / max(1e-6, 1 - self.promise_threshold),
+                    evidence_from(t), {"method": "meaning", "similarity": round(sim, 4), "window": window},
                 )
-                break
         return self._settle(t, ctx, found)
+
+    def _promise_by_meaning(self, words: list[str]) -> tuple[str, float] | None:
+        """Best un-hedged, un-negated 8-word window above threshold, or None.
+
+        The whole final is embedded first; its windows only when it is anywhere near a promise.
+        """
+        whole = " ".join(words)
+        if float(self.promise_matcher.score_vectors(self._embed_cached([whole])).max()) < self.promise_gate:
+            return None
+        texts = [" ".join(words[a:b]) for a, b in word_windows(words, (8,), 3)]
+        sims = self.promise_matcher.score_vectors(self._embed_cached(texts)).max(axis=1)
+        for i in np.argsort(-sims):
+            if sims[i] < self.promise_threshold:
+                return None
+            if not (self.hedge.search(texts[i]) or self.negation.search(texts[i])):
+                return texts[i], float(sims[i])
+        return None
 
     def _negated(self, text: str, start: int) -> bool:
         """A negation within the two words before the promise ("I can't guarantee", "not

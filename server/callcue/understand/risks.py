@@ -157,7 +157,11 @@ class PrototypeMatcher:
         """(len(texts), len(prototypes)) cosine similarities."""
         if not texts:
             return np.zeros((0, len(self.prototypes)), dtype=np.float32)
-        return self._unit(self._embed(list(texts))) @ self._protos.T
+        return self.score_vectors(self._embed(list(texts)))
+
+    def score_vectors(self, vecs: np.ndarray) -> np.ndarray:
+        """Similarities for vectors embedded elsewhere (shared batches, caches)."""
+        return self._unit(vecs) @ self._protos.T
 
     def best(self, texts: Sequence[str]) -> tuple[int, int, float]:
         """(text index, prototype index, similarity) of the closest pair."""
