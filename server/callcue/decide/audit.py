@@ -1,0 +1,445 @@
+"""Append-only, hash-chained audit trail of every decision CallCue makes.
+
+Why a hash chain: supervisors and compliance must be able to trust that "the system showed
+hint X because of signal Y" was not edited afterwards. Each entry's `hash` is sha256 over a
+canonical JSON of all its fields plus the previous entry's hash, so editing, deleting or
+reordering any row breaks the chain at that row, and `verify()` says where. A one-row
+`audit_head` table (updated in the same transaction) remembers the last seq and hash, so
+truncating the tail is detected too. This proves tampering by someone with SQL access but
+without the will to recompute every later hash; anchoring the head elsewhere (e.g. exporting
+it daily) closes that gap and is left to operations (docs/audit.md).
+
+Appends are serialized: an asyncio lock inside the process, and a transaction that locks the
+head row (`BEGIN IMMEDIATE` on SQLite, `SELECT ... FOR UPDATE` on PostgreSQL) across
+processes, so the chain never forks.
+
+Entries of kind `hint_shown`, `feedback` and `disposition` are also projected, in the same
+transaction, into the KPI fact tables of `callcue.decide.kpis` (an index, rebuildable from
+this log), because KPIs need SQL joins on the hint id that JSON payloads cannot give portably.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import IO, Any
+
+from callcue.decide import kpis as _kpis
+from callcue.store.db import Database
+
+GENESIS_HASH = "0" * 64
+
+# Kinds the decision engine writes (documented in docs/audit.md). Other snake_case kinds are
+# accepted so new stages can audit without a schema change; only the three KPI kinds below
+# have a payload contract that append() enforces.
+KNOWN_KINDS: tuple[str, ...] = (
+    "signal", "playbook_matched", "suppressed", "condition_error", "action_proposed",
+    "action_pending_approval", "action_approved", "action_rejected", "action_expired",
+    "action_dispatched", "action_succeeded", "action_failed", "action_cancelled",
+    "action_rolled_back", "override", "paused", "resumed", "hint_shown", "feedback",
+    "disposition", "anomaly", "threshold_changed", "dataset_version_created",
+    "model_version_promoted", "call_ended",
+)
+FEEDBACK_ACTIONS = ("accepted", "dismissed", "corrected")
+OUTCOMES = ("resolved", "escalated", "churned")
+
+_KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# 13+ digits, optionally split by single spaces/dashes (card/account numbers), not part of a
+# longer word such as a random hex id (`sig_3f0012...`).
+_SECRET_RE = re.compile(r"(?<![0-9A-Za-z_])\d(?:[ -]?\d){12,}(?![0-9A-Za-z])")
+
+_COLUMNS = ("seq", "ts", "kind", "call_id", "agent_id", "playbook_id", "playbook_version",
+            "action_id", "actor", "payload", "prev_hash", "hash")  # fmt: skip
+
+MIGRATIONS: list[tuple[str, list[str]]] = [
+    ("audit_001_log", [
+        """CREATE TABLE audit_log (
+            seq {bigint} PRIMARY KEY,
+            ts {float} NOT NULL,
+            kind TEXT NOT NULL,
+            call_id TEXT,
+            agent_id TEXT,
+            playbook_id TEXT,
+            playbook_version TEXT,
+            action_id TEXT,
+            actor TEXT NOT NULL,
+            payload {json} NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL UNIQUE
+        )""",
+        "CREATE INDEX audit_log_call ON audit_log (call_id, seq)",
+        "CREATE INDEX audit_log_agent ON audit_log (agent_id, seq)",
+        "CREATE INDEX audit_log_playbook ON audit_log (playbook_id, seq)",
+        "CREATE INDEX audit_log_kind ON audit_log (kind, seq)",
+        "CREATE INDEX audit_log_ts ON audit_log (ts)",
+        "CREATE TABLE audit_head (id INTEGER PRIMARY KEY, seq {bigint} NOT NULL, hash TEXT NOT NULL)",
+        f"INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '{GENESIS_HASH}')",
+    ]),
+]  # fmt: skip
+
+
+class SensitiveDataError(ValueError):
+    """A payload looked like it holds an unmasked card/account number."""
+
+
+class AuditPayloadError(ValueError):
+    """A payload broke the contract of its kind (e.g. feedback without hint_id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    seq: int
+    ts: float
+    kind: str
+    call_id: str | None
+    agent_id: str | None
+    playbook_id: str | None
+    playbook_version: str | None  # stored as text: playbooks may version with ints or strings
+    action_id: str | None
+    actor: str
+    payload: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AuditEntry:
+        missing = [c for c in _COLUMNS if c not in d]
+        if missing:
+            raise ValueError(f"audit entry is missing fields: {', '.join(missing)}")
+        payload = d["payload"]
+        if isinstance(payload, str):
+            payload = json.loads(payload)
+        return cls(seq=int(d["seq"]), ts=float(d["ts"]), kind=d["kind"], call_id=d["call_id"],
+                   agent_id=d["agent_id"], playbook_id=d["playbook_id"], playbook_version=d["playbook_version"],
+                   action_id=d["action_id"], actor=d["actor"], payload=payload, prev_hash=d["prev_hash"],
+                   hash=d["hash"])  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    reason: str = ""
+    last_seq: int = 0
+    last_hash: str = GENESIS_HASH
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no spaces, UTF-8 as is, NaN/Infinity refused: one byte string per value."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def entry_hash(fields: dict[str, Any]) -> str:
+    """sha256 hex of the canonical JSON of every column except `hash` itself (prev_hash included)."""
+    material = {c: fields[c] for c in _COLUMNS if c != "hash"}
+    return hashlib.sha256(canonical_json(material).encode("utf-8")).hexdigest()
+
+
+def find_unmasked_digits(payload: Any, path: str = "payload") -> str | None:
+    """JSON path of the first string/int holding a 13+ digit run, or None.
+
+    Defence in depth: the pipeline masks card and account numbers before anything reaches the
+    decision layer; if one slipped through it must not become permanent in an append-only log.
+    Floats are not checked (confidences like 0.1234567890123 are not secrets).
+    """
+    if isinstance(payload, dict):
+        for k, v in payload.items():
+            if isinstance(k, str) and _SECRET_RE.search(k):
+                return f"{path} (a key)"
+            hit = find_unmasked_digits(v, f"{path}.{k}")
+            if hit:
+                return hit
+    elif isinstance(payload, (list, tuple)):
+        for i, v in enumerate(payload):
+            hit = find_unmasked_digits(v, f"{path}[{i}]")
+            if hit:
+                return hit
+    elif isinstance(payload, bool):
+        return None
+    elif isinstance(payload, int):
+        if abs(payload) >= 10**12:
+            return path
+    elif isinstance(payload, str):
+        if _SECRET_RE.search(payload):
+            return path
+    return None
+
+
+def to_epoch(value: float | int | str | datetime | None) -> float | None:
+    """Accept epoch seconds, a datetime or an ISO-8601 string (naive = UTC) for time filters."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError("a time filter cannot be a bool")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        s = value.strip()
+        try:
+            return float(s)
+        except ValueError:
+            pass
+        try:
+            value = datetime.fromisoformat(s.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"time {value!r} is neither epoch seconds nor ISO-8601 (e.g. 2026-11-24T08:00:00Z)") from None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.timestamp()
+    raise TypeError(f"unsupported time value {value!r}")
+
+
+def _check_kpi_contract(kind: str, payload: dict[str, Any]) -> None:
+    if kind in ("hint_shown", "feedback"):
+        hid = payload.get("hint_id")
+        if not isinstance(hid, str) or not hid:
+            raise AuditPayloadError(f"{kind} payload needs a non-empty string 'hint_id'")
+    if kind == "hint_shown":
+        conf = payload.get("confidence")
+        if conf is not None and (isinstance(conf, bool) or not isinstance(conf, (int, float)) or not 0 <= conf <= 1):
+            raise AuditPayloadError(f"hint_shown 'confidence' must be a number in [0, 1], got {conf!r}")
+    if kind == "feedback" and payload.get("action") not in FEEDBACK_ACTIONS:
+        raise AuditPayloadError(f"feedback 'action' must be one of {', '.join(FEEDBACK_ACTIONS)}, got {payload.get('action')!r}")
+    if kind == "disposition" and payload.get("outcome") not in OUTCOMES:
+        raise AuditPayloadError(f"disposition 'outcome' must be one of {', '.join(OUTCOMES)}, got {payload.get('outcome')!r}")
+
+
+def verify_entries(entries: Iterable[AuditEntry | dict[str, Any]], *, contiguous: bool = True,
+                   start_seq: int = 1, start_hash: str = GENESIS_HASH) -> VerifyResult:  # fmt: skip
+    """Check a sequence of entries (from the DB or an exported JSONL file).
+
+    With `contiguous=True` the entries must be the whole chain from `start_seq`; with False
+    (a filtered export) only each entry's own hash is checked, which still proves no field
+    of an exported entry was changed.
+    """
+    expected_seq, prev = start_seq, start_hash
+    checked = 0
+    for raw in entries:
+        e = raw if isinstance(raw, AuditEntry) else AuditEntry.from_dict(raw)
+        if contiguous:
+            if e.seq != expected_seq:
+                if e.seq > expected_seq:
+                    why = f"seq {expected_seq}..{e.seq - 1} missing (rows deleted)"
+                else:
+                    why = f"seq {e.seq} appears where {expected_seq} was expected (rows reordered or duplicated)"
+                return VerifyResult(False, checked, expected_seq, why, expected_seq - 1, prev)
+            if e.prev_hash != prev:
+                return VerifyResult(False, checked, e.seq, f"prev_hash of seq {e.seq} does not match the hash of seq "
+                                    f"{e.seq - 1} (rows replaced or reordered)", expected_seq - 1, prev)  # fmt: skip
+        recomputed = entry_hash(e.to_dict())
+        if recomputed != e.hash:
+            return VerifyResult(False, checked, e.seq, f"hash of seq {e.seq} does not match its content (row edited)",
+                                expected_seq - 1, prev)  # fmt: skip
+        checked += 1
+        expected_seq, prev = e.seq + 1, e.hash
+    return VerifyResult(True, checked, None, "", expected_seq - 1, prev)
+
+
+class AuditLog:
+    """The audit trail on one `Database`. Create once per process and share it."""
+
+    def __init__(self, db: Database, *, clock: Any = time.time) -> None:
+        self.db = db
+        self.clock = clock
+        self._lock = asyncio.Lock()
+        self._ready = False
+
+    async def init(self) -> AuditLog:
+        """Create tables (idempotent); called lazily by every method, callable eagerly at startup."""
+        if not self._ready:
+            for name, stmts in MIGRATIONS:
+                await self.db.migrate(name, stmts)
+            await _kpis.migrate(self.db)
+            self._ready = True
+        return self
+
+    # ---------------------------------------------------------------- writing
+
+    async def append(
+        self, kind: str, *, call_id: str | None = None, agent_id: str | None = None,
+        playbook_id: str | None = None, playbook_version: int | str | None = None,
+        action_id: str | None = None, actor: str = "system", payload: dict[str, Any] | None = None,
+    ) -> AuditEntry:  # fmt: skip
+        """Append one entry and return it (with seq and hash).
+
+        Raises ValueError subclasses for a bad kind, a non-JSON payload, an unmasked 13+ digit
+        run, or a KPI kind whose payload lacks its required fields: nothing is written then.
+        """
+        if not isinstance(kind, str) or not _KIND_RE.match(kind):
+            raise ValueError(f"audit kind must be snake_case (a-z, 0-9, _; max 64), got {kind!r}")
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, dict):
+            raise TypeError(f"audit payload must be a dict, got {type(payload).__name__}")
+        if not isinstance(actor, str) or not actor:
+            raise ValueError("audit actor must be a non-empty string")
+        for label, v in (("call_id", call_id), ("agent_id", agent_id), ("playbook_id", playbook_id), ("action_id", action_id)):
+            if v is not None and not isinstance(v, str):
+                raise TypeError(f"audit {label} must be a string or None, got {type(v).__name__}")
+        try:
+            payload_text = canonical_json(payload)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"audit payload for {kind!r} is not plain JSON: {e}") from None
+        norm_payload = json.loads(payload_text)  # tuples -> lists etc., exactly what is stored
+        hit = find_unmasked_digits(norm_payload)
+        if hit:
+            raise SensitiveDataError(f"{hit} holds a run of 13+ digits (looks like an unmasked card or account "
+                                     "number); mask it before auditing")  # fmt: skip
+        _check_kpi_contract(kind, norm_payload)
+        if kind == "disposition" and not call_id:
+            raise AuditPayloadError("disposition needs call_id: an outcome belongs to a call")
+        version = None if playbook_version is None else str(playbook_version)
+
+        await self.init()
+        async with self._lock, self.db.transaction():
+            lock = " FOR UPDATE" if self.db.dialect == "postgresql" else ""
+            head = await self.db.fetchone(f"SELECT seq, hash FROM audit_head WHERE id = 1{lock}")
+            assert head is not None, "audit_head row missing: the audit tables were tampered with"
+            fields: dict[str, Any] = {
+                "seq": int(head["seq"]) + 1, "ts": round(float(self.clock()), 6), "kind": kind,
+                "call_id": call_id, "agent_id": agent_id, "playbook_id": playbook_id,
+                "playbook_version": version, "action_id": action_id, "actor": actor,
+                "payload": norm_payload, "prev_hash": head["hash"],
+            }  # fmt: skip
+            fields["hash"] = entry_hash(fields)
+            row = dict(fields, payload=payload_text)
+            await self.db.execute(
+                f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                tuple(row[c] for c in _COLUMNS),
+            )
+            await self.db.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (fields["seq"], fields["hash"]))
+            entry = AuditEntry(**fields)
+            await _kpis.project(self.db, entry)
+        return entry
+
+    # ---------------------------------------------------------------- reading
+
+    async def query(
+        self, call_id: str | None = None, agent_id: str | None = None, playbook_id: str | None = None,
+        kind: str | Iterable[str] | None = None, since: Any = None, until: Any = None, limit: int | None = 1000,
+        after_seq: int | None = None, action_id: str | None = None,
+    ) -> list[AuditEntry]:  # fmt: skip
+        """Entries matching every given filter, oldest first. `since` inclusive, `until` exclusive;
+        times are epoch seconds, datetimes or ISO strings. `after_seq` pages (seq > after_seq)."""
+        await self.init()
+        where, params = [], []
+        for col, v in (("call_id", call_id), ("agent_id", agent_id), ("playbook_id", playbook_id), ("action_id", action_id)):
+            if v is not None:
+                where.append(f"{col} = ?")
+                params.append(v)
+        if kind is not None:
+            kinds = [kind] if isinstance(kind, str) else list(kind)
+            if not kinds:
+                return []
+            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            params.extend(kinds)
+        if (s := to_epoch(since)) is not None:
+            where.append("ts >= ?")
+            params.append(s)
+        if (u := to_epoch(until)) is not None:
+            where.append("ts < ?")
+            params.append(u)
+        if after_seq is not None:
+            where.append("seq > ?")
+            params.append(int(after_seq))
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM audit_log"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            if limit < 0:
+                raise ValueError(f"limit must be >= 0, got {limit}")
+            sql += f" LIMIT {int(limit)}"
+        return [AuditEntry.from_dict(r) for r in await self.db.fetchall(sql, params)]
+
+    async def iter_entries(self, page: int = 1000, **filters: Any) -> AsyncIterator[AuditEntry]:
+        """Every matching entry, paged by seq so memory stays flat on large logs."""
+        after = filters.pop("after_seq", None)
+        filters.pop("limit", None)
+        while True:
+            batch = await self.query(**filters, after_seq=after, limit=page)
+            for e in batch:
+                yield e
+            if len(batch) < page:
+                return
+            after = batch[-1].seq
+
+    async def export_jsonl(self, fp: IO[str], **filters: Any) -> int:
+        """Write matching entries as one canonical JSON object per line; returns the count.
+        An unfiltered export can be checked offline with `verify_entries` / `callcue audit verify --file`."""
+        n = 0
+        async for e in self.iter_entries(**filters):
+            fp.write(canonical_json(e.to_dict()) + "\n")
+            n += 1
+        return n
+
+    async def head(self) -> tuple[int, str]:
+        """(last seq, last hash): publish this elsewhere to anchor the chain."""
+        await self.init()
+        row = await self.db.fetchone("SELECT seq, hash FROM audit_head WHERE id = 1")
+        return (int(row["seq"]), row["hash"]) if row else (0, GENESIS_HASH)
+
+    async def verify(self, page: int = 2000) -> VerifyResult:
+        """Walk the whole chain: seq continuity, prev_hash links, content hashes, and the head.
+
+        The head is read first and only entries up to it are walked, so verifying a log that a
+        running server keeps appending to does not report a false truncation.
+        """
+        await self.init()
+        head_seq, head_hash = await self.head()
+        state = {"n": 0}
+        result = VerifyResult(True, 0)
+        batch: list[AuditEntry] = []
+        async for e in self.iter_entries(page=page):
+            if e.seq > head_seq:
+                break
+            batch.append(e)
+            if len(batch) >= page:
+                result = self._verify_batch(batch, result, state)
+                batch = []
+                if not result.ok:
+                    return result
+        result = self._verify_batch(batch, result, state)
+        if not result.ok:
+            return result
+        if result.last_seq < head_seq:
+            return VerifyResult(False, result.checked, result.last_seq + 1,
+                                f"head records seq {head_seq} but the log ends at seq {result.last_seq} "
+                                "(tail rows deleted)", result.last_seq, result.last_hash)  # fmt: skip
+        if head_seq and head_hash != result.last_hash:
+            return VerifyResult(False, result.checked, head_seq,
+                                f"head hash does not match the hash of seq {head_seq} (head or last row altered)",
+                                result.last_seq, result.last_hash)  # fmt: skip
+        # rows beyond the head are fine only if a concurrent append moved the head past them
+        extra = await self.db.fetchval("SELECT MAX(seq) FROM audit_log")
+        if extra is not None and int(extra) > head_seq:
+            new_head, _ = await self.head()
+            if int(extra) > new_head:
+                return VerifyResult(False, result.checked, head_seq + 1,
+                                    f"rows after the head (seq {head_seq + 1}..{extra}) were inserted outside append()",
+                                    result.last_seq, result.last_hash)  # fmt: skip
+        return result
+
+    @staticmethod
+    def _verify_batch(batch: list[AuditEntry], prev: VerifyResult, state: dict[str, int]) -> VerifyResult:
+        r = verify_entries(batch, start_seq=prev.last_seq + 1, start_hash=prev.last_hash)
+        state["n"] += r.checked
+        return VerifyResult(r.ok, state["n"], r.first_bad_seq, r.reason, r.last_seq, r.last_hash)
+
+
+__all__ = [
+    "AuditEntry", "AuditLog", "AuditPayloadError", "FEEDBACK_ACTIONS", "GENESIS_HASH", "KNOWN_KINDS", "OUTCOMES",
+    "SensitiveDataError", "VerifyResult", "canonical_json", "entry_hash", "find_unmasked_digits", "to_epoch",
+    "verify_entries",
+]  # fmt: skip
