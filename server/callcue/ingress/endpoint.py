@@ -42,10 +42,16 @@ async def run_ingress(ws: WebSocket, parser: IngressParser, platform: str, subpr
                 if size > limit:
                     raise ProtocolError(1009, f"frame of {size} bytes exceeds the {limit}-byte limit")
                 events = parser.receive_text(text) if text is not None else parser.receive_bytes(data or b"")
+                stopped = False
                 for ev in events:
                     call = await _apply(services, manager, call, ev, platform)
                     if isinstance(ev, CallStop):
                         end_reason = ev.reason
+                        stopped = True
+                if stopped:
+                    # everything the call said has been recognized and published by now
+                    await ws.close(code=1000, reason="call stopped")
+                    break
             except ProtocolError as e:
                 services.record_rejection(platform, call.call_id if call else None, e.close_code, e.reason)
                 if e.fatal:

@@ -1,0 +1,96 @@
+"""Run a real CallCue server on loopback for a test, with its own database and port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import connect
+
+from callcue.clients.demo import free_port, running_server
+from callcue.config import REPO_CONFIG_DIR, Settings, load_settings
+
+AGENT_TOKEN = "demo-agent-token"
+SUPERVISOR_TOKEN = "demo-supervisor-token"
+
+
+def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
+    s = load_settings(REPO_CONFIG_DIR / "callcue.toml")
+    data = s.model_dump()
+    data["storage"]["url"] = f"sqlite:///{tmp_path}/callcue.db"
+    data["server"]["port"] = free_port()
+    data["logging"]["json_format"] = False
+    for k, v in sections.items():
+        data[k].update(v)
+    data["config_dir"] = str(REPO_CONFIG_DIR)
+    return Settings.model_validate(data)
+
+
+@contextlib.asynccontextmanager
+async def server(settings: Settings) -> AsyncIterator[tuple[str, Any]]:
+    async with running_server(settings) as (base, app):
+        yield base, app
+
+
+class AgentClient:
+    """A desktop connected to /ws/agent that records every event it receives."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.events: list[dict[str, Any]] = []
+        self._new = asyncio.Event()
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                self.events.append(json.loads(raw) if isinstance(raw, str) else __import__("msgpack").unpackb(raw))
+                self._new.set()
+        except Exception:
+            pass
+
+    async def send(self, obj: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(obj))
+
+    async def wait_for(self, pred: Any, timeout: float = 30.0) -> dict[str, Any]:
+        async def _wait() -> dict[str, Any]:
+            seen = 0
+            while True:
+                for ev in self.events[seen:]:
+                    if pred(ev):
+                        return ev
+                seen = len(self.events)
+                self._new.clear()
+                await self._new.wait()
+        return await asyncio.wait_for(_wait(), timeout)
+
+    def of_type(self, t: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == t]
+
+
+@contextlib.asynccontextmanager
+async def agent(base: str, token: str = AGENT_TOKEN, subscribe: str | None = "*",
+                subprotocol: str = "callcue.v1.json") -> AsyncIterator[AgentClient]:
+    async with connect(f"{base}/ws/agent", additional_headers={"Authorization": f"Bearer {token}"},
+                       subprotocols=[subprotocol]) as ws:
+        c = AgentClient(ws)
+        await c.wait_for(lambda e: e.get("type") == "hello")
+        if subscribe:
+            await ws.send(json.dumps({"type": "subscribe", "call_id": subscribe}) if subprotocol.endswith("json")
+                          else __import__("msgpack").packb({"type": "subscribe", "call_id": subscribe}))
+            await c.wait_for(lambda e: e.get("type") == "subscribed")
+        yield c
+
+
+def espeak_wav(text: str, path: Path, rate: int = 8000, voice: str = "en-us", pad: tuple[float, float] = (0.4, 1.0)) -> Path:
+    """Synthesize speech with espeak-ng and convert to 16-bit mono `rate` with sox."""
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "160", "-w", str(raw), text], check=True)
+    subprocess.run(["sox", str(raw), "-r", str(rate), "-b", "16", "-c", "1", str(path), "pad", str(pad[0]), str(pad[1])], check=True)
+    raw.unlink()
+    return path
