@@ -12,7 +12,14 @@ import wave
 import numpy as np
 import pytest
 import soxr
-from callcue.audio.codecs import Resampler, decode, duration_seconds, encode, silence
+from callcue.audio.codecs import (
+    Resampler,
+    decode,
+    duration_seconds,
+    encode,
+    rms_dbfs,
+    silence,
+)
 from callcue.audio.vad import SpeechAudio, SpeechEnded, SpeechStarted, VadSegmenter
 
 from tests.conftest import require_shared
@@ -44,10 +51,11 @@ def energy_bounds(pcm: bytes, rate: int, below_peak_db: float = 30.0) -> tuple[f
     return active[0] / 100, (active[-1] + 1) / 100
 
 
-def line_noise(seconds: float, rate: int, rng: np.random.Generator, sigma: float = 30.0) -> bytes:
-    """-60 dBFS hiss after a mu-law round trip: what an idle phone line sounds like, not zeros."""
-    pcm = rng.normal(0, sigma, round(seconds * rate)).astype("<i2").tobytes()
-    return decode("PCMU", encode("PCMU", pcm))
+def on_a_line(pcm: bytes, rng: np.random.Generator, sigma: float = 30.0) -> bytes:
+    """Mix in white hiss (sigma 30 = -61 dBFS, 100 = -50 dBFS) over the whole call, speech
+    included, then G.711 round trip: what a phone line sounds like, not digital zeros."""
+    x = samples(pcm) + rng.normal(0, sigma, len(pcm) // 2)
+    return decode("PCMU", encode("PCMU", np.clip(x, -32768, 32767).astype("<i2").tobytes()))
 
 
 # -- codecs ---------------------------------------------------------------------------
@@ -163,12 +171,12 @@ CLIPS = [
 
 
 @pytest.mark.parametrize("clip", CLIPS, ids=[c[1] for c in CLIPS])
-@pytest.mark.parametrize("vad_rate", [8000, 16000])
-def test_vad_boundaries_on_real_speech_padded_with_line_noise(clip, vad_rate):
+@pytest.mark.parametrize(("vad_rate", "hiss"), [(8000, 30.0), (16000, 30.0), (8000, 100.0)])
+def test_vad_boundaries_on_real_speech_on_a_noisy_line(clip, vad_rate, hiss):
     rate, speech = load(*clip)
     onset, offset = energy_bounds(speech, rate)
     rng = np.random.default_rng(3)
-    call = line_noise(PAD_S, rate, rng) + speech + line_noise(PAD_S + 1.0, rate, rng)
+    call = on_a_line(silence("L16", PAD_S, rate) + speech + silence("L16", PAD_S + 1.0, rate), rng, hiss)
     if rate != vad_rate:  # what the channel pipeline does before the VAD
         r = Resampler(rate, vad_rate)
         call = r.process(call) + r.flush()
@@ -179,8 +187,9 @@ def test_vad_boundaries_on_real_speech_padded_with_line_noise(clip, vad_rate):
     assert segs, "no speech found"
     first, last = segs[0][0], segs[-1][1]
     assert first.speech_offset == pytest.approx(PAD_S + onset, abs=0.3)
-    assert last.speech_end == pytest.approx(PAD_S + offset, abs=0.35)
+    assert last.speech_end == pytest.approx(PAD_S + offset, abs=0.5)
     assert closed, "hangover never closed the segment in 3 s of line noise"
+    assert len(segs) <= 4  # jfk has 3 long pauses; nothing else splits
     # pre-roll: the segment opens 240 ms (12 frames) before the detected onset
     assert first.speech_offset - first.offset == pytest.approx(0.24, abs=1e-9)
     # hangover: the segment closes ~600 ms after the last voiced frame
@@ -255,23 +264,46 @@ def test_vad_config_errors(kwargs, needle):
 def test_one_segment_per_utterance_in_a_conversation_of_clips():
     """Utterances separated by 1.5 s of line noise: each is found once, none are merged."""
     names = ["cards_001", "cards_002", "cards_003", "cards_004", "goforward", "librivox_0880"]
-    rng = np.random.default_rng(11)
-    call = bytearray(line_noise(1.0, 8000, rng))
+    call = bytearray(silence("L16", 1.0, 8000))
     truth = []
     for n in names:
         rate, pcm = load("telephone_sim", f"pocketsphinx__{n}.wav")
         on, off = energy_bounds(pcm, rate)
         t0 = len(call) / 16000
         truth.append((t0 + on, t0 + off))
-        call += pcm + line_noise(1.5, 8000, rng)
-    events, closed = segment_all(VadSegmenter(sample_rate=8000), bytes(call), chunk=160)
+        call += pcm + silence("L16", 1.5, 8000)
+    noisy = on_a_line(bytes(call), np.random.default_rng(11))
+    events, closed = segment_all(VadSegmenter(sample_rate=8000), noisy, chunk=160)
     segs = check_stream_shape(events, 8000)
     assert closed
     for on, off in truth:
         inside = [(s, e) for s, e in segs if s.speech_offset < off and e.speech_end > on]
         assert inside, f"utterance at {on:.2f}-{off:.2f}s not found"
         assert inside[0][0].speech_offset == pytest.approx(on, abs=0.3)
-        assert inside[-1][1].speech_end == pytest.approx(off, abs=0.35)
+        assert inside[-1][1].speech_end == pytest.approx(off, abs=0.5)
     # no segment spans two utterances
     for s, e in segs:
         assert sum(1 for on, off in truth if s.speech_offset < off and e.speech_end > on) == 1
+
+
+def test_rms_dbfs_levels():
+    _, pcm = load("jfk", "jfk.wav")
+    x = samples(pcm)
+    expect = 20 * np.log10(np.sqrt((x**2).mean()) / 32768)
+    assert rms_dbfs(pcm) == pytest.approx(expect, abs=0.05)
+    assert rms_dbfs(silence("L16", 0.02, 8000)) == rms_dbfs(b"") == -120.0
+
+
+def test_quiet_single_digits_are_found():
+    """The quietest speaker in fsdd_8k (peaks near -35 dBFS): every digit yields a segment."""
+    rng = np.random.default_rng(5)
+    paths = sorted(require_shared("speech", "fsdd_8k").glob("*_theo_*.wav"))[::5]
+    assert len(paths) >= 20
+    missed = []
+    for p in paths:
+        _, pcm = load("fsdd_8k", p.name)
+        call = on_a_line(silence("L16", 1.0, 8000) + pcm + silence("L16", 1.0, 8000), rng)
+        v = VadSegmenter(sample_rate=8000)
+        if not any(isinstance(e, SpeechStarted) for e in v.feed(call) + v.flush()):
+            missed.append(p.name)
+    assert len(missed) <= len(paths) // 20, missed

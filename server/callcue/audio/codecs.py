@@ -10,6 +10,7 @@ phone call arrives in, so chunk boundaries leave no clicks.
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 
@@ -29,6 +30,7 @@ __all__ = [
     "decode",
     "duration_seconds",
     "encode",
+    "rms_dbfs",
     "silence",
 ]
 
@@ -98,6 +100,14 @@ def silence(encoding: str, seconds: float | None = None, sample_rate: int = 8000
     if encoding == "L16":
         return bytes(2 * n)
     return bytes([SILENCE_BYTE[encoding]]) * n
+
+
+def rms_dbfs(pcm: bytes) -> float:
+    """Level of 16-bit PCM in dB relative to full scale (digital silence gives -120)."""
+    if not pcm:
+        return -120.0
+    rms = audioop.rms(pcm, 2)
+    return 20.0 * math.log10(rms / 32768.0) if rms > 0 else -120.0
 
 
 class Resampler:
