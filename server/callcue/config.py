@@ -38,7 +38,7 @@ class AsrConfig(_Strict):
 
 
 class VadConfig(_Strict):
-    aggressiveness: int = Field(3, ge=0, le=3)
+    aggressiveness: int = Field(2, ge=0, le=3)
     frame_ms: Literal[10, 20, 30] = 20
     preroll_ms: int = Field(240, ge=0, le=2000)
     hangover_ms: int = Field(600, ge=60, le=5000)
