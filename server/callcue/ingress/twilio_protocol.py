@@ -294,7 +294,7 @@ class TwilioProtocol:
             delta = at - track.samples
             if delta > self.gap_tolerance_samples:
                 if delta > self.max_gap_samples:
-                    raise ProtocolError(1007, f"media.timestamp {ts_ms} jumps {delta / RATE:.1f}s ahead on track {track_name!r}")
+                    raise ProtocolError(1007, f"media jumps {delta / RATE:.1f}s ahead of track {track_name!r} (timestamp {ts_ms}, chunk {chunk})")
                 reason = "track started late" if track.frames == 0 else "timestamp jump"
                 if chunk is not None and track.last_chunk is not None and chunk > track.last_chunk + 1:
                     reason = f"{chunk - track.last_chunk - 1} chunk(s) missing"
