@@ -7,18 +7,22 @@ clock so they can be tested without waiting minutes.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from test_webhooks import Receiver, start_receiver
-
 from callcue.decide.actions import ActionDispatcher
 from callcue.decide.engine import CallInfo, DecisionEngine, InvalidTransition, UnknownAction
 from callcue.decide.playbooks import PlaybookSet
 from callcue.decide.webhooks import WebhookClient
+from callcue.egress.hub import Principal
+from callcue.egress.supervisor_api import SupervisorCommands, routes
 from callcue.events import Evidence, Signal
+from starlette.applications import Starlette
+from test_webhooks import Receiver, start_receiver
 
 REPO = Path(__file__).resolve().parents[1]
 try:
@@ -329,7 +333,7 @@ async def test_webhook_failure_is_recorded(h: Harness) -> None:
     await h.engine.approve(recs[0].action_id, "sup")
     await h.engine.drain()
     assert recs[0].state == "failed" and "HTTP 503" in (recs[0].error or "")
-    failed = [e for e in h.audit.entries if e["kind"] == "action_failed"][0]
+    failed = next(e for e in h.audit.entries if e["kind"] == "action_failed")
     assert failed["payload"]["attempts"] == 2 and failed["payload"]["status"] == 503
 
 
@@ -447,3 +451,109 @@ async def test_decision_life_is_in_the_real_audit_log(h: Harness) -> None:
         assert k in kinds, (k, kinds)
     ok = await real.verify()
     assert ok is True or getattr(ok, "ok", None) is True or (isinstance(ok, tuple) and ok[0] is True)
+
+
+# ---------------------------------------------------------------------- supervisor API
+
+TOKENS = {"sup-token": Principal("sup_ann", "supervisor"), "agent-token": Principal("agent_7", "agent")}
+
+
+def token_auth(request: Any) -> Principal | None:
+    h = request.headers.get("authorization", "")
+    return TOKENS.get(h.removeprefix("Bearer ").strip()) if h.startswith("Bearer ") else None
+
+
+@pytest.fixture
+async def api(h: Harness) -> AsyncIterator[httpx.AsyncClient]:
+    if not HAVE_AUDIT:
+        pytest.skip("supervisor API needs callcue.decide.audit")
+
+    async def kpis_fn(by: str = "playbook", since: Any = None, until: Any = None) -> list[dict[str, Any]]:
+        from callcue.decide.kpis import kpis
+
+        return await kpis(h.audit.real.db, by=by, since=since, until=until)
+
+    app = Starlette(routes=routes(h.engine, h.audit.real, kpis_fn, token_auth))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                                 headers={"Authorization": "Bearer sup-token"}) as c:  # fmt: skip
+        yield c
+
+
+async def test_rest_requires_a_supervisor_token(h: Harness, api: httpx.AsyncClient) -> None:
+    r = await api.get("/api/v1/actions", headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    r = await api.get("/api/v1/actions", headers={"Authorization": "Bearer agent-token"})
+    assert r.status_code == 403
+
+
+async def test_rest_approval_flow_pause_and_errors(h: Harness, api: httpx.AsyncClient) -> None:
+    recs = await h.engine.on_signal(CALL, sig("call_1", "entity", "money", amount=250.0))
+    r = await api.get("/api/v1/actions", params={"state": "pending_approval"})
+    assert r.status_code == 200 and {a["action_id"] for a in r.json()["actions"]} == {x.action_id for x in recs}
+    assert h.rx.requests == []
+    r = await api.post(f"/api/v1/actions/{recs[0].action_id}/approve", json={"note": "ok, within policy"})
+    assert r.status_code == 200 and len(r.json()["actions"]) == 2
+    await h.engine.drain()
+    assert recs[0].state == "succeeded" and len(h.rx.on("/billing/refund")) == 1
+    r = await api.post(f"/api/v1/actions/{recs[0].action_id}/approve")
+    assert r.status_code == 409 and "is succeeded, not pending_approval" in r.json()["error"]["message"]
+    r = await api.post("/api/v1/actions/act_missing/cancel")
+    assert r.status_code == 404
+    r = await api.post(f"/api/v1/actions/{recs[0].action_id}/rollback", json={"reason": "duplicate refund"})
+    assert r.status_code == 200 and r.json()["action"]["state"] == "rolled_back" and len(h.rx.on("/billing/void")) == 1
+    r = await api.post("/api/v1/playbooks/refund/pause", params={"call_id": "call_1"}, json={"reason": "testing"})
+    assert r.status_code == 200 and r.json()["paused"] is True
+    assert await h.engine.on_signal(CALL, sig("call_1", "entity", "money", amount=900.0)) == []
+    r = await api.get("/api/v1/playbooks")
+    refund = next(p for p in r.json()["playbooks"] if p["id"] == "refund")
+    assert refund["paused_calls"] == ["call_1"] and refund["paused"] is False
+    r = await api.post("/api/v1/calls/call_1/override", json={"action": {"kind": "hint"}})
+    assert r.status_code == 400 and "title" in r.json()["error"]["message"]
+    r = await api.post("/api/v1/calls/call_1/override", content=b"{not json")
+    assert r.status_code == 400 and "not JSON" in r.json()["error"]["message"]
+
+
+async def test_rest_audit_query_export_disposition_and_kpis(h: Harness, api: httpx.AsyncClient) -> None:
+    [rec] = await h.engine.on_signal(CALL, sig("call_1", "intent", "cancel_account"))
+    await h.engine.feedback(rec.hint_id or "", "agent_7", "accepted")
+    r = await api.post("/api/v1/calls/call_1/disposition", json={"outcome": "resolved", "agent_id": "agent_7"})
+    assert r.status_code == 200
+    r = await api.post("/api/v1/calls/call_1/disposition", json={"outcome": "vanished"})
+    assert r.status_code == 400 and "outcome" in r.json()["error"]["message"]
+    r = await api.get("/api/v1/audit", params={"call_id": "call_1", "playbook_id": "retention"})
+    kinds = [e["kind"] for e in r.json()["entries"]]
+    assert kinds[0] == "playbook_matched" and "hint_shown" in kinds and "feedback" in kinds
+    r = await api.get("/api/v1/audit/export", params={"call_id": "call_1"})
+    lines = [json.loads(x) for x in r.text.splitlines()]
+    assert r.headers["content-type"].startswith("application/x-ndjson") and lines[-1]["kind"] == "disposition"
+    from callcue.decide.audit import verify_entries
+
+    assert verify_entries(lines, contiguous=False).ok
+    r = await api.get("/api/v1/audit", params={"since": "yesterday"})
+    assert r.status_code == 400 and "ISO-8601" in r.json()["error"]["message"]
+    r = await api.get("/api/v1/kpis")
+    [row] = [k for k in r.json()["kpis"] if k["playbook_id"] == "retention"]
+    assert row["shown"] == 1 and row["accepted"] == 1
+
+
+async def test_supervisor_websocket_commands(h: Harness) -> None:
+    if not HAVE_AUDIT:
+        pytest.skip("needs callcue.decide.audit")
+    cmds = SupervisorCommands(h.engine, h.audit.real, None)
+    sup, agent = TOKENS["sup-token"], TOKENS["agent-token"]
+    recs = await h.engine.on_signal(CALL, sig("call_1", "entity", "money", amount=250.0))
+    r = await cmds.handle_supervisor_message(agent, {"type": "approve", "action_id": recs[0].action_id})
+    assert r == {"type": "error", "code": "forbidden", "message": "supervisor role required", "request": "approve"}
+    r = await cmds.handle_supervisor_message(sup, {"type": "reject", "action_id": recs[0].action_id, "reason": "no"})
+    assert r["type"] == "reject_result" and {a["state"] for a in r["actions"]} == {"rejected"}
+    r = await cmds.handle_supervisor_message(sup, {"type": "pause_playbook", "playbook_id": "retention"})
+    assert r["ok"] and h.engine.is_paused("retention")
+    r = await cmds.handle_supervisor_message(sup, {"type": "resume_playbook", "playbook_id": "retention"})
+    assert r["paused"] is False
+    r = await cmds.handle_supervisor_message(sup, {"type": "override", "call_id": "call_1",
+                                                   "action": {"kind": "hint", "title": "Transfer to retentions"}})  # fmt: skip
+    assert r["replacement"]["state"] == "succeeded" and h.hints()[-1]["title"] == "Transfer to retentions"
+    r = await cmds.handle_supervisor_message(sup, {"type": "launch_missiles"})
+    assert r["code"] == "unknown_type" and "approve" in r["message"]
+    r = await cmds.handle_supervisor_message(sup, {"type": "kpis"})
+    assert r["code"] == "not_available"

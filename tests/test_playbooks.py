@@ -6,7 +6,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from callcue.decide.conditions import Condition, ConditionError, EvalContext, evaluate, signal_view
 from callcue.decide.playbooks import PlaybookError, PlaybookSet, render
 

@@ -375,6 +375,8 @@ class DecisionEngine:
             await self._audit("hint_shown", rec=rec, payload={
                 "hint_id": rec.hint_id, "title": rec.spec.title, "severity": rec.spec.severity,
                 "source": f"{rec.playbook_id}@{rec.playbook_version}", "signal_ids": rec.signal_ids,
+                "intent": rec.values.get("signal_name") or None,
+                "text": (rec.values.get("signal") or {}).get("text") or None,
                 "confidence": float(conf) if isinstance(conf, (int, float)) and 0 <= conf <= 1 else None})  # fmt: skip
 
     async def _stop_inflight(self, rec: ActionRecord) -> None:
@@ -424,7 +426,7 @@ class DecisionEngine:
             undo = await self.dispatcher.undo(rec)
         except NotUndoable as e:
             raise InvalidTransition(str(e)) from None
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             await self._audit("rollback_failed", rec=rec, actor=user, payload={"error": f"{type(e).__name__}: {e}"})
             raise
         await self._transition(rec, "rolled_back", user, reason=reason, undo=undo)
@@ -601,7 +603,7 @@ class DecisionEngine:
             await self.audit.append(kind, call_id=call_id, agent_id=agent_id, playbook_id=playbook_id,
                                     playbook_version=playbook_version, action_id=action_id, actor=actor,
                                     payload=_jsonable(payload or {}))  # fmt: skip
-        except Exception:  # noqa: BLE001 - a failing audit store must not stop a live call
+        except Exception:
             log.exception("audit append failed for %s (call %s, action %s)", kind, call_id, action_id)
 
 

@@ -1,0 +1,285 @@
+"""Supervisor control surface: REST under /api/v1/ and the same commands over /ws/agent.
+
+Both transports call one `SupervisorCommands` object so a supervisor gets identical
+behaviour (and identical error codes) whether they click in a web console or script against
+REST. Every command acts on the decision engine, which audits it; this module only checks
+who is asking, parses input and maps refusals to status codes:
+unknown id -> 404, not allowed in the current state -> 409, malformed input -> 400.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from callcue.decide.audit import AuditLog, AuditPayloadError, SensitiveDataError, canonical_json
+from callcue.decide.engine import DecisionEngine, InvalidTransition, UnknownAction
+
+PREFIX = "/api/v1"
+MAX_BODY = 64 * 1024
+
+
+class PrincipalLike(Protocol):
+    user_id: str
+    role: str
+
+
+Auth = Callable[[Request], "PrincipalLike | None"]
+KpisFn = Callable[..., Any]
+
+
+class CommandError(Exception):
+    def __init__(self, code: str, status: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.status, self.message = code, status, message
+
+
+def _str(d: dict[str, Any], key: str, *, required: bool = True, default: str | None = None) -> str | None:
+    v = d.get(key, default)
+    if v is None:
+        if required:
+            raise CommandError("bad_request", 400, f"'{key}' is required")
+        return None
+    if not isinstance(v, str) or (required and not v):
+        raise CommandError("bad_request", 400, f"'{key}' must be a non-empty string")
+    return v
+
+
+class SupervisorCommands:
+    """The operations supervisors may perform. Each takes the principal and a plain dict
+    (the WebSocket message or the REST path+query+body merged) and returns a plain dict."""
+
+    def __init__(self, engine: DecisionEngine, audit: AuditLog, kpis_fn: KpisFn | None = None) -> None:
+        self.engine = engine
+        self.audit = audit
+        self.kpis_fn = kpis_fn
+        self._ops: dict[str, Callable[[PrincipalLike, dict[str, Any]], Any]] = {
+            "list_actions": self.list_actions, "get_action": self.get_action,
+            "approve": self.approve, "reject": self.reject, "cancel": self.cancel, "rollback": self.rollback,
+            "override": self.override, "pause_playbook": self.pause, "resume_playbook": self.resume,
+            "list_playbooks": self.list_playbooks, "audit_query": self.audit_query, "kpis": self.kpis,
+            "disposition": self.disposition,
+        }  # fmt: skip
+
+    @property
+    def operations(self) -> list[str]:
+        return sorted(self._ops)
+
+    async def handle_supervisor_message(self, principal: PrincipalLike, msg: dict[str, Any]) -> dict[str, Any]:
+        """Entry point for `/ws/agent` (role=supervisor). Reply type is `<type>_result` or `error`."""
+        kind = msg.get("type")
+        try:
+            if getattr(principal, "role", None) != "supervisor":
+                raise CommandError("forbidden", 403, "supervisor role required")
+            op = self._ops.get(kind) if isinstance(kind, str) else None
+            if op is None:
+                raise CommandError("unknown_type", 400, f"unknown supervisor command {kind!r}; one of: {', '.join(self.operations)}")
+            out = await self.run(op, principal, msg)
+        except CommandError as e:
+            return {"type": "error", "code": e.code, "message": e.message, "request": kind}
+        return {"type": f"{kind}_result", "ok": True, **out}
+
+    async def run(self, op: Callable[[PrincipalLike, dict[str, Any]], Any], principal: PrincipalLike,
+                  args: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+        """Run an operation mapping the engine's refusals to CommandError."""
+        try:
+            return await op(principal, args)
+        except CommandError:
+            raise
+        except UnknownAction as e:
+            raise CommandError("not_found", 404, str(e)) from None
+        except InvalidTransition as e:
+            raise CommandError("conflict", 409, str(e)) from None
+        except ValidationError as e:
+            msgs = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors())
+            raise CommandError("bad_request", 400, f"invalid action: {msgs}") from None
+        except (ValueError, TypeError, AuditPayloadError, SensitiveDataError) as e:
+            raise CommandError("bad_request", 400, str(e)) from None
+
+    # ---------------------------------------------------------------- operations
+    async def list_actions(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        recs = self.engine.actions(state=_str(a, "state", required=False), call_id=_str(a, "call_id", required=False),
+                                   playbook_id=_str(a, "playbook_id", required=False))  # fmt: skip
+        return {"actions": [r.to_dict() for r in recs]}
+
+    async def get_action(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        return {"action": self.engine.action(_str(a, "action_id") or "").to_dict()}
+
+    async def approve(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        recs = await self.engine.approve(_str(a, "action_id") or "", p.user_id, note=_str(a, "note", required=False) or "")
+        return {"actions": [r.to_dict() for r in recs]}
+
+    async def reject(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        recs = await self.engine.reject(_str(a, "action_id") or "", p.user_id, reason=_str(a, "reason", required=False) or "")
+        return {"actions": [r.to_dict() for r in recs]}
+
+    async def cancel(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        rec = await self.engine.cancel(_str(a, "action_id") or "", p.user_id, reason=_str(a, "reason", required=False) or "")
+        return {"action": rec.to_dict()}
+
+    async def rollback(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        rec = await self.engine.rollback(_str(a, "action_id") or "", p.user_id, reason=_str(a, "reason", required=False) or "")
+        return {"action": rec.to_dict()}
+
+    async def override(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        replacement = a.get("action")
+        if replacement is not None and not isinstance(replacement, dict):
+            raise CommandError("bad_request", 400, "'action' must be an action object (e.g. {\"kind\": \"hint\", ...}) or null")
+        new = await self.engine.override(p.user_id, replacement, action_id=_str(a, "action_id", required=False),
+                                         call_id=_str(a, "call_id", required=False),
+                                         reason=_str(a, "reason", required=False) or "")  # fmt: skip
+        return {"replacement": new.to_dict() if new else None}
+
+    async def pause(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        pid = _str(a, "playbook_id") or ""
+        call_id = _str(a, "call_id", required=False)
+        n = await self.engine.pause(pid, p.user_id, call_id=call_id, reason=_str(a, "reason", required=False) or "")
+        return {"playbook_id": pid, "call_id": call_id, "paused": True, "cancelled_actions": n}
+
+    async def resume(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        pid = _str(a, "playbook_id") or ""
+        call_id = _str(a, "call_id", required=False)
+        await self.engine.resume(pid, p.user_id, call_id=call_id)
+        return {"playbook_id": pid, "call_id": call_id, "paused": self.engine.is_paused(pid, call_id)}
+
+    async def list_playbooks(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        return {"digest": self.engine.playbooks.digest, "playbooks": self.engine.playbook_status()}
+
+    def _filters(self, a: dict[str, Any]) -> dict[str, Any]:
+        f: dict[str, Any] = {k: _str(a, k, required=False) for k in ("call_id", "agent_id", "playbook_id", "action_id", "kind")}
+        for k in ("since", "until"):
+            if a.get(k) not in (None, ""):
+                v = a[k]
+                try:
+                    f[k] = float(v)
+                except (TypeError, ValueError):
+                    f[k] = v  # ISO-8601; the audit log parses it and says precisely when it cannot
+        return {k: v for k, v in f.items() if v is not None}
+
+    async def audit_query(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        f = self._filters(a)
+        limit = _int(a.get("limit"), "limit", 1000, 1, 10_000)
+        after = _int(a.get("after_seq"), "after_seq", None, 0, None)
+        rows = await self.audit.query(**f, limit=limit, after_seq=after)
+        return {"entries": [e.to_dict() for e in rows],
+                "next_after_seq": rows[-1].seq if len(rows) == limit else None}  # fmt: skip
+
+    async def kpis(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        if self.kpis_fn is None:
+            raise CommandError("not_available", 404, "KPIs are not configured on this server")
+        by = a.get("by") or "playbook"
+        if by not in ("playbook", "agent"):
+            raise CommandError("bad_request", 400, f"'by' must be 'playbook' or 'agent', got {by!r}")
+        f = {k: v for k, v in self._filters(a).items() if k in ("since", "until")}
+        out = self.kpis_fn(by=by, **f)
+        if inspect.isawaitable(out):
+            out = await out
+        return {"by": by, "kpis": out}
+
+    async def disposition(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        call_id = _str(a, "call_id") or ""
+        payload = {"outcome": a.get("outcome"), "notes": _str(a, "notes", required=False) or ""}
+        e = await self.audit.append("disposition", call_id=call_id, agent_id=_str(a, "agent_id", required=False),
+                                    actor=p.user_id, payload=payload)  # fmt: skip
+        return {"call_id": call_id, "outcome": payload["outcome"], "seq": e.seq}
+
+
+def _int(v: Any, name: str, default: int | None, lo: int, hi: int | None) -> int | None:
+    if v in (None, ""):
+        return default
+    try:
+        n = int(v)
+    except (TypeError, ValueError):
+        raise CommandError("bad_request", 400, f"'{name}' must be an integer, got {v!r}") from None
+    if n < lo or (hi is not None and n > hi):
+        raise CommandError("bad_request", 400, f"'{name}' must be between {lo} and {hi if hi is not None else 'any'}, got {n}")
+    return n
+
+
+def routes(engine: DecisionEngine, audit: AuditLog, kpis_fn: KpisFn | None, auth: Auth,
+           commands: SupervisorCommands | None = None) -> list[BaseRoute]:  # fmt: skip
+    """REST routes; mount them on the app. `auth(request)` returns the principal or None."""
+    cmds = commands or SupervisorCommands(engine, audit, kpis_fn)
+
+    def endpoint(op_name: str, *, body: bool) -> Callable[[Request], Any]:
+        async def handler(request: Request) -> Response:
+            principal = auth(request)
+            if inspect.isawaitable(principal):
+                principal = await principal
+            if principal is None:
+                return _err("unauthorized", 401, "missing or invalid bearer token",
+                            headers={"WWW-Authenticate": 'Bearer realm="callcue"'})  # fmt: skip
+            if getattr(principal, "role", None) != "supervisor":
+                return _err("forbidden", 403, "supervisor role required")
+            args: dict[str, Any] = dict(request.query_params)
+            if body:
+                raw = await request.body()
+                if len(raw) > MAX_BODY:
+                    return _err("bad_request", 413, f"body over {MAX_BODY} bytes")
+                if raw.strip():
+                    try:
+                        parsed = json.loads(raw)
+                    except ValueError as e:
+                        return _err("bad_request", 400, f"body is not JSON: {e}")
+                    if not isinstance(parsed, dict):
+                        return _err("bad_request", 400, "body must be a JSON object")
+                    args.update(parsed)
+            args.update(request.path_params)  # the path wins: it names the object acted on
+            try:
+                out = await cmds.run(cmds._ops[op_name], principal, args)
+            except CommandError as e:
+                return _err(e.code, e.status, e.message)
+            return JSONResponse({"ok": True, **out})
+
+        return handler
+
+    async def export(request: Request) -> Response:
+        principal = auth(request)
+        if inspect.isawaitable(principal):
+            principal = await principal
+        if principal is None:
+            return _err("unauthorized", 401, "missing or invalid bearer token")
+        if getattr(principal, "role", None) != "supervisor":
+            return _err("forbidden", 403, "supervisor role required")
+        try:
+            filters = cmds._filters(dict(request.query_params))
+            first = await audit.query(**filters, limit=1)  # validates filters before streaming starts
+        except CommandError as e:
+            return _err(e.code, e.status, e.message)
+        except (ValueError, TypeError) as e:
+            return _err("bad_request", 400, str(e))
+
+        async def lines() -> AsyncIterator[str]:
+            if not first:
+                return
+            async for e in audit.iter_entries(**filters):
+                yield canonical_json(e.to_dict()) + "\n"
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson",
+                                 headers={"Content-Disposition": 'attachment; filename="callcue-audit.jsonl"'})  # fmt: skip
+
+    return [
+        Route(f"{PREFIX}/actions", endpoint("list_actions", body=False), methods=["GET"]),
+        Route(f"{PREFIX}/actions/{{action_id}}", endpoint("get_action", body=False), methods=["GET"]),
+        *[Route(f"{PREFIX}/actions/{{action_id}}/{verb}", endpoint(verb, body=True), methods=["POST"])
+          for verb in ("approve", "reject", "cancel", "rollback", "override")],
+        Route(f"{PREFIX}/calls/{{call_id}}/override", endpoint("override", body=True), methods=["POST"]),
+        Route(f"{PREFIX}/calls/{{call_id}}/disposition", endpoint("disposition", body=True), methods=["POST"]),
+        Route(f"{PREFIX}/playbooks", endpoint("list_playbooks", body=False), methods=["GET"]),
+        Route(f"{PREFIX}/playbooks/{{playbook_id}}/pause", endpoint("pause_playbook", body=True), methods=["POST"]),
+        Route(f"{PREFIX}/playbooks/{{playbook_id}}/resume", endpoint("resume_playbook", body=True), methods=["POST"]),
+        Route(f"{PREFIX}/audit", endpoint("audit_query", body=False), methods=["GET"]),
+        Route(f"{PREFIX}/audit/export", export, methods=["GET"]),
+        Route(f"{PREFIX}/kpis", endpoint("kpis", body=False), methods=["GET"]),
+    ]  # fmt: skip
+
+
+def _err(code: str, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": {"code": code, "message": message}}, status_code=status, headers=headers)
