@@ -36,6 +36,10 @@ num2words = pytest.importorskip("num2words", reason="num2words (test-only) is ne
 HANDFUL = ["cards_005", "librivox_0880", "goforward", "aew_a0003", "axb_a0004"]
 
 
+# digit "oh" and the abbreviations Whisper writes for words the references spell out
+_SPOKEN = {"oh": "zero", "mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint"}
+
+
 def normalize(text: str) -> str:
     """Compare words, not spelling: lower case, no punctuation, numbers as words.
 
@@ -56,7 +60,7 @@ def normalize(text: str) -> str:
     t = re.sub(r"(\d+)(st|nd|rd|th)?\b", number, t)
     t = re.sub(r"[^a-z0-9' ]+", " ", t.replace("-", " "))
     words = [w.strip("'") for w in t.split()]
-    words = ["zero" if w == "oh" else w for w in words if w]
+    words = [_SPOKEN.get(w, w) for w in words if w]
     return " ".join(w for w in words if w)
 
 
@@ -65,6 +69,7 @@ def test_normalize() -> None:
     assert normalize("8 of spades") == normalize("eight of spades")
     assert normalize("1000-1902") == normalize("one zero zero zero one nine oh two")
     assert normalize("God bless 'em") == "god bless em"
+    assert normalize("Mr. John") == "mister john"
 
 
 def _wav16k(path: Path) -> np.ndarray:
