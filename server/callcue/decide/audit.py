@@ -9,9 +9,10 @@ truncating the tail is detected too. This proves tampering by someone with SQL a
 without the will to recompute every later hash; anchoring the head elsewhere (e.g. exporting
 it daily) closes that gap and is left to operations (docs/audit.md).
 
-Appends are serialized: an asyncio lock inside the process, and a transaction that locks the
-head row (`BEGIN IMMEDIATE` on SQLite, `SELECT ... FOR UPDATE` on PostgreSQL) across
-processes, so the chain never forks.
+Appends are serialized by a transaction that locks the head row (`BEGIN IMMEDIATE` on
+SQLite, `SELECT ... FOR UPDATE` on PostgreSQL), within and across processes, so the chain
+never forks. No extra asyncio lock: `append` may run inside a caller's transaction (learning
+writes a version and its audit entry atomically) and a second lock could deadlock with it.
 
 Entries of kind `hint_shown`, `feedback` and `disposition` are also projected, in the same
 transaction, into the KPI fact tables of `callcue.decide.kpis` (an index, rebuildable from
@@ -20,7 +21,6 @@ this log), because KPIs need SQL joins on the hint id that JSON payloads cannot 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
@@ -252,7 +252,6 @@ class AuditLog:
     def __init__(self, db: Database, *, clock: Any = time.time) -> None:
         self.db = db
         self.clock = clock
-        self._lock = asyncio.Lock()
         self._ready = False
 
     async def init(self) -> AuditLog:
@@ -302,7 +301,7 @@ class AuditLog:
         version = None if playbook_version is None else str(playbook_version)
 
         await self.init()
-        async with self._lock, self.db.transaction():
+        async with self.db.transaction():
             lock = " FOR UPDATE" if self.db.dialect == "postgresql" else ""
             head = await self.db.fetchone(f"SELECT seq, hash FROM audit_head WHERE id = 1{lock}")
             assert head is not None, "audit_head row missing: the audit tables were tampered with"
