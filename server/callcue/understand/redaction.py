@@ -222,6 +222,12 @@ class _RunPlan:
     ctx_here: bool = False
 
 
+def _digit_by_digit(run: DigitRun) -> bool:
+    """Four or more digits read one at a time ("5, 2, 4, 4"): how people read out card
+    groups and PINs, and never how they say a year or an amount, so it is a dictation."""
+    return sum(1 for p in run.pieces if len(p.digits) == 1) >= 4
+
+
 def _contexts_in(norm_text: str) -> set[str]:
     return {k for k, p in _CONTEXT_PATTERNS.items() if p.search(norm_text)}
 
@@ -329,7 +335,7 @@ class Redactor:
                 mask, keep = True, 0
             elif money or (order_here and n <= 12):
                 mask, keep = False, 0
-            elif continuation or (sensitive and len(digits) >= 2):
+            elif continuation or (sensitive and len(digits) >= 2) or _digit_by_digit(run):
                 mask, keep = True, 0
             elif "order" in active and n <= 12:
                 mask, keep = False, 0
@@ -508,7 +514,7 @@ class Redactor:
             return
         last = plans[-1]
         tail = [x for x in toks[last.run.tok_end :] if x.norm and x.norm not in FILLERS]
-        if tail or last.kind in ("card", "ssn"):
+        if tail or last.kind in ("card", "ssn", "cvv"):
             return  # nothing is being dictated any more, or the number is complete
         chained = last.continuation and prev is not None
         st.pending = _Pending(
