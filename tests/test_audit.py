@@ -203,3 +203,60 @@ async def test_bad_input_is_refused_and_nothing_written(audit):
         await audit.append("disposition", payload={"outcome": "resolved"})
     assert (await audit.head())[0] == 0
     assert (await audit.verify()).ok
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_cli_verify_export_query(backend, tmp_path):
+    """The `callcue audit` commands end to end on a real database, including a tampered one."""
+    from typer.testing import CliRunner
+
+    from callcue.decide.audit_cli import audit_app
+    from callcue.store.db import Database
+    from pg import fresh_postgres_url
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path}/cli.db"
+    else:
+        url = fresh_postgres_url()
+        if url is None:
+            pytest.skip("PostgreSQL unavailable")
+
+    async def fill() -> None:
+        d = await Database.connect(url)
+        try:
+            await _fill(await AuditLog(d, clock=FakeClock()).init(), 9)
+        finally:
+            await d.close()
+
+    asyncio.run(fill())
+    run = CliRunner().invoke
+    r = run(audit_app, ["verify", "--db", url])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["checked"] == 9
+
+    out = tmp_path / "all.jsonl"
+    r = run(audit_app, ["export", "--db", url, "--out", str(out)])
+    assert r.exit_code == 0 and len(out.read_text().splitlines()) == 9
+    assert run(audit_app, ["verify", "--file", str(out)]).exit_code == 0
+    r = run(audit_app, ["export", "--db", url, "--call", "call-1", "--since", "2027-01-15T08:00:03Z"])
+    assert [json.loads(line)["seq"] for line in r.stdout.splitlines()] == [5, 8]
+    r = run(audit_app, ["query", "--db", url, "--kind", "action_proposed", "--agent", "agent-1", "--limit", "2"])
+    assert [json.loads(line)["seq"] for line in r.stdout.splitlines()] == [2, 4]
+    r = run(audit_app, ["query", "--db", url, "--brief", "--call", "call-0", "--limit", "1"])
+    assert "signal" in r.stdout and "call=call-0" in r.stdout
+
+    async def tamper() -> None:
+        d = await Database.connect(url)
+        try:
+            await d.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 6")
+        finally:
+            await d.close()
+
+    asyncio.run(tamper())
+    r = run(audit_app, ["verify", "--db", url])
+    assert r.exit_code == 1 and json.loads(r.stdout)["first_bad_seq"] == 6
+
+    r = run(audit_app, ["verify", "--db", f"sqlite:///{tmp_path}/missing.db"])
+    assert r.exit_code == 2 and "not found" in r.output
+    r = run(audit_app, ["export", "--db", url, "--since", "last tuesday"])
+    assert r.exit_code == 2 and "ISO-8601" in r.output

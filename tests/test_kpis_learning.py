@@ -249,3 +249,32 @@ async def test_confirmed_utterances_become_dataset_versions(learning, audit, clo
     created = await audit.query(kind="dataset_version_created")
     assert [e.payload["version"] for e in created] == [ds1.version, ds2.version]
     assert created[0].payload["per_intent"] == {"billing_dispute": 1, "cancel_account": 1, "fee_complaint": 1}
+
+
+def test_cli_kpis(tmp_path):
+    """`callcue audit kpis` prints one JSON line per playbook/agent from a real log."""
+    import asyncio
+    import json
+
+    from typer.testing import CliRunner
+
+    from callcue.decide.audit_cli import audit_app
+    from callcue.store.db import Database
+
+    url = f"sqlite:///{tmp_path}/k.db"
+
+    async def fill() -> None:
+        d = await Database.connect(url)
+        try:
+            clock = Clock()
+            await script(await AuditLog(d, clock=clock).init(), clock)
+        finally:
+            await d.close()
+
+    asyncio.run(fill())
+    r = CliRunner().invoke(audit_app, ["kpis", "--db", url, "--by", "agent"])
+    assert r.exit_code == 0, r.output
+    rows = {json.loads(line)["agent_id"]: json.loads(line) for line in r.stdout.splitlines()}
+    assert rows["a1"]["accepted"] == 2 and rows["a3"]["escalated"] == 1
+    r = CliRunner().invoke(audit_app, ["kpis", "--db", url, "--by", "queue"])
+    assert r.exit_code == 2 and "--by must be" in r.output

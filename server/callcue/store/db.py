@@ -93,7 +93,7 @@ def to_pyformat(sql: str) -> str:
     return "".join(out)
 
 
-def _sqlite_path(url: str) -> str:
+def sqlite_path(url: str) -> str:
     """`sqlite:///rel/path.db` -> `rel/path.db`; `sqlite:////abs/path.db` -> `/abs/path.db`."""
     if not url.startswith("sqlite:///"):
         raise DatabaseError(f"SQLite URL must look like sqlite:///path/to.db, got {url!r}")
@@ -126,7 +126,7 @@ class Database:
         """Open `sqlite:///path` or `postgresql://...` (also `postgres://`)."""
         if url.startswith("sqlite:"):
             db = cls("sqlite", url)
-            await db._open_sqlite(_sqlite_path(url))
+            await db._open_sqlite(sqlite_path(url))
         elif url.startswith(("postgresql://", "postgres://")):
             db = cls("postgresql", url)
             await db._open_postgres(url)
