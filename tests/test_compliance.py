@@ -212,3 +212,15 @@ def test_latency_per_agent_update():
           f"final (3 pending disclosures) p50 {statistics.median(fin):.1f} ms p95 {p95(fin):.1f} ms")
     assert p95(part) < 5.0
     assert p95(fin) < 300.0
+
+
+def test_missing_retracted_when_a_late_final_shows_it_was_said_in_time(det):
+    """The deadline timer can fire while ASR is still finishing the segment that has it."""
+    ctx = CallContext("c")
+    miss = det.check_deadlines(ctx, 30.2)
+    assert names(miss) == ["disclosure_missing"]
+    out = det.detect(tr("this call may be recorded for training purposes", start=27.0), ctx)
+    given_sig = [s for s in out if s.name == "disclosure_given"]
+    retracted = [s for s in out if s.retracted]
+    assert given_sig and given_sig[0].attrs["late"] is False
+    assert len(retracted) == 1 and retracted[0].signal_id == miss[0].signal_id

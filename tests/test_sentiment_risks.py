@@ -330,3 +330,30 @@ def test_latency_per_transcript_update(cfg, escalation):
     print(f"\nall risk+sentiment detectors per update: partial p50 {p50p:.2f} ms p95 {p95p:.2f} ms; final p50 {p50f:.1f} ms p95 {p95f:.1f} ms")
     assert p95p < 5.0
     assert p95f < 150.0
+
+
+def test_build_text_detectors_runs_a_small_call_in_order(cfg):
+    """The assembled detectors over a short scripted call, as the pipeline would run them."""
+    from callcue.understand.risks import build_text_detectors
+
+    dets = build_text_detectors(cfg)
+    assert [d.name for d in dets][-1] == "churn"
+    assert len({d.name for d in dets}) == len(dets)  # state keys never collide
+    ctx = CallContext("call1", state={"signals": []})
+    script = [
+        ("agent", "thanks for calling, this call is recorded for quality purposes"),
+        ("customer", "I am really angry, this is the third time my card was declined"),
+        ("customer", "this is terrible, I want to close my account and go to Monzo"),
+        ("customer", "honestly you are useless, get me your supervisor"),
+    ]
+    seen = []
+    for i, (ch, text) in enumerate(script):
+        t = tr(text, channel=ch, seg=i, start=3.0 * i)
+        for d in dets:
+            out = d.detect(t, ctx)
+            ctx.state["signals"] += out
+            seen += [(s.kind, s.name) for s in out if not s.retracted]
+    for expected in [("compliance", "disclosure_given"), ("sentiment", "negative"), ("risk", "competitor_mention"),
+                     ("risk", "churn_risk"), ("risk", "abuse"), ("risk", "escalation_request")]:
+        assert expected in seen, (expected, seen)
+    assert ("compliance", "disclosure_missing") not in seen

@@ -18,6 +18,7 @@ Signals: kind="compliance", names "disclosure_given", "disclosure_missing",
 from __future__ import annotations
 
 import re
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,7 +78,7 @@ class ComplianceState:
     """Per call (ctx.state["compliance"]): what was said when, what was already flagged."""
 
     given: dict[str, float] = field(default_factory=dict)  # disclosure id -> call time said
-    missing_flagged: set[str] = field(default_factory=set)
+    missing_flagged: dict[str, Signal] = field(default_factory=dict)
     recent: deque[Transcript] = field(default_factory=lambda: deque(maxlen=2))
 
 
@@ -101,6 +102,7 @@ class ComplianceDetector(TextRiskDetector):
         self._disc_matchers = {d.id: PrototypeMatcher(d.prototypes, embed) for d in self.disclosures}
         self._embed = embed
         self._cache: dict[str, np.ndarray] = {}
+        self._cache_lock = threading.Lock()  # detect() runs in executor threads for many calls
         pp = c["prohibited_promises"]
         self.promise_patterns = compile_patterns(pp["patterns"], "compliance.prohibited_promises.patterns")
         self.promise_matcher = PrototypeMatcher(pp["prototypes"], embed)
@@ -113,13 +115,17 @@ class ComplianceDetector(TextRiskDetector):
     def _embed_cached(self, texts: list[str]) -> np.ndarray:
         """Embed, reusing vectors of windows seen recently: the promise check and the
         disclosure check look at many of the same agent windows, and so do consecutive finals."""
-        missing = [x for x in dict.fromkeys(texts) if x not in self._cache]
+        with self._cache_lock:
+            have = {x: self._cache[x] for x in texts if x in self._cache}
+        missing = [x for x in dict.fromkeys(texts) if x not in have]
         if missing:
-            for x, v in zip(missing, self._embed(missing)):
-                self._cache[x] = v
-            while len(self._cache) > 4096:
-                self._cache.pop(next(iter(self._cache)))
-        return np.stack([self._cache[x] for x in texts])
+            vecs = self._embed(missing)  # outside the lock: other calls' threads keep going
+            with self._cache_lock:
+                for x, v in zip(missing, vecs):
+                    self._cache[x] = have[x] = v
+                while len(self._cache) > 4096:
+                    self._cache.pop(next(iter(self._cache)))
+        return np.stack([have[x] for x in texts])
 
     # ------------------------------------------------------------------ state
 
@@ -151,14 +157,14 @@ class ComplianceDetector(TextRiskDetector):
         for d in self.required(ctx):
             if d.id in cs.given or d.id in cs.missing_flagged or now_call_time < d.deadline_s:
                 continue
-            cs.missing_flagged.add(d.id)
-            out.append(Signal(
+            sig = cs.missing_flagged[d.id] = Signal(
                 call_id=ctx.call_id, kind=self.kind, name="disclosure_missing", confidence=1.0,
                 detector=self.name, detector_version=self.version,
                 # nothing was said: the evidence is the agent channel's silence on it until the deadline
                 evidence=Evidence(channel=self.channel, text="", start=0.0, end=d.deadline_s, segment_id=-1, revision=0, is_final=True),
                 attrs={"disclosure_id": d.id, "description": d.description, "deadline_s": d.deadline_s, "checked_at": round(now_call_time, 3)},
-            ))
+            )
+            out.append(sig)
         return out
 
     def _disclosures(self, t: Transcript, ctx: CallContext) -> list[Signal]:
@@ -196,7 +202,7 @@ class ComplianceDetector(TextRiskDetector):
             a, b = spans[i]
             ws = words[a:b]
             cs.given[d.id] = ws[0].start
-            late = d.id in cs.missing_flagged
+            late = ws[0].start > d.deadline_s
             conf = min(1.0, 0.6 + 0.4 * (sim - d.threshold) / max(1e-6, 1.0 - d.threshold) * 2)
             out.append(self._signal(
                 t, "disclosure_given", conf,
@@ -206,6 +212,11 @@ class ComplianceDetector(TextRiskDetector):
                  "prototype": d.prototypes[int(np.argmax(sims[i]))], "said_at": round(ws[0].start, 3),
                  "deadline_s": d.deadline_s, "late": late},
             ))
+            earlier = cs.missing_flagged.get(d.id)
+            if earlier is not None and not late:
+                # the timer fired while ASR was still finishing: it was said in time after all
+                earlier.retracted = True
+                out.append(earlier)
         return out
 
     def _promises(self, t: Transcript, ctx: CallContext) -> list[Signal]:

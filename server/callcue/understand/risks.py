@@ -463,3 +463,28 @@ class ChurnDetector(TextRiskDetector):
             return []
         st.last_score = score
         return [self._signal(t, "churn_risk", score, evidence_from(t), {"score": score, "components": comps, "explanation": why})]
+
+
+# --------------------------------------------------------------------------- assembly
+
+def build_text_detectors(cfg: dict[str, Any] | None = None, embed: EmbedFn | None = None) -> list[Detector]:
+    """All issue-3 transcript detectors in the order the pipeline should run them.
+
+    Churn is last so that, with the pipeline appending each detector's signals to
+    `ctx.state["signals"]` as it goes, churn sees this very update's sentiment and competitor
+    signals. (The intent detector belongs before it too.) The acoustic monitor is not a
+    Detector: it is fed audio frames, see `callcue.understand.acoustic.AcousticMonitor`.
+    """
+    from callcue.understand.compliance import ComplianceDetector
+    from callcue.understand.sentiment import SentimentDetector
+
+    cfg = cfg if cfg is not None else load_risk_config()
+    embed = embed or default_embed()
+    return [
+        SentimentDetector(cfg),
+        AbuseDetector(cfg),
+        EscalationDetector(cfg, embed),
+        CompetitorDetector(cfg),
+        ComplianceDetector(cfg, embed),
+        ChurnDetector(cfg),
+    ]
