@@ -211,7 +211,7 @@ async def test_approval_gate_blocks_until_approved(h: Harness) -> None:
     assert {r.state for r in done} == {"succeeded"}
     [req] = h.rx.on("/billing/refund")
     assert req["key"] == f"callcue-{recs[0].action_id}-do" and req["json"]["why"] == "refund"
-    assert h.hints()[0]["title"] == "Refund of 250.00 approved"
+    assert h.hints()[0]["title"] == "Refund of 250 approved"
     assert h.audit.kinds(recs[0].action_id) == ["action_proposed", "action_pending_approval", "action_approved", "action_dispatched", "action_succeeded"]
     approved = next(e for e in h.audit.entries if e["kind"] == "action_approved")
     assert approved["actor"] == "sup_ann"
@@ -366,6 +366,7 @@ async def test_suggestion_runs_only_when_the_agent_accepts(h: Harness) -> None:
     hint_rec, esc, hook = recs
     assert (hint_rec.state, esc.state, hook.state) == ("succeeded", "suggested", "suggested")
     [hint] = h.hints()
+    assert hint["attrs"]["pending_action_ids"] == [esc.action_id, hook.action_id]
     assert h.escalations == [] and h.rx.requests == []
     with pytest.raises(ValueError, match="needs a reason"):
         await h.engine.feedback(hint["hint_id"], "agent_7", "dismissed")
@@ -427,9 +428,17 @@ async def test_starter_playbooks_fire_on_expected_signals(h: Harness) -> None:
         recs = await engine.on_signal(call, sig("c1", "intent", "cancel_account", conf=0.8))
         assert recs and recs[0].playbook_id == "retention_offer"
         h.clock.t += 40
-        recs = await engine.on_signal(call, sig("c1", "compliance", "disclosure_missing"))
+        recs = await engine.on_signal(call, sig("c1", "compliance", "disclosure_missing", disclosure_id="recording",
+                                                description="the call-recording notice", deadline_s=30.0))  # fmt: skip
         assert [r.playbook_id for r in recs] == ["disclosure_reminder"]
-        await engine.on_signal(call, sig("c1", "intent", "refund"))
+        assert h.hints("c1")[-1]["body"] == "Read it now: the call-recording notice (was due by 30s)."
+        assert await engine.on_signal(call, sig("c1", "compliance", "disclosure_missing", disclosure_id="recording")) == []
+        recs = await engine.on_signal(call, sig("c1", "intent", "manager_request", conf=0.8))
+        assert [r.state for r in recs] == ["succeeded", "suggested"]
+        recs = await engine.on_signal(call, sig("c1", "risk", "card_number", conf=0.9))
+        assert h.controls == [("c1", "pause_recording"), ("c1", "pause_transcript_storage")]
+        assert h.hints("c1")[-1]["severity"] == "critical"
+        await engine.on_signal(call, sig("c1", "intent", "refund_request"))
         recs = await engine.on_signal(call, sig("c1", "entity", "money", amount=350.0))
         assert {r.state for r in recs} == {"pending_approval"} and recs[0].playbook_id == "refund_approval"
         assert await engine.on_signal(call, sig("c1", "entity", "money", amount=150.0)) == []
@@ -557,3 +566,33 @@ async def test_supervisor_websocket_commands(h: Harness) -> None:
     assert r["code"] == "unknown_type" and "approve" in r["message"]
     r = await cmds.handle_supervisor_message(sup, {"type": "kpis"})
     assert r["code"] == "not_available"
+
+
+async def test_pipeline_call_object_and_hint_objects_sink(h: Harness) -> None:
+    """The server passes its own call object (call_id, agent_id, ctx.metadata, started_wall) and
+    may take hints as `Hint` objects to store them before fan-out."""
+    from types import SimpleNamespace
+
+    from callcue.events import Hint
+
+    got: list[Hint] = []
+
+    async def store_hint(hint: Hint) -> None:
+        got.append(hint)
+
+    d = h.engine.dispatcher
+    disp = ActionDispatcher(publish_to_agent=d.publish_to_agent, publish_to_supervisors=d.publish_to_supervisors,
+                            webhooks=d.webhooks, publish_hint=store_hint)  # fmt: skip
+    engine = DecisionEngine(h.engine.playbooks, h.audit, disp, h.clock)
+    call = SimpleNamespace(call_id="cx", agent_id="a9", started_wall=h.clock.t,
+                           ctx=SimpleNamespace(metadata={"queue": "collections", "tier": "gold"}))  # fmt: skip
+    assert await engine.on_signal(call, sig("cx", "intent", "cancel_account")) == []  # queue from metadata
+    call.ctx.metadata["queue"] = "retail"
+    [rec] = await engine.on_signal(call, sig("cx", "intent", "cancel_account"))
+    assert [g.hint_id for g in got] == [rec.hint_id] and got[0].title == "Offer retention to gold customer"
+    assert h.hints("cx") == []
+    with pytest.raises(TypeError, match="call_id"):
+        await engine.on_signal(SimpleNamespace(agent_id="x"), sig("cx", "intent", "cancel_account"))
+    await engine.on_call_end("cx")
+    assert engine.actions(call_id="cx") == []
+    await engine.close()

@@ -39,6 +39,7 @@ AgentSink = Callable[[str, dict[str, Any]], Awaitable[None]]
 SupervisorSink = Callable[[dict[str, Any]], Awaitable[None]]
 EscalateHook = Callable[[str, dict[str, Any]], Awaitable[Any]]
 CallControlHook = Callable[[str, str], Awaitable[Any]]
+HintSink = Callable[[Hint], Awaitable[None]]
 
 
 class NotUndoable(RuntimeError):
@@ -109,8 +110,13 @@ class ActionDispatcher:
         webhooks: WebhookClient | None = None,
         escalate: EscalateHook | None = None,
         call_control: CallControlHook | None = None,
+        publish_hint: HintSink | None = None,
     ) -> None:
+        """`publish_hint`, when given, receives hints as `Hint` objects instead of them going
+        to `publish_to_agent` as dicts: the server's hint sink stores them (so agent feedback
+        can find the hint) and stamps latency metrics before fanning out."""
         self.publish_to_agent = publish_to_agent
+        self.publish_hint = publish_hint
         self.publish_to_supervisors = publish_to_supervisors
         self.webhooks = webhooks or WebhookClient()
         self._escalate = escalate
@@ -127,7 +133,9 @@ class ActionDispatcher:
             signal_ids=list(rec.signal_ids),
             hint_id=rec.hint_id or new_id("hint"),
             audio_received_at=audio_received_at,
-            attrs={"action_id": rec.action_id, "autonomy": rec.autonomy},
+            # a suggestion's hint names the actions that run if the agent accepts it
+            attrs={"action_id": rec.action_id, "autonomy": rec.autonomy,
+                   "pending_action_ids": list(rec.values.get("pending_action_ids", []))},
         )
 
     async def dispatch(self, rec: ActionRecord) -> dict[str, Any]:
@@ -135,7 +143,10 @@ class ActionDispatcher:
         if isinstance(s, HintAction):
             hint = self.build_hint(rec, s, audio_received_at=float(rec.values.get("audio_received_at", 0.0)))
             rec.hint_id = hint.hint_id
-            await self.publish_to_agent(rec.call_id, {"type": "hint", **hint.to_dict()})
+            if self.publish_hint is not None:
+                await self.publish_hint(hint)
+            else:
+                await self.publish_to_agent(rec.call_id, hint.to_dict())
             return {"hint_id": hint.hint_id}
         if isinstance(s, AlertAction):
             event = {"type": "alert", "alert_id": new_id("alert"), "call_id": rec.call_id,

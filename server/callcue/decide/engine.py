@@ -179,9 +179,27 @@ class DecisionEngine:
                 t.cancel()
         await self._audit("call_ended", call_id=call_id, agent_id=st.info.agent_id if st else None,
                           payload={"signals": len(st.signals) if st else 0})  # fmt: skip
+        self._forget(call_id)
+
+    def _forget(self, call_id: str) -> None:
+        """Drop finished records of an ended call (the audit log keeps their story); keep the
+        ones a supervisor may still act on: in flight, or executed with an undo."""
+        keep = {"dispatched"}
+        for fid in [f for f, ids in self._firings.items() if ids and self._actions[ids[0]].call_id == call_id]:
+            recs = self._firing(fid)
+            if any(r.state in keep or (r.state == "succeeded" and r.undoable and r.kind != "hint") for r in recs):
+                continue
+            for r in recs:
+                self._actions.pop(r.action_id, None)
+                if r.hint_id:
+                    self._by_hint.pop(r.hint_id, None)
+            del self._firings[fid]
 
     # ------------------------------------------------------------------ signals
-    async def on_signal(self, call: CallInfo, signal: Signal) -> list[ActionRecord]:
+    async def on_signal(self, call: CallInfo | Any, signal: Signal) -> list[ActionRecord]:
+        """`call` is a `CallInfo` or any object with `call_id`/`agent_id` (the pipeline's
+        call); queue and tier are then read from its metadata."""
+        call = as_call_info(call)
         if signal.call_id != call.call_id:
             raise ValueError(f"signal for call {signal.call_id!r} handed in with call {call.call_id!r}")
         st = self._call(call)
@@ -605,6 +623,23 @@ class DecisionEngine:
                                     payload=_jsonable(payload or {}))  # fmt: skip
         except Exception:
             log.exception("audit append failed for %s (call %s, action %s)", kind, call_id, action_id)
+
+
+def as_call_info(call: Any) -> CallInfo:
+    if isinstance(call, CallInfo):
+        return call
+    meta = getattr(call, "metadata", None)
+    if not isinstance(meta, dict):
+        ctx = getattr(call, "ctx", None)
+        meta = getattr(ctx, "metadata", None) if ctx is not None else None
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    call_id = getattr(call, "call_id", None)
+    if not isinstance(call_id, str) or not call_id:
+        raise TypeError(f"call must be a CallInfo or have a string call_id, got {type(call).__name__}")
+    return CallInfo(call_id=call_id, agent_id=getattr(call, "agent_id", None),
+                    queue=getattr(call, "queue", None) or meta.get("queue"),
+                    tier=getattr(call, "tier", None) or meta.get("tier") or meta.get("customer_tier"),
+                    started_at=getattr(call, "started_wall", None) or getattr(call, "started_at", None), metadata=meta)  # fmt: skip
 
 
 def template_values(signal: dict[str, Any], call: dict[str, Any]) -> dict[str, Any]:

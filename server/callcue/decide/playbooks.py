@@ -189,7 +189,7 @@ def render(template: str, values: dict[str, Any]) -> str:
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
-        return f"{v:,.2f}" if abs(v) >= 1 else f"{v:.2f}"
+        return f"{v:,.0f}" if v.is_integer() else f"{v:,.2f}"
     return str(v)
 
 
