@@ -44,7 +44,7 @@ def _free_port() -> int:
 def _run(cmd: list[str], user: str | None) -> subprocess.CompletedProcess[str]:
     if user:
         cmd = ["runuser", "-u", user, "--", *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
 _reason: str | None = None
@@ -113,10 +113,9 @@ def fresh_postgres_url() -> str | None:
     return f"{dsn}{sep}options={quote(f'-csearch_path={schema}')}"
 
 
-async def open_test_db(backend: str, tmp_path):  # noqa: ANN001,ANN201 - test helper
+async def open_test_db(backend: str, tmp_path):
     """A fresh `Database` on `backend` ("sqlite"|"postgresql"); skips postgres with a reason."""
     import pytest
-
     from callcue.store.db import Database
 
     if backend == "sqlite":

@@ -7,7 +7,6 @@ import io
 import json
 
 import pytest
-
 from callcue.decide.audit import (
     AuditEntry,
     AuditLog,
@@ -208,11 +207,10 @@ async def test_bad_input_is_refused_and_nothing_written(audit):
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_cli_verify_export_query(backend, tmp_path):
     """The `callcue audit` commands end to end on a real database, including a tampered one."""
-    from typer.testing import CliRunner
-
     from callcue.decide.audit_cli import audit_app
     from callcue.store.db import Database
     from pg import fresh_postgres_url
+    from typer.testing import CliRunner
 
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path}/cli.db"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+
+import psycopg
 
 import pytest
-
 from callcue.store.db import Database, DatabaseError, ddl, to_pyformat
 from pg import open_test_db
 
@@ -112,11 +114,11 @@ async def test_migrations_are_idempotent(db):
 
 
 async def test_failed_migration_leaves_nothing_behind(db):
-    with pytest.raises(Exception):
+    with pytest.raises((sqlite3.Error, psycopg.Error)):
         await db.migrate("003_bad", ["CREATE TABLE ok_t (a TEXT)", "CREATE TABLE broken ("])
     assert "003_bad" not in await db.applied_migrations()
     # DDL is transactional on both backends: the first table is gone too
-    with pytest.raises(Exception):
+    with pytest.raises((sqlite3.Error, psycopg.Error)):
         await db.fetchall("SELECT a FROM ok_t")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from callcue.decide import kpis as kpis_mod
 from callcue.decide.audit import AuditLog
 from callcue.decide.kpis import kpis
@@ -256,10 +255,9 @@ def test_cli_kpis(tmp_path):
     import asyncio
     import json
 
-    from typer.testing import CliRunner
-
     from callcue.decide.audit_cli import audit_app
     from callcue.store.db import Database
+    from typer.testing import CliRunner
 
     url = f"sqlite:///{tmp_path}/k.db"
 

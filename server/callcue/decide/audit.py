@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any
 
 from callcue.decide import kpis as _kpis
@@ -175,7 +175,7 @@ def find_unmasked_digits(payload: Any, path: str = "payload") -> str | None:
     return None
 
 
-def to_epoch(value: float | int | str | datetime | None) -> float | None:
+def to_epoch(value: float | str | datetime | None) -> float | None:
     """Accept epoch seconds, a datetime or an ISO-8601 string (naive = UTC) for time filters."""
     if value is None:
         return None
@@ -190,12 +190,12 @@ def to_epoch(value: float | int | str | datetime | None) -> float | None:
         except ValueError:
             pass
         try:
-            value = datetime.fromisoformat(s.replace("Z", "+00:00"))
+            value = datetime.fromisoformat(s)
         except ValueError:
             raise ValueError(f"time {value!r} is neither epoch seconds nor ISO-8601 (e.g. 2026-11-24T08:00:00Z)") from None
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value.timestamp()
     raise TypeError(f"unsupported time value {value!r}")
 
@@ -438,7 +438,18 @@ class AuditLog:
 
 
 __all__ = [
-    "AuditEntry", "AuditLog", "AuditPayloadError", "FEEDBACK_ACTIONS", "GENESIS_HASH", "KNOWN_KINDS", "OUTCOMES",
-    "SensitiveDataError", "VerifyResult", "canonical_json", "entry_hash", "find_unmasked_digits", "to_epoch",
+    "FEEDBACK_ACTIONS",
+    "GENESIS_HASH",
+    "KNOWN_KINDS",
+    "OUTCOMES",
+    "AuditEntry",
+    "AuditLog",
+    "AuditPayloadError",
+    "SensitiveDataError",
+    "VerifyResult",
+    "canonical_json",
+    "entry_hash",
+    "find_unmasked_digits",
+    "to_epoch",
     "verify_entries",
 ]  # fmt: skip

@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -63,8 +63,8 @@ def _filters(call: str | None, agent: str | None, playbook: str | None, kind: li
 
 @audit_app.command()
 def verify(
-    db: Optional[str] = DbOpt,  # noqa: UP007 - typer needs Optional on 3.11
-    file: Optional[Path] = typer.Option(None, "--file", help="verify an unfiltered JSONL export instead of a database"),  # noqa: UP007
+    db: str | None = DbOpt,
+    file: Path | None = typer.Option(None, "--file", help="verify an unfiltered JSONL export instead of a database"),
 ) -> None:
     """Walk the whole chain; exit 1 and name the first bad seq if anything was edited, deleted or reordered."""
     if file is not None:
@@ -92,14 +92,14 @@ def verify(
 
 @audit_app.command()
 def export(
-    db: Optional[str] = DbOpt,  # noqa: UP007
-    call: Optional[str] = typer.Option(None, "--call", help="only this call id"),  # noqa: UP007
-    agent: Optional[str] = typer.Option(None, "--agent", help="only this agent id"),  # noqa: UP007
-    playbook: Optional[str] = typer.Option(None, "--playbook", help="only this playbook id"),  # noqa: UP007
-    kind: Optional[list[str]] = typer.Option(None, "--kind", help="entry kind; repeat for several"),  # noqa: UP007
-    since: Optional[str] = typer.Option(None, "--since", help="epoch seconds or ISO-8601 (inclusive)"),  # noqa: UP007
-    until: Optional[str] = typer.Option(None, "--until", help="epoch seconds or ISO-8601 (exclusive)"),  # noqa: UP007
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write here instead of stdout"),  # noqa: UP007
+    db: str | None = DbOpt,
+    call: str | None = typer.Option(None, "--call", help="only this call id"),
+    agent: str | None = typer.Option(None, "--agent", help="only this agent id"),
+    playbook: str | None = typer.Option(None, "--playbook", help="only this playbook id"),
+    kind: list[str] | None = typer.Option(None, "--kind", help="entry kind; repeat for several"),
+    since: str | None = typer.Option(None, "--since", help="epoch seconds or ISO-8601 (inclusive)"),
+    until: str | None = typer.Option(None, "--until", help="epoch seconds or ISO-8601 (exclusive)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="write here instead of stdout"),
 ) -> None:
     """Write matching entries as JSON lines (stdout by default). Unfiltered exports verify offline."""
     filters = _filters(call, agent, playbook, kind, since, until)
@@ -120,13 +120,13 @@ def export(
 
 @audit_app.command()
 def query(
-    db: Optional[str] = DbOpt,  # noqa: UP007
-    call: Optional[str] = typer.Option(None, "--call"),  # noqa: UP007
-    agent: Optional[str] = typer.Option(None, "--agent"),  # noqa: UP007
-    playbook: Optional[str] = typer.Option(None, "--playbook"),  # noqa: UP007
-    kind: Optional[list[str]] = typer.Option(None, "--kind", help="repeat for several"),  # noqa: UP007
-    since: Optional[str] = typer.Option(None, "--since"),  # noqa: UP007
-    until: Optional[str] = typer.Option(None, "--until"),  # noqa: UP007
+    db: str | None = DbOpt,
+    call: str | None = typer.Option(None, "--call"),
+    agent: str | None = typer.Option(None, "--agent"),
+    playbook: str | None = typer.Option(None, "--playbook"),
+    kind: list[str] | None = typer.Option(None, "--kind", help="repeat for several"),
+    since: str | None = typer.Option(None, "--since"),
+    until: str | None = typer.Option(None, "--until"),
     limit: int = typer.Option(100, "--limit", min=1, max=100_000),
     brief: bool = typer.Option(False, "--brief", help="one readable line per entry instead of JSON"),
 ) -> None:
@@ -151,10 +151,10 @@ def query(
 
 @audit_app.command()
 def kpis(
-    db: Optional[str] = DbOpt,  # noqa: UP007
+    db: str | None = DbOpt,
     by: str = typer.Option("playbook", "--by", help="playbook | agent"),
-    since: Optional[str] = typer.Option(None, "--since"),  # noqa: UP007
-    until: Optional[str] = typer.Option(None, "--until"),  # noqa: UP007
+    since: str | None = typer.Option(None, "--since"),
+    until: str | None = typer.Option(None, "--until"),
 ) -> None:
     """Hint KPIs (shown, accepted, dismissed, corrected, acceptance, time to accept, outcomes) as JSON lines."""
     if by not in ("playbook", "agent"):

@@ -165,7 +165,7 @@ class DatasetVersion:
 
 def _band_of(conf: float, width: float) -> int:
     # the epsilon keeps 0.3 (stored as 0.29999...) in the 0.3 band
-    return min(int(math.floor(conf / width + 1e-9)), int(round(1 / width)) - 1)
+    return min(math.floor(conf / width + 1e-9), round(1 / width) - 1)
 
 
 def _label_from_correction(raw: str | None) -> str | None:
@@ -292,7 +292,7 @@ class Learning:
         if (u := to_epoch(until)) is not None:
             sql += " AND shown_at < ?"
             params.append(u)
-        n = int(round(1 / band))
+        n = round(1 / band)
         shown, responded, accepted = [0] * n, [0] * n, [0] * n
         for r in await self.db.fetchall(sql, params):
             b = _band_of(float(r["confidence"]), band)
@@ -516,5 +516,13 @@ class Learning:
         return rows
 
 
-__all__ = ["BandStat", "Calibration", "DatasetVersion", "Learning", "LearningError", "STATUSES", "ShadowReport",
-           "ThresholdVersion"]  # fmt: skip
+__all__ = [
+    "STATUSES",
+    "BandStat",
+    "Calibration",
+    "DatasetVersion",
+    "Learning",
+    "LearningError",
+    "ShadowReport",
+    "ThresholdVersion",
+]  # fmt: skip

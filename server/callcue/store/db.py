@@ -158,7 +158,7 @@ class Database:
         try:
             from psycopg_pool import AsyncConnectionPool
         except ImportError:
-            AsyncConnectionPool = None  # noqa: N806 - optional dependency
+            AsyncConnectionPool = None
 
         if AsyncConnectionPool is not None:
             pool = AsyncConnectionPool(
@@ -240,13 +240,12 @@ class Database:
                 finally:
                     self._tx.reset(token)
         elif self._pool is not None:
-            async with self._pool.connection() as conn:
-                async with conn.transaction():
-                    token = self._tx.set(conn)
-                    try:
-                        yield self
-                    finally:
-                        self._tx.reset(token)
+            async with self._pool.connection() as conn, conn.transaction():
+                token = self._tx.set(conn)
+                try:
+                    yield self
+                finally:
+                    self._tx.reset(token)
         else:
             async with self._lock:
                 conn = self._conn
@@ -277,13 +276,12 @@ class Database:
         rows = [tuple(p) for p in seq_of_params]
         if not rows:
             return
-        async with self.transaction():
-            async with self._connection() as conn:
-                if self.dialect == "sqlite":
-                    await conn.executemany(sql, rows)
-                else:
-                    async with conn.cursor() as cur:
-                        await cur.executemany(self._sql(sql), rows)
+        async with self.transaction(), self._connection() as conn:
+            if self.dialect == "sqlite":
+                await conn.executemany(sql, rows)
+            else:
+                async with conn.cursor() as cur:
+                    await cur.executemany(self._sql(sql), rows)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
         """All result rows as dicts keyed by column name."""
@@ -338,8 +336,8 @@ class Database:
 
     async def applied_migrations(self) -> list[str]:
         """Names of applied migrations in the order they ran."""
-        try:
-            rows = await self.fetchall("SELECT name FROM schema_migrations ORDER BY applied_at, name")
-        except Exception:  # table not created yet
-            return []
+        await self.execute(
+            self.ddl("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at {float} NOT NULL)")
+        )
+        rows = await self.fetchall("SELECT name FROM schema_migrations ORDER BY applied_at, name")
         return [r["name"] for r in rows]
