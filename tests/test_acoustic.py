@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import webrtcvad
-
 from callcue.events import Transcript, Word
 from callcue.understand.acoustic import AcousticMonitor, frame_dbfs
 from callcue.understand.risks import load_risk_config

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from callcue.events import Transcript, Word
 from callcue.understand.base import CallContext
 from callcue.understand.compliance import ComplianceDetector
@@ -207,7 +206,7 @@ def test_latency_per_agent_update():
         t0 = time.perf_counter()
         det.detect(tr(text + f" {i}", seg=i, rev=99, start=i * 5.0), ctx)
         fin.append((time.perf_counter() - t0) * 1000)
-    p95 = lambda xs: sorted(xs)[int(0.95 * (len(xs) - 1))]  # noqa: E731
+    p95 = lambda xs: sorted(xs)[int(0.95 * (len(xs) - 1))]
     print(f"\ncompliance per update: partial p50 {statistics.median(part):.2f} ms p95 {p95(part):.2f} ms; "
           f"final (3 pending disclosures) p50 {statistics.median(fin):.1f} ms p95 {p95(fin):.1f} ms")
     assert p95(part) < 5.0

@@ -12,7 +12,6 @@ import statistics
 import time
 
 import pytest
-
 from callcue.events import Signal, Transcript, Word
 from callcue.understand.base import CallContext
 from callcue.understand.risks import (

@@ -332,7 +332,7 @@ class EscalationDetector(TextRiskDetector):
             texts = [" ".join(words[a:b]) for a, b in spans]
             i, j, sim = self.matcher.best(texts)
             if sim >= self.threshold:
-                a, b = spans[i]
+                a = spans[i][0]
                 start = len(" ".join(words[:a])) + (1 if a else 0)
                 ev = evidence_from(t, start, start + len(texts[i])) if " ".join(words) == t.text else evidence_from(t)
                 conf = 0.5 + 0.4 * min(1.0, (sim - self.threshold) / max(1e-6, 1.0 - self.threshold) * 2)
