@@ -596,3 +596,16 @@ async def test_pipeline_call_object_and_hint_objects_sink(h: Harness) -> None:
     await engine.on_call_end("cx")
     assert engine.actions(call_id="cx") == []
     await engine.close()
+
+
+async def test_global_pause_survives_a_restart_via_the_audit_log(h: Harness) -> None:
+    if not HAVE_AUDIT:
+        pytest.skip("needs callcue.decide.audit")
+    await h.engine.pause("retention", "sup_ann", reason="bad offer text")
+    await h.engine.pause("refund", "sup_ann")
+    await h.engine.resume("refund", "sup_ann")
+    await h.engine.pause("pci", "sup_ann", call_id="call_1")  # call-scoped: not carried over
+    fresh = DecisionEngine(h.engine.playbooks, h.audit.real, h.engine.dispatcher, h.clock)
+    assert await fresh.restore() == ["retention"]
+    assert await fresh.on_signal(CALL, sig("call_1", "intent", "cancel_account")) == []
+    await fresh.close()

@@ -135,6 +135,20 @@ class DecisionEngine:
                  "paused_calls": sorted(c for c, st in self._calls.items() if p.id in st.paused),
                  "stats": self.anomalies.rates(p.id)} for p in self.playbooks]  # fmt: skip
 
+    async def restore(self) -> list[str]:
+        """Re-apply global pauses from the audit log after a restart, so a kill switch thrown
+        yesterday is still thrown. Returns the playbooks now paused."""
+        it = getattr(self.audit, "iter_entries", None)
+        if it is None:
+            return sorted(self._paused)
+        state: dict[str, bool] = {}
+        async for e in it(kind=["paused", "resumed"]):
+            if e.call_id is None and e.playbook_id in self.playbooks:
+                state[e.playbook_id] = e.kind == "paused"
+        for pid, paused in state.items():
+            (self._paused.add if paused else self._paused.discard)(pid)
+        return sorted(self._paused)
+
     async def drain(self) -> None:
         """Wait for in-flight executions (tests, graceful shutdown)."""
         while self._tasks:
