@@ -224,11 +224,12 @@ def find_digit_runs(tokens: Sequence[Token], max_fillers: int = 2) -> list[Digit
         i += 1
     if cur.pieces:
         runs.append(cur)
-    return [r for r in runs if not all(_is_weak_zero(tokens, p) for p in r.pieces)]
+    by_index = {t.index: t for t in tokens}  # callers may pass a slice of a longer list
+    return [r for r in runs if not all(_is_weak_zero(by_index, p) for p in r.pieces)]
 
 
-def _is_weak_zero(tokens: Sequence[Token], p: Piece) -> bool:
-    return p.tok_end - p.tok_start == 1 and not p.numeric and tokens[p.tok_start].norm in _WEAK_ZERO
+def _is_weak_zero(by_index: dict[int, Token], p: Piece) -> bool:
+    return p.tok_end - p.tok_start == 1 and not p.numeric and by_index[p.tok_start].norm in _WEAK_ZERO
 
 
 def digits_in(text: str) -> list[str]:
