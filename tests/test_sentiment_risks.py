@@ -261,8 +261,11 @@ def test_competitor_aliases(cfg):
     d = CompetitorDetector(cfg)
     s = d.detect(tr("T-Mobile offered me a better deal, and so did AT&T"), CallContext("c"))
     assert sorted(x.attrs["competitor"] for x in s) == ["AT&T", "T-Mobile"]
-    assert d.detect(tr("I want to chase this up, is that well"), CallContext("c"))[0].attrs["competitor"] == "Chase"  # known ambiguity
-    assert d.detect(tr("my battery is not well charged"), CallContext("c")) == []
+    assert d.detect(tr("Chase gave me a much better rate"), CallContext("c"))[0].attrs["competitor"] == "Chase"
+    assert d.detect(tr("I am switching to chase next month"), CallContext("c"))[0].attrs["competitor"] == "Chase"
+    assert d.detect(tr("I am thinking of moving to wells fargo"), CallContext("c"))[0].attrs["competitor"] == "Wells Fargo"
+    for ordinary in ["I want to chase this up", "I had to chase them for weeks", "my battery is not well charged"]:
+        assert d.detect(tr(ordinary), CallContext("c")) == [], ordinary
 
 
 def test_churn_combines_intent_sentiment_and_competitor(cfg):

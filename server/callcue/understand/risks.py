@@ -312,6 +312,7 @@ class EscalationDetector(TextRiskDetector):
         self.channels = set(c["channels"])
         self.patterns = compile_patterns(c["patterns"], "escalation.patterns")
         self.threshold = float(c["threshold"])
+        self.gate = float(c["gate"])
         self.matcher = PrototypeMatcher(c["prototypes"], embed or default_embed())
 
     def detect(self, t: Transcript, ctx: CallContext) -> list[Signal]:
@@ -328,7 +329,10 @@ class EscalationDetector(TextRiskDetector):
                 break
         if not found and t.is_final:
             words = t.text.split()
-            spans = word_windows(words, (8,), 4)
+            # whole utterance first (one embed); its 8-word windows only when it is anywhere near
+            spans = [(0, len(words))]
+            if len(words) > 8 and float(self.matcher.similarities([" ".join(words)]).max()) >= self.gate:
+                spans = word_windows(words, (8,), 4)
             texts = [" ".join(words[a:b]) for a, b in spans]
             i, j, sim = self.matcher.best(texts)
             if sim >= self.threshold:
@@ -359,12 +363,16 @@ class CompetitorDetector(TextRiskDetector):
             for a in [name, *(aliases or [])]:
                 self.alias_to_name[_norm(a)] = name
         self.rx = lexicon_regex(self.alias_to_name)
+        self.exclude = compile_patterns(c.get("exclude_patterns") or [], "competitors.exclude_patterns")
 
     def detect(self, t: Transcript, ctx: CallContext) -> list[Signal]:
         if t.channel not in self.channels or not t.text.strip():
             return []
         found: dict[str, Signal] = {}
+        excluded = [(x.start(), x.end()) for rx in self.exclude for x in rx.finditer(t.text)]
         for m in self.rx.finditer(t.text):
+            if any(a <= m.start() and m.end() <= b for a, b in excluded):
+                continue
             comp = self.alias_to_name.get(_norm(m.group(0)))
             if comp and comp not in found:
                 found[comp] = self._signal(
