@@ -359,3 +359,24 @@ def test_build_text_detectors_runs_a_small_call_in_order(cfg):
                      ("risk", "churn_risk"), ("risk", "abuse"), ("risk", "escalation_request")]:
         assert expected in seen, (expected, seen)
     assert ("compliance", "disclosure_missing") not in seen
+
+
+def test_abuse_alarm_rate_on_real_customer_utterances(cfg, shared_data):
+    """~120k real customer utterances (banking77, CLINC150, NLU++, MultiDoGo) are almost all
+    civil: the lexicon may only fire on the handful that really swear or say "shut up"."""
+    import glob
+
+    texts: list[str] = []
+    for part in [("text", "banking77", "train.jsonl"), ("text", "clinc150", "train.jsonl"), ("text", "nlupp", "nlupp_folds0-9.jsonl")]:
+        texts += [json.loads(line)["text"] for line in require_shared(*part).read_text().splitlines()]
+    for f in glob.glob(str(require_shared("dialogues", "multidogo") / "*.jsonl")):
+        for line in open(f, encoding="utf-8"):
+            texts += [t["text"] for t in json.loads(line)["turns"]]
+    d = AbuseDetector(cfg)
+    hits = []
+    for i, text in enumerate(texts):
+        out = d.detect(Transcript("c", "customer", i, 0, text, True, 0.0, 1.0), CallContext("c"))
+        hits += [(text, s.attrs["term"]) for s in out]
+    print(f"\nabuse hits on {len(texts)} real utterances: {len(hits)} {hits}")
+    assert len(texts) > 100_000
+    assert 1 <= len(hits) <= 20

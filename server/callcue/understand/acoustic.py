@@ -217,7 +217,7 @@ class AcousticMonitor:
             held = known_until - self._hold_since
             if held >= self.hold_max_s and not self._hold_reported:
                 self._hold_reported = True
-                return [self._signal("long_hold", 1.0, "customer", self._hold_since, known_until,
+                return [self._signal("long_hold", 1.0, "agent", self._hold_since, known_until,
                                      {"duration_s": round(held, 3), "hold_max_s": self.hold_max_s})]
             return []
         if quiet >= self.dead_air_s and self._silence_reported_for != last:
