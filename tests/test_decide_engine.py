@@ -609,3 +609,28 @@ async def test_global_pause_survives_a_restart_via_the_audit_log(h: Harness) -> 
     assert await fresh.restore() == ["retention"]
     assert await fresh.on_signal(CALL, sig("call_1", "intent", "cancel_account")) == []
     await fresh.close()
+
+
+async def test_concurrent_humans_cannot_double_execute(h: Harness) -> None:
+    recs = await h.engine.on_signal(CALL, sig("call_1", "entity", "money", amount=250.0))
+    a, b = await asyncio.gather(h.engine.approve(recs[0].action_id, "sup_a"), h.engine.approve(recs[1].action_id, "sup_b"),
+                                return_exceptions=True)  # fmt: skip
+    assert sum(isinstance(x, InvalidTransition) for x in (a, b)) == 1
+    await h.engine.drain()
+    assert len(h.rx.on("/billing/refund")) == 1 and len(h.hints()) == 1
+    r1, r2 = await asyncio.gather(h.engine.rollback(recs[0].action_id, "sup_a"),
+                                  h.engine.rollback(recs[0].action_id, "sup_b"), return_exceptions=True)  # fmt: skip
+    assert sum(isinstance(x, InvalidTransition) for x in (r1, r2)) == 1
+    assert len(h.rx.on("/billing/void")) == 1
+
+
+async def test_unmasked_digits_are_scrubbed_not_lost(h: Harness) -> None:
+    if not HAVE_AUDIT:
+        pytest.skip("needs the real audit log's sensitive-data guard")
+    s = sig("call_1", "intent", "cancel_account")
+    assert s.evidence is not None
+    s.evidence.text = "my card is 4111 1111 1111 1111 cancel it"
+    await h.engine.on_signal(CALL, s)
+    [e] = await h.audit.real.query(call_id="call_1", kind="signal")
+    assert e.payload["scrubbed"] is True and "[redacted-digits]" in e.payload["evidence"]["text"]
+    assert "4111" not in json.dumps(e.payload)

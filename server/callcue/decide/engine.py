@@ -16,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from callcue.decide.actions import TERMINAL, ActionDispatcher, ActionRecord, NotUndoable, parse_action
 from callcue.decide.anomalies import Anomaly, AnomalyMonitor
+from callcue.decide.audit import SensitiveDataError
 from callcue.decide.conditions import EvalContext, evaluate, evaluate_value, signal_view
 from callcue.decide.playbooks import Action, EscalateAction, HintAction, Playbook, PlaybookSet
 from callcue.events import Signal, new_id
@@ -109,6 +111,7 @@ class DecisionEngine:
         self._by_hint: dict[str, str] = {}  # hint_id -> firing_id
         self._tasks: dict[str, asyncio.Task[None]] = {}  # action_id -> in-flight execution
         self._timers: dict[str, asyncio.Task[None]] = {}  # firing_id -> approval deadline
+        self._busy: set[str] = set()  # action ids with an undo in flight
 
     # ------------------------------------------------------------------ queries
     def action(self, action_id: str) -> ActionRecord:
@@ -350,12 +353,12 @@ class DecisionEngine:
             return
         assert pb.approval is not None
         policy = pb.approval.on_expiry
-        for r in pending:
-            await self._transition(r, "expired", "system", on_expiry=policy)
+        await self._transition_many(pending, "expired", "system", on_expiry=policy)
         if policy == "run":
             for r in pending:
-                await self._transition(r, "dispatched", "system", reason="approval_expired_run")
-                await self._execute(r)
+                if r.state == "expired":
+                    await self._transition(r, "dispatched", "system", reason="approval_expired_run")
+                    await self._execute(r)
         elif policy == "escalate":
             r0 = pending[0]
             esc = ActionRecord(action_id=new_id("act"), call_id=r0.call_id, agent_id=r0.agent_id,
@@ -423,17 +426,17 @@ class DecisionEngine:
         """Approves the whole firing the action belongs to: its actions were proposed together."""
         recs = self._pending_group(action_id, "pending_approval")
         self._cancel_timer(recs[0].firing_id)
+        await self._transition_many(recs, "approved", user, note=note)
         for r in recs:
-            await self._transition(r, "approved", user, note=note)
-            await self._transition(r, "dispatched", user)
-            await self._execute(r)
+            if r.state == "approved":  # not cancelled meanwhile
+                await self._transition(r, "dispatched", user)
+                await self._execute(r)
         return recs
 
     async def reject(self, action_id: str, user: str, reason: str = "") -> list[ActionRecord]:
         recs = self._pending_group(action_id, "pending_approval")
         self._cancel_timer(recs[0].firing_id)
-        for r in recs:
-            await self._transition(r, "rejected", user, reason=reason)
+        await self._transition_many(recs, "rejected", user, reason=reason)
         return recs
 
     async def cancel(self, action_id: str, user: str, reason: str = "") -> ActionRecord:
@@ -454,15 +457,30 @@ class DecisionEngine:
         rec = self.action(action_id)
         if rec.state != "succeeded":
             raise InvalidTransition(f"action {action_id} is {rec.state}; only a succeeded action can be rolled back")
-        try:
-            undo = await self.dispatcher.undo(rec)
-        except NotUndoable as e:
-            raise InvalidTransition(str(e)) from None
-        except Exception as e:
-            await self._audit("rollback_failed", rec=rec, actor=user, payload={"error": f"{type(e).__name__}: {e}"})
-            raise
-        await self._transition(rec, "rolled_back", user, reason=reason, undo=undo)
+        if not rec.undoable:
+            raise InvalidTransition(f"action {action_id} ({rec.kind}) has no undo")
+        with self._undoing(rec):
+            try:
+                undo = await self.dispatcher.undo(rec)
+            except NotUndoable as e:
+                raise InvalidTransition(str(e)) from None
+            except Exception as e:
+                await self._audit("rollback_failed", rec=rec, actor=user, payload={"error": f"{type(e).__name__}: {e}"})
+                raise
+            await self._transition(rec, "rolled_back", user, reason=reason, undo=undo)
         return rec
+
+    @contextlib.contextmanager
+    def _undoing(self, rec: ActionRecord) -> Iterator[None]:
+        """One compensating call per action: a second rollback/override while the undo POST
+        is in flight is refused instead of voiding the refund twice."""
+        if rec.action_id in self._busy:
+            raise InvalidTransition(f"action {rec.action_id} is already being rolled back or overridden")
+        self._busy.add(rec.action_id)
+        try:
+            yield
+        finally:
+            self._busy.discard(rec.action_id)
 
     async def pause(self, playbook_id: str, user: str, call_id: str | None = None, reason: str = "") -> int:
         """Kill switch: no new firings from now on, and pending or in-flight work of the
@@ -475,8 +493,9 @@ class DecisionEngine:
         n = 0
         for rec in self.actions(playbook_id=pb.id, call_id=call_id):
             if rec.state in ("pending_approval", "suggested", "proposed", "approved", "dispatched"):
-                await self.cancel(rec.action_id, user, reason=f"playbook paused: {reason}".rstrip(": "))
-                n += 1
+                with contextlib.suppress(InvalidTransition):  # finished while we were cancelling others
+                    await self.cancel(rec.action_id, user, reason=f"playbook paused: {reason}".rstrip(": "))
+                    n += 1
         await self._audit("paused", call_id=call_id, playbook_id=pb.id, playbook_version=pb.version, actor=user,
                           payload={"scope": "call" if call_id else "global", "reason": reason, "cancelled": n})  # fmt: skip
         await self.dispatcher.publish_to_supervisors({"type": "playbook_paused", "playbook_id": pb.id,
@@ -516,9 +535,10 @@ class DecisionEngine:
                 if not others:
                     self._cancel_timer(orig.firing_id)
             was_in_flight = orig.state == "dispatched"
-            if orig.state == "succeeded" and orig.undoable:
-                undone = await self.dispatcher.undo(orig)
-            await self._transition(orig, "overridden", user, reason=reason, undone=undone)
+            with self._undoing(orig):
+                if orig.state == "succeeded" and orig.undoable:
+                    undone = await self.dispatcher.undo(orig)
+                await self._transition(orig, "overridden", user, reason=reason, undone=undone)
             if was_in_flight:
                 await self._stop_inflight(orig)
             for a in self.anomalies.record_override(orig.playbook_id):
@@ -573,17 +593,15 @@ class DecisionEngine:
             return []
         for a in self.anomalies.record_feedback(hint_rec.playbook_id, action):  # type: ignore[arg-type]
             await self._anomaly(a)
-        changed: list[ActionRecord] = []
-        for r in recs:
-            if r.state != "suggested":
-                continue
-            if action == "accepted":
-                await self._transition(r, "approved", user, via="agent_accept", hint_id=hint_id)
-                await self._transition(r, "dispatched", user)
-                await self._execute(r)
-            else:
-                await self._transition(r, "dismissed", user, reason=reason, correction=correction)
-            changed.append(r)
+        changed = [r for r in recs if r.state == "suggested"]
+        if action == "accepted":
+            await self._transition_many(changed, "approved", user, via="agent_accept", hint_id=hint_id)
+            for r in changed:
+                if r.state == "approved":
+                    await self._transition(r, "dispatched", user)
+                    await self._execute(r)
+        else:
+            await self._transition_many(changed, "dismissed", user, reason=reason, correction=correction)
         return changed
 
     # ------------------------------------------------------------------ internals
@@ -612,9 +630,22 @@ class DecisionEngine:
             await self.pause(pb.id, "system:anomaly", reason=f"{a.metric} {a.value:.2f} > {a.bound}")
 
     async def _transition(self, rec: ActionRecord, new: str, actor: str, **payload: Any) -> None:
-        if new not in _ALLOWED.get(rec.state, set()):
-            raise InvalidTransition(f"action {rec.action_id}: {rec.state} -> {new} is not allowed")
-        old, rec.state = rec.state, new  # type: ignore[assignment]
+        await self._transition_many([rec], new, actor, **payload)
+
+    async def _transition_many(self, recs: list[ActionRecord], new: str, actor: str, **payload: Any) -> None:
+        """Check and switch every record *before* the first await, so two humans acting on
+        the same firing at once cannot both win (the loser gets InvalidTransition)."""
+        for rec in recs:
+            if new not in _ALLOWED.get(rec.state, set()):
+                raise InvalidTransition(f"action {rec.action_id}: {rec.state} -> {new} is not allowed")
+        olds = []
+        for rec in recs:
+            olds.append(rec.state)
+            rec.state = new  # type: ignore[assignment]
+        for rec, old in zip(recs, olds, strict=True):
+            await self._record(rec, old, new, actor, **payload)
+
+    async def _record(self, rec: ActionRecord, old: str, new: str, actor: str, **payload: Any) -> None:
         if actor != "system":
             rec.actor = actor
         rec.history.append({"at": time.time(), "from": old, "to": new, "actor": actor,
@@ -631,10 +662,17 @@ class DecisionEngine:
         if rec is not None:
             call_id, agent_id, action_id = rec.call_id, rec.agent_id, rec.action_id
             playbook_id, playbook_version = rec.playbook_id, rec.playbook_version
+        body = _jsonable(payload or {})
         try:
-            await self.audit.append(kind, call_id=call_id, agent_id=agent_id, playbook_id=playbook_id,
-                                    playbook_version=playbook_version, action_id=action_id, actor=actor,
-                                    payload=_jsonable(payload or {}))  # fmt: skip
+            try:
+                await self.audit.append(kind, call_id=call_id, agent_id=agent_id, playbook_id=playbook_id,
+                                        playbook_version=playbook_version, action_id=action_id, actor=actor,
+                                        payload=body)  # fmt: skip
+            except SensitiveDataError:
+                # an upstream masker missed a card/account number: keep the step, lose the digits
+                await self.audit.append(kind, call_id=call_id, agent_id=agent_id, playbook_id=playbook_id,
+                                        playbook_version=playbook_version, action_id=action_id, actor=actor,
+                                        payload={**_scrub(body), "scrubbed": True})  # fmt: skip
         except Exception:
             log.exception("audit append failed for %s (call %s, action %s)", kind, call_id, action_id)
 
@@ -669,6 +707,19 @@ def template_values(signal: dict[str, Any], call: dict[str, Any]) -> dict[str, A
     for k, val in (signal.get("attrs") or {}).items():
         if isinstance(k, str) and k.isidentifier():
             v[f"attr_{k}"] = val
+    return v
+
+
+_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){12,}")
+
+
+def _scrub(v: Any) -> Any:
+    if isinstance(v, str):
+        return _DIGIT_RUN.sub("[redacted-digits]", v)
+    if isinstance(v, dict):
+        return {k: _scrub(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_scrub(x) for x in v]
     return v
 
 
