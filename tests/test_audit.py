@@ -258,3 +258,19 @@ def test_cli_verify_export_query(backend, tmp_path):
     assert r.exit_code == 2 and "not found" in r.output
     r = run(audit_app, ["export", "--db", url, "--since", "last tuesday"])
     assert r.exit_code == 2 and "ISO-8601" in r.output
+
+
+async def test_two_connections_appending_keep_one_chain(db, tmp_path):
+    """Two `Database` objects on the same store stand in for two server processes: the head-row
+    lock (BEGIN IMMEDIATE / SELECT ... FOR UPDATE) must keep the chain from forking."""
+    from callcue.store.db import Database
+
+    other_db = await Database.connect(db.url)
+    try:
+        a, b = await AuditLog(db).init(), await AuditLog(other_db).init()
+        entries = await asyncio.gather(*((a if i % 2 else b).append("signal", payload={"i": i}) for i in range(120)))
+        assert sorted(e.seq for e in entries) == list(range(1, 121))
+        r = await b.verify()
+        assert r.ok and r.checked == 120
+    finally:
+        await other_db.close()
