@@ -4,12 +4,14 @@ Also home of the small helpers the other issue-3 detectors share (config loading
 meaning-matching with the sentence encoder), so each detector module keeps to its one job.
 
 How the churn detector sees other detectors' signals: the pipeline appends every signal any
-detector emitted for the call to `ctx.state["signals"]` (a list, oldest first, bounded by the
-pipeline) *before* running the next detector on the same transcript, and runs `ChurnDetector`
-last. Churn reads cancel intents (kind="intent"), sentiment trends (kind="sentiment",
-attrs["trend"]) and competitor mentions (kind="risk", name="competitor_mention") from there.
-Without a pipeline (tests, replay) `ChurnDetector` falls back to its own cancel cues and to the
-sentiment detector's state in `ctx.state["sentiment"]`.
+detector emitted for the call to `ctx.state["signals"]` (a list or deque, oldest first,
+bounded by the pipeline). Churn reads cancel intents (kind="intent"), sentiment trends
+(kind="sentiment", attrs["trend"]) and competitor mentions (kind="risk",
+name="competitor_mention") from there. Signals of the *same* update are only there if the
+pipeline appends each detector's output before running the next; otherwise churn sees them
+one update later, except for what it reads directly: the sentiment detector's current state
+(`ctx.state["sentiment"]`, when sentiment runs before churn), competitor names and its own
+cancel cues in the transcript itself.
 
 Partials vs finals: lexicon and regex checks run on partials too (microseconds); the encoder
 runs on finals only (~10 ms per call). A partial-based signal that the segment's final does
@@ -448,10 +450,13 @@ class ChurnDetector(TextRiskDetector):
                 for s in self.competitors.detect(t, CallContext(call_id=t.call_id)):
                     st.competitor = str(s.attrs["competitor"])
                     break
-        if trend is None:
-            from callcue.understand.sentiment import channel_trend
+        # the sentiment detector's own state is current for this very update when it ran
+        # before churn; the signals list may lag one update (the pipeline appends after all ran)
+        from callcue.understand.sentiment import channel_trend
 
-            trend = channel_trend(ctx, "customer")
+        current = channel_trend(ctx, "customer")
+        if current is not None:
+            trend = current
         negativity = 0.0 if trend is None else min(1.0, max(0.0, -trend / 0.6))
         comps = {"cancel": round(st.cancel, 3), "sentiment": round(negativity, 3), "competitor": 1.0 if st.competitor else 0.0}
         score = self.w_cancel * comps["cancel"] + self.w_sent * comps["sentiment"] + self.w_comp * comps["competitor"]
