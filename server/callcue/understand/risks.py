@@ -434,8 +434,8 @@ class ChurnDetector(TextRiskDetector):
         for s in ctx.state.get("signals", []) or []:
             if s.retracted:
                 continue
-            if s.kind == "intent" and s.name in self.cancel_intents and s.confidence > st.cancel:
-                st.cancel, st.cancel_why = s.confidence, f"cancel intent '{s.name}' ({s.confidence:.2f})"
+            if s.kind in ("intent", "phrase") and s.name in self.cancel_intents and s.confidence > st.cancel:
+                st.cancel, st.cancel_why = s.confidence, f"cancel {s.kind} '{s.name}' ({s.confidence:.2f})"
             elif s.kind == "risk" and s.name == "competitor_mention" and not st.competitor:
                 st.competitor = str(s.attrs.get("competitor", "?"))
             elif s.kind == "sentiment" and s.attrs.get("channel", s.evidence.channel if s.evidence else None) == "customer" and "trend" in s.attrs and not s.attrs.get("partial"):
