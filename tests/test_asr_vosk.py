@@ -7,6 +7,7 @@ English content. Speech is Korean synthesized by espeak-ng, plus one real record
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 import time
@@ -16,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soxr
-
 from callcue.asr.base import AsrHypothesis
 from callcue.asr.vosk_engine import VoskEngine, vosk_model_problem
 
@@ -96,7 +96,7 @@ def test_partials_then_final_with_segment_relative_times(engine: VoskEngine, ko_
         partials = [h for h in hyps if not h.is_final]
         assert len(partials) >= 2, "Vosk should revise its partial as speech accumulates"
         texts = [p.text for p in partials]
-        assert all(a != b for a, b in zip(texts, texts[1:])), "partials are only emitted on change"
+        assert all(a != b for a, b in itertools.pairwise(texts)), "partials are only emitted on change"
         for p in partials:
             assert p.words and all(0.0 <= w.start <= w.end <= seg_dur + 0.05 for w in p.words)
         end = stream.end_segment()

@@ -8,6 +8,7 @@ docs/asr.md records.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import time
@@ -18,7 +19,6 @@ import jiwer
 import numpy as np
 import pytest
 import soxr
-
 from callcue.asr.base import AsrHypothesis
 from callcue.asr.whisper_engine import (
     WhisperEngine,
@@ -123,7 +123,7 @@ def test_streamed_segment_partials_then_timed_final(engine: WhisperEngine, share
     partials, finals = [h for h in hyps if not h.is_final], [h for h in hyps if h.is_final]
     # one decode per partial_interval of new audio at most; unchanged text is not repeated
     assert 3 <= len(partials) <= dur / engine.settings.partial_interval_s + 1
-    assert all(a.text != b.text for a, b in zip(partials, partials[1:]))
+    assert all(a.text != b.text for a, b in itertools.pairwise(partials))
     assert len(finals) == 1
     final = finals[0]
     ref = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"

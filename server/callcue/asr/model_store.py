@@ -159,7 +159,7 @@ def verify(info: ModelInfo, load: bool = True) -> ModelInfo:
                 from callcue.asr.whisper_engine import WhisperEngine
 
                 WhisperEngine(info.path, threads=1)
-        except Exception as e:  # any load failure is the answer we were asked for
+        except Exception as e:  # noqa: BLE001 -- any load failure is the answer we were asked for
             problem = f"files present but loading failed: {e}"
     return replace(info, verified=problem is None, problem=problem)
 

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from callcue.asr.base import AsrEngine
-from callcue.asr.model_store import DEFAULT_VOSK_MODEL, find_vosk_model, list_models, model_search_dirs
+from callcue.asr.model_store import (
+    DEFAULT_VOSK_MODEL,
+    find_vosk_model,
+    list_models,
+    model_search_dirs,
+)
 from callcue.asr.vosk_engine import vosk_model_problem
 from callcue.asr.whisper_engine import (
     WhisperSettings,

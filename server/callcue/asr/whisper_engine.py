@@ -185,12 +185,12 @@ class WhisperEngine(AsrEngine):
     def decode(self, audio: np.ndarray, final: bool) -> AsrHypothesis:
         """Blocking decode of float32 16 kHz mono. Partials: greedy, no timestamps (cheapest);
         finals: small beam + word timestamps. Returned word times are relative to `audio`."""
-        common: dict[str, Any] = dict(
-            language=self.settings.language,  # skips language detection (and .en models need "en")
-            vad_filter=False,  # the pipeline's webrtcvad already cut the segment
-            condition_on_previous_text=False,  # segments are independent; avoids repetition loops
-            temperature=0.0,  # no fallback re-decodes: latency matters more than rare rescues
-        )
+        common: dict[str, Any] = {
+            "language": self.settings.language,  # skips language detection (and .en models need "en")
+            "vad_filter": False,  # the pipeline's webrtcvad already cut the segment
+            "condition_on_previous_text": False,  # segments are independent; avoids repetition loops
+            "temperature": 0.0,  # no fallback re-decodes: latency matters more than rare rescues
+        }
         if final:
             segments, _ = self._model.transcribe(
                 audio, beam_size=self.settings.final_beam_size, word_timestamps=True, **common
