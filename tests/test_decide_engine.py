@@ -634,3 +634,27 @@ async def test_unmasked_digits_are_scrubbed_not_lost(h: Harness) -> None:
     [e] = await h.audit.real.query(call_id="call_1", kind="signal")
     assert e.payload["scrubbed"] is True and "[redacted-digits]" in e.payload["evidence"]["text"]
     assert "4111" not in json.dumps(e.payload)
+
+
+async def test_learned_threshold_applies_and_shadow_candidate_is_recorded(h: Harness) -> None:
+    if not HAVE_AUDIT:
+        pytest.skip("needs the audit log and learning store")
+    from callcue.decide.learning import Learning
+
+    learning = await Learning(h.audit.real.db, h.audit.real).init()
+    await learning.add_threshold("retention", 0.95, status="active", actor="ops", reason={"why": "test"})
+    cand = await learning.add_threshold("retention", 0.5, actor="ops")
+    await learning.start_shadow(cand.version, actor="ops")
+    engine = DecisionEngine(h.engine.playbooks, h.audit, h.engine.dispatcher, h.clock, learning=learning)
+    try:
+        # 0.9 passes the file's 0.6 but not the learned 0.95; the 0.5 candidate would have fired
+        assert await engine.on_signal(CALL, sig("call_1", "intent", "cancel_account", conf=0.9)) == []
+        h.clock.t += 100
+        [rec] = await engine.on_signal(CallInfo("c2", queue="retail"), sig("c2", "intent", "cancel_account", conf=0.97))
+        matched = [e for e in h.audit.entries if e["kind"] == "playbook_matched"]
+        assert matched[-1]["payload"]["min_confidence"] == 0.95 and matched[-1]["payload"]["threshold_source"] == "learned"
+        rep = await learning.compare(cand.version)
+        assert rep.decisions == 2 and rep.candidate_fire_rate == 1.0 and rep.active_fire_rate == 0.5
+        assert rep.agreement == 0.5
+    finally:
+        await engine.close()

@@ -98,8 +98,13 @@ class DecisionEngine:
         audit: AuditSink,
         dispatcher: ActionDispatcher,
         clock: Callable[[], float] = time.time,
+        learning: Any = None,
     ) -> None:
+        """`learning` (a `callcue.decide.learning.Learning`, optional) supplies the active
+        confidence threshold per playbook and shadow candidates to evaluate silently."""
         self.playbooks = playbooks
+        self.learning = learning
+        self._shadow_cache: dict[str, tuple[float, list[tuple[int, float]]]] = {}
         self.audit = audit
         self.dispatcher = dispatcher
         self.clock = clock
@@ -219,6 +224,8 @@ class DecisionEngine:
         call = as_call_info(call)
         if signal.call_id != call.call_id:
             raise ValueError(f"signal for call {signal.call_id!r} handed in with call {call.call_id!r}")
+        # the only awaits before the decision: learned thresholds (cached after the first look-up)
+        thresholds = await self._thresholds(signal) if not signal.retracted else {}
         st = self._call(call)
         now = self.clock()
         secs = now - (st.info.started_at or now)
@@ -231,6 +238,7 @@ class DecisionEngine:
                            detector=signal.detector, signal_id=signal.signal_id, at_s=now)  # fmt: skip
         entries: list[tuple[str, dict[str, Any]]] = [("signal", {"kind": "signal", **signal.to_dict()})]
         firings: list[tuple[Playbook, list[ActionRecord], dict[str, Any]]] = []
+        shadow: list[tuple[Playbook, int, bool, list[ActionRecord] | None]] = []
         if signal.retracted:
             for rec in self.actions(call_id=call.call_id):
                 if signal.signal_id in rec.signal_ids and rec.state in ("pending_approval", "suggested", "proposed"):
@@ -241,25 +249,29 @@ class DecisionEngine:
                          "seconds_in_call": round(secs, 3), "metadata": dict(call.metadata)}  # fmt: skip
             ctx = EvalContext(signal=view, signals=list(st.signals), call=call_view, now_s=now)
             for pb in self.playbooks:
-                if not pb.trigger.accepts(signal.kind, signal.name):
+                if pb.id not in thresholds:  # trigger pre-filter
                     continue
-                if signal.confidence < pb.min_confidence:
+                thr, source, candidates = thresholds[pb.id]
+                if signal.confidence < min([thr, *(t for _, t in candidates)]):
                     continue
                 out = evaluate(pb.condition, ctx)
                 if out.error:
                     entries.append(("condition_error", {"playbook_id": pb.id, "playbook_version": pb.version,
                                                         "when": pb.when, "error": out.error, "seen": out.seen}))  # fmt: skip
-                if not out.matched:
-                    continue
-                why = {"playbook_id": pb.id, "playbook_version": pb.version, "when": pb.when, "seen": out.seen,
-                       "signal_id": signal.signal_id, "min_confidence": pb.min_confidence}  # fmt: skip
-                entries.append(("playbook_matched", why))
-                reason = self._suppressed(pb, st, ctx, now)
-                if reason:
-                    entries.append(("suppressed", {"playbook_id": pb.id, "playbook_version": pb.version, "reason": reason}))
-                    continue
-                recs = self._new_firing(pb, call, signal, view, call_view)
-                firings.append((pb, recs, why))
+                fired: list[ActionRecord] | None = None
+                if out.matched and signal.confidence >= thr:
+                    why = {"playbook_id": pb.id, "playbook_version": pb.version, "when": pb.when, "seen": out.seen,
+                           "signal_id": signal.signal_id, "min_confidence": thr, "threshold_source": source}  # fmt: skip
+                    entries.append(("playbook_matched", why))
+                    reason = self._suppressed(pb, st, ctx, now)
+                    if reason:
+                        entries.append(("suppressed", {"playbook_id": pb.id, "playbook_version": pb.version,
+                                                       "reason": reason}))  # fmt: skip
+                    else:
+                        fired = self._new_firing(pb, call, signal, view, call_view)
+                        firings.append((pb, fired, why))
+                for version, t in candidates:
+                    shadow.append((pb, version, out.matched and signal.confidence >= t, fired))
         for kind, payload in entries:
             pid = payload.get("playbook_id")
             await self._audit(kind, call_id=call.call_id, agent_id=call.agent_id, playbook_id=pid,
@@ -273,7 +285,46 @@ class DecisionEngine:
             created.extend(recs)
             for a in self.anomalies.record_fire(pb.id):
                 await self._anomaly(a)
+        for pb, version, would_fire, fired in shadow:
+            hint_id = next((r.hint_id for r in fired or [] if r.hint_id), None)
+            try:
+                await self.learning.record_shadow(version, {
+                    "decision_id": f"{signal.signal_id}:{pb.id}", "active_fired": hint_id is not None,
+                    "hint_id": hint_id, "call_id": call.call_id, "confidence": signal.confidence}, would_fire)  # fmt: skip
+            except Exception:
+                log.exception("shadow record failed for %s v%s", pb.id, version)
         return created
+
+    async def _thresholds(self, signal: Signal) -> dict[str, tuple[float, str, list[tuple[int, float]]]]:
+        """Per playbook whose trigger accepts the signal: (threshold now, where it came from,
+        shadow candidates as (version, threshold)). A learning store that fails falls back to
+        the playbook file: a database hiccup must not switch guidance off."""
+        out: dict[str, tuple[float, str, list[tuple[int, float]]]] = {}
+        for pb in self.playbooks:
+            if not pb.trigger.accepts(signal.kind, signal.name):
+                continue
+            thr, source, cands = pb.min_confidence, "playbook", []
+            if self.learning is not None:
+                try:
+                    learned = await self.learning.threshold_for(pb.id, pb.min_confidence)
+                    if learned != pb.min_confidence:
+                        thr, source = float(learned), "learned"
+                    cands = await self._shadows(pb.id)
+                except Exception:
+                    log.exception("learned threshold unavailable for %s; using the playbook's", pb.id)
+            out[pb.id] = (thr, source, cands)
+        return out
+
+    SHADOW_REFRESH_S = 30.0
+
+    async def _shadows(self, playbook_id: str) -> list[tuple[int, float]]:
+        now = time.monotonic()
+        hit = self._shadow_cache.get(playbook_id)
+        if hit is None or hit[0] < now:
+            vs = await self.learning.shadow_candidates(playbook_id)
+            hit = (now + self.SHADOW_REFRESH_S, [(v.version, v.threshold) for v in vs])
+            self._shadow_cache[playbook_id] = hit
+        return hit[1]
 
     def _suppressed(self, pb: Playbook, st: _CallState, ctx: EvalContext, now: float) -> str | None:
         """Gate and *reserve* in one synchronous step (see module docstring)."""
