@@ -651,6 +651,7 @@ async def test_learned_threshold_applies_and_shadow_candidate_is_recorded(h: Har
         assert await engine.on_signal(CALL, sig("call_1", "intent", "cancel_account", conf=0.9)) == []
         h.clock.t += 100
         [rec] = await engine.on_signal(CallInfo("c2", queue="retail"), sig("c2", "intent", "cancel_account", conf=0.97))
+        assert rec.state == "succeeded" and rec.hint_id
         matched = [e for e in h.audit.entries if e["kind"] == "playbook_matched"]
         assert matched[-1]["payload"]["min_confidence"] == 0.95 and matched[-1]["payload"]["threshold_source"] == "learned"
         rep = await learning.compare(cand.version)
