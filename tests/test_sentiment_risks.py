@@ -380,3 +380,33 @@ def test_abuse_alarm_rate_on_real_customer_utterances(cfg, shared_data):
     print(f"\nabuse hits on {len(texts)} real utterances: {len(hits)} {hits}")
     assert len(texts) > 100_000
     assert 1 <= len(hits) <= 20
+
+
+def test_replay_of_real_civil_dialogues_raises_no_risks(cfg):
+    """Whole real conversations (ABCD sample, SGD Banks_1) through all detectors, as the
+    pipeline would run them: polite calls must not produce abuse, escalation, churn, promise
+    or anger signals; every call lacks the recording notice, so each gets exactly one miss."""
+    from collections import Counter
+
+    from callcue.understand.risks import build_text_detectors
+
+    calls = []
+    for line in require_shared("dialogues", "abcd_sample", "conversations.jsonl").read_text().splitlines():
+        calls.append([(t["speaker"], t["text"]) for t in json.loads(line)["original"] if t["speaker"] in ("agent", "customer")])
+    for line in require_shared("dialogues", "sgd_banking", "banks1_train.jsonl").read_text().splitlines()[:15]:
+        calls.append([("agent" if t["speaker"] == "system" else "customer", t["text"]) for t in json.loads(line)["turns"]])
+    dets = build_text_detectors(cfg)
+    seen: Counter = Counter()
+    for c in calls:
+        ctx = CallContext("call1", state={"signals": []})
+        for i, (ch, text) in enumerate(c):
+            t = tr(text, channel=ch, seg=i, start=4.0 * i)
+            for d in dets:
+                out = d.detect(t, ctx)
+                ctx.state["signals"] += out
+                seen.update(s.name for s in out if not s.retracted)
+    print(f"\nreplay of {len(calls)} real calls, {sum(len(c) for c in calls)} turns: {dict(seen)}")
+    for name in ("abuse", "escalation_request", "churn_risk", "prohibited_promise", "anger_sustained", "disclosure_given"):
+        assert seen[name] == 0, name
+    assert seen["disclosure_missing"] == len(calls)
+    assert seen["positive"] > seen["negative"]
