@@ -368,8 +368,8 @@ async def test_suggestion_runs_only_when_the_agent_accepts(h: Harness) -> None:
     [hint] = h.hints()
     assert hint["attrs"]["pending_action_ids"] == [esc.action_id, hook.action_id]
     assert h.escalations == [] and h.rx.requests == []
-    with pytest.raises(ValueError, match="needs a reason"):
-        await h.engine.feedback(hint["hint_id"], "agent_7", "dismissed")
+    with pytest.raises(ValueError, match="feedback action must be one of"):
+        await h.engine.feedback(hint["hint_id"], "agent_7", "liked")
     changed = await h.engine.feedback(hint["hint_id"], "agent_7", "accepted")
     await h.engine.drain()
     assert {r.action_id for r in changed} == {esc.action_id, hook.action_id}
@@ -384,6 +384,11 @@ async def test_dismissed_suggestion_is_dropped(h: Harness) -> None:
     assert {r.state for r in changed} == {"dismissed"} and h.escalations == []
     fb = next(e for e in h.audit.entries if e["kind"] == "feedback")
     assert fb["payload"]["reason"] == "customer calmed down" and fb["playbook_id"] == "manager"
+    # a dismissal without a reason still counts (the human decided) but is flagged
+    await h.engine.on_signal(CallInfo("c5"), sig("c5", "risk", "escalation_request"))
+    changed = await h.engine.feedback(h.hints("c5")[0]["hint_id"], "agent_7", "dismissed")
+    assert {r.state for r in changed} == {"dismissed"}
+    assert [e for e in h.audit.entries if e["kind"] == "feedback"][-1]["payload"]["detail_missing"] is True
     assert await h.engine.feedback("hint_unknown", "agent_7", "accepted") == []
 
 

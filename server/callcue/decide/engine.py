@@ -627,10 +627,12 @@ class DecisionEngine:
         still audited (it measures the fallback hints too) and returns []."""
         if action not in FEEDBACK_ACTIONS:
             raise ValueError(f"feedback action must be one of {', '.join(FEEDBACK_ACTIONS)}, got {action!r}")
-        if action == "dismissed" and not str(reason or "").strip():
-            raise ValueError("a dismissal needs a reason")
-        if action == "corrected" and correction in (None, ""):
-            raise ValueError("a correction needs the corrected content")
+        if not isinstance(hint_id, str) or not hint_id:
+            raise ValueError("feedback needs a hint_id")
+        # A dismissal should carry a reason and a correction its content, but the agent's choice
+        # is acted on regardless; the gap is recorded so the KPI review can chase it.
+        missing = (action == "dismissed" and not str(reason or "").strip()) or (
+            action == "corrected" and correction in (None, ""))  # fmt: skip
         fid = self._by_hint.get(hint_id)
         recs = self._firing(fid) if fid else []
         hint_rec = next((r for r in recs if r.hint_id == hint_id), None)
@@ -639,7 +641,8 @@ class DecisionEngine:
                           playbook_id=hint_rec.playbook_id if hint_rec else None,
                           playbook_version=hint_rec.playbook_version if hint_rec else None,
                           action_id=hint_rec.action_id if hint_rec else None, actor=user,
-                          payload={"hint_id": hint_id, "action": action, "reason": reason, "correction": correction})  # fmt: skip
+                          payload={"hint_id": hint_id, "action": action, "reason": reason or "", "correction": correction,
+                                   **({"detail_missing": True} if missing else {})})  # fmt: skip
         if hint_rec is None:
             return []
         for a in self.anomalies.record_feedback(hint_rec.playbook_id, action):  # type: ignore[arg-type]
