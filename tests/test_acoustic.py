@@ -114,6 +114,22 @@ def test_talk_over_with_known_overlap(cfg, clips):
     assert by_name(sigs, "dead_air") == []
 
 
+def test_backchannels_are_not_talk_over(cfg, clips, speech_manifest):
+    """Short real words (FSDD digits, < 0.45 s, like "yeah"/"okay") said by the agent while the
+    customer talks are backchannels, not talk-over; a full sentence at the same spot is."""
+    short = [r for r in speech_manifest if r["set"] == "fsdd_8k" and r["duration_s"] < 0.45][:3]
+    assert len(short) == 3
+    words = []
+    for r in short:
+        with wave.open(str(require_shared("speech", r["wav"]))) as w:
+            assert w.getframerate() == RATE
+            words.append(np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32))
+    jfk = clips["jfk__jfk"]
+    cust = place(12.0, (0.0, jfk, 1.0))
+    agent = place(12.0, *[(t, x, 1.0) for t, x in zip((2.0, 5.0, 8.0), words)])
+    assert by_name(run(AcousticMonitor("c", cfg), cust, agent), "talk_over") == []
+
+
 def test_dead_air_with_known_gap_and_hold_awareness(cfg, clips):
     """12 s of silence on both channels between two turns: dead air ~8 s after the last word."""
     c, a = clips["cmu_arctic__aew_a0001"], clips["cmu_arctic__axb_a0004"]
@@ -245,3 +261,20 @@ def test_feed_latency(cfg, clips):
     p50, p95 = statistics.median(times), times[int(0.95 * (len(times) - 1))]
     print(f"\nAcousticMonitor.feed per 20 ms frame: p50 {p50:.0f} us, p95 {p95:.0f} us")
     assert p95 < 1000
+
+
+def test_speaking_slow_and_back_to_normal(cfg):
+    mon = AcousticMonitor("c", cfg)
+
+    def final(words_n: int, start: float, secs: float, seg: int) -> Transcript:
+        step = secs / words_n
+        ws = [Word(f"w{i}", start + i * step, start + (i + 1) * step - 0.02) for i in range(words_n)]
+        return Transcript("c", "customer", seg, 0, " ".join(w.text for w in ws), True, start, start + secs, words=ws)
+
+    slow = mon.on_transcript(final(14, 0.0, 12.0, 1))  # 70 wpm
+    assert [s.name for s in slow] == ["speaking_slow"] and slow[0].attrs["wpm"] < cfg["acoustic"]["rate_slow_wpm"]
+    assert mon.on_transcript(final(40, 13.0, 14.0, 2)) == []  # back to ~130 wpm: state resets quietly
+    assert 100 < mon.speaking_rate("customer") < 160
+    # old words fall out of the 60 s window
+    mon.on_transcript(final(20, 100.0, 9.0, 3))
+    assert mon.speaking_rate("customer") == pytest.approx(60 * 20 / (9.0 - 9.0 / 20 + (9.0 / 20 - 0.02)), rel=0.01)
