@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from callcue.events import Transcript, Word
 from callcue.understand.base import CallContext
 from callcue.understand.entities import (
@@ -71,9 +70,7 @@ def test_dates(det: EntityDetector, text: str, normalized: str) -> None:
     assert ("date", normalized) in found(det, text)
 
 
-@pytest.mark.parametrize(
-    "text", ["I may call you", "three of them", "February thirtieth", "it's the second time"]
-)
+@pytest.mark.parametrize("text", ["I may call you", "three of them", "February thirtieth", "it's the second time"])
 def test_not_dates(det: EntityDetector, text: str) -> None:
     assert not [n for n, _ in found(det, text) if n == "date"]
 
@@ -117,8 +114,18 @@ def test_detector_signals_with_evidence_and_dedupe(det: EntityDetector) -> None:
     text = "I paid 40 bucks to Verizon on March third"
     words = [Word(w, 2.0 + i * 0.5, 2.4 + i * 0.5) for i, w in enumerate(text.split())]
     ctx = CallContext(call_id="c1")
-    t = Transcript("c1", "customer", 4, 2, text, True, 2.0, words[-1].end, words,
-                   emitted_at=dt.datetime(2026, 11, 24, 12, tzinfo=dt.UTC).timestamp())
+    t = Transcript(
+        "c1",
+        "customer",
+        4,
+        2,
+        text,
+        True,
+        2.0,
+        words[-1].end,
+        words,
+        emitted_at=dt.datetime(2026, 11, 24, 12, tzinfo=dt.UTC).timestamp(),
+    )
     sigs = det.detect(t, ctx)
     by = {s.name: s for s in sigs}
     assert set(by) == {"money", "competitor", "date"}
@@ -147,7 +154,9 @@ def test_sensitive_numbers_arrive_masked_after_redaction(det: EntityDetector) ->
 
 
 def test_raw_account_number_is_masked_even_without_redactor(det: EntityDetector) -> None:
-    sigs = det.detect(Transcript("c1", "customer", 1, 0, "account number 9876543210", True, 0, 1), CallContext(call_id="c1"))
+    sigs = det.detect(
+        Transcript("c1", "customer", 1, 0, "account number 9876543210", True, 0, 1), CallContext(call_id="c1")
+    )
     assert [s.attrs["normalized"] for s in sigs] == ["******3210"]
     assert "987654" not in json.dumps([s.to_dict() for s in sigs])
 

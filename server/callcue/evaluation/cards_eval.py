@@ -98,7 +98,9 @@ class ComposedCard:
     pcm8k: bytes  # 16-bit LE mono at 8 kHz
 
 
-def compose(number: str, valid: bool, split: bool, speaker: str, clips: dict[str, list[Path]], rng: random.Random) -> ComposedCard:
+def compose(
+    number: str, valid: bool, split: bool, speaker: str, clips: dict[str, list[Path]], rng: random.Random
+) -> ComposedCard:
     """Concatenate one speaker's digits with dictation-like pauses and a faint noise floor."""
     parts: list[np.ndarray] = [np.zeros(int(0.5 * FSDD_RATE), np.float32)]
     for i, d in enumerate(number):
@@ -279,7 +281,9 @@ def run_cards_eval(
         "valid": len(valid),
         "invalid": len(invalid),
         "recall": _ratio(sum(r.detected for r in valid), len(valid)),
-        "recall_single_utterance": _ratio(sum(r.detected for r in valid if not r.split), sum(not r.split for r in valid)),
+        "recall_single_utterance": _ratio(
+            sum(r.detected for r in valid if not r.split), sum(not r.split for r in valid)
+        ),
         "recall_split": _ratio(sum(r.detected for r in valid if r.split), sum(r.split for r in valid)),
         "recall_given_asr_exact": _ratio(
             sum(r.detected for r in valid if r.asr_exact), sum(r.asr_exact for r in valid)
@@ -314,10 +318,14 @@ def run_cards_eval(
 def format_report(rep: dict[str, Any]) -> str:
     """A short human summary of `run_cards_eval`'s result."""
     lines = [
-        f"cards eval: n={rep['n']} seed={rep['seed']} engine={rep['engine']} "
-        f"({rep['audio_seconds']} s audio, {rep['wall_seconds']} s wall, RTF {rep['rtf']})",
-        f"  recall on Luhn-valid      : {rep['recall']}  (single utterance {rep['recall_single_utterance']}, "
-        f"split {rep['recall_split']}, given exact ASR {rep['recall_given_asr_exact']})",
+        (
+            f"cards eval: n={rep['n']} seed={rep['seed']} engine={rep['engine']} "
+            f"({rep['audio_seconds']} s audio, {rep['wall_seconds']} s wall, RTF {rep['rtf']})"
+        ),
+        (
+            f"  recall on Luhn-valid      : {rep['recall']}  (single utterance {rep['recall_single_utterance']}, "
+            f"split {rep['recall_split']}, given exact ASR {rep['recall_given_asr_exact']})"
+        ),
         f"  detected already on partial: {rep['detected_on_partial']}/{rep['valid']}",
         f"  false alarms on invalid   : {rep['false_alarms']}/{rep['invalid']}",
         f"  ASR got all 16 digits      : {rep['asr_exact_rate']}",

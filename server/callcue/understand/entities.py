@@ -27,7 +27,13 @@ from rapidfuzz import fuzz
 from callcue.events import Evidence, Signal, Transcript
 from callcue.understand.base import CallContext, Detector
 from callcue.understand.redaction import mask_digits, mask_text
-from callcue.understand.spoken_numbers import TENS, UNITS, Token, find_digit_runs, parse_cardinal, tokenize
+from callcue.understand.spoken_numbers import (
+    TENS,
+    Token,
+    find_digit_runs,
+    parse_cardinal,
+    tokenize,
+)
 
 DETECTOR_NAME = "entities"
 DETECTOR_VERSION = "1.0"
@@ -97,9 +103,18 @@ class EntityMatch:
 
 
 _CURRENCIES = {
-    "dollar": "USD", "dollars": "USD", "bucks": "USD", "usd": "USD", "$": "USD",
-    "pound": "GBP", "pounds": "GBP", "quid": "GBP", "£": "GBP",
-    "euro": "EUR", "euros": "EUR", "€": "EUR",
+    "dollar": "USD",
+    "dollars": "USD",
+    "bucks": "USD",
+    "usd": "USD",
+    "$": "USD",
+    "pound": "GBP",
+    "pounds": "GBP",
+    "quid": "GBP",
+    "£": "GBP",
+    "euro": "EUR",
+    "euros": "EUR",
+    "€": "EUR",
 }
 _CENTS = {"cent", "cents", "pence", "p"}
 _SCALE_WORDS = {"thousand": 1_000, "k": 1_000, "million": 1_000_000, "grand": 1_000}
@@ -156,7 +171,11 @@ def _money(toks: Sequence[Token]) -> list[EntityMatch]:
                 amount += value / 100
                 end = cents_run.tok_end + 1
         value_text = " ".join(x.text for x in toks[i:end]).strip(" ,.?!")
-        out.append(EntityMatch("money", value_text, f"{amount:.2f} {cur}", i, end, 0.9, {"amount": round(amount, 2), "currency": cur}))
+        out.append(
+            EntityMatch(
+                "money", value_text, f"{amount:.2f} {cur}", i, end, 0.9, {"amount": round(amount, 2), "currency": cur}
+            )
+        )
         i = end
     return out
 
@@ -166,10 +185,30 @@ _MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_name) if m}
 _MONTHS.update({m.lower(): i for i, m in enumerate(calendar.month_abbr) if m})
 _MONTHS.pop("may", None)
 _MONTHS["may"] = 5  # abbr == name; keep once
-_ORD_UNITS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8, "ninth": 9}
+_ORD_UNITS = {
+    "first": 1,
+    "second": 2,
+    "third": 3,
+    "fourth": 4,
+    "fifth": 5,
+    "sixth": 6,
+    "seventh": 7,
+    "eighth": 8,
+    "ninth": 9,
+}
 _ORD_TEENS = {
-    "tenth": 10, "eleventh": 11, "twelfth": 12, "thirteenth": 13, "fourteenth": 14, "fifteenth": 15,
-    "sixteenth": 16, "seventeenth": 17, "eighteenth": 18, "nineteenth": 19, "twentieth": 20, "thirtieth": 30,
+    "tenth": 10,
+    "eleventh": 11,
+    "twelfth": 12,
+    "thirteenth": 13,
+    "fourteenth": 14,
+    "fifteenth": 15,
+    "sixteenth": 16,
+    "seventeenth": 17,
+    "eighteenth": 18,
+    "nineteenth": 19,
+    "twentieth": 20,
+    "thirtieth": 30,
 }
 _ORD_NUM = re.compile(r"^(\d{1,2})(st|nd|rd|th)?$")
 _SLASH_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})(?:/(\d{2}|\d{4}))?$")
@@ -244,8 +283,12 @@ def _dates(toks: Sequence[Token], today: dt.date) -> list[EntityMatch]:
                 has_of = j < len(toks) and toks[j].norm == "of"
                 j += 1 if has_of else 0
                 ordinal = not toks[start].norm.isdigit()
-                if j < len(toks) and toks[j].norm in _MONTHS and (has_of or ordinal) and toks[j].norm != "may" or (
-                    j < len(toks) and toks[j].norm == "may" and has_of
+                if (
+                    j < len(toks)
+                    and toks[j].norm in _MONTHS
+                    and (has_of or ordinal)
+                    and toks[j].norm != "may"
+                    or (j < len(toks) and toks[j].norm == "may" and has_of)
                 ):
                     yr = _year_at(toks, j + 1)
                     match = _iso(yr[0] if yr else None, _MONTHS[toks[j].norm], day[0], j + 1 + (yr[1] if yr else 0))
@@ -323,7 +366,9 @@ def _numbers(toks: Sequence[Token]) -> list[EntityMatch]:
             else:
                 break
         ident = "".join(parts).upper().replace("#", "*")
-        if len(re.sub(r"[^0-9A-Z*]", "", ident)) < 4 or not (saw_number_word or any(c.isdigit() or c == "*" for c in ident)):
+        if len(re.sub(r"[^0-9A-Z*]", "", ident)) < 4 or not (
+            saw_number_word or any(c.isdigit() or c == "*" for c in ident)
+        ):
             i += 1
             continue
         if not re.search(r"[0-9*]", ident):
@@ -376,7 +421,7 @@ class _NameMatcher:
         for a in self.aliases:
             n = len(a.tokens)
             exact_only = len(a.text) <= 4 or n == 1 and len(a.text) <= 6
-            for s in range(0, len(flat) - n + 1):
+            for s in range(len(flat) - n + 1):
                 window = flat[s : s + n]
                 idxs = {w[0] for w in window}
                 if idxs & used:
@@ -394,7 +439,11 @@ class _NameMatcher:
                 used |= set(range(lo, hi))
                 value = " ".join(t.text for t in toks[lo:hi]).strip(" ,.?!")
                 conf = round(0.6 + 0.35 * (score - 50) / 50, 3) if score < 100 else 0.95
-                out.append(EntityMatch(a.entity, value, a.canonical, lo, hi, conf, {"alias": a.text, "match_score": round(score, 1)}))
+                out.append(
+                    EntityMatch(
+                        a.entity, value, a.canonical, lo, hi, conf, {"alias": a.text, "match_score": round(score, 1)}
+                    )
+                )
         return out
 
 

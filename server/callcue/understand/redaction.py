@@ -46,8 +46,12 @@ CONTEXT_WINDOW_S = 30.0
 #: Longest pause (end of one utterance to start of the next) a dictated number survives.
 CONTINUATION_PAUSE_S = 8.0
 #: Words that may precede the continuation of a number in the next utterance.
-_LEAD_WORDS = frozenset({"and", "then", "so", "ok", "okay", "yes", "yeah", "next", "uh", "um", "er", "ah", "the", "rest", "is", "it's"})
-_CURRENCY_WORDS = frozenset({"dollar", "dollars", "bucks", "cents", "cent", "pounds", "pound", "euros", "euro", "percent", "%", "usd", "quid"})
+_LEAD_WORDS = frozenset(
+    {"and", "then", "so", "ok", "okay", "yes", "yeah", "next", "uh", "um", "er", "ah", "the", "rest", "is", "it's"}
+)
+_CURRENCY_WORDS = frozenset(
+    {"dollar", "dollars", "bucks", "cents", "cent", "pounds", "pound", "euros", "euro", "percent", "%", "usd", "quid"}
+)
 _SENSITIVE = frozenset({"card", "cvv", "ssn", "account", "pin"})
 
 _CONTEXT_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -70,13 +74,28 @@ _REQUEST_CUE = re.compile(
 )
 _OBJECTS: dict[str, tuple[str, ...]] = {
     "card_number": (
-        "card number", "credit card number", "debit card number", "full card number", "long number on the front",
-        "sixteen digit number", "16 digit number", "number on the card", "number on the front of the card",
-        "full card details", "card details",
+        "card number",
+        "credit card number",
+        "debit card number",
+        "full card number",
+        "long number on the front",
+        "sixteen digit number",
+        "16 digit number",
+        "number on the card",
+        "number on the front of the card",
+        "full card details",
+        "card details",
     ),
     "security_code": (
-        "security code", "cvv", "c v v", "cvc", "three digit code", "three digits on the back",
-        "3 digits on the back", "verification code", "code on the back",
+        "security code",
+        "cvv",
+        "c v v",
+        "cvc",
+        "three digit code",
+        "three digits on the back",
+        "3 digits on the back",
+        "verification code",
+        "code on the back",
     ),
 }
 _FUZZ_THRESHOLD = 88.0
@@ -307,10 +326,14 @@ class Redactor:
             continuation = (
                 k == 0 and pending is not None and len(lead) <= 3 and all(t.norm in _LEAD_WORDS for t in lead)
             )
+            glued = continuation  # masking treats it as part of the dictation either way
             assembled = pending.digits + digits if continuation and pending else digits
-            if continuation and not (13 <= len(assembled) <= 19 and luhn_valid(assembled)):
-                if len(assembled) > 19 or (13 <= len(digits) <= 19 and luhn_valid(digits)):
-                    continuation, assembled = False, digits  # a complete number on its own
+            if (
+                continuation
+                and not (13 <= len(assembled) <= 19 and luhn_valid(assembled))
+                and (len(assembled) > 19 or (13 <= len(digits) <= 19 and luhn_valid(digits)))
+            ):
+                continuation, assembled = False, digits  # judged on its own
             n = len(assembled)
             luhn = 13 <= n <= 19 and luhn_valid(assembled)
             grouped_ssn = any(_SSN_GROUPED.match(toks[i].norm) for i in range(run.tok_start, run.tok_end))
@@ -335,7 +358,7 @@ class Redactor:
                 mask, keep = True, 0
             elif money or (order_here and n <= 12):
                 mask, keep = False, 0
-            elif continuation or (sensitive and len(digits) >= 2) or _digit_by_digit(run):
+            elif glued or (sensitive and len(digits) >= 2) or _digit_by_digit(run):
                 mask, keep = True, 0
             elif "order" in active and n <= 12:
                 mask, keep = False, 0
@@ -354,7 +377,7 @@ class Redactor:
         for p in plans:
             if not p.mask:
                 continue
-            keep = p.run.digits[-p.keep:] if p.keep else ""
+            keep = p.run.digits[-p.keep :] if p.keep else ""
             spans.append(_text_span(toks, p.run, mask_digits(len(p.run.digits), keep)))
         return mask_text(_apply_spans(text, spans), min_digits=_BACKSTOP_DIGITS)
 
@@ -384,7 +407,10 @@ class Redactor:
                     else:
                         trail = raw.rstrip()[len(raw.rstrip().rstrip(".,!?;:")) :]
                         texts[i] = f"{lead}####{trail}"
-        return [dataclasses.replace(w, text=mask_text(txt, min_digits=_BACKSTOP_DIGITS)) for w, txt in zip(words, texts, strict=True)]
+        return [
+            dataclasses.replace(w, text=mask_text(txt, min_digits=_BACKSTOP_DIGITS))
+            for w, txt in zip(words, texts, strict=True)
+        ]
 
     # ---------------------------------------------------------------- signals
 
@@ -437,8 +463,14 @@ class Redactor:
             ev = Evidence(t.channel, out.text, start, end, t.segment_id, t.revision, t.is_final, ev_words)
             sigs.append(
                 Signal(
-                    self.call_id, "risk", name, round(min(conf, 0.99), 3), DETECTOR_NAME, DETECTOR_VERSION,
-                    evidence=ev, attrs={**attrs, "_key": self._dedupe_key(name, p.assembled)},
+                    self.call_id,
+                    "risk",
+                    name,
+                    round(min(conf, 0.99), 3),
+                    DETECTOR_NAME,
+                    DETECTOR_VERSION,
+                    evidence=ev,
+                    attrs={**attrs, "_key": self._dedupe_key(name, p.assembled)},
                 )
             )
         return sigs
@@ -462,8 +494,14 @@ class Redactor:
         ev = Evidence(t.channel, out.text, t.start, t.end, t.segment_id, t.revision, t.is_final, [])
         conf = round(0.6 + 0.35 * (best[0] - _FUZZ_THRESHOLD) / (100 - _FUZZ_THRESHOLD), 3)
         return Signal(
-            self.call_id, "compliance", "agent_requested_card", conf, DETECTOR_NAME, DETECTOR_VERSION,
-            evidence=ev, attrs={"requested": best[1], "match_score": round(best[0], 1), "_key": f"req:{best[1]}"},
+            self.call_id,
+            "compliance",
+            "agent_requested_card",
+            conf,
+            DETECTOR_NAME,
+            DETECTOR_VERSION,
+            evidence=ev,
+            attrs={"requested": best[1], "match_score": round(best[0], 1), "_key": f"req:{best[1]}"},
         )
 
     def _dedupe_key(self, name: str, digits: str) -> str:

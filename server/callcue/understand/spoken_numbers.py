@@ -19,17 +19,43 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 UNITS: dict[str, int] = {
-    "zero": 0, "oh": 0, "o": 0, "nought": 0, "naught": 0,
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
-    "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "zero": 0,
+    "oh": 0,
+    "o": 0,
+    "nought": 0,
+    "naught": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
 }
 TEENS: dict[str, int] = {
-    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
-    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
 }
 TENS: dict[str, int] = {
-    "twenty": 20, "thirty": 30, "forty": 40, "fourty": 40, "fifty": 50,
-    "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fourty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
 }
 REPEATERS: dict[str, int] = {"double": 2, "triple": 3, "treble": 3}
 SCALES: dict[str, int] = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
@@ -129,7 +155,7 @@ def _small(atoms: list[tuple[int, str]], i: int) -> tuple[int, int] | None:
 
 
 def _below_thousand(atoms: list[tuple[int, str]], i: int) -> tuple[int, int] | None:
-    """"four hundred and five" -> (405, 4); "forty one hundred" -> (4100, 3); "nine" -> (9, 1)."""
+    """ "four hundred and five" -> (405, 4); "forty one hundred" -> (4100, 3); "nine" -> (9, 1)."""
     head = _small(atoms, i)
     if head is None:
         return None
