@@ -364,13 +364,11 @@ def test_build_text_detectors_runs_a_small_call_in_order(cfg):
 def test_abuse_alarm_rate_on_real_customer_utterances(cfg, shared_data):
     """~120k real customer utterances (banking77, CLINC150, NLU++, MultiDoGo) are almost all
     civil: the lexicon may only fire on the handful that really swear or say "shut up"."""
-    import glob
-
     texts: list[str] = []
     for part in [("text", "banking77", "train.jsonl"), ("text", "clinc150", "train.jsonl"), ("text", "nlupp", "nlupp_folds0-9.jsonl")]:
         texts += [json.loads(line)["text"] for line in require_shared(*part).read_text().splitlines()]
-    for f in glob.glob(str(require_shared("dialogues", "multidogo") / "*.jsonl")):
-        for line in open(f, encoding="utf-8"):
+    for f in sorted(require_shared("dialogues", "multidogo").glob("*.jsonl")):
+        for line in f.read_text(encoding="utf-8").splitlines():
             texts += [t["text"] for t in json.loads(line)["turns"]]
     d = AbuseDetector(cfg)
     hits = []
