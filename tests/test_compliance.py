@@ -223,3 +223,27 @@ def test_missing_retracted_when_a_late_final_shows_it_was_said_in_time(det):
     retracted = [s for s in out if s.retracted]
     assert given_sig and given_sig[0].attrs["late"] is False
     assert len(retracted) == 1 and retracted[0].signal_id == miss[0].signal_id
+
+
+def test_one_detector_serves_many_calls_from_threads(det):
+    """The pipeline shares one detector across calls in executor threads: per-call state must
+    not leak between calls, and the shared embedding cache must survive concurrent use."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    scripts = [
+        [RECORDING_PARAPHRASES[i % 4], "I guarantee the money will be back by friday", f"your reference number is {i}"]
+        for i in range(8)
+    ]
+
+    def call(script: list[str]) -> list[str]:
+        ctx = CallContext("c")
+        out = []
+        for i, text in enumerate(script):
+            out += names(det.detect(tr(text, seg=i, start=5.0 * i), ctx))
+        return sorted(out + names(det.check_deadlines(ctx, 100.0)))
+
+    sequential = [call(s) for s in scripts]
+    with ThreadPoolExecutor(4) as ex:
+        threaded = list(ex.map(call, scripts))
+    assert threaded == sequential
+    assert all(r == ["disclosure_given", "prohibited_promise"] for r in sequential)
