@@ -199,3 +199,24 @@ def test_full_eval_table(engine: WhisperEngine, speech_manifest: list[dict], sha
         ("tel8k->16k", [r for r in rows if r["set"] == "telephone_sim"]),
     ):
         print(f"\n{name} beam={engine.settings.final_beam_size} threads={engine.cpu_threads}x{engine.num_workers}: {_evaluate(engine, subset, root)}")
+
+
+@pytest.mark.slow
+def test_two_channels_decode_in_parallel_threads(engine: WhisperEngine, shared_data: Path) -> None:
+    """Both channels of a call share one model and finish segments together: concurrent
+    decodes from two executor threads must give the same results as sequential ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    root = shared_data / "speech"
+    clips = [_wav16k(root / "pocketsphinx" / "goforward.wav"), _wav16k(root / "cmu_arctic" / "axb_a0005.wav")]
+
+    def run(audio: np.ndarray) -> str:
+        stream = engine.open_stream()
+        stream.begin_segment()
+        stream.accept(audio.tobytes(), allow_partial=False)
+        return stream.end_segment()[0].text
+
+    sequential = [run(a) for a in clips]
+    with ThreadPoolExecutor(2) as pool:
+        parallel = list(pool.map(run, clips))
+    assert parallel == sequential and all(sequential)
