@@ -43,8 +43,8 @@ WORD_TIMING_METHOD = (
     "espeak-ng WORD events via libespeak-ng synth callback (word starts, sample-accurate); "
     "word end = last voiced 10 ms frame before the next word start"
 )
-DEFAULT_VOICES: dict[str, str] = {"customer": "en-us+f3", "agent": "en-gb-x-rp"}
-DEFAULT_RATE_WPM: dict[str, int] = {"customer": 165, "agent": 170}
+DEFAULT_VOICES: dict[str, str] = {"customer": "en-us+f3", "agent": "en"}  # en = British English
+DEFAULT_RATE_WPM: dict[str, int] = {"customer": 165, "agent": 165}
 # Between speakers people leave ~0.4-1.2 s; a speaker continuing with a second message
 # (ABCD chats split one thought over several turns) pauses less.
 SPEAKER_CHANGE_GAP_S = (0.4, 1.2)
@@ -565,6 +565,37 @@ def generate(
     return call
 
 
+# The shipped demo call (server/callcue/data/demo_call.*), written for this project so it
+# carries no third-party license. The customer says the two things a supervisor must see
+# in plain words: they want to cancel, and later they want a manager.
+DEMO_DIALOGUE = Dialogue(
+    dataset="callcue-demo",
+    dialogue_id="demo-bank-cancel-escalate",
+    license="Apache-2.0 (written for CallCue)",
+    turns=[
+        Turn("agent", "Thank you for calling Northwind Bank, this is Daniel. How can I help you today?"),
+        Turn("customer", "Hi Daniel. I want to cancel my account."),
+        Turn("agent", "I'm sorry to hear that. May I ask why you would like to close it?"),
+        Turn("customer", "The monthly fees keep going up, and nobody told me about it."),
+        Turn("agent", "I understand. I can see a new service fee from last month. I can waive it for you."),
+        Turn("customer", "That does not help me. I have been a customer for ten years and I am really frustrated."),
+        Turn("agent", "I completely understand. Let me look at the other options we have."),
+        Turn("customer", "No. I would like to speak to a manager, please."),
+        Turn("agent", "Of course. Please hold while I transfer you to my supervisor."),
+        Turn("customer", "Thank you."),
+    ],
+)
+DEMO_WAV = Path(__file__).resolve().parents[1] / "server" / "callcue" / "data" / "demo_call.wav"
+
+
+def build_demo(out: str | Path = DEMO_WAV, **kwargs: Any) -> RenderedCall:
+    """Regenerate the shipped demo call: stereo 8 kHz 16-bit, customer left / agent right."""
+    call = render_call(DEMO_DIALOGUE, sample_rate=8000, stereo=True, seed=kwargs.pop("seed", 2), **kwargs)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    save_call(call, out)
+    return call
+
+
 def _parse_pairs(items: Sequence[str] | None, cast: type) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or ():
@@ -577,9 +608,11 @@ def _parse_pairs(items: Sequence[str] | None, cast: type) -> dict[str, Any]:
 
 def main(argv: Iterable[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dialogue", required=True, help="JSONL file from ../shared/data/dialogues (MultiDoGo, SGD, ABCD)")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dialogue", help="JSONL file from ../shared/data/dialogues (MultiDoGo, SGD, ABCD)")
+    src.add_argument("--demo", action="store_true", help="render the built-in demo script (see build_demo)")
     ap.add_argument("--pick", default="0", help="dialogue index in the file or its id (default 0)")
-    ap.add_argument("--out", required=True, help="output WAV; the timeline goes next to it as .json")
+    ap.add_argument("--out", default=None, help="output WAV; the timeline goes next to it as .json (--demo: defaults to the shipped demo_call.wav)")
     ap.add_argument("--rate", type=int, default=8000, choices=(8000, 16000), help="sample rate (default 8000)")
     ap.add_argument("--mono", action="store_true", help="customer-only mono instead of stereo customer/agent")
     ap.add_argument("--voice", action="append", metavar="CHANNEL=VOICE", help="e.g. customer=en-us+f3")
@@ -587,6 +620,14 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed for the gaps between turns")
     ap.add_argument("--max-turns", type=int, default=None, help="keep only the first N turns")
     args = ap.parse_args(list(argv) if argv is not None else None)
+    if args.demo:
+        args.out = args.out or str(DEMO_WAV)
+        call = build_demo(args.out, voices=_parse_pairs(args.voice, str), rate_wpm=_parse_pairs(args.wpm, int))
+        tl = call.timeline
+        print(f"{args.out}: {tl['duration']:.1f} s, triggers: " + ", ".join(f"{t['rule']}@{t['end']:.2f}s" for t in tl["triggers"]))
+        return 0
+    if not args.out:
+        ap.error("--out is required with --dialogue")
     try:
         call = generate(
             args.dialogue,
