@@ -664,3 +664,26 @@ async def test_learned_threshold_applies_and_shadow_candidate_is_recorded(h: Har
         assert rep.agreement == 0.5
     finally:
         await engine.close()
+
+
+async def test_pause_racing_a_firing_in_progress_wins(h: Harness) -> None:
+    """The kill switch thrown while a firing is being audited stops it before it acts."""
+    gate = asyncio.Event()
+    orig_append = h.audit.append
+
+    async def slow_append(kind: str, **kw: Any) -> Any:
+        if kind == "action_proposed":
+            await gate.wait()
+        return await orig_append(kind, **kw)
+
+    h.audit.append = slow_append  # type: ignore[method-assign]
+    firing = asyncio.create_task(h.engine.on_signal(CALL, sig("call_1", "risk", "card_number")))
+    await asyncio.sleep(0.05)
+    pausing = asyncio.create_task(h.engine.pause("pci", "sup_ann", reason="false positives"))
+    await asyncio.sleep(0.05)
+    gate.set()
+    recs = await firing
+    await pausing
+    await h.engine.drain()
+    assert {r.state for r in recs} == {"cancelled"}
+    assert h.controls == [] and h.hints() == [] and h.rx.requests == []

@@ -194,7 +194,8 @@ class DecisionEngine:
         st = self._calls.pop(call_id, None)
         for rec in self.actions(call_id=call_id):
             if rec.state in ("pending_approval", "suggested", "proposed"):
-                await self._transition(rec, "cancelled", "system", reason="call_ended")
+                with contextlib.suppress(InvalidTransition):
+                    await self._transition(rec, "cancelled", "system", reason="call_ended")
         for fid in [f for f, ids in self._firings.items() if ids and self._actions[ids[0]].call_id == call_id]:
             t = self._timers.pop(fid, None)
             if t:
@@ -242,7 +243,8 @@ class DecisionEngine:
         if signal.retracted:
             for rec in self.actions(call_id=call.call_id):
                 if signal.signal_id in rec.signal_ids and rec.state in ("pending_approval", "suggested", "proposed"):
-                    firings.append((self.playbooks.get(rec.playbook_id), [rec], {"retract": True}))
+                    firings.append((self.playbooks.get(rec.playbook_id) if rec.playbook_id in self.playbooks
+                                    else None, [rec], {"retract": True}))  # type: ignore[arg-type]  # fmt: skip
         else:
             st.signals.append(view)
             call_view = {"call_id": call.call_id, "agent_id": call.agent_id, "queue": call.queue, "tier": call.tier,
@@ -279,7 +281,8 @@ class DecisionEngine:
         created: list[ActionRecord] = []
         for pb, recs, why in firings:
             if why.get("retract"):
-                await self._transition(recs[0], "cancelled", "system", reason="signal_retracted")
+                if recs[0].state in ("pending_approval", "suggested", "proposed"):
+                    await self._transition(recs[0], "cancelled", "system", reason="signal_retracted")
                 continue
             await self._launch(pb, recs, why)
             created.extend(recs)
@@ -368,27 +371,34 @@ class DecisionEngine:
         for r in recs:
             await self._audit("action_proposed", rec=r, payload={"kind": r.kind, "autonomy": r.autonomy,
                                                                  "firing_id": r.firing_id, "why": why})  # fmt: skip
+        # a pause (kill switch) may land during any await below and cancel still-proposed
+        # records: each step re-checks the state instead of assuming it
         if pb.autonomy == "auto":
             for r in recs:
-                await self._transition(r, "dispatched", "system")
-                await self._execute(r)
+                if r.state == "proposed":
+                    await self._transition(r, "dispatched", "system")
+                    await self._execute(r)
         elif pb.autonomy == "suggest":
             hints = [r for r in recs if isinstance(r.spec, HintAction)]
             others = [r for r in recs if not isinstance(r.spec, HintAction)]
-            for r in others:
-                await self._transition(r, "suggested", "system")
+            await self._transition_many([r for r in others if r.state == "proposed"], "suggested", "system")
             for r in hints:
+                if r.state != "proposed":
+                    continue
                 r.hint_id = new_id("hint")
                 self._by_hint[r.hint_id] = r.firing_id
-                r.values["pending_action_ids"] = [o.action_id for o in others]
+                r.values["pending_action_ids"] = [o.action_id for o in others if o.state == "suggested"]
                 await self._transition(r, "dispatched", "system")
                 await self._execute(r)
         else:
             assert pb.approval is not None
             deadline = pb.approval.deadline_s
+            recs = [r for r in recs if r.state == "proposed"]
+            if not recs:
+                return
             for r in recs:
                 r.deadline_at = time.time() + deadline
-                await self._transition(r, "pending_approval", "system", deadline_s=deadline, role=pb.approval.role)
+            await self._transition_many(recs, "pending_approval", "system", deadline_s=deadline, role=pb.approval.role)
             await self.dispatcher.publish_to_supervisors({
                 "type": "approval_request", "firing_id": recs[0].firing_id, "call_id": recs[0].call_id,
                 "agent_id": recs[0].agent_id, "playbook_id": pb.id, "playbook_version": pb.version,
