@@ -122,7 +122,8 @@ class ChannelPipeline:
                 self._cond.notify_all()
             backlog = batch_bytes / self._bytes_per_second
             metrics.QUEUE_DEPTH_HIST.observe(backlog)
-            allow_partial = backlog <= self.pipe_cfg.shed_backlog_seconds
+            # only costly partials (Whisper re-decodes) are shed; Vosk partials are nearly free
+            allow_partial = backlog <= self.pipe_cfg.shed_backlog_seconds or not self._stream.partial_is_costly
             t0 = time.perf_counter()
             try:
                 results = await loop.run_in_executor(self.executor, self._decode_batch, batch, allow_partial, closing)
