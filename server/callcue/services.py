@@ -46,6 +46,7 @@ class Services:
         self.detectors: list[Any] = []
         self.redactor_factory: Any = None
         self.acoustic_factory: Any = None
+        self.tickers: list[Any] = []  # (ctx, call_time) -> signals, called once a second per call
         self.decision: Any = None  # the playbook engine, when configured
         self.supervisor_handler: Any = None
         self.hint_policy: Any = None

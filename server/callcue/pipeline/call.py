@@ -50,7 +50,7 @@ class Call:
         self._frame_lock = threading.Lock()
         self._acoustic = services.make_acoustic_monitor(self.ctx)
         self.pipeline = Pipeline([
-            RedactProcessor(services.redactor_factory),
+            RedactProcessor(services.redactor_factory(start.call_id) if services.redactor_factory else None),
             DetectProcessor(services.detectors, self.ctx, services.detect_pool, s.pipeline.history_finals),
             DecideProcessor(services.deciders_for(self)),
             SinkProcessor(self.call_id, services.store, services.hub, lambda: self._latest_audio),
@@ -126,18 +126,24 @@ class Call:
             await self.pipeline.push(item)
 
     async def _tick_loop(self) -> None:
-        """Once a second, let time-based detectors (disclosure deadlines, dead air) speak."""
-        tickers = [d for d in self.services.detectors if hasattr(d, "tick")]
-        if not tickers:
+        """Once a second, let time-based detectors speak: disclosure deadlines, dead air."""
+        tickers = list(self.services.tickers)
+        if not tickers and self._acoustic is None:
             return
         while True:
             await asyncio.sleep(1.0)
-            for d in tickers:
+            now = self.call_time
+            signals: list[object] = []
+            for tick in tickers:
                 try:
-                    for sig in d.tick(self.ctx, self.call_time) or ():  # type: ignore[attr-defined]
-                        self.push(sig)
+                    signals.extend(tick(self.ctx, now) or ())
                 except Exception:
-                    log.exception("ticker %s failed", d.name)
+                    log.exception("ticker failed", extra={"call_id": self.call_id})
+            if self._acoustic is not None:
+                with self._frame_lock:
+                    signals.extend(self._acoustic.tick(now) or ())
+            for sig in signals:
+                self.push(sig)
 
     async def stop(self, reason: str = "stop") -> None:
         if self.ended:

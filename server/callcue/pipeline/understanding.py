@@ -31,18 +31,17 @@ class Redactor(Protocol):
 
 
 class RedactProcessor(Processor):
+    """One redactor per call: an agent asking for a card number arms masking on the
+    customer's channel, and digits dictated across utterances are judged together."""
+
     name = "redact"
 
-    def __init__(self, factory: Callable[[], Redactor] | None) -> None:
-        self._factory = factory
-        self._per_channel: dict[str, Redactor] = {}
+    def __init__(self, redactor: Redactor | None) -> None:
+        self._redactor = redactor
 
     async def process(self, item: object) -> AsyncIterator[object]:
-        if isinstance(item, Transcript) and self._factory is not None:
-            red = self._per_channel.get(item.channel)
-            if red is None:
-                red = self._per_channel[item.channel] = self._factory()
-            masked, signals = red.redact(item)
+        if isinstance(item, Transcript) and self._redactor is not None:
+            masked, signals = self._redactor.redact(item)
             yield masked
             for s in signals:
                 yield s
@@ -61,13 +60,18 @@ class DetectProcessor(Processor):
         self.executor = executor
         ctx.history = deque(maxlen=history)  # type: ignore[assignment]
         ctx.state.setdefault("signals", deque(maxlen=500))
+        self._names = {d.name for d in self.detectors}
 
     def _run_all(self, t: Transcript) -> list[Signal]:
         out: list[Signal] = []
+        seen = self.ctx.state["signals"]
         for d in self.detectors:
             t0 = time.perf_counter()
             try:
-                out.extend(d.detect(t, self.ctx))
+                found = d.detect(t, self.ctx)
+                # later detectors (churn) read what earlier ones found in this very update
+                seen.extend(found)
+                out.extend(found)
             except Exception:
                 log.exception("detector %s failed", d.name, extra={"call_id": t.call_id})
             metrics.STAGE_LATENCY.labels(f"detector:{d.name}").observe(time.perf_counter() - t0)
@@ -84,7 +88,8 @@ class DetectProcessor(Processor):
             metrics.STAGE_LATENCY.labels("understand").observe(time.perf_counter() - t0)
             for s in signals:
                 yield s
-        if isinstance(item, Signal):
+        elif isinstance(item, Signal) and item.detector not in self._names:
+            # signals from outside the detectors (redaction, acoustic, timers)
             self.ctx.state["signals"].append(item)
 
 

@@ -1,22 +1,47 @@
 """Assembles the understanding layer from config: which detectors run, in which order.
 
-Order matters only for readability of the event stream; every detector sees every
-transcript update, and the redactor runs before all of them (pipeline/understanding.py).
+Order: phrase rules and intents first, entities, then the risk detectors with churn last,
+because churn reads what the others found in the same transcript update. Redaction is not
+in this list: it runs before all of them (pipeline/understanding.py). Heavy models (the
+sentence encoder, the intent classifier) are loaded once here, in an executor, and shared
+by every call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from callcue.decide.hints import PhraseHintPolicy
+from callcue.logs import set_masker
+from callcue.understand.acoustic import AcousticMonitor
 from callcue.understand.phrases import PhraseDetector, load_rules
+from callcue.understand.redaction import Redactor, mask_text
+from callcue.understand.risks import build_text_detectors, load_risk_config
 
 log = logging.getLogger(__name__)
 
 
-async def build_understanding(services: Any) -> None:
+def _load_sync(services: Any) -> dict[str, Any]:
     s = services.settings
-    phrases = PhraseDetector(load_rules(s.resolve(s.understanding.phrases_file)))
-    services.detectors = [phrases]
-    services.hint_policy = PhraseHintPolicy(phrases)
+    u = s.understanding
+    risk_cfg = load_risk_config(s.resolve(u.risks_file))
+    phrases = PhraseDetector(load_rules(s.resolve(u.phrases_file)))
+    detectors: list[Any] = [phrases]
+    risk = build_text_detectors(risk_cfg)
+    return {"phrases": phrases, "detectors": detectors + risk, "risk_cfg": risk_cfg}
+
+
+async def build_understanding(services: Any) -> None:
+    loop = asyncio.get_running_loop()
+    built = await loop.run_in_executor(services.detect_pool, _load_sync, services)
+    services.detectors = built["detectors"]
+    services.hint_policy = PhraseHintPolicy(built["phrases"])
+    services.redactor_factory = Redactor
+    set_masker(mask_text)
+    risk_cfg = built["risk_cfg"]
+    services.acoustic_factory = lambda ctx: AcousticMonitor(
+        ctx.call_id, risk_cfg, channels=tuple(ctx.metadata.get("channels", ("customer", "agent"))))
+    services.tickers = [d.check_deadlines for d in services.detectors if hasattr(d, "check_deadlines")]
+    log.info("understanding ready: %s", ", ".join(f"{d.name}@{d.version}" for d in services.detectors))
