@@ -186,3 +186,200 @@ def test_cli_writes_wav_and_timeline(tmp_path: Path) -> None:
     tl = json.loads(out.with_suffix(".json").read_text())
     assert tl["sample_rate"] == 16000 and tl["source"]["dataset"] == "abcd" and len(tl["turns"]) == 4
     assert callgen.main(["--dialogue", str(src), "--pick", "zzz", "--out", str(out)]) == 2
+
+
+# ---------------------------------------------------------------- bench/latency.py
+
+import asyncio  # noqa: E402
+import warnings  # noqa: E402
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop  # noqa: E402
+import base64  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
+
+import websockets  # noqa: E402
+
+import latency  # noqa: E402
+
+WORD_DELAY = 0.15
+HINT_DELAY = 0.30
+
+
+def _short_call() -> callgen.RenderedCall:
+    d = callgen.Dialogue("test", "short", [
+        callgen.Turn("agent", "Good morning, how can I help?"),
+        callgen.Turn("customer", "Hello. I want to close my account today."),
+    ], "n/a")
+    return callgen.render_call(d, seed=5)
+
+
+class OracleServer:
+    """A loopback stand-in for the CallCue server that knows the call's timeline: it checks
+    every Twilio message the bench sends and, as the audio holding each word arrives,
+    publishes that word WORD_DELAY later (and a hint HINT_DELAY after a trigger's end) to
+    /ws/agent. The bench must then measure exactly those delays."""
+
+    def __init__(self, timeline: dict, token: str) -> None:
+        self.tl, self.token = timeline, token
+        self.agents: list = []
+        self.audio: dict[str, bytearray] = {"inbound": bytearray(), "outbound": bytearray()}
+        self.problems: list[str] = []
+        self.stopped = False
+
+    def publish_later(self, delay: float, ev: dict) -> None:
+        async def go() -> None:
+            await asyncio.sleep(delay)
+            for ws in self.agents:
+                await ws.send(json.dumps(ev))
+        asyncio.get_running_loop().create_task(go())
+
+    async def handler(self, ws) -> None:
+        path = ws.request.path
+        if path == "/ws/agent":
+            if ws.request.headers.get("Authorization") != f"Bearer {self.token}":
+                await ws.close(1008, "bad token")
+                return
+            await ws.send(json.dumps({"type": "hello", "user_id": "agent-7", "role": "agent"}))
+            req = json.loads(await ws.recv())
+            assert req == {"type": "subscribe", "call_id": "*"}
+            self.agents.append(ws)
+            await ws.send(json.dumps({"type": "subscribed", "call_id": "*"}))
+            await ws.wait_closed()
+        elif path == "/ws/twilio":
+            await self.twilio(ws)
+
+    async def twilio(self, ws) -> None:
+        state = {"seq": 0}
+        async for raw in ws:
+            m = json.loads(raw)
+            self.on_message(m, state)  # reacts while the call streams, like a real server
+            if m["event"] == "stop":
+                return
+
+    def on_message(self, m: dict, state: dict) -> None:
+        ev = m["event"]
+        if ev == "connected":
+            if "sequenceNumber" in m:
+                self.problems.append("connected carries a sequenceNumber")
+            return
+        seq = m["sequenceNumber"]
+        if not isinstance(seq, str) or int(seq) != state["seq"] + 1:
+            self.problems.append(f"bad sequenceNumber {seq!r} after {state['seq']}")
+        state["seq"] = int(seq)
+        if ev == "start":
+            s = m["start"]
+            state["sid"] = s["callSid"]
+            if s["mediaFormat"] != {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}:
+                self.problems.append(f"mediaFormat {s['mediaFormat']}")
+            if s["tracks"] != ["inbound", "outbound"] or s["customParameters"] != {"agent_id": "agent-7"}:
+                self.problems.append(f"start {s}")
+            if not (s["callSid"].startswith("CA") and s["streamSid"] == m["streamSid"]):
+                self.problems.append("sids")
+        elif ev == "media":
+            md = m["media"]
+            track = md["track"]
+            k = int(md["chunk"]) - 1
+            if md["timestamp"] != str(k * 20) or len(self.audio[track]) != k * 160:
+                self.problems.append(f"{track} chunk {md['chunk']} at {md['timestamp']}")
+            payload = base64.b64decode(md["payload"])
+            if len(payload) != 160:
+                self.problems.append(f"payload of {len(payload)} bytes")
+            self.audio[track] += payload
+            if track != "inbound":
+                return
+            t_now = (k + 1) * 0.020
+            channel_words = {"inbound": "customer"}
+            for turn in self.tl["turns"]:
+                if turn["channel"] != channel_words[track]:
+                    continue
+                said = [w for w in turn["words"] if w["end"] <= t_now]
+                if said and said[-1]["end"] > t_now - 0.020:  # a word just completed
+                    self.publish_later(WORD_DELAY, {
+                        "type": "transcript", "call_id": state["sid"], "channel": "customer", "is_final": False,
+                        "text": " ".join(w["text"] for w in said), "start": turn["start"], "end": said[-1]["end"]})
+            for trig in self.tl["triggers"]:
+                if trig["end"] <= t_now < trig["end"] + 0.020:
+                    self.publish_later(0.05, {"type": "hint", "call_id": state["sid"], "hint_id": "h0",
+                                              "title": "Frustrated tone", "body": "", "signal_ids": []})
+                    self.publish_later(0.10, {"type": "signal", "call_id": state["sid"], "signal_id": "s1",
+                                              "kind": "intent", "name": "cancel_account"})
+                    self.publish_later(HINT_DELAY, {"type": "hint", "call_id": state["sid"], "hint_id": "h1",
+                                                    "title": "Retention offer", "body": "", "signal_ids": ["s1"]})
+        elif ev == "stop":
+            self.stopped = True
+
+
+async def test_latency_bench_measures_known_delays_against_oracle_server() -> None:
+    call = _short_call()
+    tl = call.timeline
+    assert [t["rule"] for t in tl["triggers"]] == ["cancel_account"]
+    oracle = OracleServer(tl, "tok")
+    def pick_subprotocol(_conn, offered):  # like CallCue: JSON for agents, none for Twilio
+        return "callcue.v1.json" if "callcue.v1.json" in offered else None
+
+    async with websockets.serve(oracle.handler, "127.0.0.1", 0, select_subprotocol=pick_subprotocol) as server:
+        port = server.sockets[0].getsockname()[1]
+        base = f"ws://127.0.0.1:{port}"
+        ca = latency.call_from_pcm("short", call.pcm, call.sample_rate, tl)
+        t = time.monotonic()
+        r = await latency.run_round(base, f"http://127.0.0.1:{port}", "tok", None, [ca], 1, 0.6,
+                                    latency.CpuProbe("", os.getpid()), "00001")
+        wall = time.monotonic() - t
+    assert r.errors == [] and oracle.problems == [] and oracle.stopped
+    # streamed at real-time pace, not faster
+    assert wall >= ca.duration
+    # the customer's audio arrived intact (mu-law of exactly what callgen rendered)
+    sent = np.frombuffer(audioop.ulaw2lin(bytes(oracle.audio["inbound"]), 2), dtype=np.int16)
+    want = np.frombuffer(audioop.ulaw2lin(audioop.lin2ulaw(call.pcm[: len(sent), 0].tobytes(), 2), 2), dtype=np.int16)
+    assert len(sent) == ca.n_frames * 160 and np.array_equal(sent, want)
+    # every customer word was found, with the oracle's delay (plus up to one 20 ms frame and loop jitter)
+    n_customer_words = sum(len(t["words"]) for t in tl["turns"] if t["channel"] == "customer")
+    assert r.words["n"] == n_customer_words
+    assert WORD_DELAY - 0.005 <= r.words["p50"] <= WORD_DELAY + 0.06
+    assert r.words["p95"] <= WORD_DELAY + 0.1
+    # the hint that matches the trigger is the retention one, not the earlier unrelated hint
+    assert r.hints["n"] == 1 and r.hint_recall == 1.0
+    assert HINT_DELAY - 0.03 <= r.hints["p50"] <= HINT_DELAY + 0.08
+    assert r.cpu_per_call_s is not None and r.cpu_per_call_s >= 0
+
+
+def test_word_matching_counts_first_partial_and_skips_other_calls() -> None:
+    tl = {"channels": ["customer", "agent"], "triggers": [], "turns": [
+        {"index": 0, "channel": "customer", "text": "I want to cancel", "start": 1.0, "end": 2.0, "words": [
+            {"text": "I", "start": 1.0, "end": 1.1}, {"text": "want", "start": 1.1, "end": 1.4},
+            {"text": "to", "start": 1.4, "end": 1.5}, {"text": "cancel", "start": 1.5, "end": 2.0}]}]}
+    ca = latency.CallAudio("x", tl, {"inbound": [b"\xff" * 160] * 150})
+    sent = 100.0 + np.arange(150) * 0.02  # frame k left at 100 + 0.02 k
+    res = latency.StreamResult("CA1", ca, sent)
+    ev = [
+        (101.5, {"type": "transcript", "call_id": "CA2", "channel": "customer", "text": "I want to cancel", "start": 1.0, "end": 2.0}),
+        (101.6, {"type": "transcript", "call_id": "CA1", "channel": "customer", "text": "I won", "start": 1.0, "end": 1.4}),
+        (102.3, {"type": "transcript", "call_id": "CA1", "channel": "customer", "text": "I want to", "start": 1.0, "end": 1.5}),
+        (102.9, {"type": "transcript", "call_id": "CA1", "channel": "customer", "text": "I want to cancel.", "start": 1.0, "end": 2.0}),
+    ]
+    lat, n = latency.word_latencies(res, ev)
+    assert n == 4
+    # a word ending at t was fully sent with frame ceil(t / 20 ms) - 1: "I" (1.1 s) -> frame 54
+    # left at 101.08 and was first shown at 101.6 ("won" is not "want": that waits for 102.3)
+    want = [101.6 - 101.08, 102.3 - 101.38, 102.3 - 101.48, 102.9 - 101.98]
+    assert sorted(lat) == pytest.approx(sorted(want), abs=1e-9)
+
+
+def test_twilio_messages_follow_the_media_streams_shape() -> None:
+    pcm = (np.sin(np.arange(8000 * 2) / 8000 * 2 * np.pi * 300) * 8000).astype(np.int16)
+    stereo = np.stack([pcm, pcm // 2], axis=1)
+    tl = {"channels": ["customer", "agent"], "turns": [], "triggers": [], "duration": 2.0}
+    ca = latency.call_from_pcm("tone", stereo, 8000, tl)
+    msgs = [m for _k, m in latency.twilio_messages(ca, "CA" + "a" * 32, "MZ" + "a" * 32, "agent-1")]
+    assert [m["event"] for m in msgs[:2]] == ["connected", "start"] and msgs[-1]["event"] == "stop"
+    media = [m for m in msgs if m["event"] == "media"]
+    assert len(media) == 2 * 100
+    assert [m["sequenceNumber"] for m in msgs[1:]] == [str(i) for i in range(1, len(msgs))]
+    inbound = [m["media"] for m in media if m["media"]["track"] == "inbound"]
+    assert [x["chunk"] for x in inbound[:3]] == ["1", "2", "3"] and inbound[2]["timestamp"] == "40"
+    assert msgs[-1]["stop"]["callSid"] == "CA" + "a" * 32
+    with pytest.raises(ValueError, match="int16"):
+        latency.call_from_pcm("bad", stereo.astype(np.float32), 8000, tl)
