@@ -68,6 +68,9 @@ class Services:
         self.engine, self.engine_note = await loop.run_in_executor(self.asr_pool, load_engine, self.settings.asr)
         log.info("ASR engine ready: %s", self.engine_note)
         await build_understanding(self)
+        from callcue.decide.assembly import build_decisions
+
+        await build_decisions(self)
         self.manager = CallManager(self)
 
     async def shutdown(self) -> None:
@@ -91,16 +94,19 @@ class Services:
         return self.acoustic_factory(ctx) if self.acoustic_factory is not None else None
 
     def deciders_for(self, call: Call) -> list[Any]:
-        out = []
-        if self.decision is not None:
-            async def engine_decide(sig: Signal) -> list[Any]:
-                return await self.decision.on_signal(call, sig)
-            out.append(engine_decide)
-        if self.hint_policy is not None:
-            async def phrase_hints(sig: Signal) -> list[Hint]:
+        """Playbooks decide first; a phrase rule's own hint is the fallback for signals no
+        playbook acted on, so the agent never gets two cards for one thing."""
+
+        async def decide(sig: Signal) -> list[Any]:
+            if self.decision is not None:
+                records = await self.decision.on_signal(call, sig)
+                if records:
+                    return []  # hints and actions went out through the dispatcher
+            if self.hint_policy is not None:
                 return self.hint_policy.on_signal(sig)
-            out.append(phrase_hints)
-        return out
+            return []
+
+        return [decide]
 
     async def on_call_end(self, call_id: str) -> None:
         if self.hint_policy is not None:

@@ -24,6 +24,10 @@ def format_event(ev: dict[str, Any], show_partials: bool = True) -> str | None:
         return "\n".join(lines)
     if kind in ("call_started", "call_ended"):
         return f"--- {kind.replace('_', ' ')}: {ev.get('call_id')} {ev.get('reason', '')}".rstrip()
-    if kind in ("alert", "action", "action_update"):
-        return f"{'':19} !!! {kind.upper()} {ev.get('title') or ev.get('kind') or ''} {ev.get('status', '')}".rstrip()
+    if kind == "action_update":
+        return (f"{'':19} ... action {ev.get('playbook_id')}/{ev.get('kind')}: "
+                f"{ev.get('from')} -> {ev.get('state')} by {ev.get('actor')}")
+    if kind in ("alert", "escalation", "call_control"):
+        what = ev.get("title") or ev.get("message") or ev.get("control") or ev.get("queue") or ""
+        return f"{'':19} !!! {kind.upper()} {what}".rstrip()
     return None

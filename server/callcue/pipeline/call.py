@@ -77,6 +77,11 @@ class Call:
         self.ended = False
 
     @property
+    def latest_audio(self) -> float:
+        """Wall time the audio behind the transcript being understood arrived."""
+        return self._latest_audio
+
+    @property
     def call_time(self) -> float:
         """Seconds of audio received on the longest channel: the call's own clock."""
         return max((c.audio_seconds for c in self.channels.values()), default=0.0)
