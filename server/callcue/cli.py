@@ -13,7 +13,7 @@ from callcue.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(help="CallCue: real-time agent assist for live phone calls.", no_args_is_help=True,
                   add_completion=False)
-models_app = typer.Typer(help="List, verify and fetch ASR models.", no_args_is_help=True)
+models_app = typer.Typer(help="List, verify and fetch ASR models (no sub-command: list).", invoke_without_command=True)
 app.add_typer(models_app, name="models")
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file (default: config/callcue.toml)")
@@ -113,6 +113,13 @@ def models_list(config: Optional[Path] = ConfigOpt,
     except ModelNotFoundError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
+
+
+@models_app.callback()
+def models_default(ctx: typer.Context, config: Optional[Path] = ConfigOpt) -> None:
+    """`callcue models` alone lists and verifies what is installed."""
+    if ctx.invoked_subcommand is None:
+        models_list(config=config, load=True)
 
 
 @models_app.command("fetch")
