@@ -107,7 +107,7 @@ def test_config_file_errors(tmp_path):
 
 def test_starter_config_has_the_issue_intents(starter):
     names = {i.name for i in starter.enabled}
-    for n in ["cancel_account", "billing_dispute", "refund_request", "lost_stolen_card", "address_change",
+    for n in ["card_replacement", "new_service", "cancel_account", "billing_dispute", "refund_request", "lost_stolen_card", "address_change",
               "payment_arrangement", "technical_problem", "upgrade_interest", "complaint", "manager_request"]:
         assert n in names
 

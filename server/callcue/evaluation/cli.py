@@ -1,0 +1,108 @@
+"""`callcue eval ...`: run the evaluations and print tables (the lead mounts `eval_app`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+eval_app = typer.Typer(help="Evaluate understanding layers on public data sets.", no_args_is_help=True,
+                       add_completion=False)
+
+
+
+@eval_app.callback()
+def _group() -> None:
+    """Evaluate understanding layers on public data sets (../shared/data)."""
+
+
+INTENT_SETS = ("banking77", "clinc150", "multidogo", "sgd", "nlupp")
+
+
+def default_data_dir() -> Path:
+    """../shared/data beside the checkout: where the project keeps third-party data, never in the repo."""
+    return Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+def _pct(x: float) -> str:
+    return "  n/a" if x != x else f"{100 * x:5.1f}"  # x != x: NaN
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    w = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w[i]) for i, c in enumerate(r))  # noqa: E731
+    return "\n".join([line(header), line(["-" * x for x in w]), *map(line, rows)])
+
+
+def render(name: str, res: dict[str, Any]) -> str:
+    """Human tables for one evaluation's result dict."""
+    if name == "banking77":
+        rows = []
+        for s in res["splits"]:
+            rows.append([f"seed {s['seed']}{' (tuned on)' if s['seed'] == 0 else ''}", s["n_train"], s["n_test"],
+                         _pct(s["ours_full"]), _pct(s["emb_lr_full"]), _pct(s["tfidf_lr_full"]),
+                         _pct(s["ours_10shot"]), _pct(s["emb_lr_10shot"]), _pct(s["tfidf_lr_10shot"])])
+        return f"Banking77 ({res['n']} utterances, {res['intents']} intents; held-out 20% of train)\n" + _table(
+            rows, ["split", "train", "test", "ours", "emb+LR", "tfidf+LR", "ours 10-shot", "emb 10-shot", "tfidf 10-shot"])
+    if name == "clinc150":
+        return "CLINC150 (fit on 90% train; threshold = most OOS recall losing <=2 pts in-scope, tuned on 10% train + oos_train; reported on val / oos_val)\n" + _table(
+            [[res["n_fit"], res["n_val"], _pct(res["inscope_acc_no_reject"]), _pct(res["inscope_acc"]),
+              _pct(res["oos_recall"]), f"{res['threshold']:.2f}", f"{res['temperature']:.2f}", f"{res['ece']:.3f}",
+              _pct(res["inscope_acc_at_0.5"]), _pct(res["oos_recall_at_0.5"])]],
+            ["fit", "val", "in-scope acc", "in-scope acc (w/ reject)", "OOS recall", "threshold", "T", "ECE", "in-scope@0.5", "OOS@0.5"])
+    if name in ("multidogo", "nlupp"):
+        rows = [[k, _pct(v["precision"]), _pct(v["recall"]), v["support"], v["predicted"]] for k, v in res["per_intent"].items()]
+        head = (f"MultiDoGo dev customer turns ({res['n_turns']}), starter config as shipped; "
+                f"false triggers on 'none' turns: {_pct(res['false_trigger_rate_on_none_turns'])}%"
+                if name == "multidogo" else f"NLU++ banking ({res['n']} utterances), starter config via loose label map")
+        return head + "\n" + _table(rows, ["intent", "precision", "recall", "support", "predicted"])
+    if name == "sgd":
+        return (f"SGD Banks_1 user turns ({res['n_turns']}; none is a starter intent): "
+                f"false trigger rate {_pct(res['false_trigger_rate'])}%  fired: {res['fired']}")
+    return json.dumps(res, indent=2)
+
+
+@eval_app.command("intents")
+def intents(
+    data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
+    quick: bool = typer.Option(False, "--quick", help="subsets: about a minute instead of several"),
+    only: Optional[str] = typer.Option(None, "--only", help=f"comma list of {','.join(INTENT_SETS)}"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write all results to this JSON file"),
+) -> None:
+    """Intent accuracy / few-shot / out-of-scope / dialogue precision-recall, with baselines."""
+    from callcue.evaluation import intents_eval as ev
+    from callcue.understand.encoder import SentenceEncoder
+
+    data = data or default_data_dir()
+    if not data.is_dir():
+        typer.echo(f"error: data directory {data} not found (pass --data)", err=True)
+        raise typer.Exit(2)
+    sets = [s.strip() for s in only.split(",")] if only else list(INTENT_SETS)
+    bad = [s for s in sets if s not in INTENT_SETS]
+    if bad:
+        typer.echo(f"error: unknown set(s) {bad}; choose from {', '.join(INTENT_SETS)}", err=True)
+        raise typer.Exit(2)
+    enc = SentenceEncoder.load()
+    funcs = {"banking77": ev.banking77, "clinc150": ev.clinc150, "multidogo": ev.multidogo,
+             "sgd": ev.sgd_banking, "nlupp": ev.nlupp}
+    results: dict[str, Any] = {"quick": quick}
+    for name in sets:
+        t0 = time.perf_counter()
+        try:
+            res = funcs[name](data, enc, quick=quick)
+        except FileNotFoundError as e:
+            typer.echo(f"skip {name}: {e}", err=True)
+            continue
+        res["seconds"] = round(time.perf_counter() - t0, 1)
+        results[name] = res
+        typer.echo(render(name, res) + f"\n({res['seconds']} s)\n")
+    if "banking77" in results or "clinc150" in results:
+        typer.echo("Published (for comparison; official test splits, which we do not have):")
+        for ds in ("banking77", "clinc150"):
+            for k, v in ev.PUBLISHED[ds].items():
+                typer.echo(f"  {ds:9s} {k}: {v}")
+    if json_out:
+        json_out.write_text(json.dumps(results, indent=2, default=float))
