@@ -65,8 +65,18 @@ def test_real_spoken_cards_through_whisper_and_redactor() -> None:
     assert rep["leaks"] == 0, format_report(rep)
     assert rep["transcripts"]["finals"] >= 4 and rep["transcripts"]["partials"] > 0
     for c in rep["calls"]:
-        if c["asr_exact"] and c["valid"]:
+        if c["asr_exact"] and c["valid"] and not c["split"]:  # split: words between groups may break assembly
             assert c["detected"], "the ASR had every digit right but no card signal was raised"
         if c["asr_exact"] and not c["valid"]:
             assert not c["detected"], "a Luhn-invalid number read correctly must not raise a card signal"
     assert rep["recall"] is not None and rep["recall"] >= 0.5, format_report(rep)
+
+
+def test_visible_true_digits_counts_positions_once() -> None:
+    from callcue.evaluation.cards_eval import _visible_true_digits
+
+    number = "4111222233334444"
+    assert _visible_true_digits(["**** **** **** 4444"], number) == 4
+    assert _visible_true_digits(["4111", "**** / 4444", "4444"], number) == 8
+    assert _visible_true_digits(["two two two three"], number) == 4
+    assert _visible_true_digits(["12", "*"], number) == 0

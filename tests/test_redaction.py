@@ -480,3 +480,16 @@ def test_input_transcript_is_not_mutated() -> None:
     before = dataclasses.asdict(t)
     Redactor("call1").redact(t)
     assert dataclasses.asdict(t) == before
+
+
+@pytest.mark.parametrize("text", ["6-9-7-4.", "four three two one", "4, 3, 2, 1"])
+def test_digit_by_digit_groups_are_dictation(text: str) -> None:
+    """A lone group read one digit at a time may be the first group of a card: hide it."""
+    out, sigs = Redactor("call1").redact(tr(text))
+    assert not re.search(r"\d", out.text) and "four" not in out.text and not sigs
+
+
+@pytest.mark.parametrize("text", ["room 4111", "the year 2019", "1-2"])
+def test_short_numbers_without_context_stay(text: str) -> None:
+    out, _ = Redactor("call1").redact(tr(text))
+    assert out.text == text

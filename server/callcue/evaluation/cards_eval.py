@@ -143,6 +143,22 @@ def leaked_digits(payload: dict[str, Any], number: str, min_run: int = 6) -> lis
     return hits
 
 
+def _visible_true_digits(texts: list[str], number: str) -> int:
+    """How many digits of the number's positions are readable in `texts` (shorter than the
+    6-digit leak threshold but still more than "last four" when several groups show)."""
+    shown = [False] * len(number)
+    for s in texts:
+        runs = [re.sub(r"\D", "", m) for m in re.findall(r"\d(?:[\s\-.,/]*\d)*", s)]
+        runs += [r.digits for r in find_digit_runs(tokenize(s))]
+        for r in runs:
+            if len(r) < 3:
+                continue  # "2" or "12" says nothing about which digits of the number were shown
+            for i in range(len(number) - len(r) + 1):
+                if number[i : i + len(r)] == r:
+                    shown[i : i + len(r)] = [True] * len(r)
+    return sum(shown)
+
+
 # ------------------------------------------------------------------------------ one call
 
 
@@ -154,10 +170,12 @@ class CallResult:
     wrong_last4: int  # card signals whose last four do not match the true number
     on_partial: bool  # the first matching signal came from a partial
     retracted: int
-    asr_exact: bool  # the raw finals, concatenated, contain the true number
+    asr_exact: bool  # the digits of the raw finals, concatenated, are exactly the true number
     finals: int
     partials: int
     leaks: list[str] = field(default_factory=list)
+    #: digits of the true number readable anywhere in the masked finals (4 = just the last four)
+    visible_true_digits: int = 0
     masked_finals: list[str] = field(default_factory=list)
     decode_s: float = 0.0
 
@@ -208,7 +226,9 @@ async def _run_call(card: ComposedCard, engine: Any, executor: ThreadPoolExecuto
     decode_s = time.perf_counter() - t0
 
     cards = [s for s in signals if s.name == "card_number"]
-    live = [s for s in cards if not s.retracted]
+    # a retraction is a copy of the partial's signal (same signal_id) with retracted=True
+    withdrawn = {s.signal_id for s in cards if s.retracted}
+    live = [s for s in cards if not s.retracted and s.signal_id not in withdrawn]
     matching = [s for s in live if s.attrs.get("last4") == card.number[-4:]]
     leaks = [h for o in outputs for h in leaked_digits(o, card.number)]
     return CallResult(
@@ -218,10 +238,11 @@ async def _run_call(card: ComposedCard, engine: Any, executor: ThreadPoolExecuto
         wrong_last4=len(live) - len(matching),
         on_partial=bool(matching) and not matching[0].evidence.is_final if matching and matching[0].evidence else False,
         retracted=sum(1 for s in cards if s.retracted),
-        asr_exact=card.number in "".join(raw_final_digits),
+        asr_exact="".join(raw_final_digits) == card.number,
         finals=counts["final"],
         partials=counts["partial"],
         leaks=leaks,
+        visible_true_digits=_visible_true_digits(masked_finals, card.number),
         masked_finals=masked_finals,
         decode_s=decode_s,
     )
@@ -295,6 +316,8 @@ def run_cards_eval(
         "retracted_signals": sum(r.retracted for r in results),
         "leaks": sum(len(r.leaks) for r in results),
         "calls_with_leaks": sum(bool(r.leaks) for r in results),
+        "calls_showing_more_than_last4": sum(r.visible_true_digits > 4 for r in results),
+        "max_visible_true_digits": max(r.visible_true_digits for r in results),
         "transcripts": {"finals": sum(r.finals for r in results), "partials": sum(r.partials for r in results)},
         "audio_seconds": round(audio_s, 1),
         "wall_seconds": round(wall, 1),
@@ -309,6 +332,7 @@ def run_cards_eval(
                 "partials": r.partials,
                 "masked_finals": r.masked_finals,
                 "leaks": len(r.leaks),
+                "visible_true_digits": r.visible_true_digits,
             }
             for r in results
         ],
@@ -331,12 +355,16 @@ def format_report(rep: dict[str, Any]) -> str:
         f"  ASR got all 16 digits      : {rep['asr_exact_rate']}",
         f"  retracted partial signals : {rep['retracted_signals']}",
         f"  LEAKS (6+ true digits)    : {rep['leaks']} in {rep['calls_with_leaks']} calls",
+        (
+            f"  calls showing > last four : {rep['calls_showing_more_than_last4']} "
+            f"(max {rep['max_visible_true_digits']} true digits readable)"
+        ),
     ]
     for i, c in enumerate(rep["calls"]):
         kind = "valid  " if c["valid"] else "invalid"
         lines.append(
             f"  #{i:<3} {kind} {'split ' if c['split'] else 'single'} detected={c['detected']!s:<5} "
-            f"asr_exact={c['asr_exact']!s:<5} finals={c['finals']} partials={c['partials']} | {' / '.join(c['masked_finals'])}"
+            f"asr_exact={c['asr_exact']!s:<5} shown={c['visible_true_digits']:<2} finals={c['finals']} partials={c['partials']} | {' / '.join(c['masked_finals'])}"
         )
     return "\n".join(lines)
 

@@ -244,7 +244,7 @@ class _RunPlan:
 def _digit_by_digit(run: DigitRun) -> bool:
     """Four or more digits read one at a time ("5, 2, 4, 4"): how people read out card
     groups and PINs, and never how they say a year or an amount, so it is a dictation."""
-    return sum(1 for p in run.pieces if len(p.digits) == 1) >= 4
+    return sum(p.single_digits for p in run.pieces) >= 4
 
 
 def _contexts_in(norm_text: str) -> set[str]:

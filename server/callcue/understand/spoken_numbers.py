@@ -87,6 +87,8 @@ class Piece:
     tok_end: int
     digits: str
     numeric: bool  # written with digit characters (Whisper) rather than words
+    #: digits said one at a time: "four" -> 1, "6-9-7-4" -> 4, "4111" or "forty one" -> 0
+    single_digits: int = 0
 
 
 @dataclass(slots=True)
@@ -223,18 +225,26 @@ def find_digit_runs(tokens: Sequence[Token], max_fillers: int = 2) -> list[Digit
         piece: Piece | None = None
         if _NUMERIC.match(w):
             digits = re.sub(r"\D", "", w)
-            piece = Piece(tok_idx, tok_idx + 1, digits, True)
+            groups = re.split(r"[-‐–]", w)
+            singles = len(groups) if len(groups) > 1 and all(len(g) == 1 for g in groups) else int(len(digits) == 1)
+            piece = Piece(tok_idx, tok_idx + 1, digits, True, singles)
             n = 1
         else:
             sp = _spoken_piece(atoms, i)
             if sp is not None:
                 digits, n = sp
-                piece = Piece(tok_idx, atoms[i + n - 1][0] + 1, digits, False)
+                piece = Piece(tok_idx, atoms[i + n - 1][0] + 1, digits, False, int(len(digits) == 1))
         if piece is not None:
             if cur.pieces and cur.pieces[-1].tok_end > piece.tok_start:
                 # two atoms of one hyphenated token ended up in different pieces: merge
                 last = cur.pieces.pop()
-                piece = Piece(last.tok_start, piece.tok_end, last.digits + piece.digits, last.numeric and piece.numeric)
+                piece = Piece(
+                    last.tok_start,
+                    piece.tok_end,
+                    last.digits + piece.digits,
+                    last.numeric and piece.numeric,
+                    last.single_digits + piece.single_digits,
+                )
             cur.pieces.append(piece)
             fillers = 0
             i += n
