@@ -493,3 +493,21 @@ def test_digit_by_digit_groups_are_dictation(text: str) -> None:
 def test_short_numbers_without_context_stay(text: str) -> None:
     out, _ = Redactor("call1").redact(tr(text))
     assert out.text == text
+
+
+def test_masking_log_filter(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from callcue.understand.redaction import MaskingLogFilter
+
+    log = logging.getLogger("callcue.test.redaction")
+    handler = caplog.handler
+    handler.addFilter(MaskingLogFilter())
+    try:
+        with caplog.at_level(logging.INFO, logger=log.name):
+            log.info("customer said %s", "four one one one one one one one one one one one one one one one")
+            log.info("raw %s", VISA)
+    finally:
+        handler.removeFilter(handler.filters[-1])
+    text = caplog.text
+    assert VISA not in text and "one one one one one" not in text and "1111" in text

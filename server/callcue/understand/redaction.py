@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-from callcue.events import Channel, Evidence, Signal, Transcript, Word
+from callcue.events import Evidence, Signal, Transcript, Word
 from callcue.understand.base import CallContext, Detector
 from callcue.understand.spoken_numbers import (
     FILLERS,
@@ -178,6 +179,25 @@ def mask_text(text: str, min_digits: int = 5) -> str:
         keep = run.digits[-4:] if len(run.digits) >= 9 else ""
         spans.append(_text_span(toks, run, mask_digits(len(run.digits), keep)))
     return _apply_spans(out, spans)
+
+
+class MaskingLogFilter(logging.Filter):
+    """Attach to a handler so no log line carries a raw number, whatever the caller logged.
+
+    Formats the record's message once, masks it, and freezes the result (args cleared) so
+    later formatters cannot re-insert raw arguments.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except (TypeError, ValueError):  # a malformed log call must not hide the original problem
+            msg = str(record.msg)
+        record.msg = mask_text(msg)
+        record.args = None
+        if record.exc_text:
+            record.exc_text = mask_text(record.exc_text)
+        return True
 
 
 # --------------------------------------------------------------------------------------
@@ -593,7 +613,7 @@ __all__ = [
     "CONTINUATION_PAUSE_S",
     "DETECTOR_NAME",
     "DETECTOR_VERSION",
-    "Channel",
+    "MaskingLogFilter",
     "RedactionDetector",
     "Redactor",
     "card_brand",
