@@ -511,3 +511,16 @@ def test_masking_log_filter(caplog: pytest.LogCaptureFixture) -> None:
         handler.removeFilter(handler.filters[-1])
     text = caplog.text
     assert VISA not in text and "one one one one one" not in text and "1111" in text
+
+
+def test_whisper_groups_after_agent_question_show_only_the_final_last_four() -> None:
+    red = Redactor("call1")
+    red.redact(tr("Can I have your card number?", channel="agent", with_words=False))
+    outs, sigs, t = [], [], 3.0
+    for i, x in enumerate(["Sure, 4111.", "1111.", "Uh, 1111.", "1111."]):
+        out, s = red.redact(tr(x, seg=i + 2, start=t, with_words=False))
+        outs.append(out.text)
+        sigs += s
+        t += 3.0
+    assert outs == ["Sure, ****.", "****.", "Uh, ****.", "1111."]
+    assert [(s.name, s.attrs["last4"]) for s in sigs] == [("card_number", "1111")]
