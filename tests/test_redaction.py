@@ -524,3 +524,18 @@ def test_whisper_groups_after_agent_question_show_only_the_final_last_four() -> 
         t += 3.0
     assert outs == ["Sure, ****.", "****.", "Uh, ****.", "1111."]
     assert [(s.name, s.attrs["last4"]) for s in sigs] == [("card_number", "1111")]
+
+
+def test_digits_after_unfinished_dictation_are_hidden_even_after_asr_noise() -> None:
+    red = Redactor("call1")
+    outs = []
+    for i, x in enumerate(["Take 0 1 1", "little six seven nine", "since 2019 we have had it"]):
+        outs.append(red.redact(tr(x, seg=i + 1, start=3.0 * i, with_words=False))[0].text)
+    assert outs[:2] == ["Take ***", "little ***"]
+    assert outs[2] == "since **** we have had it"  # still glued to the dictation: cautious
+
+
+def test_order_number_does_not_start_a_dictation() -> None:
+    red = Redactor("call1")
+    red.redact(tr("my order number is 123456", start=0))
+    assert red.redact(tr("since 2019", seg=2, start=4))[0].text == "since 2019"

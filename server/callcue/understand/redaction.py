@@ -259,12 +259,13 @@ class _RunPlan:
     keep: int  # how many trailing digits of this run stay visible (0..4)
     luhn: bool = False
     ctx_here: bool = False
+    exempt: bool = False  # money or an order/reference number: readable, never a dictation
 
 
 def _digit_by_digit(run: DigitRun) -> bool:
-    """Four or more digits read one at a time ("5, 2, 4, 4"): how people read out card
-    groups and PINs, and never how they say a year or an amount, so it is a dictation."""
-    return sum(p.single_digits for p in run.pieces) >= 4
+    """Three or more digits read one at a time ("5, 2, 4, 4"): how people read out card
+    groups, CVVs and PINs, and never how they say a year or an amount, so it is a dictation."""
+    return sum(p.single_digits for p in run.pieces) >= 3
 
 
 def _contexts_in(norm_text: str) -> set[str]:
@@ -346,7 +347,9 @@ class Redactor:
             continuation = (
                 k == 0 and pending is not None and len(lead) <= 3 and all(t.norm in _LEAD_WORDS for t in lead)
             )
-            glued = continuation  # masking treats it as part of the dictation either way
+            # masking is more cautious than assembly: the first digits after an unfinished
+            # dictation are hidden even when ASR garbage ("little six seven nine") precedes them
+            glued = continuation or (k == 0 and pending is not None and len(digits) >= 2)
             assembled = pending.digits + digits if continuation and pending else digits
             if (
                 continuation
@@ -372,12 +375,13 @@ class Redactor:
                 kind = "account"
 
             revealed = continuation and pending is not None and pending.revealed
+            exempt = False
             if kind in ("card", "ssn", "account"):
                 mask, keep = True, (0 if revealed else min(4, len(digits)))
             elif kind == "cvv" or ("pin" in active and 4 <= len(digits) <= 6):
                 mask, keep = True, 0
             elif money or (order_here and n <= 12):
-                mask, keep = False, 0
+                mask, keep, exempt = False, 0, True
             elif glued or (sensitive and len(digits) >= 2) or _digit_by_digit(run):
                 mask, keep = True, 0
             elif "order" in active and n <= 12:
@@ -386,7 +390,9 @@ class Redactor:
                 mask, keep = True, 0
             else:
                 mask, keep = False, 0
-            plans.append(_RunPlan(run, assembled, continuation, kind, mask, keep, luhn, bool(here & _SENSITIVE)))
+            plans.append(
+                _RunPlan(run, assembled, continuation, kind, mask, keep, luhn, bool(here & _SENSITIVE), exempt)
+            )
         return plans
 
     # ---------------------------------------------------------------- masking
@@ -572,7 +578,7 @@ class Redactor:
             return
         last = plans[-1]
         tail = [x for x in toks[last.run.tok_end :] if x.norm and x.norm not in FILLERS]
-        if tail or last.kind in ("card", "ssn", "cvv"):
+        if tail or last.exempt or last.kind in ("card", "ssn", "cvv"):
             return  # nothing is being dictated any more, or the number is complete
         chained = last.continuation and prev is not None
         st.pending = _Pending(
