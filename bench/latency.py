@@ -420,6 +420,7 @@ class RoundResult:
     cpu_per_call_s: float | None
     call_seconds: float
     errors: list[str]
+    loadavg_1m: float = float("nan")  # the host's load when the round ended: shared machines skew latency
 
 
 async def run_round(base_url: str, http_url: str, token: str, agent_id: str | None, calls: list[CallAudio], n: int,
@@ -457,7 +458,15 @@ async def run_round(base_url: str, http_url: str, token: str, agent_id: str | No
     return RoundResult(
         n, pct(all_w), len(all_w) / exp_w if exp_w else float("nan"), pct(all_h), len(all_h) / exp_h if exp_h else float("nan"),
         cpu_ratio, call_seconds, [f"{r.call_sid}: {r.error}" for r in results if r.error],
+        _loadavg(),
     )
+
+
+def _loadavg() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def format_table(rounds: list[RoundResult]) -> str:
@@ -468,7 +477,7 @@ def format_table(rounds: list[RoundResult]) -> str:
                                  ("trigger end -> hint (s)", r.hints, r.hint_recall)):
             lines.append(f"{r.n_calls:>5} | {label:<28} | {d['n']:>5} | {d['p50']:>7.3f} | {d['p95']:>7.3f} | {d['p99']:>7.3f} | {recall:.0%}")
         cpu = f"{r.cpu_per_call_s:.3f}" if r.cpu_per_call_s is not None else "n/a"
-        lines.append(f"{r.n_calls:>5} | {'server CPU s per call-second':<28} | {cpu:>5} | {'':>7} | {'':>7} | {'':>7} | {r.call_seconds:.0f} call-s")
+        lines.append(f"{r.n_calls:>5} | {'server CPU s per call-second':<28} | {cpu:>5} | {'':>7} | {'':>7} | {'':>7} | {r.call_seconds:.0f} call-s, load {r.loadavg_1m:.1f}")
         for e in r.errors:
             lines.append(f"      ! {e}")
     return "\n".join(lines)
