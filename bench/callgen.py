@@ -29,9 +29,10 @@ import re
 import sys
 import threading
 import wave
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import soxr
@@ -143,7 +144,7 @@ def _synth_in_child(conn: Any, text: str, voice: str, rate_wpm: int) -> None:
         eng = _Espeak()
         audio, words = eng.synth(text, voice, rate_wpm)
         conn.send(("ok", eng.sample_rate, audio.tobytes(), words))
-    except BaseException as e:  # report every failure to the parent, never hang it
+    except Exception as e:  # noqa: BLE001 - any failure must reach the parent, never hang it
         conn.send(("err", type(e).__name__, str(e), None))
     finally:
         conn.close()
@@ -305,7 +306,7 @@ _SILENCE_DB = -40.0  # relative to the utterance's loudest frame
 
 
 def _frame_db(x: np.ndarray, sr: int) -> np.ndarray:
-    n = max(1, int(round(sr * _FRAME_S)))
+    n = max(1, round(sr * _FRAME_S))
     frames = len(x) // n
     if frames == 0:
         return np.full(1, -120.0)
@@ -337,7 +338,7 @@ def synthesize_utterance(text: str, voice: str, rate_wpm: int, sample_rate: int)
     voiced = np.flatnonzero(db > _SILENCE_DB)
     if voiced.size == 0:
         raise SynthesisError(f"espeak-ng produced only silence for {text[:60]!r}")
-    fn = int(round(sample_rate * _FRAME_S))
+    fn = round(sample_rate * _FRAME_S)
     s0, s1 = int(voiced[0] * fn), int((voiced[-1] + 1) * fn)
     trimmed = audio[s0:s1]
     peak = float(np.max(np.abs(trimmed))) or 1.0
@@ -350,7 +351,7 @@ def synthesize_utterance(text: str, voice: str, rate_wpm: int, sample_rate: int)
         for k, (a, b, _t) in enumerate(toks):
             if a <= pos < b:
                 if starts[k] is None:
-                    starts[k] = int(round(sample / scale)) - s0
+                    starts[k] = round(sample / scale) - s0
                 break
     # tokens espeak skipped (pure punctuation such as "-") inherit the next word's start
     nxt = len(trimmed)
@@ -420,7 +421,7 @@ def render_call(
             # one absent agent turn (+ its two gaps) per missing turn number pair
             for _ in range(max(1, int(turn.missing_before_s) // 2)):
                 t += float(rng.uniform(*MISSING_AGENT_TURN_S)) + float(rng.uniform(*SPEAKER_CHANGE_GAP_S))
-        start_sample = int(round(t * sample_rate))
+        start_sample = round(t * sample_rate)
         start = start_sample / sample_rate
         dur = len(utt.audio) / sample_rate
         t0, t1 = round(start, 3), round(start + dur, 3)
@@ -437,7 +438,7 @@ def render_call(
         t = start + dur
         prev_channel = turn.channel
 
-    total = int(round((t + TAIL_S) * sample_rate))
+    total = round((t + TAIL_S) * sample_rate)
     mix = np.zeros((total, len(layout)), dtype=np.float32)
     for start_sample, channel, utt, _timed in placed:
         if channel not in layout:

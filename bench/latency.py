@@ -30,9 +30,10 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import httpx
 import numpy as np
@@ -44,7 +45,7 @@ with warnings.catch_warnings():
     import audioop  # stdlib G.711 until 3.13; the audioop-lts backport keeps the name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import callgen  # noqa: E402
+import callgen
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DIALOGUES = REPO.parent / "shared" / "data" / "dialogues"
@@ -401,7 +402,7 @@ class CpuProbe:
         try:
             async with httpx.AsyncClient(timeout=5) as c:
                 r = await c.get(self.http_url + "/metrics")
-            m = re.search(r"^process_cpu_seconds_total\s+([0-9.eE+-]+)", r.text, re.M)
+            m = re.search(r"^process_cpu_seconds_total\s+([0-9.eE+-]+)", r.text, re.MULTILINE)
             return float(m.group(1)) if m else None
         except httpx.HTTPError:
             return None
@@ -440,9 +441,7 @@ async def run_round(base_url: str, http_url: str, token: str, agent_id: str | No
     cpu1 = await cpu.read()
     await agent.stop()
     if events_path is not None:  # raw evidence behind the numbers, for audits and debugging
-        with open(events_path, "w") as f:
-            for t, ev in agent.events:
-                f.write(json.dumps({"recv": t, **ev}) + "\n")
+        _write_events(events_path, agent.events)
     all_w: list[float] = []
     all_h: list[float] = []
     exp_w = exp_h = 0
@@ -467,6 +466,10 @@ def _loadavg() -> float:
         return float(Path("/proc/loadavg").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return float("nan")
+
+
+def _write_events(path: Path, events: list[tuple[float, dict[str, Any]]]) -> None:
+    path.write_text("".join(json.dumps({"recv": t, **ev}) + "\n" for t, ev in events))
 
 
 def format_table(rounds: list[RoundResult]) -> str:
@@ -501,7 +504,7 @@ class SpawnedServer:
         cmd = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         if config:
             cmd += ["--config", str(config)]
-        self.log = open(log_path, "wb")
+        self.log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the server; closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=str(REPO))
         self.http_url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"

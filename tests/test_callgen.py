@@ -3,18 +3,29 @@ trusts every start/end in it, so these tests check the timeline against the audi
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
+import os
 import sys
+import time
+import warnings
 import wave
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
-
+import websockets
 from conftest import REPO, require_shared
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
 sys.path.insert(0, str(REPO / "bench"))
-import callgen  # noqa: E402
+import callgen
+import latency
 
 FRAME = 0.010
 
@@ -60,7 +71,7 @@ def test_timeline_is_monotonic_and_gaps_are_conversational(sgd_call: tuple[Path,
         assert [w["text"] for w in words] == t["text"].split()
         assert words[0]["start"] == pytest.approx(t["start"], abs=0.02)
         assert words[-1]["end"] == pytest.approx(t["end"], abs=0.02)
-        for a, b in zip(words, words[1:]):
+        for a, b in pairwise(words):
             assert a["start"] <= a["end"] <= b["start"] + 1e-3 and b["start"] <= b["end"]
 
 
@@ -189,20 +200,6 @@ def test_cli_writes_wav_and_timeline(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- bench/latency.py
-
-import asyncio  # noqa: E402
-import warnings  # noqa: E402
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop  # noqa: E402
-import base64  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
-
-import websockets  # noqa: E402
-
-import latency  # noqa: E402
 
 WORD_DELAY = 0.15
 HINT_DELAY = 0.30
