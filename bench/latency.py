@@ -22,6 +22,7 @@ import base64
 import dataclasses
 import difflib
 import json
+import math
 import os
 import re
 import socket
@@ -422,6 +423,18 @@ class RoundResult:
     call_seconds: float
     errors: list[str]
     loadavg_1m: float = float("nan")  # the host's load when the round ended: shared machines skew latency
+    # the server's own view (transcript emitted_at - audio_received_at): separates recognition
+    # time from transport, VAD hangover and client-side receive delay
+    server_transcript: dict[str, float] = field(default_factory=lambda: pct([]))
+
+
+def server_side_latencies(call_sids: set[str], events: list[tuple[float, dict[str, Any]]]) -> list[float]:
+    return [
+        float(ev["emitted_at"]) - float(ev["audio_received_at"])
+        for _t, ev in events
+        if ev.get("type") == "transcript" and ev.get("call_id") in call_sids
+        and ev.get("audio_received_at") and ev.get("emitted_at")
+    ]
 
 
 async def run_round(base_url: str, http_url: str, token: str, agent_id: str | None, calls: list[CallAudio], n: int,
@@ -458,6 +471,7 @@ async def run_round(base_url: str, http_url: str, token: str, agent_id: str | No
         n, pct(all_w), len(all_w) / exp_w if exp_w else float("nan"), pct(all_h), len(all_h) / exp_h if exp_h else float("nan"),
         cpu_ratio, call_seconds, [f"{r.call_sid}: {r.error}" for r in results if r.error],
         _loadavg(),
+        pct(server_side_latencies({r.call_sid for r in results}, agent.events)),
     )
 
 
@@ -477,8 +491,10 @@ def format_table(rounds: list[RoundResult]) -> str:
     lines = [head, "-" * len(head)]
     for r in rounds:
         for label, d, recall in (("word end -> first partial (s)", r.words, r.word_recall),
-                                 ("trigger end -> hint (s)", r.hints, r.hint_recall)):
-            lines.append(f"{r.n_calls:>5} | {label:<28} | {d['n']:>5} | {d['p50']:>7.3f} | {d['p95']:>7.3f} | {d['p99']:>7.3f} | {recall:.0%}")
+                                 ("trigger end -> hint (s)", r.hints, r.hint_recall),
+                                 ("server: audio in -> transcript", r.server_transcript, float("nan"))):
+            found = "" if math.isnan(recall) else f"{recall:.0%}"
+            lines.append(f"{r.n_calls:>5} | {label:<28} | {d['n']:>5} | {d['p50']:>7.3f} | {d['p95']:>7.3f} | {d['p99']:>7.3f} | {found}")
         cpu = f"{r.cpu_per_call_s:.3f}" if r.cpu_per_call_s is not None else "n/a"
         lines.append(f"{r.n_calls:>5} | {'server CPU s per call-second':<28} | {cpu:>5} | {'':>7} | {'':>7} | {'':>7} | {r.call_seconds:.0f} call-s, load {r.loadavg_1m:.1f}")
         for e in r.errors:

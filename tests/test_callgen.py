@@ -294,9 +294,11 @@ class OracleServer:
                     continue
                 said = [w for w in turn["words"] if w["end"] <= t_now]
                 if said and said[-1]["end"] > t_now - 0.020:  # a word just completed
+                    now = time.time()
                     self.publish_later(WORD_DELAY, {
                         "type": "transcript", "call_id": state["sid"], "channel": "customer", "is_final": False,
-                        "text": " ".join(w["text"] for w in said), "start": turn["start"], "end": said[-1]["end"]})
+                        "text": " ".join(w["text"] for w in said), "start": turn["start"], "end": said[-1]["end"],
+                        "audio_received_at": now, "emitted_at": now + 0.1})
             for trig in self.tl["triggers"]:
                 if trig["end"] <= t_now < trig["end"] + 0.020:
                     self.publish_later(0.05, {"type": "hint", "call_id": state["sid"], "hint_id": "h0",
@@ -341,6 +343,8 @@ async def test_latency_bench_measures_known_delays_against_oracle_server() -> No
     assert r.hints["n"] == 1 and r.hint_recall == 1.0
     assert HINT_DELAY - 0.03 <= r.hints["p50"] <= HINT_DELAY + 0.08
     assert r.cpu_per_call_s is not None and r.cpu_per_call_s >= 0
+    assert r.server_transcript["p50"] == pytest.approx(0.1, abs=1e-6)
+    assert "server: audio in -> transcript" in latency.format_table([r])
 
 
 def test_word_matching_counts_first_partial_and_skips_other_calls() -> None:
