@@ -539,3 +539,8 @@ def test_order_number_does_not_start_a_dictation() -> None:
     red = Redactor("call1")
     red.redact(tr("my order number is 123456", start=0))
     assert red.redact(tr("since 2019", seg=2, start=4))[0].text == "since 2019"
+
+
+def test_whisper_dotted_digits_are_digits_but_decimals_are_not() -> None:
+    assert digits_in("9.0.9.3") == ["9093"] and digits_in("it was 2.50") == [] and digits_in("0.1") == []
+    assert Redactor("call1").redact(tr("9.0.9.3", with_words=False))[0].text == "****"

@@ -65,7 +65,9 @@ FILLERS: frozenset[str] = frozenset({"uh", "um", "umm", "er", "erm", "ah", "hmm"
 _WEAK_ZERO = frozenset({"oh", "o"})
 
 _STRIP = ".,!?;:\"'()[]{}…"
-_NUMERIC = re.compile(r"^\d+(?:[-‐–]\d+)*$")
+#: "4111", "4111-1111", and Whisper's dotted digit-by-digit "9.0.9.3" (three or more single
+#: digits: never a decimal, which "0.1" or "2.50" would be)
+_NUMERIC = re.compile(r"^(?:\d+(?:[-‐–]\d+)*|\d(?:\.\d){2,})$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +227,7 @@ def find_digit_runs(tokens: Sequence[Token], max_fillers: int = 2) -> list[Digit
         piece: Piece | None = None
         if _NUMERIC.match(w):
             digits = re.sub(r"\D", "", w)
-            groups = re.split(r"[-‐–]", w)
+            groups = re.split(r"[-‐–.]", w)
             singles = len(groups) if len(groups) > 1 and all(len(g) == 1 for g in groups) else int(len(digits) == 1)
             piece = Piece(tok_idx, tok_idx + 1, digits, True, singles)
             n = 1
