@@ -7,7 +7,6 @@ good call's transcript must be complete and every rejection must be in the datab
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import sqlite3
 from pathlib import Path

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from callcue.auth import Authenticator
 from callcue.config import Settings
 from callcue.egress.hub import Hub, Principal
-from callcue.events import Hint, Signal
+from callcue.events import Signal
 from callcue.store.calls import CallStore
 from callcue.store.db import Database
 
