@@ -422,3 +422,21 @@ def test_demo_customer_key_sentences_survive_whisper() -> None:
         heard.append(" ".join(s.text for s in segs).lower())
     assert "cancel my account" in heard[0], heard
     assert "talk to a supervisor" in heard[1], heard
+
+
+@pytest.mark.slow
+def test_bench_against_the_real_server(tmp_path: Path) -> None:
+    """The bench speaks the protocols the real server speaks: spawn `callcue serve`, stream the
+    first 12 s of the demo call (the cancel request ends at 8.7 s) and get words and the hint."""
+    if not (REPO / "server" / "callcue" / "app.py").exists():
+        pytest.skip("server not built yet")
+    out = tmp_path / "rounds.json"
+    rc = latency.main(["--spawn", "--calls", "1", "--call", "demo", "--max-call-seconds", "12", "--settle", "8",
+                       "--cache-dir", str(tmp_path), "--json-out", str(out)])
+    assert rc == 0, (tmp_path / "server.log").read_text()[-2000:]
+    (r,) = json.loads(out.read_text())
+    assert r["errors"] == []
+    assert r["word_recall"] > 0.5 and r["words"]["p50"] > 0
+    assert r["hints"]["n"] == 1 and r["hint_recall"] == 1.0
+    assert r["cpu_per_call_s"] is not None and r["cpu_per_call_s"] > 0
+    assert (tmp_path / "events_n1.jsonl").stat().st_size > 0
