@@ -106,3 +106,32 @@ def intents(
                 typer.echo(f"  {ds:9s} {k}: {v}")
     if json_out:
         json_out.write_text(json.dumps(results, indent=2, default=float))
+
+
+# ---- cards (privacy/redaction, issue 3) -- owned by the redaction engineer; keep this block separate ----
+@eval_app.command("cards")
+def cards(
+    data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
+    n: int = typer.Option(20, "--n", min=1, help="spoken card numbers to compose (half Luhn-valid)"),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(1, "--threads", min=1, help="Whisper CPU threads"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full result to this JSON file"),
+) -> None:
+    """Card numbers spoken with real FSDD digits -> live pipeline + Whisper -> Redactor: recall, false alarms, leaks."""
+    from callcue.evaluation.cards_eval import format_report, run_cards_eval
+
+    data = data or default_data_dir()
+    if not data.is_dir():
+        typer.echo(f"error: data directory {data} not found (pass --data)", err=True)
+        raise typer.Exit(2)
+    try:
+        rep = run_cards_eval(data, n=n, seed=seed, threads=threads)
+    except FileNotFoundError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    typer.echo(format_report(rep))
+    if json_out:
+        json_out.write_text(json.dumps(rep, indent=2))
+    if rep["leaks"]:
+        raise typer.Exit(1)  # a leak is a failure, not a statistic
+# ---- end cards block ----
