@@ -438,18 +438,23 @@ def server_side_latencies(call_sids: set[str], events: list[tuple[float, dict[st
 
 
 async def run_round(base_url: str, http_url: str, token: str, agent_id: str | None, calls: list[CallAudio], n: int,
-                    settle_s: float, cpu: CpuProbe, run_tag: str, events_path: Path | None = None) -> RoundResult:
+                    settle_s: float, cpu: CpuProbe, run_tag: str, events_path: Path | None = None,
+                    repeat: int = 1) -> RoundResult:
+    """N concurrent calls, `repeat` times back to back (pooled), so small N still yields
+    enough trigger samples for a percentile; repetitions rotate through the call list."""
     agent = AgentRecorder(base_url, token)
     await agent.start()
     aid = agent_id or agent.user_id or "agent-1"
     cpu0 = await cpu.read()
-    jobs = []
-    for i in range(n):
-        call = calls[i % len(calls)]
-        sid = "CA" + f"{run_tag}{n:03d}{i:04d}".rjust(32, "0")[-32:]
-        # stagger starts so 20 ms frames of different calls do not arrive in lockstep
-        jobs.append(stream_call(base_url, call, sid, aid, start_delay=(i * 0.137) % 1.0))
-    results: list[StreamResult] = await asyncio.gather(*jobs)
+    results: list[StreamResult] = []
+    for rep in range(repeat):
+        jobs = []
+        for i in range(n):
+            call = calls[(rep * n + i) % len(calls)]
+            sid = "CA" + f"{run_tag}{n:03d}{rep:03d}{i:04d}".rjust(32, "0")[-32:]
+            # stagger starts so 20 ms frames of different calls do not arrive in lockstep
+            jobs.append(stream_call(base_url, call, sid, aid, start_delay=(i * 0.137) % 1.0))
+        results += await asyncio.gather(*jobs)
     await asyncio.sleep(settle_s)
     cpu1 = await cpu.read()
     await agent.stop()
@@ -576,7 +581,7 @@ async def amain(args: argparse.Namespace) -> int:
         tag = f"{int(time.time()) % 100000:05d}"
         for n in plan:
             r = await run_round(base, http, args.token, args.agent_id, calls, n, args.settle, cpu, tag,
-                                events_path=cache / f"events_n{n}.jsonl")
+                                events_path=cache / f"events_n{n}.jsonl", repeat=args.repeat)
             rounds.append(r)
             print(format_table([r]), flush=True)
             if args.ramp and not args.keep_going and not (r.hints["n"] and r.hints["p95"] < args.hint_budget):
@@ -607,6 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--agent-id", default=None, help="customParameters.agent_id (default: the token's user_id)")
     ap.add_argument("--calls", type=int, default=1, help="concurrent calls (ignored with --ramp)")
     ap.add_argument("--ramp", default=None, help="comma list of N, e.g. 1,2,4,8: stops at the first N over budget")
+    ap.add_argument("--repeat", type=int, default=1, help="run each N this many times back to back and pool the samples")
     ap.add_argument("--keep-going", action="store_true", help="--ramp: run every N even after one is over budget")
     ap.add_argument("--hint-budget", type=float, default=1.0, help="p95 trigger->hint budget for --ramp, seconds")
     ap.add_argument("--call", action="append", help="call spec: demo | <file under shared dialogues>:<index|id> | x.wav (+x.json); repeat")
@@ -619,8 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.calls < 1:
-        print("latency: --calls must be >= 1", file=sys.stderr)
+    if args.calls < 1 or args.repeat < 1:
+        print("latency: --calls and --repeat must be >= 1", file=sys.stderr)
         return 2
     try:
         return asyncio.run(amain(args))

@@ -222,9 +222,10 @@ class OracleServer:
     def __init__(self, timeline: dict, token: str) -> None:
         self.tl, self.token = timeline, token
         self.agents: list = []
-        self.audio: dict[str, bytearray] = {"inbound": bytearray(), "outbound": bytearray()}
+        self.audio: dict[str, bytearray] = {}  # the latest call's audio per track
+        self.call_sids: list[str] = []
         self.problems: list[str] = []
-        self.stopped = False
+        self.stopped = 0
 
     def publish_later(self, delay: float, ev: dict) -> None:
         async def go() -> None:
@@ -269,6 +270,8 @@ class OracleServer:
         if ev == "start":
             s = m["start"]
             state["sid"] = s["callSid"]
+            self.call_sids.append(s["callSid"])
+            self.audio = {"inbound": bytearray(), "outbound": bytearray()}
             if s["mediaFormat"] != {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}:
                 self.problems.append(f"mediaFormat {s['mediaFormat']}")
             if s["tracks"] != ["inbound", "outbound"] or s["customParameters"] != {"agent_id": "agent-7"}:
@@ -308,7 +311,7 @@ class OracleServer:
                     self.publish_later(HINT_DELAY, {"type": "hint", "call_id": state["sid"], "hint_id": "h1",
                                                     "title": "Retention offer", "body": "", "signal_ids": ["s1"]})
         elif ev == "stop":
-            self.stopped = True
+            self.stopped += 1
 
 
 async def test_latency_bench_measures_known_delays_against_oracle_server() -> None:
@@ -316,6 +319,7 @@ async def test_latency_bench_measures_known_delays_against_oracle_server() -> No
     tl = call.timeline
     assert [t["rule"] for t in tl["triggers"]] == ["cancel_account"]
     oracle = OracleServer(tl, "tok")
+
     def pick_subprotocol(_conn, offered):  # like CallCue: JSON for agents, none for Twilio
         return "callcue.v1.json" if "callcue.v1.json" in offered else None
 
@@ -325,22 +329,23 @@ async def test_latency_bench_measures_known_delays_against_oracle_server() -> No
         ca = latency.call_from_pcm("short", call.pcm, call.sample_rate, tl)
         t = time.monotonic()
         r = await latency.run_round(base, f"http://127.0.0.1:{port}", "tok", None, [ca], 1, 0.6,
-                                    latency.CpuProbe("", os.getpid()), "00001")
+                                    latency.CpuProbe("", os.getpid()), "00001", repeat=2)
         wall = time.monotonic() - t
-    assert r.errors == [] and oracle.problems == [] and oracle.stopped
+    assert r.errors == [] and oracle.problems == [] and oracle.stopped == 2
+    assert len(set(oracle.call_sids)) == 2  # each repetition is a distinct call
     # streamed at real-time pace, not faster
-    assert wall >= ca.duration
+    assert wall >= 2 * ca.duration
     # the customer's audio arrived intact (mu-law of exactly what callgen rendered)
     sent = np.frombuffer(audioop.ulaw2lin(bytes(oracle.audio["inbound"]), 2), dtype=np.int16)
     want = np.frombuffer(audioop.ulaw2lin(audioop.lin2ulaw(call.pcm[: len(sent), 0].tobytes(), 2), 2), dtype=np.int16)
     assert len(sent) == ca.n_frames * 160 and np.array_equal(sent, want)
     # every customer word was found, with the oracle's delay (plus up to one 20 ms frame and loop jitter)
     n_customer_words = sum(len(t["words"]) for t in tl["turns"] if t["channel"] == "customer")
-    assert r.words["n"] == n_customer_words
+    assert r.words["n"] == 2 * n_customer_words
     assert WORD_DELAY - 0.005 <= r.words["p50"] <= WORD_DELAY + 0.06
     assert r.words["p95"] <= WORD_DELAY + 0.1
     # the hint that matches the trigger is the retention one, not the earlier unrelated hint
-    assert r.hints["n"] == 1 and r.hint_recall == 1.0
+    assert r.hints["n"] == 2 and r.hint_recall == 1.0
     assert HINT_DELAY - 0.03 <= r.hints["p50"] <= HINT_DELAY + 0.08
     assert r.cpu_per_call_s is not None and r.cpu_per_call_s >= 0
     assert r.server_transcript["p50"] == pytest.approx(0.1, abs=1e-6)
