@@ -20,6 +20,8 @@ def _group() -> None:
 
 
 INTENT_SETS = ("banking77", "clinc150", "multidogo", "sgd", "nlupp")
+# slow (speech synthesis + recognition): only when asked for with --only asr
+EXTRA_SETS = ("asr",)
 
 
 def default_data_dir() -> Path:
@@ -59,6 +61,14 @@ def render(name: str, res: dict[str, Any]) -> str:
                 f"false triggers on 'none' turns: {_pct(res['false_trigger_rate_on_none_turns'])}%"
                 if name == "multidogo" else f"NLU++ banking ({res['n']} utterances), starter config via loose label map")
         return head + "\n" + _table(rows, ["intent", "precision", "recall", "support", "predicted"])
+    if name == "asr":
+        rows = [[k, _pct(v["precision"]), _pct(v["recall"]), _pct(res["asr"][k]["precision"]), _pct(res["asr"][k]["recall"]),
+                 v["support"]] for k, v in res["reference"].items()]
+        return (f"MultiDoGo dev turns spoken by espeak-ng, 8 kHz mu-law, recognised by {res['engine']} "
+                f"({res['n']} turns, WER {_pct(res['wer'])}%); false triggers on 'none' turns: "
+                f"text {_pct(res['ref_false_trigger'])}%, ASR {_pct(res['asr_false_trigger'])}%\n"
+                + _table(rows, ["intent", "P text", "R text", "P asr", "R asr", "support"])
+                + "\nsamples (reference -> heard):\n" + "\n".join(f"  {a!r} -> {b!r}" for a, b in res["examples"]))
     if name == "sgd":
         return (f"SGD Banks_1 user turns ({res['n_turns']}; none is a starter intent): "
                 f"false trigger rate {_pct(res['false_trigger_rate'])}%  fired: {res['fired']}")
@@ -69,7 +79,7 @@ def render(name: str, res: dict[str, Any]) -> str:
 def intents(
     data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
     quick: bool = typer.Option(False, "--quick", help="subsets: about a minute instead of several"),
-    only: Optional[str] = typer.Option(None, "--only", help=f"comma list of {','.join(INTENT_SETS)}"),
+    only: Optional[str] = typer.Option(None, "--only", help=f"comma list of {','.join(INTENT_SETS + EXTRA_SETS)} (asr is slow, never by default)"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write all results to this JSON file"),
 ) -> None:
     """Intent accuracy / few-shot / out-of-scope / dialogue precision-recall, with baselines."""
@@ -81,13 +91,13 @@ def intents(
         typer.echo(f"error: data directory {data} not found (pass --data)", err=True)
         raise typer.Exit(2)
     sets = [s.strip() for s in only.split(",")] if only else list(INTENT_SETS)
-    bad = [s for s in sets if s not in INTENT_SETS]
+    bad = [s for s in sets if s not in INTENT_SETS + EXTRA_SETS]
     if bad:
-        typer.echo(f"error: unknown set(s) {bad}; choose from {', '.join(INTENT_SETS)}", err=True)
+        typer.echo(f"error: unknown set(s) {bad}; choose from {', '.join(INTENT_SETS + EXTRA_SETS)}", err=True)
         raise typer.Exit(2)
     enc = SentenceEncoder.load()
     funcs = {"banking77": ev.banking77, "clinc150": ev.clinc150, "multidogo": ev.multidogo,
-             "sgd": ev.sgd_banking, "nlupp": ev.nlupp}
+             "sgd": ev.sgd_banking, "nlupp": ev.nlupp, "asr": ev.asr_roundtrip}
     results: dict[str, Any] = {"quick": quick}
     for name in sets:
         t0 = time.perf_counter()

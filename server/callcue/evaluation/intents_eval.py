@@ -274,3 +274,79 @@ def nlupp(data: Path, encoder: SentenceEncoder, *, quick: bool = False, config: 
     gold = [({NLUPP_MAP[i] for i in r.get("intents", []) if i in NLUPP_MAP} or {OOS}) for r in rows]
     preds = [str(p.intent) for p in clf.predict(texts)]
     return {"n": len(rows), "per_intent": _prf(preds, gold, sorted(set(NLUPP_MAP.values())))}
+
+
+# ---------------------------------------------------------------------------------------------
+# stretch: the same turns spoken (espeak-ng), squeezed through a phone line (sox: 8 kHz
+# mu-law), and recognised (Whisper tiny.en via the project's WhisperEngine)
+
+
+def _speak_phone(text: str, voice: str = "en-us") -> np.ndarray:
+    """espeak-ng -> 8 kHz mu-law round trip -> 16 kHz float32: what the recogniser would hear."""
+    import subprocess
+
+    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", "165", "--stdout", text],
+                         capture_output=True, check=True).stdout
+    phone = subprocess.run(["sox", "-t", "wav", "-", "-r", "8000", "-c", "1", "-e", "u-law", "-t", "wav", "-"],
+                           input=wav, capture_output=True, check=True).stdout
+    raw = subprocess.run(["sox", "-t", "wav", "-", "-r", "16000", "-b", "16", "-e", "signed", "-t", "raw", "-"],
+                         input=phone, capture_output=True, check=True).stdout
+    return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def asr_roundtrip(data: Path, encoder: SentenceEncoder, *, quick: bool = False, per_intent: int = 20,
+                  n_none: int = 120, config: IntentConfig | None = None) -> dict[str, Any]:
+    """Starter intents on MultiDoGo dev customer turns, on reference text vs on recognised speech.
+
+    The drop from one to the other is what recognition errors cost the intent layer.
+    """
+    import jiwer
+
+    from callcue.asr.whisper_engine import WhisperEngine
+
+    if quick:
+        per_intent, n_none = 6, 30
+    cfg, clf = _starter(config, encoder)
+    pos: dict[str, list[str]] = defaultdict(list)
+    none: list[str] = []
+    for dom in MULTIDOGO_DOMAINS:
+        for conv in read_jsonl(data / "dialogues" / "multidogo" / f"{dom}_dev.jsonl"):
+            for t in conv["turns"]:
+                if t["speaker"] != "customer" or len(t["text"].split()) < 3:
+                    continue
+                mapped = {MULTIDOGO_MAP.get(i, OOS) for i in t["intents"]}
+                if mapped == {OOS}:
+                    none.append(t["text"])
+                elif len(mapped) == 1:
+                    pos[next(iter(mapped))].append(t["text"])
+    rng = np.random.default_rng(0)
+    texts: list[str] = []
+    gold: list[set[str]] = []
+    for name in sorted(pos):
+        for i in rng.permutation(len(pos[name]))[:per_intent]:
+            texts.append(pos[name][i])
+            gold.append({name})
+    for i in rng.permutation(len(none))[:n_none]:
+        texts.append(none[i])
+        gold.append({OOS})
+    engine = WhisperEngine(threads=1)
+    heard: list[str] = []
+    t0 = time.perf_counter()
+    for t in texts:
+        hyp = engine.decode(_speak_phone(t), final=True)
+        heard.append(hyp.text.strip())
+    asr_s = time.perf_counter() - t0
+    norm = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(),
+                          jiwer.Strip(), jiwer.ReduceToListOfListOfWords()])
+    wer = jiwer.wer(texts, [h or "<empty>" for h in heard], reference_transform=norm, hypothesis_transform=norm)
+    labels = sorted(pos)
+    ref_pred = [str(p.intent) for p in clf.predict(texts)]
+    asr_pred = [str(p.intent) for p in clf.predict([h or "" for h in heard])]
+    none_idx = [i for i, g in enumerate(gold) if g == {OOS}]
+    return {
+        "n": len(texts), "engine": engine.model_name, "wer": float(wer), "asr_seconds": asr_s,
+        "reference": _prf(ref_pred, gold, labels), "asr": _prf(asr_pred, gold, labels),
+        "ref_false_trigger": sum(ref_pred[i] != OOS for i in none_idx) / max(1, len(none_idx)),
+        "asr_false_trigger": sum(asr_pred[i] != OOS for i in none_idx) / max(1, len(none_idx)),
+        "examples": [[texts[i], heard[i]] for i in range(0, len(texts), max(1, len(texts) // 5))],
+    }
