@@ -261,3 +261,38 @@ def test_detector_from_default_config():
     d = IntentDetector.from_config()
     out = d.detect(_t("I need to speak to a manager right now", 1, 0, final=True), CallContext(call_id="x"))
     assert Counter(s.name for s in out) == Counter({"manager_request": 1})
+
+
+# -- evaluation ------------------------------------------------------------------------------
+
+
+def test_eval_sgd_false_triggers_are_rare(encoder, shared_data):
+    """SGD Banks_1 user turns (balances, transfers) hold no starter intent: firing is a false trigger."""
+    from callcue.evaluation.intents_eval import sgd_banking
+
+    res = sgd_banking(shared_data, encoder, quick=True)
+    assert res["n_turns"] > 300
+    assert res["false_trigger_rate"] < 0.05, res["fired"]
+
+
+def test_eval_threshold_respects_accuracy_budget():
+    from callcue.evaluation.intents_eval import _choose_threshold
+
+    rng = np.random.default_rng(0)
+    conf_in = rng.uniform(0.3, 1.0, 1000)
+    correct = conf_in > rng.uniform(0, 1, 1000)  # higher confidence, more often right
+    conf_oos = rng.uniform(0.0, 0.7, 200)
+    t = _choose_threshold(conf_in, correct, conf_oos, max_loss=0.02)
+    assert (correct & (conf_in >= t)).mean() >= correct.mean() - 0.02
+    assert (correct & (conf_in >= t + 0.02)).mean() < correct.mean() - 0.02  # and it is the highest such
+
+
+def test_eval_cli_rejects_bad_arguments(tmp_path):
+    from typer.testing import CliRunner
+
+    from callcue.evaluation.cli import eval_app
+
+    r = CliRunner().invoke(eval_app, ["intents", "--data", str(tmp_path / "missing")])
+    assert r.exit_code == 2 and "not found" in r.output
+    r = CliRunner().invoke(eval_app, ["intents", "--data", str(tmp_path), "--only", "banking77,bogus"])
+    assert r.exit_code == 2 and "bogus" in r.output
