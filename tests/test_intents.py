@@ -296,3 +296,13 @@ def test_eval_cli_rejects_bad_arguments(tmp_path):
     assert r.exit_code == 2 and "not found" in r.output
     r = CliRunner().invoke(eval_app, ["intents", "--data", str(tmp_path), "--only", "banking77,bogus"])
     assert r.exit_code == 2 and "bogus" in r.output
+
+
+def test_signal_serialises(detector):
+    import msgpack
+
+    out = detector.detect(_t("I want to file a formal complaint about your service", 9, 0, final=True), CallContext(call_id="c"))
+    assert out and type(out[0].name) is str
+    d = out[0].to_dict()
+    assert json.loads(json.dumps(d))["name"] == out[0].name
+    assert msgpack.unpackb(msgpack.packb(d))["attrs"]["top"][0][0] == out[0].name

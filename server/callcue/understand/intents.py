@@ -363,7 +363,7 @@ class IntentClassifier:
             return []
         P = self.predict_proba(texts, embeddings=embeddings)
         assert self.classes_ is not None
-        names = list(self.classes_)
+        names = [str(c) for c in self.classes_]  # plain str: signals get serialised (JSON, msgpack)
         oos_col = names.index(OOS) if OOS in names else None
         out: list[IntentPrediction] = []
         for row in P:
