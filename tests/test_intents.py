@@ -306,3 +306,22 @@ def test_signal_serialises(detector):
     d = out[0].to_dict()
     assert json.loads(json.dumps(d))["name"] == out[0].name
     assert msgpack.unpackb(msgpack.packb(d))["attrs"]["top"][0][0] == out[0].name
+
+
+def test_detector_concurrent_segments_of_one_call(detector):
+    ctx = CallContext(call_id="c3")
+    out: dict[int, list] = {}
+
+    def run(seg: int) -> None:
+        sigs = []
+        for rev, text in enumerate(["my card was stolen", "my card was stolen last night", "my card was stolen last night"]):
+            sigs += detector.detect(_t(text, seg, rev), ctx)
+        sigs += detector.detect(_t("my card was stolen last night", seg, 3, final=True), ctx)
+        out[seg] = sigs
+
+    ths = [threading.Thread(target=run, args=(seg,)) for seg in range(10, 16)]
+    [t.start() for t in ths]
+    [t.join() for t in ths]
+    for seg, sigs in out.items():
+        live = [(s.name, s.evidence.is_final) for s in sigs if not s.retracted]
+        assert live == [("lost_stolen_card", False), ("lost_stolen_card", True)], (seg, live)
