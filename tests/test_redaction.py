@@ -544,3 +544,10 @@ def test_order_number_does_not_start_a_dictation() -> None:
 def test_whisper_dotted_digits_are_digits_but_decimals_are_not() -> None:
     assert digits_in("9.0.9.3") == ["9093"] and digits_in("it was 2.50") == [] and digits_in("0.1") == []
     assert Redactor("call1").redact(tr("9.0.9.3", with_words=False))[0].text == "****"
+
+
+def test_whisper_thousands_grouped_number_is_a_card() -> None:
+    out, sigs = Redactor("call1").redact(tr("It's 4,111,111,111,111,111.", with_words=False))
+    assert out.text == "It's **** **** **** 1111." and [s.name for s in sigs] == ["card_number"]
+    assert mask_text("x 4,111,111,111,111,111 y") == "x **** **** **** 1111 y"
+    assert Redactor("c2").redact(tr("that is 1,200 dollars", with_words=False))[0].text == "that is 1,200 dollars"

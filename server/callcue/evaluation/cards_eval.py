@@ -174,6 +174,7 @@ class CallResult:
     finals: int
     partials: int
     leaks: list[str] = field(default_factory=list)
+    leak_samples: list[str] = field(default_factory=list)  # the strings that leaked
     #: digits of the true number readable anywhere in the masked finals (4 = just the last four)
     visible_true_digits: int = 0
     masked_finals: list[str] = field(default_factory=list)
@@ -230,7 +231,12 @@ async def _run_call(card: ComposedCard, engine: Any, executor: ThreadPoolExecuto
     withdrawn = {s.signal_id for s in cards if s.retracted}
     live = [s for s in cards if not s.retracted and s.signal_id not in withdrawn]
     matching = [s for s in live if s.attrs.get("last4") == card.number[-4:]]
-    leaks = [h for o in outputs for h in leaked_digits(o, card.number)]
+    leaks, leak_samples = [], []
+    for o in outputs:
+        hits = leaked_digits(o, card.number)
+        if hits:
+            leaks += hits
+            leak_samples.append(json.dumps({k: o.get(k) for k in ("type", "is_final", "text", "attrs") if k in o}))
     return CallResult(
         valid=card.valid,
         split=card.split,
@@ -242,6 +248,7 @@ async def _run_call(card: ComposedCard, engine: Any, executor: ThreadPoolExecuto
         finals=counts["final"],
         partials=counts["partial"],
         leaks=leaks,
+        leak_samples=leak_samples,
         visible_true_digits=_visible_true_digits(masked_finals, card.number),
         masked_finals=masked_finals,
         decode_s=decode_s,
@@ -332,6 +339,8 @@ def run_cards_eval(
                 "partials": r.partials,
                 "masked_finals": r.masked_finals,
                 "leaks": len(r.leaks),
+                # synthetic test numbers only: shown so a leak can be fixed, not just counted
+                "leak_samples": r.leak_samples[:3],
                 "visible_true_digits": r.visible_true_digits,
             }
             for r in results
@@ -366,6 +375,8 @@ def format_report(rep: dict[str, Any]) -> str:
             f"  #{i:<3} {kind} {'split ' if c['split'] else 'single'} detected={c['detected']!s:<5} "
             f"asr_exact={c['asr_exact']!s:<5} shown={c['visible_true_digits']:<2} finals={c['finals']} partials={c['partials']} | {' / '.join(c['masked_finals'])}"
         )
+        for sample in c.get("leak_samples", []):
+            lines.append(f"       LEAKED: {sample}")
     return "\n".join(lines)
 
 

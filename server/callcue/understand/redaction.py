@@ -140,7 +140,7 @@ def mask_digits(n: int, keep: str = "") -> str:
 # last-line filter
 
 
-_RAW_DIGITS = re.compile(r"(?<![\d.])\d(?:[ \-‐–]?\d){4,}(?![\d]|\.\d)")
+_RAW_DIGITS = re.compile(r"(?<![\d.])\d(?:[ \-‐–,]?\d){4,}(?![\d]|\.\d)")
 _BACKSTOP_DIGITS = 13
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 

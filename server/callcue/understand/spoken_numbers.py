@@ -67,7 +67,8 @@ _WEAK_ZERO = frozenset({"oh", "o"})
 _STRIP = ".,!?;:\"'()[]{}…"
 #: "4111", "4111-1111", and Whisper's dotted digit-by-digit "9.0.9.3" (three or more single
 #: digits: never a decimal, which "0.1" or "2.50" would be)
-_NUMERIC = re.compile(r"^(?:\d+(?:[-‐–]\d+)*|\d(?:\.\d){2,})$")
+#: and thousands-grouped "4,111,111,111" (Whisper formats a long run of digits as a cardinal)
+_NUMERIC = re.compile(r"^(?:\d+(?:[-‐–]\d+)*|\d(?:\.\d){2,}|\d{1,3}(?:,\d{3})+)$")
 
 
 @dataclass(frozen=True, slots=True)
