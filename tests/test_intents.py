@@ -266,11 +266,11 @@ def test_detector_from_default_config():
 # -- evaluation ------------------------------------------------------------------------------
 
 
-def test_eval_sgd_false_triggers_are_rare(encoder, shared_data):
+def test_eval_sgd_false_triggers_are_rare(encoder, clf, shared_data):
     """SGD Banks_1 user turns (balances, transfers) hold no starter intent: firing is a false trigger."""
     from callcue.evaluation.intents_eval import sgd_banking
 
-    res = sgd_banking(shared_data, encoder, quick=True)
+    res = sgd_banking(shared_data, encoder, quick=True, classifier=clf)
     assert res["n_turns"] > 300
     assert res["false_trigger_rate"] < 0.05, res["fired"]
 

