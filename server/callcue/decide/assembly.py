@@ -67,7 +67,7 @@ async def build_decisions(services: Any) -> None:
     async def kpis_fn(by: str = "playbook", since: float | None = None, until: float | None = None) -> list[dict]:
         return await kpis(db, by=by, since=since, until=until)
 
-    commands = SupervisorCommands(engine, audit, kpis_fn)
+    commands = SupervisorCommands(engine, audit, kpis_fn, learning=learning)
     services.decision = engine
     services.audit = audit
     services.learning = learning

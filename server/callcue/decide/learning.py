@@ -79,6 +79,12 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         )""",
         "CREATE INDEX intent_examples_v ON intent_examples (dataset_version)",
     ]),
+    # dataset versions get a review lifecycle like thresholds: proposed -> active -> retired;
+    # `replaced_version` is the version that was active before this one, the rollback target
+    ("learning_002_dataset_status", [
+        "ALTER TABLE intent_datasets ADD COLUMN status TEXT NOT NULL DEFAULT 'proposed'",
+        "ALTER TABLE intent_datasets ADD COLUMN replaced_version {bigint}",
+    ]),
 ]  # fmt: skip
 
 
@@ -161,6 +167,18 @@ class DatasetVersion:
     created_at: float
     n_examples: int
     digest: str
+    status: str = "proposed"
+    created_by: str = ""
+    replaced_version: int | None = None
+
+    @classmethod
+    def from_row(cls, r: dict[str, Any]) -> DatasetVersion:
+        return cls(int(r["version"]), None if r["parent_version"] is None else int(r["parent_version"]),
+                   float(r["created_at"]), int(r["n_examples"]), r["digest"], r["status"], r["created_by"],
+                   None if r["replaced_version"] is None else int(r["replaced_version"]))  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def _band_of(conf: float, width: float) -> int:
@@ -500,7 +518,8 @@ class Learning:
             await self.audit.append("dataset_version_created", actor=actor, payload={
                 "dataset": "intents", "version": ver, "parent_version": parent["version"] if parent else None,
                 "n_examples": len(final), "per_intent": counts, "digest": digest})  # fmt: skip
-        return DatasetVersion(ver, parent["version"] if parent else None, float(row["created_at"]), len(final), digest)
+        return DatasetVersion(ver, parent["version"] if parent else None, float(row["created_at"]), len(final), digest,
+                              "proposed", actor)  # fmt: skip
 
     async def dataset_examples(self, version: int | None = None) -> list[dict[str, str]]:
         """Examples of one dataset version (latest when None) as {"text", "intent", "source"}."""
@@ -514,6 +533,77 @@ class Learning:
             (int(version),),
         )
         return rows
+
+    async def dataset_versions(self) -> list[DatasetVersion]:
+        await self.init()
+        rows = await self.db.fetchall("SELECT * FROM intent_datasets ORDER BY version")
+        return [DatasetVersion.from_row(r) for r in rows]
+
+    async def dataset_version(self, version: int) -> DatasetVersion:
+        await self.init()
+        row = await self.db.fetchone("SELECT * FROM intent_datasets WHERE version = ?", (int(version),))
+        if row is None:
+            raise LearningError(f"no intent dataset version {version}")
+        return DatasetVersion.from_row(row)
+
+    async def active_dataset(self) -> DatasetVersion | None:
+        """The version the intent detector should train on (None: config examples only)."""
+        await self.init()
+        row = await self.db.fetchone("SELECT * FROM intent_datasets WHERE status = 'active' ORDER BY version DESC")
+        return DatasetVersion.from_row(row) if row else None
+
+    async def compare_datasets(self, version: int, against: int | None = None) -> dict[str, Any]:
+        """What a reviewer needs before promoting: examples added, removed and relabelled
+        relative to `against` (default: the active version, else nothing)."""
+        v = await self.dataset_version(version)
+        base = (await self.dataset_version(against)) if against is not None else await self.active_dataset()
+        new = {e["text"].casefold(): e for e in await self.dataset_examples(v.version)}
+        old = {e["text"].casefold(): e for e in await self.dataset_examples(base.version)} if base else {}
+        per_intent: dict[str, int] = {}
+        for e in new.values():
+            per_intent[e["intent"]] = per_intent.get(e["intent"], 0) + 1
+        return {
+            "version": v.version, "against": base.version if base else None,
+            "added": [{"text": new[k]["text"], "intent": new[k]["intent"]} for k in sorted(new.keys() - old.keys())],
+            "removed": [{"text": old[k]["text"], "intent": old[k]["intent"]} for k in sorted(old.keys() - new.keys())],
+            "relabelled": [{"text": new[k]["text"], "from": old[k]["intent"], "to": new[k]["intent"]}
+                           for k in sorted(new.keys() & old.keys()) if new[k]["intent"] != old[k]["intent"]],
+            "per_intent": per_intent,
+        }  # fmt: skip
+
+    async def promote_dataset(self, version: int, *, actor: str = "system") -> DatasetVersion:
+        """proposed|retired -> active; the previously active version is retired and recorded as
+        the rollback target. Retraining on it is the intent detector's job (see docs/playbooks.md)."""
+        async with self.db.transaction():
+            v = await self.dataset_version(version)
+            if v.status == "active":
+                raise LearningError(f"intent dataset version {version} is already active")
+            current = await self.active_dataset()
+            if current is not None:
+                await self.db.execute("UPDATE intent_datasets SET status = 'retired' WHERE version = ?", (current.version,))
+            await self.db.execute("UPDATE intent_datasets SET status = 'active', replaced_version = ? WHERE version = ?",
+                                  (current.version if current else None, v.version))  # fmt: skip
+            await self.audit.append("model_version_promoted", actor=actor, payload={
+                "dataset": "intents", "change": "promoted", "version": v.version,
+                "previous_active": current.version if current else None, "n_examples": v.n_examples,
+                "digest": v.digest})  # fmt: skip
+        return await self.dataset_version(version)
+
+    async def rollback_dataset(self, *, actor: str = "system") -> DatasetVersion | None:
+        """Retire the active version and reactivate the one it replaced (None: back to the
+        config's own examples)."""
+        async with self.db.transaction():
+            current = await self.active_dataset()
+            if current is None:
+                raise LearningError("no active intent dataset version to roll back")
+            await self.db.execute("UPDATE intent_datasets SET status = 'retired' WHERE version = ?", (current.version,))
+            restored = current.replaced_version
+            if restored is not None:
+                await self.db.execute("UPDATE intent_datasets SET status = 'active' WHERE version = ?", (restored,))
+            await self.audit.append("model_version_promoted", actor=actor, payload={
+                "dataset": "intents", "change": "rolled_back", "version": restored,
+                "rolled_back": current.version})  # fmt: skip
+        return await self.dataset_version(restored) if restored is not None else None
 
 
 __all__ = [

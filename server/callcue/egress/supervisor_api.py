@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from dataclasses import asdict
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from callcue.decide.audit import AuditLog, AuditPayloadError, SensitiveDataError, canonical_json
 from callcue.decide.engine import DecisionEngine, InvalidTransition, UnknownAction
+from callcue.decide.learning import Learning, LearningError
 
 PREFIX = "/api/v1"
 MAX_BODY = 64 * 1024
@@ -56,16 +58,26 @@ class SupervisorCommands:
     """The operations supervisors may perform. Each takes the principal and a plain dict
     (the WebSocket message or the REST path+query+body merged) and returns a plain dict."""
 
-    def __init__(self, engine: DecisionEngine, audit: AuditLog, kpis_fn: KpisFn | None = None) -> None:
+    def __init__(self, engine: DecisionEngine, audit: AuditLog, kpis_fn: KpisFn | None = None,
+                 learning: Learning | None = None) -> None:  # fmt: skip
         self.engine = engine
         self.audit = audit
         self.kpis_fn = kpis_fn
+        self.learning = learning
         self._ops: dict[str, Callable[[PrincipalLike, dict[str, Any]], Any]] = {
             "list_actions": self.list_actions, "get_action": self.get_action,
             "approve": self.approve, "reject": self.reject, "cancel": self.cancel, "rollback": self.rollback,
             "override": self.override, "pause_playbook": self.pause, "resume_playbook": self.resume,
             "list_playbooks": self.list_playbooks, "audit_query": self.audit_query, "kpis": self.kpis,
             "disposition": self.disposition,
+            # learning from feedback: thresholds per playbook and intent dataset versions
+            "calibrate": self.calibrate, "list_thresholds": self.list_thresholds,
+            "shadow_threshold": self.shadow_threshold, "compare_threshold": self.compare_threshold,
+            "promote_threshold": self.promote_threshold, "rollback_threshold": self.rollback_threshold,
+            "build_intent_dataset": self.build_intent_dataset, "list_intent_datasets": self.list_intent_datasets,
+            "get_intent_dataset": self.get_intent_dataset, "compare_intent_datasets": self.compare_intent_datasets,
+            "promote_intent_dataset": self.promote_intent_dataset,
+            "rollback_intent_dataset": self.rollback_intent_dataset,
         }  # fmt: skip
 
     @property
@@ -97,6 +109,9 @@ class SupervisorCommands:
             raise CommandError("not_found", 404, str(e)) from None
         except InvalidTransition as e:
             raise CommandError("conflict", 409, str(e)) from None
+        except LearningError as e:  # "no version 7" -> 404; "version 7 is retired; ..." -> 409
+            raise (CommandError("not_found", 404, str(e)) if str(e).startswith("no ")
+                   else CommandError("conflict", 409, str(e))) from None  # fmt: skip
         except ValidationError as e:
             msgs = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors())
             raise CommandError("bad_request", 400, f"invalid action: {msgs}") from None
@@ -190,6 +205,104 @@ class SupervisorCommands:
                                     actor=p.user_id, payload=payload)  # fmt: skip
         return {"call_id": call_id, "outcome": payload["outcome"], "seq": e.seq}
 
+    # ---------------------------------------------------------------- learning
+    def _learning(self) -> Learning:
+        if self.learning is None:
+            raise CommandError("not_available", 404, "learning is not configured on this server")
+        return self.learning
+
+    async def calibrate(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        """Threshold the playbook's accept/dismiss feedback supports, per confidence band.
+        A change is stored as a `proposed` version; `promote: true` also makes it active at
+        once (the engine applies it to the next signal), otherwise review it with
+        shadow/compare/promote."""
+        lrn = self._learning()
+        pid = _str(a, "playbook_id") or ""
+        pb = self.engine._playbook(pid)
+        current = await lrn.threshold_for(pb.id, pb.min_confidence)
+        cal = await lrn.calibrate(pb.id, current=current, target=_float(a.get("target"), "target", 0.6),
+                                  band=_float(a.get("band"), "band", 0.1),
+                                  min_count=_int(a.get("min_count"), "min_count", 20, 1, 100_000) or 20,
+                                  max_step=_float(a.get("max_step"), "max_step", 0.1),
+                                  since=a.get("since"), until=a.get("until"))  # fmt: skip
+        version = None
+        if cal.changed:
+            if not await lrn.active(pb.id):  # seed the file's value so a rollback has somewhere to go
+                await lrn.add_threshold(pb.id, pb.min_confidence, status="active", actor=p.user_id,
+                                        reason={"seed": "playbook min_confidence"})  # fmt: skip
+            v = await lrn.add_threshold(pb.id, cal.proposed, status="proposed", actor=p.user_id,
+                                        reason={"calibration": cal.to_dict()})  # fmt: skip
+            if a.get("promote") in (True, "true", "1"):
+                v = await lrn.promote(v.version, actor=p.user_id)
+            version = asdict(v)
+        return {"playbook_id": pb.id, "calibration": cal.to_dict(), "changed": cal.changed, "version": version,
+                "threshold_now": await lrn.threshold_for(pb.id, pb.min_confidence)}  # fmt: skip
+
+    async def list_thresholds(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        lrn = self._learning()
+        pb = self.engine._playbook(_str(a, "playbook_id") or "")
+        return {"playbook_id": pb.id, "file_threshold": pb.min_confidence,
+                "threshold_now": await lrn.threshold_for(pb.id, pb.min_confidence),
+                "versions": [asdict(v) for v in await lrn.versions(pb.id)]}  # fmt: skip
+
+    async def shadow_threshold(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        v = await self._learning().start_shadow(_int(a.get("version"), "version", None, 1, None) or 0, actor=p.user_id)
+        self.engine._shadow_cache.pop(v.playbook_id, None)  # start evaluating it on the next signal
+        return {"version": asdict(v)}
+
+    async def compare_threshold(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        r = await self._learning().compare(_int(a.get("version"), "version", None, 1, None) or 0)
+        return {"report": r.to_dict()}
+
+    async def promote_threshold(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        v = await self._learning().promote(_int(a.get("version"), "version", None, 1, None) or 0, actor=p.user_id)
+        self.engine._shadow_cache.pop(v.playbook_id, None)
+        return {"version": asdict(v)}
+
+    async def rollback_threshold(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        pb = self.engine._playbook(_str(a, "playbook_id") or "")
+        v = await self._learning().rollback(pb.id, actor=p.user_id)
+        return {"version": asdict(v), "threshold_now": v.threshold}
+
+    async def build_intent_dataset(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        """Snapshot the utterances agents confirmed (accepted hint -> its intent; corrected ->
+        the correction) as a new `proposed` dataset version; null when nothing changed."""
+        v = await self._learning().build_intent_dataset(actor=p.user_id)
+        return {"dataset": v.to_dict() if v else None}
+
+    async def list_intent_datasets(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        lrn = self._learning()
+        act = await lrn.active_dataset()
+        return {"active": act.version if act else None, "datasets": [v.to_dict() for v in await lrn.dataset_versions()]}
+
+    async def get_intent_dataset(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        lrn = self._learning()
+        v = await lrn.dataset_version(_int(a.get("version"), "version", None, 1, None) or 0)
+        return {"dataset": v.to_dict(), "examples": await lrn.dataset_examples(v.version)}
+
+    async def compare_intent_datasets(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        return await self._learning().compare_datasets(_int(a.get("version"), "version", None, 1, None) or 0,
+                                                       _int(a.get("against"), "against", None, 1, None))  # fmt: skip
+
+    async def promote_intent_dataset(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        v = await self._learning().promote_dataset(_int(a.get("version"), "version", None, 1, None) or 0, actor=p.user_id)
+        return {"dataset": v.to_dict()}
+
+    async def rollback_intent_dataset(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
+        v = await self._learning().rollback_dataset(actor=p.user_id)
+        return {"active": v.to_dict() if v else None}
+
+
+def _float(v: Any, name: str, default: float) -> float:
+    if v in (None, ""):
+        return default
+    if isinstance(v, bool):
+        raise CommandError("bad_request", 400, f"'{name}' must be a number, got {v!r}")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise CommandError("bad_request", 400, f"'{name}' must be a number, got {v!r}") from None
+
 
 def _int(v: Any, name: str, default: int | None, lo: int, hi: int | None) -> int | None:
     if v in (None, ""):
@@ -278,6 +391,21 @@ def routes(engine: DecisionEngine, audit: AuditLog, kpis_fn: KpisFn | None, auth
         Route(f"{PREFIX}/audit", endpoint("audit_query", body=False), methods=["GET"]),
         Route(f"{PREFIX}/audit/export", export, methods=["GET"]),
         Route(f"{PREFIX}/kpis", endpoint("kpis", body=False), methods=["GET"]),
+        Route(f"{PREFIX}/playbooks/{{playbook_id}}/calibrate", endpoint("calibrate", body=True), methods=["POST"]),
+        Route(f"{PREFIX}/playbooks/{{playbook_id}}/thresholds", endpoint("list_thresholds", body=False), methods=["GET"]),
+        Route(f"{PREFIX}/playbooks/{{playbook_id}}/thresholds/rollback", endpoint("rollback_threshold", body=True),
+              methods=["POST"]),
+        Route(f"{PREFIX}/thresholds/{{version}}/shadow", endpoint("shadow_threshold", body=True), methods=["POST"]),
+        Route(f"{PREFIX}/thresholds/{{version}}/compare", endpoint("compare_threshold", body=False), methods=["GET"]),
+        Route(f"{PREFIX}/thresholds/{{version}}/promote", endpoint("promote_threshold", body=True), methods=["POST"]),
+        Route(f"{PREFIX}/intent-datasets", endpoint("list_intent_datasets", body=False), methods=["GET"]),
+        Route(f"{PREFIX}/intent-datasets", endpoint("build_intent_dataset", body=True), methods=["POST"]),
+        Route(f"{PREFIX}/intent-datasets/rollback", endpoint("rollback_intent_dataset", body=True), methods=["POST"]),
+        Route(f"{PREFIX}/intent-datasets/{{version}}", endpoint("get_intent_dataset", body=False), methods=["GET"]),
+        Route(f"{PREFIX}/intent-datasets/{{version}}/compare", endpoint("compare_intent_datasets", body=False),
+              methods=["GET"]),
+        Route(f"{PREFIX}/intent-datasets/{{version}}/promote", endpoint("promote_intent_dataset", body=True),
+              methods=["POST"]),
     ]  # fmt: skip
 
 
