@@ -79,13 +79,16 @@ async def test_hint_reaches_agent_before_call_ends_and_feedback_is_stored(tmp_pa
                 msgs = TwilioMessages(agent_id="agent-1")
                 await stream_call(tw, read_call_audio(wav), msgs, speed=1.0)
                 hint = await desk.wait_for(lambda e: e.get("type") == "hint", timeout=30)
-                assert hint["title"] == "Customer wants to cancel"
-                assert hint["source"].startswith("phrases/cancel_request@")
+                # the retention playbook owns cancellations: its hint replaces the phrase rule's own
+                assert hint["title"] == "Retention offer available"
+                assert hint["source"] == "retention_offer@2"
+                assert hint["attrs"]["autonomy"] == "suggest"
                 await tw.wait_closed()
             await desk.wait_for(lambda e: e.get("type") == "call_ended", timeout=60)
             assert len(desk.of_type("hint")) == 1, "the same hint must not repeat for the same evidence"
-            sig = [e for e in desk.of_type("signal") if e["name"] == "cancel_request"]
-            assert sig and sig[0]["evidence"]["channel"] == "customer"
+            sig = [e for e in desk.of_type("signal") if e["name"] in ("cancel_request", "cancel_account")]
+            assert {"cancel_request", "cancel_account"} <= {e["name"] for e in sig}
+            assert all(e["evidence"]["channel"] == "customer" for e in sig)
             fb = {"type": "feedback", "hint_id": hint["hint_id"], "action": "dismissed", "reason": "already handled"}
             await desk.ws.send(json.dumps(fb) if subprotocol.endswith("json") else msgpack.packb(fb))
             ack = await desk.wait_for(lambda e: e.get("type") in ("feedback_ack", "error"))

@@ -16,6 +16,9 @@ from typing import Any
 from callcue.decide.hints import PhraseHintPolicy
 from callcue.logs import set_masker
 from callcue.understand.acoustic import AcousticMonitor
+from callcue.understand.entities import EntityDetector, load_entities_config
+from callcue.understand.intent_detector import IntentDetector
+from callcue.understand.intents import IntentClassifier, load_intents
 from callcue.understand.phrases import PhraseDetector, load_rules
 from callcue.understand.redaction import Redactor, mask_text
 from callcue.understand.risks import build_text_detectors, load_risk_config
@@ -29,6 +32,11 @@ def _load_sync(services: Any) -> dict[str, Any]:
     risk_cfg = load_risk_config(s.resolve(u.risks_file))
     phrases = PhraseDetector(load_rules(s.resolve(u.phrases_file)))
     detectors: list[Any] = [phrases]
+    if u.intents:
+        intents_cfg = load_intents(s.resolve(u.intents_file))
+        clf = IntentClassifier.from_config(intents_cfg)
+        detectors.append(IntentDetector(clf, intents_cfg.detector, config_version=intents_cfg.version))
+    detectors.append(EntityDetector(load_entities_config(s.resolve(u.entities_file))))
     risk = build_text_detectors(risk_cfg)
     return {"phrases": phrases, "detectors": detectors + risk, "risk_cfg": risk_cfg}
 
