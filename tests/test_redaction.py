@@ -551,3 +551,16 @@ def test_whisper_thousands_grouped_number_is_a_card() -> None:
     assert out.text == "It's **** **** **** 1111." and [s.name for s in sigs] == ["card_number"]
     assert mask_text("x 4,111,111,111,111,111 y") == "x **** **** **** 1111 y"
     assert Redactor("c2").redact(tr("that is 1,200 dollars", with_words=False))[0].text == "that is 1,200 dollars"
+
+
+@pytest.mark.parametrize("text", ["4985.5791.9010.5", "4985.5791 9.01.0.7.4", "4985.5791 9.01.0.749"])
+def test_whisper_dotted_groups_seen_in_real_partials_are_masked(text: str) -> None:
+    """These partials leaked in a cards-eval run before dotted groups were read as digits."""
+    out, _ = Redactor("call1").redact(tr(text, final=False, with_words=False))
+    assert not re.search(r"\d", out.text), out.text
+    assert not re.search(r"\d{5}", re.sub(r"\D", "", mask_text(text)))
+
+
+def test_decimals_and_small_floats_stay() -> None:
+    assert mask_text("rtf=0.8123 amount 99.99 ratio 2.5") == "rtf=0.8123 amount 99.99 ratio 2.5"
+    assert digits_in("it was 2.5 and 99.99 and 1500.50") == []

@@ -141,6 +141,9 @@ def mask_digits(n: int, keep: str = "") -> str:
 
 
 _RAW_DIGITS = re.compile(r"(?<![\d.])\d(?:[ \-‐–,]?\d){4,}(?![\d]|\.\d)")
+#: "4985.5791.9010.5": two or more dots is a dictated number, never a decimal or a time
+#: and "4985.5791" (3+ digits both sides of one dot); "0.8123" or "99.99" stay
+_DOTTED_DIGITS = re.compile(r"(?<![\d.])(?:\d+(?:\.\d+){2,}|\d{3,}\.\d{3,})(?![\d.])")
 _BACKSTOP_DIGITS = 13
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -168,7 +171,7 @@ def mask_text(text: str, min_digits: int = 5) -> str:
         keep = d[-4:] if len(d) >= 9 else ""
         return mask_digits(len(d), keep)
 
-    out = _RAW_DIGITS.sub(_raw, text)
+    out = _DOTTED_DIGITS.sub(_raw, _RAW_DIGITS.sub(_raw, text))
     toks = tokenize(out)
     spans: list[tuple[int, int, str]] = []
     for run in find_digit_runs(toks):

@@ -65,10 +65,11 @@ FILLERS: frozenset[str] = frozenset({"uh", "um", "umm", "er", "erm", "ah", "hmm"
 _WEAK_ZERO = frozenset({"oh", "o"})
 
 _STRIP = ".,!?;:\"'()[]{}…"
-#: "4111", "4111-1111", and Whisper's dotted digit-by-digit "9.0.9.3" (three or more single
-#: digits: never a decimal, which "0.1" or "2.50" would be)
-#: and thousands-grouped "4,111,111,111" (Whisper formats a long run of digits as a cardinal)
-_NUMERIC = re.compile(r"^(?:\d+(?:[-‐–]\d+)*|\d(?:\.\d){2,}|\d{1,3}(?:,\d{3})+)$")
+#: How digits look when written: "4111", "4111-1111"; thousands-grouped "4,111,111,111"
+#: (Whisper formats a long run as a cardinal); dotted groups "4985.5791.9010.5", "9.0.9.3"
+#: (two or more dots: never a decimal); one dot with 3+ digits after it, "4985.5791" (an
+#: amount has at most two decimals; "2.5" and "99.99" stay decimals, not digit runs).
+_NUMERIC = re.compile(r"^(?:\d+(?:[-‐–]\d+)*|\d+(?:\.\d+){2,}|\d+\.\d{3,}|\d{1,3}(?:,\d{3})+)$")
 
 
 @dataclass(frozen=True, slots=True)
