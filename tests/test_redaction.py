@@ -157,6 +157,9 @@ def _spoken(number: str) -> str:
         "my card number is 41 11 11 11 11 11 11 11",
         "It's 4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1.",
         "4111111111111111",
+        "It's 4111—1111—1111—1111.",  # em dashes
+        "4,111,111,111,111,111",
+        "4111.1111.1111.1111",
         "forty one eleven, eleven eleven, eleven eleven, eleven eleven",
         "four one one one uh one one one one one one one one one one one one",
     ],

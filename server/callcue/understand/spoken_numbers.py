@@ -69,7 +69,7 @@ _STRIP = ".,!?;:\"'()[]{}…"
 #: (Whisper formats a long run as a cardinal); dotted groups "4985.5791.9010.5", "9.0.9.3"
 #: (two or more dots: never a decimal); one dot with 3+ digits after it, "4985.5791" (an
 #: amount has at most two decimals; "2.5" and "99.99" stay decimals, not digit runs).
-_NUMERIC = re.compile(r"^(?:\d+(?:[-‐–]\d+)*|\d+(?:\.\d+){2,}|\d+\.\d{3,}|\d{1,3}(?:,\d{3})+)$")
+_NUMERIC = re.compile(r"^(?:\d+(?:[-‐–—]\d+)*|\d+(?:\.\d+){2,}|\d+\.\d{3,}|\d{1,3}(?:,\d{3})+)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +229,7 @@ def find_digit_runs(tokens: Sequence[Token], max_fillers: int = 2) -> list[Digit
         piece: Piece | None = None
         if _NUMERIC.match(w):
             digits = re.sub(r"\D", "", w)
-            groups = re.split(r"[-‐–.]", w)
+            groups = re.split(r"[-‐–—.]", w)
             singles = len(groups) if len(groups) > 1 and all(len(g) == 1 for g in groups) else int(len(digits) == 1)
             piece = Piece(tok_idx, tok_idx + 1, digits, True, singles)
             n = 1
