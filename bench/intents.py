@@ -23,9 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
 from callcue.understand.encoder import SentenceEncoder
-from callcue.understand.intents import IntentClassifier, default_config_path, load_intents
+from callcue.understand.intents import (
+    IntentClassifier,
+    default_config_path,
+    load_intents,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,13 +18,20 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from callcue.understand.encoder import SentenceEncoder
-from callcue.understand.intents import OOS, IntentClassifier, IntentConfig, load_intents, default_config_path
+from callcue.understand.intents import (
+    OOS,
+    IntentClassifier,
+    IntentConfig,
+    default_config_path,
+    load_intents,
+)
 
 # Published reference numbers (accuracy / recall, %), for the comparison tables.
 PUBLISHED = {
@@ -120,7 +127,7 @@ def banking77(data: Path, encoder: SentenceEncoder, *, quick: bool = False, seed
     texts = [r["text"] for r in rows]
     y = np.array([r["intent"] for r in rows])
     emb = encoder.embed(texts)
-    out: dict[str, Any] = {"n": len(rows), "intents": int(len(set(y))), "splits": []}
+    out: dict[str, Any] = {"n": len(rows), "intents": len(set(y)), "splits": []}
     for seed in seeds:
         tr, te = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=seed)
         tr_x, te_x = [texts[i] for i in tr], [texts[i] for i in te]
@@ -233,7 +240,7 @@ def _starter(config: IntentConfig | None, encoder: SentenceEncoder,
 def multidogo(data: Path, encoder: SentenceEncoder, *, quick: bool = False, config: IntentConfig | None = None,
                 classifier: IntentClassifier | None = None) -> dict[str, Any]:
     """Starter intents on MultiDoGo customer turns (dev splits): per-intent precision/recall."""
-    cfg, clf = _starter(config, encoder, classifier)
+    _, clf = _starter(config, encoder, classifier)
     texts: list[str] = []
     gold: list[set[str]] = []
     for dom in MULTIDOGO_DOMAINS:
@@ -257,7 +264,7 @@ def sgd_banking(data: Path, encoder: SentenceEncoder, *, quick: bool = False, co
                 classifier: IntentClassifier | None = None) -> dict[str, Any]:
     """SGD Banks_1 user turns (balance checks, transfers) contain none of the starter intents,
     so every starter intent fired there is a false trigger: a pure precision check."""
-    cfg, clf = _starter(config, encoder, classifier)
+    _, clf = _starter(config, encoder, classifier)
     texts = [t["text"] for d in read_jsonl(data / "dialogues" / "sgd_banking" / "banks1_train.jsonl")
              for t in d["turns"] if t["speaker"] == "user"]
     if quick:
@@ -271,7 +278,7 @@ def sgd_banking(data: Path, encoder: SentenceEncoder, *, quick: bool = False, co
 def nlupp(data: Path, encoder: SentenceEncoder, *, quick: bool = False, config: IntentConfig | None = None,
                 classifier: IntentClassifier | None = None) -> dict[str, Any]:
     """Starter intents on NLU++ banking utterances, through the loose label map NLUPP_MAP."""
-    cfg, clf = _starter(config, encoder, classifier)
+    _, clf = _starter(config, encoder, classifier)
     rows = [r for r in read_jsonl(data / "text" / "nlupp" / "nlupp_folds0-9.jsonl") if r["domain"] == "banking"]
     if quick:
         rows = rows[::2]
@@ -312,7 +319,7 @@ def asr_roundtrip(data: Path, encoder: SentenceEncoder, *, quick: bool = False, 
 
     if quick:
         per_intent, n_none = 6, 30
-    cfg, clf = _starter(config, encoder, classifier)
+    _, clf = _starter(config, encoder, classifier)
     pos: dict[str, list[str]] = defaultdict(list)
     none: list[str] = []
     for dom in MULTIDOGO_DOMAINS:
