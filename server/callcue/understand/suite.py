@@ -10,7 +10,9 @@ by every call.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import threading
 from typing import Any
 
 from callcue.decide.hints import PhraseHintPolicy
@@ -26,6 +28,20 @@ from callcue.understand.risks import build_text_detectors, load_risk_config
 log = logging.getLogger(__name__)
 
 
+_CLASSIFIERS: dict[str, IntentClassifier] = {}
+_CLASSIFIERS_LOCK = threading.Lock()
+
+
+def _classifier(cfg: Any) -> IntentClassifier:
+    """Fitting takes seconds; servers in one process (tests, replay) share a fitted model
+    per distinct intent config."""
+    key = hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()
+    with _CLASSIFIERS_LOCK:
+        if key not in _CLASSIFIERS:
+            _CLASSIFIERS[key] = IntentClassifier.from_config(cfg)
+        return _CLASSIFIERS[key]
+
+
 def _load_sync(services: Any) -> dict[str, Any]:
     s = services.settings
     u = s.understanding
@@ -34,7 +50,7 @@ def _load_sync(services: Any) -> dict[str, Any]:
     detectors: list[Any] = [phrases]
     if u.intents:
         intents_cfg = load_intents(s.resolve(u.intents_file))
-        clf = IntentClassifier.from_config(intents_cfg)
+        clf = _classifier(intents_cfg)
         detectors.append(IntentDetector(clf, intents_cfg.detector, config_version=intents_cfg.version))
     detectors.append(EntityDetector(load_entities_config(s.resolve(u.entities_file))))
     risk = build_text_detectors(risk_cfg)
