@@ -595,7 +595,7 @@ class Learning:
         async with self.db.transaction():
             current = await self.active_dataset()
             if current is None:
-                raise LearningError("no active intent dataset version to roll back")
+                raise LearningError("nothing to roll back: no intent dataset version is active")
             await self.db.execute("UPDATE intent_datasets SET status = 'retired' WHERE version = ?", (current.version,))
             restored = current.replaced_version
             if restored is not None:
