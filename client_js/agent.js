@@ -1,81 +1,33 @@
-// CallCue agent desktop: live transcript per channel, hint cards with feedback.
-// Dependency-free on purpose: it is served as two static files and must run in any browser
-// an agent has, without a build step. Protocol: docs/agent-protocol.md (callcue.v1.json).
+// CallCue agent desktop: live transcript per channel, signal chips, hint cards with feedback.
+// Dependency-free on purpose: it is served as static files and must run in any browser an
+// agent has, without a build step. Protocol: docs/agent-protocol.md (callcue.v1.json).
 "use strict";
 
 (() => {
+  const { el, button, fmtTime, fmtClock, initialToken, Connection } = window.CallCue;
   const $ = (id) => document.getElementById(id);
+  const DISMISS_REASONS = ["not relevant", "already handled", "wrong intent", "customer declined", "other"];
+
   const state = {
-    ws: null,
-    calls: new Map(), // call_id -> {info, ended, segs: Map("channel:segment_id" -> transcript), hints: [], signals: Map}
+    calls: new Map(), // call_id -> {info, ended, segs: Map(key -> transcript), hints: [], signals: Map, controls: []}
     selected: null,
-    retryMs: 1000,
-    token: "",
-    pending: new Map(), // request id -> hint_id awaiting feedback_ack
-    nextId: 1,
   };
+  // DOM nodes of the selected call's segments, so a partial is replaced in place instead of
+  // re-rendering the whole transcript on every revision (dozens per second on a busy call)
+  let segNodes = new Map();
+
+  const conn = new Connection({
+    onEvent: handle,
+    onStatus: (text, ok) => { const s = $("status"); s.textContent = text; s.className = ok ? "ok" : "bad"; },
+    onOpen: () => conn.send({ type: "subscribe", call_id: "*" }),
+  });
 
   function call(id) {
     if (!state.calls.has(id)) {
-      state.calls.set(id, { info: { call_id: id }, ended: false, segs: new Map(), hints: [], signals: new Map() });
-      if (!state.selected) state.selected = id;
-      renderCalls();
+      state.calls.set(id, { info: { call_id: id }, ended: false, segs: new Map(), hints: [], signals: new Map(), controls: [] });
+      if (!state.selected) { state.selected = id; renderAll(); } else renderCalls();
     }
     return state.calls.get(id);
-  }
-
-  function el(tag, cls, text) {
-    const e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined) e.textContent = text; // never innerHTML: transcripts are untrusted
-    return e;
-  }
-
-  function fmtTime(s) {
-    const m = Math.floor(s / 60);
-    return `${m}:${String(Math.floor(s % 60)).padStart(2, "0")}`;
-  }
-
-  function setStatus(text, ok) {
-    const s = $("status");
-    s.textContent = text;
-    s.className = ok ? "ok" : "bad";
-  }
-
-  // ------------------------------------------------------------------ connection
-
-  function connect() {
-    if (!state.token) return setStatus("enter a token", false);
-    const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    // Browsers cannot set an Authorization header on a WebSocket, hence ?token=.
-    const url = `${proto}//${location.host}/ws/agent?token=${encodeURIComponent(state.token)}`;
-    const ws = new WebSocket(url, ["callcue.v1.json"]);
-    state.ws = ws;
-    setStatus("connecting…", false);
-    ws.onopen = () => {
-      state.retryMs = 1000;
-      send({ type: "subscribe", call_id: "*" });
-    };
-    ws.onmessage = (m) => {
-      let ev;
-      try { ev = JSON.parse(m.data); } catch { return; }
-      handle(ev);
-    };
-    ws.onclose = (e) => {
-      if (state.ws !== ws) return;
-      if (e.code === 1008) return setStatus(`rejected: ${e.reason || "bad token"}`, false);
-      setStatus(`disconnected (${e.code}); retrying`, false);
-      setTimeout(connect, state.retryMs);
-      state.retryMs = Math.min(state.retryMs * 2, 15000); // back off, never hammer the server
-    };
-  }
-
-  function send(obj) {
-    if (state.ws && state.ws.readyState === WebSocket.OPEN) {
-      state.ws.send(JSON.stringify(obj));
-      return true;
-    }
-    return false;
   }
 
   // ------------------------------------------------------------------ events
@@ -83,7 +35,8 @@
   function handle(ev) {
     switch (ev.type) {
       case "hello":
-        setStatus(`connected as ${ev.user_id} (${ev.role})`, true);
+        $("status").textContent = `connected as ${ev.user_id} (${ev.role})`;
+        $("status").className = "ok";
         break;
       case "subscribed":
         for (const info of ev.active_calls || []) Object.assign(call(info.call_id).info, info);
@@ -91,6 +44,7 @@
         break;
       case "call_started":
         Object.assign(call(ev.call_id).info, ev);
+        call(ev.call_id).ended = false;
         renderCalls();
         break;
       case "call_ended":
@@ -99,55 +53,55 @@
         break;
       case "transcript": {
         const c = call(ev.call_id);
-        // a later partial replaces the earlier one of its segment wholesale
-        c.segs.set(`${ev.channel}:${ev.segment_id}`, ev);
-        if (ev.call_id === state.selected) renderTranscript();
+        const key = `${ev.channel}:${ev.segment_id}`;
+        c.segs.set(key, ev); // a later revision replaces the earlier one of its segment wholesale
+        if (ev.call_id === state.selected) placeSegment(key, ev);
         break;
       }
-      case "signal": {
-        const c = call(ev.call_id);
-        c.signals.set(ev.signal_id, ev);
+      case "signal":
+        call(ev.call_id).signals.set(ev.signal_id, ev);
         if (ev.call_id === state.selected) renderSignals();
         break;
-      }
-      case "hint": {
-        const c = call(ev.call_id);
-        c.hints.unshift({ ev, done: "" });
+      case "hint":
+        call(ev.call_id).hints.unshift({ ev, status: "", kind: "", form: null, retracted: false });
         if (ev.call_id === state.selected) renderHints();
         break;
-      }
-      case "feedback_ack": {
-        markHint(ev.hint_id, ev.action);
+      case "hint_retracted":
+        for (const h of call(ev.call_id).hints) if (h.ev.hint_id === ev.hint_id) h.retracted = true;
+        if (ev.call_id === state.selected) renderHints();
         break;
-      }
-      case "error":
-        if (ev.id && state.pending.has(ev.id)) {
-          markHint(state.pending.get(ev.id), `error: ${ev.message}`);
-          state.pending.delete(ev.id);
-        }
-        console.warn("callcue error", ev);
+      case "call_control":
+        call(ev.call_id).controls.push(ev.control);
+        if (ev.call_id === state.selected) renderBanner();
+        break;
+      case "feedback_ack":
+        setHint(ev.hint_id, `saved: ${ev.action}`, "ok");
         break;
       default:
         break; // newer servers may add events; ignore what we do not know
     }
   }
 
-  function markHint(hintId, text) {
-    for (const c of state.calls.values()) {
-      for (const h of c.hints) if (h.ev.hint_id === hintId) h.done = text;
-    }
-    renderHints();
+  function findHint(hintId) {
+    for (const c of state.calls.values()) for (const h of c.hints) if (h.ev.hint_id === hintId) return h;
+    return null;
   }
 
-  function feedback(hint, action) {
-    const id = `fb${state.nextId++}`;
-    if (send({ type: "feedback", id, hint_id: hint.ev.hint_id, action })) {
-      state.pending.set(id, hint.ev.hint_id);
-      hint.done = `${action}…`;
-    } else {
-      hint.done = "not sent: disconnected";
-    }
-    renderHints();
+  function setHint(hintId, status, kind) {
+    const h = findHint(hintId);
+    if (!h) return;
+    h.status = status;
+    h.kind = kind;
+    if (kind === "ok") h.form = null;
+    if (h.ev.call_id === state.selected) renderHints();
+  }
+
+  async function feedback(h, action, extra) {
+    h.form = null;
+    setHint(h.ev.hint_id, `${action}…`, "wait");
+    const reply = await conn.request({ type: "feedback", hint_id: h.ev.hint_id, action, ...extra });
+    if (reply.type === "error") setHint(h.ev.hint_id, `not saved: ${reply.message || reply.code}`, "err");
+    // success is shown by the feedback_ack handler: the ack means the row is committed
   }
 
   // ------------------------------------------------------------------ rendering
@@ -155,59 +109,114 @@
   function renderCalls() {
     const box = $("calls");
     box.replaceChildren();
+    if (!state.calls.size) return box.append(el("p", "empty", "No calls yet."));
     for (const [id, c] of state.calls) {
-      const b = el("button", (id === state.selected ? "sel " : "") + (c.ended ? "ended" : ""));
-      b.textContent = `${c.ended ? "■" : "●"} ${id.slice(0, 14)}`;
-      b.title = id;
-      b.onclick = () => { state.selected = id; renderAll(); };
+      const b = button(`${c.ended ? "■" : "●"} ${id.slice(0, 16)}`, (id === state.selected ? "sel " : "") + (c.ended ? "ended" : ""),
+                       () => { state.selected = id; renderAll(); }, id);
+      b.dataset.callId = id;
+      b.append(el("span", "sub", `${c.info.platform || ""} ${c.info.agent_id ? "· " + c.info.agent_id : ""} ${c.ended ? "· ended" : "· live"}`));
       box.append(b);
     }
+  }
+
+  function segNode(ev) {
+    const d = el("div", `seg ${ev.is_final ? "final" : "partial"}`);
+    d.dataset.start = String(ev.start);
+    d.append(el("span", "t", fmtTime(ev.start)), document.createTextNode(ev.text || ""));
+    return d;
+  }
+
+  /** Insert or replace one segment of the selected call, keeping start-time order. */
+  function placeSegment(key, ev) {
+    const box = $(`tr-${ev.channel}`);
+    if (!box) return; // a channel this page does not know
+    const scroller = $("trbox");
+    const atBottom = scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 20;
+    const node = segNode(ev);
+    const old = segNodes.get(key);
+    if (old) {
+      old.replaceWith(node);
+    } else {
+      const after = [...box.children].find((n) => Number(n.dataset.start) > ev.start);
+      box.insertBefore(node, after || null);
+    }
+    segNodes.set(key, node);
+    if (atBottom) scroller.scrollTop = scroller.scrollHeight;
   }
 
   function renderTranscript() {
     const c = state.calls.get(state.selected);
     $("calltitle").textContent = c ? `Transcript — ${state.selected}` : "Transcript";
-    for (const ch of ["customer", "agent"]) {
-      const box = $(`tr-${ch}`);
-      const stick = box.parentElement.parentElement.parentElement;
-      const atBottom = stick.scrollTop + stick.clientHeight >= stick.scrollHeight - 20;
-      box.replaceChildren();
-      if (!c) continue;
-      const segs = [...c.segs.values()].filter((s) => s.channel === ch).sort((a, b) => a.start - b.start);
-      for (const s of segs) {
-        const d = el("div", `seg ${s.is_final ? "final" : "partial"}`);
-        d.append(el("span", "t", fmtTime(s.start)), document.createTextNode(s.text));
-        box.append(d);
+    segNodes = new Map();
+    for (const ch of ["customer", "agent"]) $(`tr-${ch}`).replaceChildren();
+    if (!c) return;
+    const segs = [...c.segs.entries()].sort((a, b) => a[1].start - b[1].start);
+    for (const [key, ev] of segs) placeSegment(key, ev);
+  }
+
+  function hintCard(h) {
+    const ev = h.ev;
+    const card = el("article", `hint ${["info", "warning", "critical"].includes(ev.severity) ? ev.severity : "info"}`);
+    if (h.kind === "ok") card.classList.add("done");
+    if (h.retracted) card.classList.add("retracted");
+    card.dataset.hintId = ev.hint_id;
+    card.append(el("h4", "", ev.title || "Hint"));
+    if (ev.body) card.append(el("div", "body", ev.body));
+    if (ev.suggested_reply) card.append(el("div", "reply", `“${ev.suggested_reply}”`));
+    card.append(el("div", "meta", [ev.source, fmtClock(ev.emitted_at), h.retracted ? "retracted by supervisor" : ""].filter(Boolean).join(" · ")));
+    const acts = el("div", "acts");
+    if (h.status) acts.append(el("span", `state ${h.kind}`, h.status));
+    if (h.kind !== "ok" && h.kind !== "wait" && !h.retracted) {
+      if (h.form === "dismiss") acts.append(...dismissForm(h));
+      else if (h.form === "correct") acts.append(...correctForm(h));
+      else {
+        acts.append(
+          button("Accept", "accept", () => feedback(h, "accepted"), "The hint was right and I used it"),
+          button("Dismiss", "dismiss", () => { h.form = "dismiss"; renderHints(); focusForm(ev.hint_id); }, "Not useful: say why"),
+          button("Correct", "correct", () => { h.form = "correct"; renderHints(); focusForm(ev.hint_id); }, "The situation was something else"),
+        );
       }
-      if (atBottom) stick.scrollTop = stick.scrollHeight;
     }
+    card.append(acts);
+    return card;
+  }
+
+  function dismissForm(h) {
+    const sel = el("select", "reason");
+    sel.setAttribute("aria-label", "dismiss reason");
+    for (const r of DISMISS_REASONS) sel.append(new Option(r, r));
+    const send = button("Send", "send", () => feedback(h, "dismissed", { reason: sel.value }));
+    const cancel = button("Cancel", "cancel", () => { h.form = null; renderHints(); });
+    sel.addEventListener("keydown", (e) => { if (e.key === "Enter") send.click(); if (e.key === "Escape") cancel.click(); });
+    return [sel, send, cancel];
+  }
+
+  function correctForm(h) {
+    const inp = el("input", "correction");
+    inp.placeholder = "what was it really? (e.g. billing question)";
+    inp.setAttribute("aria-label", "correction");
+    inp.maxLength = 2000;
+    const send = button("Send", "send", () => {
+      const v = inp.value.trim();
+      if (!v) { inp.focus(); return; }
+      feedback(h, "corrected", { correction: v });
+    });
+    const cancel = button("Cancel", "cancel", () => { h.form = null; renderHints(); });
+    inp.addEventListener("keydown", (e) => { if (e.key === "Enter") send.click(); if (e.key === "Escape") cancel.click(); });
+    return [inp, send, cancel];
+  }
+
+  function focusForm(hintId) {
+    const f = document.querySelector(`article[data-hint-id="${CSS.escape(hintId)}"] select, article[data-hint-id="${CSS.escape(hintId)}"] input`);
+    if (f) f.focus();
   }
 
   function renderHints() {
     const box = $("hints");
     box.replaceChildren();
     const c = state.calls.get(state.selected);
-    if (!c) return;
-    for (const h of c.hints) {
-      const ev = h.ev;
-      const card = el("div", `hint ${ev.severity || "info"}${h.done ? " done" : ""}`);
-      card.append(el("h4", "", ev.title || "Hint"));
-      if (ev.body) card.append(el("div", "", ev.body));
-      if (ev.suggested_reply) card.append(el("div", "reply", `“${ev.suggested_reply}”`));
-      card.append(el("div", "meta", `${ev.source || ""} · ${new Date((ev.emitted_at || 0) * 1000).toLocaleTimeString()}`));
-      const acts = el("div", "acts");
-      if (h.done) {
-        acts.append(el("span", "meta", h.done));
-      } else {
-        const ok = el("button", "accept", "Accept");
-        ok.onclick = () => feedback(h, "accepted");
-        const no = el("button", "dismiss", "Dismiss");
-        no.onclick = () => feedback(h, "dismissed");
-        acts.append(ok, no);
-      }
-      card.append(acts);
-      box.append(card);
-    }
+    if (!c || !c.hints.length) return box.append(el("p", "empty", "No hints for this call yet."));
+    for (const h of c.hints) box.append(hintCard(h));
   }
 
   function renderSignals() {
@@ -215,11 +224,21 @@
     box.replaceChildren();
     const c = state.calls.get(state.selected);
     if (!c) return;
-    const sigs = [...c.signals.values()].filter((s) => s.kind !== "sentiment" || s.name !== "neutral").slice(-30).reverse();
+    const sigs = [...c.signals.values()].filter((s) => s.kind !== "sentiment" || s.name !== "neutral").slice(-40).reverse();
     for (const s of sigs) {
       const conf = typeof s.confidence === "number" ? ` ${(s.confidence * 100).toFixed(0)}%` : "";
-      box.append(el("div", `signal${s.retracted ? " retracted" : ""}`, `${s.kind}: ${s.name}${conf}`));
+      const chip = el("span", `chip ${s.kind || ""}${s.retracted ? " retracted" : ""}`, `${s.name}${conf}`);
+      chip.title = `${s.kind}: ${s.name}${s.evidence && s.evidence.text ? ` — “${s.evidence.text}”` : ""}`;
+      box.append(chip);
     }
+  }
+
+  function renderBanner() {
+    const c = state.calls.get(state.selected);
+    const last = c && c.controls.length ? c.controls[c.controls.length - 1] : "";
+    const b = $("banner");
+    b.className = last.startsWith("pause_") ? "on" : "";
+    b.textContent = last.startsWith("pause_") ? `Paused on this call: ${last.slice(6).replace(/_/g, " ")}` : "";
   }
 
   function renderAll() {
@@ -227,19 +246,19 @@
     renderTranscript();
     renderHints();
     renderSignals();
+    renderBanner();
   }
 
   // ------------------------------------------------------------------ start
 
-  const params = new URLSearchParams(location.search);
-  state.token = params.get("token") || sessionStorage.getItem("callcue.token") || "";
-  $("token").value = state.token;
-  $("login").onsubmit = (e) => {
+  const token = initialToken();
+  $("token").value = token;
+  $("login").addEventListener("submit", (e) => {
     e.preventDefault();
-    state.token = $("token").value.trim();
-    sessionStorage.setItem("callcue.token", state.token);
-    if (state.ws) { const old = state.ws; state.ws = null; old.close(); }
-    connect();
-  };
-  if (state.token) connect();
+    const t = $("token").value.trim();
+    sessionStorage.setItem("callcue.token", t);
+    conn.start(t);
+  });
+  renderAll();
+  if (token) conn.start(token);
 })();

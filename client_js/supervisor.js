@@ -1,0 +1,405 @@
+// CallCue supervisor console: live calls, a feed of what the playbooks do, approvals, the
+// kill switch per playbook (global or per call) and hint KPIs. Dependency-free and without a
+// build step like the agent desktop. Commands go over /ws/agent (docs/playbooks.md, "Human
+// control"); KPIs come from REST so the console also proves the bearer-token REST path.
+"use strict";
+
+(() => {
+  const { el, button, fmtClock, initialToken, Connection } = window.CallCue;
+  const $ = (id) => document.getElementById(id);
+  const FEED_MAX = 300;
+  const FEED_TYPES = new Set(["hint", "alert", "escalation", "action_update", "approval_request", "anomaly",
+                              "playbook_paused", "playbook_resumed", "hint_retracted", "call_started", "call_ended"]);
+
+  const state = {
+    token: "",
+    calls: new Map(), // call_id -> {info, ended, finals: Map(key -> transcript)}
+    selected: null,
+    approvals: new Map(), // firing_id -> {req, result, busy}
+    playbooks: [],
+    feed: [], // newest first: {ev, at}
+    armed: null, // playbook id whose global kill switch awaits its confirming click
+    armTimer: null,
+  };
+
+  const conn = new Connection({
+    onEvent: handle,
+    onStatus: (text, ok) => { const s = $("status"); s.textContent = text; s.className = ok ? "ok" : "bad"; },
+    onOpen: () => conn.send({ type: "subscribe", call_id: "*" }),
+  });
+
+  function call(id) {
+    if (!state.calls.has(id)) state.calls.set(id, { info: { call_id: id }, ended: false, finals: new Map() });
+    return state.calls.get(id);
+  }
+
+  function note(text, ok) {
+    const m = $("msg");
+    m.textContent = text;
+    m.className = ok ? "ok" : "err";
+  }
+
+  // ------------------------------------------------------------------ events
+
+  function handle(ev) {
+    switch (ev.type) {
+      case "hello":
+        if (ev.role !== "supervisor") {
+          $("status").textContent = `connected as ${ev.user_id}, but role ${ev.role}: supervisor commands will be refused`;
+          $("status").className = "bad";
+        } else {
+          $("status").textContent = `connected as ${ev.user_id} (supervisor)`;
+          $("status").className = "ok";
+        }
+        break;
+      case "subscribed":
+        for (const info of ev.active_calls || []) Object.assign(call(info.call_id).info, info);
+        renderCalls();
+        refreshAll();
+        break;
+      case "call_started":
+        Object.assign(call(ev.call_id).info, ev);
+        call(ev.call_id).ended = false;
+        if (!state.selected) state.selected = ev.call_id;
+        renderCalls();
+        renderPlaybooks();
+        break;
+      case "call_ended":
+        call(ev.call_id).ended = true;
+        // pending approvals die with their call (the engine cancels them): drop them here too
+        for (const [fid, a] of state.approvals) if (a.req.call_id === ev.call_id && !a.result) state.approvals.delete(fid);
+        renderCalls();
+        renderApprovals();
+        break;
+      case "transcript":
+        if (ev.is_final) {
+          call(ev.call_id).finals.set(`${ev.channel}:${ev.segment_id}`, ev);
+          if (ev.call_id === state.selected) renderLines();
+        }
+        break;
+      case "approval_request":
+        state.approvals.set(ev.firing_id, { req: ev, result: "", busy: false });
+        renderApprovals();
+        break;
+      case "action_update":
+        if (ev.from === "pending_approval") settleApproval(ev);
+        break;
+      case "playbook_paused":
+      case "playbook_resumed":
+        loadPlaybooks();
+        break;
+      default:
+        break;
+    }
+    if (FEED_TYPES.has(ev.type)) addFeed(ev);
+  }
+
+  /** An action left pending_approval (approved here or elsewhere, expired, cancelled):
+   *  show the outcome on its card for a moment, then remove it. */
+  function settleApproval(ev) {
+    for (const [fid, a] of state.approvals) {
+      if (!(a.req.actions || []).some((r) => r.action_id === ev.action_id)) continue;
+      a.result = `${ev.state} by ${ev.actor}`;
+      renderApprovals();
+      setTimeout(() => { state.approvals.delete(fid); renderApprovals(); }, 8000);
+    }
+  }
+
+  // ------------------------------------------------------------------ commands
+
+  async function command(msg) {
+    const reply = await conn.request(msg);
+    if (reply.type === "error") note(`${msg.type}: ${reply.message || reply.code}`, false);
+    return reply;
+  }
+
+  async function refreshAll() {
+    loadPlaybooks();
+    loadKpis();
+    const r = await command({ type: "list_actions", state: "pending_approval" });
+    if (r.type === "error") return;
+    const byFiring = new Map();
+    for (const a of r.actions || []) {
+      if (!byFiring.has(a.firing_id)) byFiring.set(a.firing_id, []);
+      byFiring.get(a.firing_id).push(a);
+    }
+    for (const [fid, acts] of byFiring) {
+      if (state.approvals.has(fid)) continue;
+      const a0 = acts[0];
+      state.approvals.set(fid, { req: { firing_id: fid, call_id: a0.call_id, agent_id: a0.agent_id, playbook_id: a0.playbook_id,
+                                        playbook_version: a0.playbook_version, actions: acts, deadline_at: a0.deadline_at },
+                                 result: "", busy: false });
+    }
+    renderApprovals();
+  }
+
+  async function loadPlaybooks() {
+    const r = await command({ type: "list_playbooks" });
+    if (r.type === "error") return;
+    state.playbooks = r.playbooks || [];
+    renderPlaybooks();
+  }
+
+  async function decide(a, verb, text) {
+    a.busy = true;
+    renderApprovals();
+    const first = a.req.actions[0];
+    const msg = verb === "approve" ? { type: "approve", action_id: first.action_id, note: text || "" }
+                                   : { type: "reject", action_id: first.action_id, reason: text || "" };
+    const r = await command(msg);
+    a.busy = false;
+    if (r.type === "error") a.result = `${verb} failed: ${r.message || r.code}`;
+    else a.result = verb === "approve" ? "approved" : "rejected";
+    renderApprovals();
+  }
+
+  async function pause(pid, callId) {
+    const msg = { type: "pause_playbook", playbook_id: pid, reason: callId ? "paused for one call from the console" : "kill switch" };
+    if (callId) msg.call_id = callId;
+    const r = await command(msg);
+    if (r.type !== "error") note(`${pid} paused ${callId ? "on call " + callId : "everywhere"}; ${r.cancelled_actions} pending action(s) cancelled`, true);
+    loadPlaybooks();
+  }
+
+  async function resume(pid, callId) {
+    const msg = { type: "resume_playbook", playbook_id: pid };
+    if (callId) msg.call_id = callId;
+    const r = await command(msg);
+    if (r.type !== "error") note(`${pid} resumed ${callId ? "on call " + callId : "everywhere"}`, true);
+    loadPlaybooks();
+  }
+
+  /** KPIs over REST with the token as a Bearer header (the same numbers as the WS `kpis`). */
+  async function loadKpis() {
+    const by = $("kpiby").value;
+    let body;
+    try {
+      const r = await fetch(`/api/v1/kpis?by=${encodeURIComponent(by)}`, { headers: { Authorization: `Bearer ${state.token}` } });
+      body = await r.json();
+      if (!r.ok) throw new Error((body.error && body.error.message) || `HTTP ${r.status}`);
+    } catch (e) {
+      note(`KPIs: ${e.message}`, false);
+      return;
+    }
+    renderKpis(by, body.kpis || []);
+  }
+
+  // ------------------------------------------------------------------ rendering
+
+  function renderCalls() {
+    const box = $("calls");
+    box.replaceChildren();
+    if (!state.calls.size) return box.append(el("p", "empty", "No calls yet."));
+    for (const [id, c] of state.calls) {
+      const b = button(`${c.ended ? "■" : "●"} ${id.slice(0, 16)}`, (id === state.selected ? "sel " : "") + (c.ended ? "ended" : ""),
+                       () => { state.selected = id; renderCalls(); renderLines(); renderPlaybooks(); renderFeed(); }, id);
+      b.dataset.callId = id;
+      b.append(el("span", "sub", `${c.info.agent_id || "no agent"} · ${c.info.platform || "?"} · ${c.ended ? "ended" : "live"}`));
+      box.append(b);
+    }
+  }
+
+  function renderLines() {
+    const box = $("lines");
+    box.replaceChildren();
+    const c = state.calls.get(state.selected);
+    if (!c) return;
+    box.append(el("h2", "", "Last words"));
+    const finals = [...c.finals.values()].sort((a, b) => a.start - b.start).slice(-8);
+    if (!finals.length) box.append(el("p", "empty", "No final transcript yet."));
+    for (const t of finals) {
+      const d = el("div", `ln ${t.channel}`);
+      d.append(el("span", "who", t.channel === "agent" ? "A" : "C"), document.createTextNode(t.text || ""));
+      box.append(d);
+    }
+  }
+
+  function describeAction(r) {
+    const s = r.spec || {};
+    const what = s.title || s.message || s.url || s.control || s.queue || s.role || "";
+    return `${r.kind}${what ? ": " + what : ""}`;
+  }
+
+  function renderApprovals() {
+    const box = $("approvals");
+    box.replaceChildren();
+    const open = [...state.approvals.values()].filter((a) => !a.result);
+    $("approvalcount").textContent = open.length ? String(open.length) : "";
+    if (!state.approvals.size) return box.append(el("p", "empty", "Nothing waiting for approval."));
+    for (const [fid, a] of state.approvals) {
+      const r = a.req;
+      const card = el("div", "appr");
+      card.dataset.firingId = fid;
+      card.append(el("h4", "", `${r.playbook_id} v${r.playbook_version}`));
+      card.append(el("div", "meta", `call ${r.call_id} · agent ${r.agent_id || "?"}${r.deadline_s ? ` · decide within ${r.deadline_s} s` : ""}${r.on_expiry ? ` (then ${r.on_expiry})` : ""}`));
+      for (const act of r.actions || []) card.append(el("div", "", `→ ${describeAction(act)}`));
+      if (r.why && r.why.when && r.why.when !== "True") card.append(el("div", "meta", `rule: ${r.why.when}`));
+      const acts = el("div", "acts");
+      if (a.result) {
+        acts.append(el("span", "result", a.result));
+      } else {
+        const inp = el("input");
+        inp.placeholder = "note / reason (optional)";
+        inp.setAttribute("aria-label", "note or reason");
+        inp.maxLength = 500;
+        const ok = button("Approve", "approve", () => decide(a, "approve", inp.value.trim()));
+        const no = button("Reject", "reject", () => decide(a, "reject", inp.value.trim()));
+        ok.disabled = no.disabled = a.busy;
+        acts.append(ok, no, inp);
+      }
+      card.append(acts);
+      box.append(card);
+    }
+  }
+
+  function renderPlaybooks() {
+    const tb = $("playbooks").querySelector("tbody");
+    tb.replaceChildren();
+    const sel = state.selected && state.calls.has(state.selected) && !state.calls.get(state.selected).ended ? state.selected : null;
+    for (const p of state.playbooks) {
+      const onCall = sel && (p.paused_calls || []).includes(sel);
+      const tr = el("tr", p.paused ? "paused" : "");
+      tr.dataset.playbookId = p.id;
+      const name = el("td");
+      name.append(el("div", "pbid", p.id), el("div", "pbsub", `v${p.version} · ${p.autonomy}${p.description ? " · " + p.description : ""}`));
+      const st = el("td");
+      st.append(el("div", `state ${p.paused ? "off" : "on"}`, p.paused ? "PAUSED" : "active"));
+      if ((p.paused_calls || []).length) st.append(el("div", "pbsub", `paused on ${p.paused_calls.length} call(s)`));
+      const ctl = el("td");
+      const btns = el("div", "btns");
+      if (p.paused) {
+        btns.append(button("Resume everywhere", "resume global", () => resume(p.id)));
+      } else {
+        const armed = state.armed === p.id;
+        btns.append(button(armed ? "Confirm: stop it" : "Pause everywhere", `kill global${armed ? " armed" : ""}`, () => {
+          if (state.armed === p.id) { disarm(); pause(p.id); } else arm(p.id);
+        }, "Kill switch: no new firings anywhere; pending actions are cancelled"));
+      }
+      if (sel) {
+        btns.append(onCall ? button("Resume on this call", "resume call", () => resume(p.id, sel))
+                           : button("Pause on this call", "pause call", () => pause(p.id, sel), `Only call ${sel}`));
+      }
+      ctl.append(btns);
+      tr.append(name, st, ctl);
+      tb.append(tr);
+    }
+  }
+
+  // The kill switch takes two clicks (arm, confirm within 4 s): one stray click must not
+  // silence a playbook on every call.
+  function arm(pid) {
+    clearTimeout(state.armTimer);
+    state.armed = pid;
+    state.armTimer = setTimeout(disarm, 4000);
+    renderPlaybooks();
+  }
+
+  function disarm() {
+    clearTimeout(state.armTimer);
+    state.armed = null;
+    renderPlaybooks();
+  }
+
+  function fmtKpi(k, v) {
+    if (v === null || v === undefined) return "–";
+    if (typeof v === "number" && /rate/.test(k)) return `${(v * 100).toFixed(0)}%`;
+    if (typeof v === "number" && /_s$/.test(k)) return `${v.toFixed(1)} s`;
+    return String(v);
+  }
+
+  function renderKpis(by, rows) {
+    const cols = [`${by}_id`, "shown", "accepted", "dismissed", "corrected", "acceptance_rate", "time_to_accept_p50_s", "calls"];
+    const head = el("tr");
+    for (const c of cols) head.append(el("th", "", c === `${by}_id` ? by : c.replace(/_/g, " ").replace("time to accept p50 s", "accept p50")));
+    $("kpis").querySelector("thead").replaceChildren(head);
+    const tb = $("kpis").querySelector("tbody");
+    tb.replaceChildren();
+    if (!rows.length) {
+      const tr = el("tr");
+      const td = el("td", "empty", "No hints shown yet.");
+      td.colSpan = cols.length;
+      tr.append(td);
+      tb.append(tr);
+    }
+    for (const row of rows) {
+      const tr = el("tr");
+      for (const c of cols) tr.append(el("td", c === `${by}_id` ? "" : "num", fmtKpi(c, row[c] ?? (c === `${by}_id` ? "(none)" : null))));
+      tb.append(tr);
+    }
+  }
+
+  function feedText(ev) {
+    switch (ev.type) {
+      case "hint": return [ev.title, ev.source ? `(${ev.source})` : ""].join(" ");
+      case "alert": return `${ev.severity || ""} ${ev.message || ""}`.trim();
+      case "escalation": return `to ${[ev.role, ev.queue].filter(Boolean).join(" / ")}: ${ev.message || ""}`;
+      case "action_update": return `${ev.playbook_id} ${ev.kind} ${ev.from} → ${ev.state} (${ev.actor})`;
+      case "approval_request": return `${ev.playbook_id} asks for approval (${(ev.actions || []).map(describeAction).join(", ")})`;
+      case "anomaly": return `${ev.playbook_id || ""} ${ev.metric || ev.kind || ""} ${ev.value ?? ""} ${ev.auto_paused ? "· auto-paused" : ""}`;
+      case "playbook_paused": return `${ev.playbook_id} paused ${ev.call_id ? "on " + ev.call_id : "everywhere"} by ${ev.by}${ev.reason ? ": " + ev.reason : ""}`;
+      case "playbook_resumed": return `${ev.playbook_id} resumed ${ev.call_id ? "on " + ev.call_id : "everywhere"} by ${ev.by}`;
+      case "hint_retracted": return `hint ${ev.hint_id} retracted`;
+      case "call_started": return `agent ${ev.agent_id || "?"} · ${ev.platform || ""}`;
+      case "call_ended": return ev.reason || "";
+      default: return "";
+    }
+  }
+
+  const TAGS = { action_update: "action", approval_request: "approval", playbook_paused: "paused", playbook_resumed: "resumed",
+                 hint_retracted: "retract", call_started: "call", call_ended: "call end" };
+
+  function addFeed(ev) {
+    state.feed.unshift({ ev, at: Date.now() / 1000 });
+    if (state.feed.length > FEED_MAX) state.feed.length = FEED_MAX;
+    const onlySel = $("feedfilter").value === "selected";
+    if (!onlySel || ev.call_id === state.selected) {
+      const list = $("feed");
+      list.prepend(feedItem(state.feed[0]));
+      while (list.children.length > FEED_MAX) list.lastChild.remove();
+    }
+  }
+
+  function feedItem({ ev, at }) {
+    const li = el("li");
+    li.dataset.type = ev.type;
+    const tag = TAGS[ev.type] || ev.type;
+    li.append(el("span", `tag ${ev.type === "approval_request" ? "approval" : tag.replace(" ", "-")}`, tag));
+    const body = el("div");
+    body.append(el("div", "", feedText(ev)));
+    body.append(el("div", "meta", `${fmtClock(at)}${ev.call_id ? " · " + ev.call_id : ""}`));
+    li.append(body);
+    return li;
+  }
+
+  function renderFeed() {
+    const onlySel = $("feedfilter").value === "selected";
+    $("feed").replaceChildren(...state.feed.filter((f) => !onlySel || f.ev.call_id === state.selected).map(feedItem));
+  }
+
+  // ------------------------------------------------------------------ start
+
+  $("feedfilter").addEventListener("change", renderFeed);
+  $("kpiby").addEventListener("change", loadKpis);
+  $("kpirefresh").addEventListener("click", loadKpis);
+  $("killall").addEventListener("click", async () => {
+    const active = state.playbooks.filter((p) => !p.paused);
+    if (!active.length) return note("every playbook is already paused", true);
+    if (!confirm(`Pause all ${active.length} active playbooks on every call? Pending actions are cancelled.`)) return;
+    for (const p of active) await command({ type: "pause_playbook", playbook_id: p.id, reason: "console: pause all" });
+    note(`paused ${active.length} playbook(s) everywhere`, true);
+    loadPlaybooks();
+  });
+  setInterval(() => { if (conn.open) loadKpis(); }, 15000);
+
+  state.token = initialToken();
+  $("token").value = state.token;
+  $("login").addEventListener("submit", (e) => {
+    e.preventDefault();
+    state.token = $("token").value.trim();
+    sessionStorage.setItem("callcue.token", state.token);
+    conn.start(state.token);
+  });
+  renderCalls();
+  renderApprovals();
+  if (state.token) conn.start(state.token);
+})();

@@ -1,0 +1,196 @@
+// Real-browser check of the agent desktop and the supervisor console against a running
+// CallCue server. Driven by tests/test_browser.py, which starts the server and streams a call;
+// this script talks to it through stdout, one JSON object per line:
+//   {"event":"ready"}      both pages are connected: start the call now
+//   {"event":"live_done"}  everything that needs the call live is done: end the call now
+//   {"event":"result",...} what the pages showed and did (the test asserts on it)
+// Environment: CALLCUE_URL (http://127.0.0.1:port), CALLCUE_AGENT_TOKEN,
+// CALLCUE_SUPERVISOR_TOKEN, CALLCUE_SHOTS (directory for screenshots), CALLCUE_KILL_PLAYBOOK
+// (paused everywhere with the kill switch), CALLCUE_CALL_PLAYBOOK (paused on the call only),
+// CALLCUE_DISMISS_TITLE (a hint title to dismiss with a reason), CALLCUE_XSS_MARK (text of a
+// hint whose title carries markup that must stay text), CHROMIUM (default /usr/bin/chromium).
+import { chromium } from "playwright-core";
+import { join } from "node:path";
+
+const env = (k, d) => {
+  const v = process.env[k] ?? d;
+  if (v === undefined) throw new Error(`environment variable ${k} is required`);
+  return v;
+};
+const BASE = env("CALLCUE_URL");
+const AGENT_TOKEN = env("CALLCUE_AGENT_TOKEN");
+const SUP_TOKEN = env("CALLCUE_SUPERVISOR_TOKEN");
+const SHOTS = env("CALLCUE_SHOTS");
+const KILL_PB = env("CALLCUE_KILL_PLAYBOOK");
+const CALL_PB = env("CALLCUE_CALL_PLAYBOOK");
+const DISMISS_TITLE = env("CALLCUE_DISMISS_TITLE", "");
+const XSS_MARK = env("CALLCUE_XSS_MARK", "");
+const WAIT = Number(env("CALLCUE_WAIT_MS", "60000"));
+
+const emit = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+const result = { event: "result", agent: {}, supervisor: {}, errors: [], steps: [] };
+const step = (s) => { result.steps.push(s); process.stderr.write(`[e2e] ${s}\n`); };
+
+function deferred() {
+  let resolve;
+  const p = new Promise((r) => { resolve = r; });
+  return { p, resolve };
+}
+
+// launch() gives every run a fresh temporary profile of its own, removed on close
+const browser = await chromium.launch({
+  executablePath: env("CHROMIUM", "/usr/bin/chromium"),
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"],
+});
+
+try {
+  const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  const watch = (page, name) => {
+    page.on("pageerror", (e) => result.errors.push(`${name}: ${e.message}`));
+    page.on("console", (m) => { if (m.type() === "error") result.errors.push(`${name} console: ${m.text()}`); });
+  };
+  const agent = await ctx.newPage();
+  const sup = await ctx.newPage();
+  watch(agent, "agent");
+  watch(sup, "supervisor");
+  await agent.goto(`${BASE}/agent/agent.html?token=${encodeURIComponent(AGENT_TOKEN)}`);
+  await sup.goto(`${BASE}/agent/supervisor.html?token=${encodeURIComponent(SUP_TOKEN)}`);
+  await agent.waitForSelector("#status.ok", { timeout: 15000 });
+  await sup.waitForSelector("#status.ok", { timeout: 15000 });
+  result.agent.url_after_load = agent.url(); // the token must have been stripped from the address bar
+  result.agent.status = await agent.textContent("#status");
+  result.supervisor.status = await sup.textContent("#status");
+  // Count every transcript node the page ever inserts: proof that partials were shown and
+  // then replaced in place (one node per segment at the end, more insertions on the way).
+  await agent.evaluate(() => {
+    window.__seen = { partial: 0, final: 0 };
+    new MutationObserver((muts) => {
+      for (const m of muts) for (const n of m.addedNodes) {
+        if (n.classList && n.classList.contains("partial")) window.__seen.partial++;
+        if (n.classList && n.classList.contains("final")) window.__seen.final++;
+      }
+    }).observe(document.querySelector("main"), { childList: true, subtree: true });
+  });
+  step("pages connected");
+  emit({ event: "ready" });
+
+  const accepted = deferred();
+
+  async function agentFlow() {
+    await agent.waitForSelector("#tr-customer .seg.final", { timeout: WAIT });
+    step("agent: customer final shown");
+    const card = agent.locator("article.hint", { hasText: "Retention offer" }).first();
+    await card.waitFor({ timeout: WAIT });
+    result.agent.hint = {
+      hint_id: await card.getAttribute("data-hint-id"),
+      title: await card.locator("h4").textContent(),
+      body: await card.locator(".body").textContent().catch(() => ""),
+      reply: await card.locator(".reply").textContent().catch(() => ""),
+    };
+    step(`agent: hint card ${result.agent.hint.title}`);
+    await card.getByRole("button", { name: "Accept" }).click();
+    await card.locator(".state.ok").waitFor({ timeout: 15000 });
+    result.agent.accept_state = await card.locator(".state").textContent();
+    step(`agent: ${result.agent.accept_state}`);
+    accepted.resolve();
+    if (XSS_MARK) {
+      // a hint whose text carries markup (from a playbook) must show as text and run nothing
+      const x = agent.locator("article.hint", { hasText: XSS_MARK }).first();
+      await x.waitFor({ timeout: WAIT });
+      result.agent.xss = { title: await x.locator("h4").textContent(), img_elements: await x.locator("img").count(),
+                           script_ran: await agent.evaluate(() => window.__xss === 1) };
+      step("agent: markup hint shown as text");
+      // Correct: type what it really was, Enter sends
+      await x.getByRole("button", { name: "Correct" }).click();
+      await x.locator("input.correction").fill("billing question");
+      await x.locator("input.correction").press("Enter");
+      await x.locator(".state.ok").waitFor({ timeout: 15000 });
+      result.agent.corrected = { hint_id: await x.getAttribute("data-hint-id"), state: await x.locator(".state").textContent() };
+      step("agent: corrected the markup hint");
+    }
+    if (DISMISS_TITLE) {
+      const other = agent.locator("article.hint", { hasText: DISMISS_TITLE }).first();
+      await other.waitFor({ timeout: WAIT });
+      await other.getByRole("button", { name: "Dismiss" }).click();
+      await other.locator("select.reason").selectOption("already handled");
+      await other.getByRole("button", { name: "Send" }).click();
+      await other.locator(".state.ok").waitFor({ timeout: 15000 });
+      result.agent.dismissed = { hint_id: await other.getAttribute("data-hint-id"), state: await other.locator(".state").textContent() };
+      step(`agent: dismissed ${DISMISS_TITLE}`);
+    }
+    result.agent.customer_finals = await agent.locator("#tr-customer .seg.final").allTextContents();
+    result.agent.agent_finals = await agent.locator("#tr-agent .seg.final").allTextContents();
+    result.agent.partials_on_screen = await agent.locator(".seg.partial").count();
+    result.agent.seen = await agent.evaluate(() => window.__seen);
+    result.agent.chips = await agent.locator("#signals .chip").allTextContents();
+    await agent.screenshot({ path: join(SHOTS, "agent.png") });
+  }
+
+  async function supervisorFlow() {
+    const callBtn = sup.locator("#calls button[data-call-id]").first();
+    await callBtn.waitFor({ timeout: WAIT });
+    result.supervisor.call_id = await callBtn.getAttribute("data-call-id");
+    step(`supervisor: call listed ${result.supervisor.call_id}`);
+    const appr = sup.locator(".appr").first();
+    await appr.waitFor({ timeout: WAIT });
+    result.supervisor.approval_text = await appr.textContent();
+    await appr.locator("input").fill("ok from the browser test");
+    await appr.getByRole("button", { name: "Approve" }).click();
+    await appr.locator(".result", { hasText: "approved" }).waitFor({ timeout: 15000 });
+    result.supervisor.approval_result = await appr.locator(".result").textContent();
+    step(`supervisor: ${result.supervisor.approval_result}`);
+    await sup.locator('#feed li[data-type="alert"]').first().waitFor({ timeout: 20000 });
+    await sup.locator('#feed li[data-type="hint"]').first().waitFor({ timeout: WAIT });
+    await accepted.p; // the kill switch must not cancel the suggestion the agent is about to accept
+    // kill switch: two clicks (arm, confirm)
+    const killRow = sup.locator(`#playbooks tr[data-playbook-id="${KILL_PB}"]`);
+    await killRow.locator("button.kill").click();
+    await killRow.getByRole("button", { name: "Confirm: stop it" }).click();
+    await killRow.locator(".state.off").waitFor({ timeout: 15000 });
+    step(`supervisor: ${KILL_PB} paused everywhere`);
+    const callRow = sup.locator(`#playbooks tr[data-playbook-id="${CALL_PB}"]`);
+    await callRow.getByRole("button", { name: "Pause on this call" }).click();
+    await callRow.getByRole("button", { name: "Resume on this call" }).waitFor({ timeout: 15000 });
+    step(`supervisor: ${CALL_PB} paused on the call`);
+    // KPIs come over REST: refresh until the accepted hint is counted
+    const deadline = Date.now() + 15000;
+    let kpiText = "";
+    while (Date.now() < deadline) {
+      await sup.click("#kpirefresh");
+      await sup.waitForTimeout(500);
+      kpiText = await sup.locator("#kpis tbody").textContent();
+      if (/retention_offer/.test(kpiText)) break;
+    }
+    result.supervisor.kpi_headers = await sup.locator("#kpis thead th").allTextContents();
+    result.supervisor.kpi_rows = await sup.locator("#kpis tbody tr").evaluateAll((rows) =>
+      rows.map((r) => [...r.children].map((td) => td.textContent)));
+    result.supervisor.playbook_states = await sup.locator("#playbooks tbody tr").evaluateAll((rows) =>
+      rows.map((r) => ({ id: r.dataset.playbookId, state: r.querySelector(".state").textContent })));
+    result.supervisor.message = await sup.textContent("#msg");
+    result.supervisor.script_ran = await sup.evaluate(() => window.__xss === 1);
+    result.supervisor.feed_imgs = await sup.locator("#feed img").count();
+    await sup.screenshot({ path: join(SHOTS, "supervisor.png") });
+  }
+
+  await Promise.all([agentFlow(), supervisorFlow()]);
+  result.supervisor.feed_types = await sup.locator("#feed li").evaluateAll((li) => li.map((x) => x.dataset.type));
+  result.supervisor.feed_text = await sup.locator("#feed").textContent();
+  emit({ event: "live_done" });
+  await sup.locator("#calls button.ended").first().waitFor({ timeout: 30000 });
+  await agent.locator("#calls button.ended").first().waitFor({ timeout: 30000 });
+  result.supervisor.call_ended_shown = true;
+  result.agent.call_ended_shown = true;
+  result.supervisor.feed_types = await sup.locator("#feed li").evaluateAll((li) => li.map((x) => x.dataset.type));
+  step("call ended on both pages");
+  result.ok = true;
+} catch (e) {
+  result.ok = false;
+  result.failure = String(e && e.stack ? e.stack : e);
+  try {
+    for (const [i, p] of browser.contexts()[0].pages().entries()) await p.screenshot({ path: join(SHOTS, `failure-${i}.png`) });
+  } catch { /* best effort */ }
+} finally {
+  emit(result);
+  await browser.close();
+}
