@@ -145,3 +145,101 @@ def cards(
     if rep["leaks"]:
         raise typer.Exit(1)  # a leak is a failure, not a statistic
 # ---- end cards block ----
+
+
+# ---- asr / latency / all (issue 3 evaluation) -- owned by the evaluation engineer; keep this block separate ----
+def _data_or_exit(data: Optional[Path]) -> Path:
+    """The shared data dir, or exit 2 with a message saying where we looked and how to fix it."""
+    d = data or default_data_dir()
+    if not d.is_dir():
+        typer.echo(f"error: data directory {d} not found: the evaluations read third-party data from "
+                   "../shared/data beside the checkout (or pass --data DIR)", err=True)
+        raise typer.Exit(2)
+    return d
+
+
+@eval_app.command("asr")
+def asr(
+    data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
+    quick: bool = typer.Option(False, "--quick", help="two short clips per band instead of all 38"),
+    engines: str = typer.Option("whisper,vosk", "--engines", help="comma list of whisper,vosk"),
+    threads: int = typer.Option(1, "--threads", min=1, help="decoder CPU threads (Whisper)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full result to this JSON file"),
+) -> None:
+    """ASR WER / RTF / decode time per engine at 16 kHz and telephone band, through the live channel pipeline."""
+    from callcue.evaluation.asr_eval import format_report, run_asr_eval
+
+    d = _data_or_exit(data)
+    names = [e.strip() for e in engines.split(",") if e.strip()]
+    bad = [e for e in names if e not in ("whisper", "vosk")]
+    if bad or not names:
+        typer.echo(f"error: unknown engine(s) {bad or engines!r}; choose from whisper, vosk", err=True)
+        raise typer.Exit(2)
+    try:
+        rep = run_asr_eval(d, quick=quick, threads=threads, engines=names)
+    except (FileNotFoundError, RuntimeError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    typer.echo(format_report(rep))
+    if json_out:
+        json_out.write_text(json.dumps(rep, indent=2, default=float))
+# ---- end asr block ----
+
+
+@eval_app.command("latency")
+def latency(
+    data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
+    quick: bool = typer.Option(False, "--quick", help="12 dialogues and 6 s of concurrent calls instead of 400 and 30 s"),
+    calls: int = typer.Option(50, "--calls", min=1, help="concurrent calls for the load measurement"),
+    seconds: Optional[float] = typer.Option(None, "--seconds", min=1, help="how long the concurrent calls talk"),
+    word_s: float = typer.Option(0.3, "--word-s", min=0.05, help="seconds between partials of one call (one per word)"),
+    cpu: Optional[int] = typer.Option(None, "--cpu", help="CPU to pin the per-detector run to (default: lowest allowed)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full result to this JSON file"),
+) -> None:
+    """Per-detector p50/p95 per transcript update on one CPU, and understanding time per update under N calls."""
+    from callcue.evaluation.latency_eval import concurrent_latency, detector_latency, format_report
+
+    d = _data_or_exit(data)
+    try:
+        det = detector_latency(d, quick=quick, cpu=cpu)
+        typer.echo(format_report(det, None))
+        conc = concurrent_latency(d, calls=calls, seconds=seconds or (6.0 if quick else 30.0), word_s=word_s)
+        typer.echo(format_report(None, conc))
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    if json_out:
+        json_out.write_text(json.dumps({"detectors": det, "concurrent": conc}, indent=2, default=float))
+
+
+@eval_app.command("all")
+def all_evals(
+    data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
+    quick: bool = typer.Option(False, "--quick", help="CI-sized subsets of every evaluation"),
+) -> None:
+    """Intents, cards, ASR and latency in turn: every table issue 3 asks for. Exits 1 on errors or card leaks."""
+    d = _data_or_exit(data)
+    steps = [
+        ("intents", lambda: intents(data=d, quick=quick, only=None, json_out=None)),
+        ("cards", lambda: cards(data=d, n=4 if quick else 20, seed=0, threads=1, json_out=None)),
+        ("asr", lambda: asr(data=d, quick=quick, engines="whisper,vosk", threads=1, json_out=None)),
+        ("latency", lambda: latency(data=d, quick=quick, calls=50, seconds=None, word_s=0.3, cpu=None, json_out=None)),
+    ]
+    failed: list[str] = []
+    for name, run in steps:
+        typer.echo(f"\n===== callcue eval {name}{' --quick' if quick else ''} =====\n")
+        t0 = time.perf_counter()
+        try:
+            run()
+        except typer.Exit as e:
+            if e.exit_code:
+                failed.append(f"{name} (exit {e.exit_code}{': card digits leaked' if name == 'cards' and e.exit_code == 1 else ''})")
+        except Exception as e:  # one broken evaluation must not hide the others' tables
+            typer.echo(f"error in {name}: {type(e).__name__}: {e}", err=True)
+            failed.append(f"{name} ({type(e).__name__})")
+        typer.echo(f"({name}: {time.perf_counter() - t0:.0f} s)")
+    if failed:
+        typer.echo(f"\nFAILED: {', '.join(failed)}", err=True)
+        raise typer.Exit(1)
+    typer.echo("\nall evaluations ran; no card digits leaked")
+# ---- end asr / latency / all block ----
