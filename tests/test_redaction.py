@@ -567,3 +567,18 @@ def test_whisper_dotted_groups_seen_in_real_partials_are_masked(text: str) -> No
 def test_decimals_and_small_floats_stay() -> None:
     assert mask_text("rtf=0.8123 amount 99.99 ratio 2.5") == "rtf=0.8123 amount 99.99 ratio 2.5"
     assert digits_in("it was 2.5 and 99.99 and 1500.50") == []
+
+
+def test_quantities_stay_readable_while_a_card_context_is_armed() -> None:
+    """Banking callers say "account" and "card" constantly; "ten years" is not a secret."""
+    from callcue.events import Transcript as _T
+    from callcue.understand.redaction import Redactor as _R
+
+    r = _R("c-units")
+    r.redact(_T("c-units", "customer", 1, 0, "I want to cancel my account and my card.", True, 0.0, 2.0))
+    out, sigs = r.redact(_T("c-units", "customer", 2, 0, "I have been a customer for 10 years, 3 times this month.", True, 3.0, 6.0))
+    assert out.text == "I have been a customer for 10 years, 3 times this month."
+    assert not sigs
+    # the same context still hides bare digits and a dictated card
+    out, _ = r.redact(_T("c-units", "customer", 3, 0, "it is 4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1", True, 7.0, 12.0))
+    assert "4 1 1 1" not in out.text and out.text.endswith("1111")

@@ -207,6 +207,18 @@ class MaskingLogFilter(logging.Filter):
 # helpers shared by text and word masking
 
 
+#: Units that make a short number a quantity ("ten years", "3 days"), never a secret.
+_UNIT_WORDS = frozenset(
+    {"year", "years", "month", "months", "week", "weeks", "day", "days", "hour", "hours", "minute",
+     "minutes", "second", "seconds", "time", "times", "people", "kids", "children", "percent",
+     "o'clock", "am", "pm", "years'", "yrs", "mins"}
+)
+
+
+def _followed_by_unit(toks: list[Token], run: DigitRun) -> bool:
+    return run.tok_end < len(toks) and toks[run.tok_end].norm in _UNIT_WORDS
+
+
 def _followed_by_currency(toks: list[Token], run: DigitRun) -> bool:
     if run.tok_end < len(toks) and toks[run.tok_end].norm in _CURRENCY_WORDS:
         return True
@@ -363,7 +375,9 @@ class Redactor:
             n = len(assembled)
             luhn = 13 <= n <= 19 and luhn_valid(assembled)
             grouped_ssn = any(_SSN_GROUPED.match(toks[i].norm) for i in range(run.tok_start, run.tok_end))
-            money = _followed_by_currency(toks, run) and n < 13
+            # "$250", "ten years": quantities people say while a card context is still armed
+            money = (_followed_by_currency(toks, run) or (_followed_by_unit(toks, run) and not continuation)) and n < 5 \
+                or (_followed_by_currency(toks, run) and n < 13)
             order_here = "order" in here and not (here & _SENSITIVE)
             kind: str | None = None
             if money or (order_here and not luhn):
