@@ -48,6 +48,11 @@ class RedactProcessor(Processor):
             return
         yield item
 
+    async def close(self) -> None:
+        # the only place raw digits lived (to judge numbers split across utterances)
+        if self._redactor is not None:
+            self._redactor.reset()
+
 
 class DetectProcessor(Processor):
     """Runs every detector on every transcript update, off the event loop."""
