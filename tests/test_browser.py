@@ -33,6 +33,7 @@ from tests.serverkit import AGENT_TOKEN, SUPERVISOR_TOKEN, make_settings, server
 REPO = Path(__file__).resolve().parents[1]
 CLIENT = REPO / "client_js"
 SCRIPT = CLIENT / "tests" / "e2e.mjs"
+RECONNECT_SCRIPT = CLIENT / "tests" / "reconnect.mjs"
 CHROMIUM = Path("/usr/bin/chromium")
 DEMO = REPO / "server" / "callcue" / "data" / "demo_call.wav"
 SPEED = 2.5  # 43 s of call in about 17 s; Whisper still keeps up on two shared cores
@@ -250,7 +251,8 @@ async def test_agent_and_supervisor_pages_in_chromium(tmp_path: Path, playwright
     states = {p["id"]: p["state"] for p in sup["playbook_states"]}
     assert states[KILL_PLAYBOOK] == "PAUSED" and states[CALL_PLAYBOOK] == "active"
     kpis = {r[0]: dict(zip(sup["kpi_headers"], r, strict=True)) for r in sup["kpi_rows"]}
-    assert kpis["retention_offer"]["accepted"] == "1", kpis
+    assert kpis["retention_offer"]["acc."] == "1" and kpis["retention_offer"]["acc. rate"] == "100%", kpis
+    assert kpis[KILL_PLAYBOOK]["corr."] == "1" and kpis["manager_escalation_request"]["dism."] == "1", kpis
 
     # ... and each click is in the audit trail under the supervisor's name
     def by(kind: str, **kw: Any) -> list[dict[str, Any]]:
@@ -263,3 +265,40 @@ async def test_agent_and_supervisor_pages_in_chromium(tmp_path: Path, playwright
     assert {e["payload"].get("action") for e in fb} >= {"accepted", "dismissed", "corrected"}, fb
     for name in ("agent.png", "supervisor.png"):
         assert (shots / name).stat().st_size > 10_000, f"{name} screenshot missing or blank"
+
+
+async def test_pages_reconnect_after_a_server_restart_and_never_retry_a_bad_token(
+    tmp_path: Path, playwright_installed: None
+) -> None:
+    """The server goes away under an open agent desktop and comes back on the same port: the
+    page must say it lost the connection and reconnect by itself (backoff 1, 2, 4 s ...). A
+    page with a wrong token must show the refusal and not hammer the server with retries."""
+    settings = make_settings(tmp_path)
+    script: Script | None = None
+    try:
+        async with server(settings) as (base, _app):
+            env = {**os.environ, "CALLCUE_URL": base.replace("ws://", "http://"), "CALLCUE_AGENT_TOKEN": AGENT_TOKEN}
+            proc = await asyncio.create_subprocess_exec("node", str(RECONNECT_SCRIPT), cwd=CLIENT, env=env,
+                                                        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
+            script = Script(proc)
+            await script.wait("ready", "result", timeout=40)
+        down = time.monotonic()
+        await script.wait("down", "result", timeout=30)
+        await asyncio.sleep(3.5)  # stay down long enough for refused retries: backoff has to grow
+        async with server(settings):
+            restarted_after = time.monotonic() - down
+            result = await script.wait("result", timeout=60)
+    finally:
+        if script is not None:
+            await script.close()
+    assert result.get("ok"), f"{result.get('failure')}\n{script.stderr.decode()[-2000:]}"
+    assert not result["errors"], result["errors"]
+    assert result["first"].startswith("connected as agent-1") and result["again"].startswith("connected as agent-1")
+    assert re.search(r"disconnected \(\d+\); retrying in \d+\.\d s", result["down"]), result["down"]
+    # backoff is capped at 15 s (+20 % jitter): back within one retry period of the restart
+    assert result["reconnected_after_s"] < restarted_after + 18.5, (result, restarted_after)
+    assert result["bad_status"] == "rejected: missing or invalid bearer token" == result["bad_status_later"]
+    assert result["sockets"]["bad"] == 1, result["sockets"]  # refused once, never retried
+    assert result["sockets"]["good"] >= 3, result["sockets"]  # first, at least one refused retry, the reconnect
+    print(f"reconnected {result['reconnected_after_s']:.1f} s after the page saw the drop "
+          f"(server back after {restarted_after:.1f} s); {result['sockets']['good']} sockets")
