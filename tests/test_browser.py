@@ -301,4 +301,4 @@ async def test_pages_reconnect_after_a_server_restart_and_never_retry_a_bad_toke
     assert result["sockets"]["bad"] == 1, result["sockets"]  # refused once, never retried
     assert result["sockets"]["good"] >= 3, result["sockets"]  # first, at least one refused retry, the reconnect
     print(f"reconnected {result['reconnected_after_s']:.1f} s after the page saw the drop "
-          f"(server back after {restarted_after:.1f} s); {result['sockets']['good']} sockets")
+          f"(server back after {restarted_after:.1f} s); {result['sockets']['good']} sockets; page said {result['down']!r}")
