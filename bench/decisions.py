@@ -36,13 +36,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.pg starts a throwaway PostgreSQL when no DSN is given
 
-from callcue.decide.actions import ActionDispatcher  # noqa: E402
-from callcue.decide.audit import AuditLog  # noqa: E402
-from callcue.decide.engine import CallInfo, DecisionEngine  # noqa: E402
-from callcue.decide.learning import Learning  # noqa: E402
-from callcue.decide.playbooks import PlaybookSet  # noqa: E402
-from callcue.events import Evidence, Hint, Signal  # noqa: E402
-from callcue.store.db import Database  # noqa: E402
+from callcue.decide.actions import ActionDispatcher
+from callcue.decide.audit import AuditLog
+from callcue.decide.engine import CallInfo, DecisionEngine
+from callcue.decide.learning import Learning
+from callcue.decide.playbooks import PlaybookSet
+from callcue.events import Evidence, Hint, Signal
+from callcue.store.db import Database
 
 PLAYBOOKS = """
 playbooks:
@@ -79,7 +79,7 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 now = time.perf_counter()
                 sig = (json.loads(body).get("signal") or {}).get("signal_id")
@@ -195,7 +195,7 @@ async def run(calls: int, seconds: float, rate: float, backend: str, seed: int) 
         missing = sum(1 for s, (n, _t) in sent.items() if n == name and s not in done)
         if not len(ms):
             return {"n": 0, "missing": missing}
-        return {"n": int(len(ms)), "missing": missing, "p50_ms": float(np.percentile(ms, 50)),
+        return {"n": len(ms), "missing": missing, "p50_ms": float(np.percentile(ms, 50)),
                 "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)),
                 "max_ms": float(ms.max())}  # fmt: skip
 
@@ -209,8 +209,10 @@ async def run(calls: int, seconds: float, rate: float, backend: str, seed: int) 
 
 
 def machine() -> str:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    mem = next((int(ln.split()[1]) for ln in open("/proc/meminfo") if ln.startswith("MemTotal")), 0) / 1024**2
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), "?")
+    mem = next((int(ln.split()[1]) for ln in meminfo if ln.startswith("MemTotal")), 0) / 1024**2
     return f"{os.cpu_count()} cores ({cpu}), {mem:.1f} GiB RAM, Python {platform.python_version()}, load {os.getloadavg()[0]:.1f}"
 
 

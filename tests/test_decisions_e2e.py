@@ -24,12 +24,19 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
-
 from callcue.clients.audio_file import CallAudio, read_call_audio
 from callcue.clients.twilio_stream import TwilioMessages, mulaw_frames
+from websockets.asyncio.client import connect
+
 from tests.pg import fresh_postgres_url, postgres_unavailable_reason
-from tests.serverkit import SUPERVISOR_TOKEN, AgentClient, agent, espeak_wav, make_settings, server
+from tests.serverkit import (
+    SUPERVISOR_TOKEN,
+    AgentClient,
+    agent,
+    espeak_wav,
+    make_settings,
+    server,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +60,7 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with outer._lock:
                     outer.posts.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
@@ -465,6 +472,10 @@ async def test_feedback_calibrates_threshold_builds_dataset_kpis_and_chain_catch
             assert len(hints_from(desk, offer)) == 4
             ths = (await http.get("/api/v1/playbooks/cancel_offer/thresholds")).json()
             assert [v["status"] for v in ths["versions"]] == ["retired", "active"]
+            # the same commands over the supervisor WebSocket
+            await sup.send({"type": "list_thresholds", "playbook_id": "cancel_offer"})
+            ws_ths = await sup.wait_for(lambda e: e.get("type") in ("list_thresholds_result", "error"))
+            assert ws_ths["threshold_now"] == 1.0 and ws_ths["file_threshold"] == 0.5, ws_ths
             # a supervisor can take it back
             rb = await http.post("/api/v1/playbooks/cancel_offer/thresholds/rollback")
             assert rb.status_code == 200 and rb.json()["threshold_now"] == 0.5
@@ -517,7 +528,11 @@ async def test_feedback_calibrates_threshold_builds_dataset_kpis_and_chain_catch
     url = s.storage.url
 
     # the promoted version trains the intent classifier (off the event loop: it is CPU work)
-    from callcue.understand.intents import IntentClassifier, default_config_path, load_intents
+    from callcue.understand.intents import (
+        IntentClassifier,
+        default_config_path,
+        load_intents,
+    )
 
     def retrain() -> list[str]:
         clf = IntentClassifier.from_config(load_intents(default_config_path()),

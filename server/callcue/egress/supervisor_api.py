@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import inspect
 import json
-from dataclasses import asdict
 from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -20,7 +20,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from callcue.decide.audit import AuditLog, AuditPayloadError, SensitiveDataError, canonical_json
+from callcue.decide.audit import (
+    AuditLog,
+    AuditPayloadError,
+    SensitiveDataError,
+    canonical_json,
+)
 from callcue.decide.engine import DecisionEngine, InvalidTransition, UnknownAction
 from callcue.decide.learning import Learning, LearningError
 
