@@ -38,8 +38,6 @@ from tests.serverkit import (
     server,
 )
 
-pytestmark = pytest.mark.slow
-
 BACKENDS = ["sqlite", "postgresql"]
 SPEED = 2.0  # audio sent at 2x real time: shorter tests, Whisper still keeps up on 2 cores
 SUPERVISOR = "supervisor-1"  # user id of SUPERVISOR_TOKEN in config/callcue.toml
@@ -300,6 +298,7 @@ playbooks:
 
 
 # ----------------------------------------------------------------------------- tests
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_approval_gates_webhook_expiry_escalates_and_rollback_undoes(
     tmp_path: Path, backend: str, receiver: Receiver, speech: dict[str, CallAudio]
@@ -366,6 +365,7 @@ async def test_approval_gates_webhook_expiry_escalates_and_rollback_undoes(
                    and e["playbook_id"] == "cancel_hold" for e in entries)  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_pause_and_resume_globally_and_per_call_mid_call(
     tmp_path: Path, backend: str, receiver: Receiver, speech: dict[str, CallAudio]
@@ -419,6 +419,7 @@ async def test_pause_and_resume_globally_and_per_call_mid_call(
                           ("paused", "call", SUPERVISOR), ("resumed", "call", SUPERVISOR)]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_feedback_calibrates_threshold_builds_dataset_kpis_and_chain_catches_edit(
     tmp_path: Path, backend: str, receiver: Receiver, speech: dict[str, CallAudio]
@@ -549,3 +550,52 @@ async def test_feedback_calibrates_threshold_builds_dataset_kpis_and_chain_catch
     tamper(url, victim)
     code, res = await run_cli("audit", "verify", "--db", url)
     assert code == 1 and not res["ok"] and res["first_bad_seq"] == victim, res
+
+
+# ----------------------------------------------------------------------------- dataset lifecycle (no server)
+async def _confirm(audit: Any, hint_id: str, text: str, intent: str, action: str, correction: str | None = None) -> None:
+    await audit.append("hint_shown", call_id="c1", agent_id="agent-1", playbook_id="p", payload={
+        "hint_id": hint_id, "intent": intent, "text": text, "confidence": 0.8})  # fmt: skip
+    await audit.append("feedback", call_id="c1", agent_id="agent-1", playbook_id="p", actor="agent-1", payload={
+        "hint_id": hint_id, "action": action, "correction": correction})  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_intent_dataset_versions_promote_compare_and_roll_back(tmp_path: Path, backend: str) -> None:
+    """Rollback returns to the version that was active before, not merely the previous build."""
+    from callcue.decide.audit import AuditLog
+    from callcue.decide.learning import Learning, LearningError
+    from tests.pg import open_test_db
+
+    db = await open_test_db(backend, tmp_path)
+    try:
+        audit = await AuditLog(db).init()
+        lrn = await Learning(db, audit).init()
+        await _confirm(audit, "h1", "close my account now", "cancel_account", "accepted")
+        v1 = await lrn.build_intent_dataset(actor="sup")
+        assert v1 is not None and v1.status == "proposed"
+        await lrn.promote_dataset(v1.version, actor="sup")
+        await _confirm(audit, "h2", "put me through to your boss", "cancel_account", "corrected", "manager_request")
+        await _confirm(audit, "h3", "close my account now", "cancel_account", "corrected", "manager_request")
+        v2 = await lrn.build_intent_dataset(actor="sup")
+        assert v2 is not None and v2.parent_version == v1.version
+        diff = await lrn.compare_datasets(v2.version)
+        assert diff["against"] == v1.version and diff["removed"] == []
+        assert diff["added"] == [{"text": "put me through to your boss", "intent": "manager_request"}]
+        assert diff["relabelled"] == [{"text": "close my account now", "from": "cancel_account", "to": "manager_request"}]
+        with pytest.raises(LearningError, match="already active"):
+            await lrn.promote_dataset(v1.version)
+        await lrn.promote_dataset(v2.version, actor="sup")
+        assert (await lrn.active_dataset()).version == v2.version  # type: ignore[union-attr]
+        assert [v.status for v in await lrn.dataset_versions()] == ["retired", "active"]
+        back = await lrn.rollback_dataset(actor="sup")
+        assert back is not None and back.version == v1.version and back.status == "active"
+        assert await lrn.rollback_dataset() is None  # v1 replaced nothing: back to config examples only
+        assert await lrn.active_dataset() is None
+        with pytest.raises(LearningError, match="nothing to roll back"):
+            await lrn.rollback_dataset()
+        changes = [e.payload["change"] for e in await audit.query(kind="model_version_promoted")]
+        assert changes == ["promoted", "promoted", "rolled_back", "rolled_back"]
+        assert (await audit.verify()).ok
+    finally:
+        await db.close()
