@@ -565,6 +565,7 @@ async def test_intent_dataset_versions_promote_compare_and_roll_back(tmp_path: P
     """Rollback returns to the version that was active before, not merely the previous build."""
     from callcue.decide.audit import AuditLog
     from callcue.decide.learning import Learning, LearningError
+
     from tests.pg import open_test_db
 
     db = await open_test_db(backend, tmp_path)
