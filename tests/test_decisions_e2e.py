@@ -346,6 +346,13 @@ async def test_approval_gates_webhook_expiry_escalates_and_rollback_undoes(
             rb = await http.post(f"/api/v1/actions/{aid}/rollback", json={"reason": "duplicate booking"})
             assert rb.status_code == 200 and rb.json()["action"]["state"] == "rolled_back", rb.text
             posts = await receiver.wait_for(2)
+
+            # 4. a supervisor's own decision on the live call reaches the agent at once
+            ov = await http.post(f"/api/v1/calls/{call.call_id}/override", json={
+                "action": {"kind": "hint", "title": "Offer a call-back from the team lead"}, "reason": "VIP"})  # fmt: skip
+            assert ov.status_code == 200, ov.text
+            mine_hint = await sup.wait_for(lambda e: e.get("type") == "hint" and e["source"].startswith("human@"))
+            assert mine_hint["title"] == "Offer a call-back from the team lead" and mine_hint["call_id"] == call.call_id
         assert [p["path"] for p in posts] == ["/crm/callback", "/crm/callback/undo"], "the hold must never run"
         undo = posts[1]
         assert undo["headers"]["idempotency-key"] == f"callcue-{aid}-undo"
@@ -359,6 +366,8 @@ async def test_approval_gates_webhook_expiry_escalates_and_rollback_undoes(
         assert approved["actor"] == SUPERVISOR and approved["payload"]["note"] == "customer is a VIP"
         matched = next(e for e in entries if e["kind"] == "playbook_matched" and e["playbook_id"] == "manager_callback")
         assert matched["payload"]["min_confidence"] == 0.5 and matched["payload"]["threshold_source"] == "playbook"
+        override = next(e for e in entries if e["kind"] == "override")
+        assert override["actor"] == SUPERVISOR and override["payload"]["reason"] == "VIP"
         expired = next(e for e in entries if e["action_id"] == hold and e["kind"] == "action_expired")
         assert expired["payload"]["on_expiry"] == "escalate" and expired["actor"] == "system"
         assert any(e["kind"] == "action_succeeded" and e["payload"]["kind"] == "escalate"
