@@ -20,6 +20,8 @@
     feed: [], // newest first: {ev, at}
     armed: null, // playbook id whose global kill switch awaits its confirming click
     armTimer: null,
+    latest: new Map(), // action_id -> newest action_update event
+    actionNotes: new Map(), // action_id -> {ok, text}: outcome of a cancel/rollback clicked here
   };
 
   const conn = new Connection({
@@ -309,8 +311,14 @@
 
   function renderKpis(by, rows) {
     const cols = [`${by}_id`, "shown", "accepted", "dismissed", "corrected", "acceptance_rate", "time_to_accept_p50_s", "calls"];
+    const label = { shown: "shown", accepted: "acc.", dismissed: "dism.", corrected: "corr.", acceptance_rate: "acc. rate",
+                    time_to_accept_p50_s: "p50 to accept", calls: "calls" };
     const head = el("tr");
-    for (const c of cols) head.append(el("th", "", c === `${by}_id` ? by : c.replace(/_/g, " ").replace("time to accept p50 s", "accept p50")));
+    for (const c of cols) {
+      const th = el("th", c === `${by}_id` ? "" : "num", c === `${by}_id` ? by : label[c]);
+      th.title = c;
+      head.append(th);
+    }
     $("kpis").querySelector("thead").replaceChildren(head);
     const tb = $("kpis").querySelector("tbody");
     tb.replaceChildren();
@@ -349,6 +357,11 @@
                  hint_retracted: "retract", call_started: "call", call_ended: "call end" };
 
   function addFeed(ev) {
+    if (ev.type === "action_update") {
+      const prev = state.latest.get(ev.action_id);
+      state.latest.set(ev.action_id, ev);
+      if (prev) { renderFeed(); } // the older entry loses its control
+    }
     state.feed.unshift({ ev, at: Date.now() / 1000 });
     if (state.feed.length > FEED_MAX) state.feed.length = FEED_MAX;
     const onlySel = $("feedfilter").value === "selected";
@@ -367,8 +380,40 @@
     const body = el("div");
     body.append(el("div", "", feedText(ev)));
     body.append(el("div", "meta", `${fmtClock(at)}${ev.call_id ? " · " + ev.call_id : ""}`));
+    if (ev.type === "action_update") {
+      li.dataset.actionId = ev.action_id;
+      li.dataset.kind = ev.kind;
+      li.dataset.state = ev.state;
+      li.dataset.playbookId = ev.playbook_id;
+      const verb = UNDO_VERBS[ev.state];
+      const note = state.actionNotes.get(ev.action_id);
+      if (note && note.ev === ev) {
+        const box = el("div", "acts");
+        box.append(el("span", `meta ${note.ok ? "" : "err"}`, note.text));
+        body.append(box);
+      } else if (verb && state.latest.get(ev.action_id) === ev) {
+        // only the newest update of an action offers a control: older ones describe the past
+        body.append(actionControl(ev, verb));
+      }
+    }
     li.append(body);
     return li;
+  }
+
+  // what a supervisor can still do to an action in this state (docs/playbooks.md life cycle)
+  const UNDO_VERBS = { succeeded: "rollback", pending_approval: "cancel", suggested: "cancel", approved: "cancel", dispatched: "cancel" };
+
+  function actionControl(ev, verb) {
+    const box = el("div", "acts");
+    box.append(button(verb === "rollback" ? "Roll back" : "Cancel", verb === "rollback" ? "rollback" : "cancel", async () => {
+      state.actionNotes.set(ev.action_id, { ok: true, text: `${verb}…`, ev });
+      renderFeed();
+      const r = await command({ type: verb, action_id: ev.action_id, reason: "from the supervisor console" });
+      state.actionNotes.set(ev.action_id, r.type === "error" ? { ok: false, text: `${verb} refused: ${r.message || r.code}`, ev }
+                                                              : { ok: true, text: `${verb === "rollback" ? "rolled back" : "cancelled"}: now ${r.action.state}`, ev });
+      renderFeed();
+    }, verb === "rollback" ? "Undo what this action did" : "Stop this action"));
+    return box;
   }
 
   function renderFeed() {

@@ -243,13 +243,16 @@ async def test_agent_and_supervisor_pages_in_chromium(tmp_path: Path, playwright
     assert sup["status"] == "connected as supervisor-1 (supervisor)"
     assert sup["call_id"] == call_id
     assert "supervised_cancel_alert" in sup["approval_text"] and sup["approval_result"].startswith("approved")
-    for t in ("call_started", "hint", "approval_request", "action_update", "alert", "playbook_paused", "call_ended"):
+    for t in ("call_started", "hint", "approval_request", "action_update", "alert", "playbook_paused", "hint_retracted",
+              "call_ended"):
         assert t in sup["feed_types"], (t, sup["feed_types"])
     assert sup["call_ended_shown"] and ag["call_ended_shown"]
     assert pbs[KILL_PLAYBOOK]["paused"] is True, pbs[KILL_PLAYBOOK]
     assert pbs[CALL_PLAYBOOK]["paused"] is False and call_id in pbs[CALL_PLAYBOOK]["paused_calls"], pbs[CALL_PLAYBOOK]
     states = {p["id"]: p["state"] for p in sup["playbook_states"]}
     assert states[KILL_PLAYBOOK] == "PAUSED" and states[CALL_PLAYBOOK] == "active"
+    assert sup["rollback"] == "rolled back: now rolled_back", sup["rollback"]
+    assert "retracted by supervisor" in ag["retracted_meta"]
     kpis = {r[0]: dict(zip(sup["kpi_headers"], r, strict=True)) for r in sup["kpi_rows"]}
     assert kpis["retention_offer"]["acc."] == "1" and kpis["retention_offer"]["acc. rate"] == "100%", kpis
     assert kpis[KILL_PLAYBOOK]["corr."] == "1" and kpis["manager_escalation_request"]["dism."] == "1", kpis
@@ -261,6 +264,7 @@ async def test_agent_and_supervisor_pages_in_chromium(tmp_path: Path, playwright
     assert by("action_approved", actor=SUPERVISOR, playbook_id=KILL_PLAYBOOK, call_id=call_id)
     assert by("paused", actor=SUPERVISOR, playbook_id=KILL_PLAYBOOK, call_id=None)
     assert by("paused", actor=SUPERVISOR, playbook_id=CALL_PLAYBOOK, call_id=call_id)
+    assert by("action_rolled_back", actor=SUPERVISOR, playbook_id=KILL_PLAYBOOK, call_id=call_id)
     fb = by("feedback", call_id=call_id)
     assert {e["payload"].get("action") for e in fb} >= {"accepted", "dismissed", "corrected"}, fb
     for name in ("agent.png", "supervisor.png"):

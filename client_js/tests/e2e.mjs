@@ -76,6 +76,7 @@ try {
   emit({ event: "ready" });
 
   const accepted = deferred();
+  const agentDone = deferred(); // every feedback acked: the KPIs must count all of it
 
   async function agentFlow() {
     await agent.waitForSelector("#tr-customer .seg.final", { timeout: WAIT });
@@ -124,6 +125,7 @@ try {
     result.agent.partials_on_screen = await agent.locator(".seg.partial").count();
     result.agent.seen = await agent.evaluate(() => window.__seen);
     result.agent.chips = await agent.locator("#signals .chip").allTextContents();
+    agentDone.resolve();
     await agent.screenshot({ path: join(SHOTS, "agent.png") });
   }
 
@@ -153,7 +155,8 @@ try {
     await callRow.getByRole("button", { name: "Pause on this call" }).click();
     await callRow.getByRole("button", { name: "Resume on this call" }).waitFor({ timeout: 15000 });
     step(`supervisor: ${CALL_PB} paused on the call`);
-    // KPIs come over REST: refresh until the accepted hint is counted
+    // KPIs come over REST: once the agent's feedback is all acked, refresh until it shows
+    await agentDone.p;
     const deadline = Date.now() + 15000;
     let kpiText = "";
     while (Date.now() < deadline) {
@@ -169,11 +172,24 @@ try {
       rows.map((r) => ({ id: r.dataset.playbookId, state: r.querySelector(".state").textContent })));
     result.supervisor.message = await sup.textContent("#msg");
     result.supervisor.script_ran = await sup.evaluate(() => window.__xss === 1);
+    if (XSS_MARK) {
+      // roll back the approved hint from the feed: the agent's card must be struck through
+      const item = sup.locator(`#feed li[data-type="action_update"][data-playbook-id="${KILL_PB}"][data-kind="hint"][data-state="succeeded"]`).first();
+      await item.getByRole("button", { name: "Roll back" }).click();
+      await item.locator(".meta", { hasText: "rolled back" }).waitFor({ timeout: 15000 });
+      result.supervisor.rollback = await item.locator(".acts").textContent();
+      step(`supervisor: ${result.supervisor.rollback}`);
+    }
     result.supervisor.feed_imgs = await sup.locator("#feed img").count();
     await sup.screenshot({ path: join(SHOTS, "supervisor.png") });
   }
 
   await Promise.all([agentFlow(), supervisorFlow()]);
+  if (XSS_MARK) {
+    const gone = agent.locator("article.hint.retracted", { hasText: XSS_MARK });
+    await gone.waitFor({ timeout: 15000 });
+    result.agent.retracted_meta = await gone.locator(".meta").textContent();
+  }
   result.supervisor.feed_types = await sup.locator("#feed li").evaluateAll((li) => li.map((x) => x.dataset.type));
   result.supervisor.feed_text = await sup.locator("#feed").textContent();
   emit({ event: "live_done" });
