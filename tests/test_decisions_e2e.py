@@ -489,8 +489,19 @@ async def test_feedback_calibrates_threshold_builds_dataset_kpis_and_chain_catch
             # a supervisor can take it back
             rb = await http.post("/api/v1/playbooks/cancel_offer/thresholds/rollback")
             assert rb.status_code == 200 and rb.json()["threshold_now"] == 0.5
+            # or judge a candidate silently first: proposed -> shadow, compared on live signals
+            cand = (await http.post("/api/v1/playbooks/cancel_offer/calibrate",
+                                    json={"min_count": 4, "band": 0.5, "max_step": 0.5})).json()["version"]  # fmt: skip
+            assert cand["status"] == "proposed" and cand["threshold"] == 1.0
+            sh = await http.post(f"/api/v1/thresholds/{cand['version']}/shadow")
+            assert sh.status_code == 200 and sh.json()["version"]["status"] == "shadow", sh.text
             await call.say(speech["cancel"])
             await wait_count(desk, lambda e: e.get("type") == "hint" and e["source"].startswith(offer), 5)
+            end = time.monotonic() + 10
+            while (report := (await http.get(f"/api/v1/thresholds/{cand['version']}/compare")).json()["report"])["decisions"] < 1:
+                assert time.monotonic() < end, report
+                await asyncio.sleep(0.1)
+            assert report["active_fire_rate"] == 1.0 and report["candidate_fire_rate"] == 0.0, report
         disp = await http.post(f"/api/v1/calls/{call.call_id}/disposition", json={"outcome": "churned", "agent_id": "agent-1"})
         assert disp.status_code == 200, disp.text
 

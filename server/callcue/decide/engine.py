@@ -131,6 +131,14 @@ class DecisionEngine:
                 if (state is None or r.state == state) and (call_id is None or r.call_id == call_id)
                 and (playbook_id is None or r.playbook_id == playbook_id)]  # fmt: skip
 
+    def playbook(self, playbook_id: str) -> Playbook:
+        """The loaded playbook; UnknownAction (-> 404 in the API) if there is none."""
+        return self._playbook(playbook_id)
+
+    def refresh_shadows(self, playbook_id: str) -> None:
+        """Re-read shadow candidates on the next signal (after a human started or ended one)."""
+        self._shadow_cache.pop(playbook_id, None)
+
     def is_paused(self, playbook_id: str, call_id: str | None = None) -> bool:
         if playbook_id in self._paused:
             return True

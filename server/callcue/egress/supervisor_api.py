@@ -223,7 +223,7 @@ class SupervisorCommands:
         shadow/compare/promote."""
         lrn = self._learning()
         pid = _str(a, "playbook_id") or ""
-        pb = self.engine._playbook(pid)
+        pb = self.engine.playbook(pid)
         current = await lrn.threshold_for(pb.id, pb.min_confidence)
         cal = await lrn.calibrate(pb.id, current=current, target=_float(a.get("target"), "target", 0.6),
                                   band=_float(a.get("band"), "band", 0.1),
@@ -245,14 +245,14 @@ class SupervisorCommands:
 
     async def list_thresholds(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
         lrn = self._learning()
-        pb = self.engine._playbook(_str(a, "playbook_id") or "")
+        pb = self.engine.playbook(_str(a, "playbook_id") or "")
         return {"playbook_id": pb.id, "file_threshold": pb.min_confidence,
                 "threshold_now": await lrn.threshold_for(pb.id, pb.min_confidence),
                 "versions": [asdict(v) for v in await lrn.versions(pb.id)]}  # fmt: skip
 
     async def shadow_threshold(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
         v = await self._learning().start_shadow(_int(a.get("version"), "version", None, 1, None) or 0, actor=p.user_id)
-        self.engine._shadow_cache.pop(v.playbook_id, None)  # start evaluating it on the next signal
+        self.engine.refresh_shadows(v.playbook_id)  # start evaluating it on the next signal
         return {"version": asdict(v)}
 
     async def compare_threshold(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
@@ -261,11 +261,11 @@ class SupervisorCommands:
 
     async def promote_threshold(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
         v = await self._learning().promote(_int(a.get("version"), "version", None, 1, None) or 0, actor=p.user_id)
-        self.engine._shadow_cache.pop(v.playbook_id, None)
+        self.engine.refresh_shadows(v.playbook_id)
         return {"version": asdict(v)}
 
     async def rollback_threshold(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
-        pb = self.engine._playbook(_str(a, "playbook_id") or "")
+        pb = self.engine.playbook(_str(a, "playbook_id") or "")
         v = await self._learning().rollback(pb.id, actor=p.user_id)
         return {"version": asdict(v), "threshold_now": v.threshold}
 
