@@ -385,7 +385,8 @@
       li.dataset.kind = ev.kind;
       li.dataset.state = ev.state;
       li.dataset.playbookId = ev.playbook_id;
-      const verb = UNDO_VERBS[ev.state];
+      // alerts and escalations cannot be undone (docs/playbooks.md): offer no rollback for them
+      const verb = ev.state === "succeeded" && NO_UNDO.has(ev.kind) ? null : UNDO_VERBS[ev.state];
       const note = state.actionNotes.get(ev.action_id);
       if (note && note.ev === ev) {
         const box = el("div", "acts");
@@ -401,6 +402,7 @@
   }
 
   // what a supervisor can still do to an action in this state (docs/playbooks.md life cycle)
+  const NO_UNDO = new Set(["alert", "escalate"]);
   const UNDO_VERBS = { succeeded: "rollback", pending_approval: "cancel", suggested: "cancel", approved: "cancel", dispatched: "cancel" };
 
   function actionControl(ev, verb) {
