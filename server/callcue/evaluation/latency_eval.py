@@ -281,8 +281,8 @@ def format_report(det: dict[str, Any] | None, conc: dict[str, Any] | None) -> st
             f"\nUnderstanding time per update under {conc['calls']} concurrent calls (real Services + Call pipelines: "
             f"redact -> detect pool ({conc['detect_pool_threads']} threads, {conc['cores']} cores) -> decide"
             f"{' (playbook engine)' if conc['decision_engine'] else ''} -> sink; {conc['updates']} updates in "
-            f"{conc['wall_s']} s = {conc['updates_per_s']}/s; offered: one update per {conc['word_s']} s per call "
-            f"= {conc['calls'] / conc['word_s']:.0f}/s)")
+            f"{conc['wall_s']} s = {conc['updates_per_s']}/s; each call: one partial per {conc['word_s']} s of speech, "
+            "a final 0.3 s after the last word, 0.7 s between turns)")
         out.append(f"  partial: p50 {_ms(p['p50'])} ms  p95 {_ms(p['p95'])} ms  p99 {_ms(p['p99'])} ms  "
                    f"max {_ms(p['max'])} ms  (n={p['n']})")
         out.append(f"  final  : p50 {_ms(f['p50'])} ms  p95 {_ms(f['p95'])} ms  p99 {_ms(f['p99'])} ms  "
