@@ -435,7 +435,7 @@ async def test_feedback_calibrates_threshold_builds_dataset_kpis_and_chain_catch
 ) -> None:
     s = settings_for(tmp_path, backend, SUGGEST_PLAYBOOKS.format(recv=receiver.url))
     offer = "cancel_offer@"
-    async with server(s) as (base, _app), agent(base, SUPERVISOR_TOKEN) as sup, agent(base) as desk, \
+    async with server(s) as (base, app), agent(base, SUPERVISOR_TOKEN) as sup, agent(base) as desk, \
             sup_http(base) as http:  # fmt: skip
         t_start = time.time()
         async with live_call(base) as call:
@@ -537,13 +537,18 @@ async def test_feedback_calibrates_threshold_builds_dataset_kpis_and_chain_catch
         assert built["status"] == "proposed" and built["n_examples"] == 2
         cmp = (await http.get(f"/api/v1/intent-datasets/{built['version']}/compare")).json()
         assert sorted(x["intent"] for x in cmp["added"]) == ["cancel_account", "manager_request"]
+        live = next(d for d in app.state.services.detectors if d.name == "intent")
+        before = live.version
         prom = await http.post(f"/api/v1/intent-datasets/{built['version']}/promote")
         assert prom.status_code == 200 and prom.json()["dataset"]["status"] == "active"
+        # promotion retrained the running server's intent detector on the confirmed examples
+        assert live.version == f"{before}+ds{built['version']}"
         assert (await http.get("/api/v1/intent-datasets")).json()["active"] == built["version"]
         examples = (await http.get(f"/api/v1/intent-datasets/{built['version']}")).json()["examples"]
         assert (await http.post("/api/v1/intent-datasets")).json()["dataset"] is None  # nothing new confirmed
         rb = await http.post("/api/v1/intent-datasets/rollback")
         assert rb.status_code == 200 and rb.json()["active"] is None
+        assert live.version == before  # and rollback put the config-only model back
         again = await http.post("/api/v1/intent-datasets/rollback")
         assert again.status_code == 409
     url = s.storage.url

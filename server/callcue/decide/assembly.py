@@ -75,4 +75,12 @@ async def build_decisions(services: Any) -> None:
     services._extra_routes = routes(engine, audit, kpis_fn,
                                     lambda req: services.auth.from_headers(req.headers, req.query_params),
                                     commands)
+    from callcue.understand.suite import retrain_intents
+
+    async def retrain() -> None:
+        await retrain_intents(services)
+
+    learning.on_dataset_change = retrain
+    if await learning.active_dataset() is not None:
+        await retrain()
     log.info("decision layer ready: %d playbooks (%s)", len(list(playbooks)), playbooks.digest[:12])

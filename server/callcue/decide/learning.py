@@ -210,6 +210,9 @@ class Learning:
         self.clock = clock
         self._ready = False
         self._active_cache: dict[str, float | None] = {}
+        #: awaited after a dataset version is promoted or rolled back: the server retrains
+        #: its live intent detector here (understand/suite.py retrain_intents)
+        self.on_dataset_change: Any = None
 
     async def init(self) -> Learning:
         if not self._ready:
@@ -587,6 +590,8 @@ class Learning:
                 "dataset": "intents", "change": "promoted", "version": v.version,
                 "previous_active": current.version if current else None, "n_examples": v.n_examples,
                 "digest": v.digest})  # fmt: skip
+        if self.on_dataset_change is not None:
+            await self.on_dataset_change()
         return await self.dataset_version(version)
 
     async def rollback_dataset(self, *, actor: str = "system") -> DatasetVersion | None:
@@ -603,6 +608,8 @@ class Learning:
             await self.audit.append("model_version_promoted", actor=actor, payload={
                 "dataset": "intents", "change": "rolled_back", "version": restored,
                 "rolled_back": current.version})  # fmt: skip
+        if self.on_dataset_change is not None:
+            await self.on_dataset_change()
         return await self.dataset_version(restored) if restored is not None else None
 
 

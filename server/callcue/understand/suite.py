@@ -32,14 +32,39 @@ _CLASSIFIERS: dict[str, IntentClassifier] = {}
 _CLASSIFIERS_LOCK = threading.Lock()
 
 
-def _classifier(cfg: Any) -> IntentClassifier:
+def _classifier(cfg: Any, extra: list[dict[str, str]] | None = None) -> IntentClassifier:
     """Fitting takes seconds; servers in one process (tests, replay) share a fitted model
-    per distinct intent config."""
-    key = hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()
+    per distinct intent config and extra labelled data."""
+    extra = extra or []
+    key = hashlib.sha256((cfg.model_dump_json() + repr(sorted((e["text"], e["intent"]) for e in extra))).encode()).hexdigest()
     with _CLASSIFIERS_LOCK:
         if key not in _CLASSIFIERS:
-            _CLASSIFIERS[key] = IntentClassifier.from_config(cfg)
+            _CLASSIFIERS[key] = IntentClassifier.from_config(
+                cfg, extra_texts=[e["text"] for e in extra] or None, extra_labels=[e["intent"] for e in extra] or None)
         return _CLASSIFIERS[key]
+
+
+async def retrain_intents(services: Any) -> str:
+    """Train the live intent detector on the config's examples plus the active learned dataset
+    version (agents' confirmed utterances), then swap it in for every call at once.
+
+    Called at start-up and whenever a supervisor promotes or rolls back a dataset version, so
+    "promote" changes what the running system understands, and "rollback" undoes it.
+    """
+    detector = next((d for d in services.detectors if isinstance(d, IntentDetector)), None)
+    learning = getattr(services, "learning", None)
+    if detector is None or learning is None:
+        return "no intent detector"
+    active = await learning.active_dataset()
+    extra = await learning.dataset_examples(active.version) if active is not None else []
+    cfg = services.intents_config
+    loop = asyncio.get_running_loop()
+    detector.classifier = await loop.run_in_executor(services.detect_pool, _classifier, cfg, extra)
+    version = f"{cfg.version}+ds{active.version}" if active is not None else cfg.version
+    detector.version = f"1+{version}"
+    log.info("intent detector trained on %d config intents + %d learned examples (version %s)",
+             len(cfg.enabled), len(extra), detector.version)
+    return detector.version
 
 
 def _load_sync(services: Any) -> dict[str, Any]:
@@ -50,6 +75,7 @@ def _load_sync(services: Any) -> dict[str, Any]:
     detectors: list[Any] = [phrases]
     if u.intents:
         intents_cfg = load_intents(s.resolve(u.intents_file))
+        services.intents_config = intents_cfg
         clf = _classifier(intents_cfg)
         detectors.append(IntentDetector(clf, intents_cfg.detector, config_version=intents_cfg.version))
     detectors.append(EntityDetector(load_entities_config(s.resolve(u.entities_file))))
