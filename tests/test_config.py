@@ -48,3 +48,11 @@ def test_serve_refuses_bad_config(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "pipeline.queue_max_second: unknown key" in r.stderr
+
+
+def test_example_configs_are_valid_and_point_at_real_files() -> None:
+    for p in sorted((REPO / "config" / "examples").glob("*.toml")):
+        s = load_settings(p)
+        for name in (s.understanding.phrases_file, s.understanding.intents_file, s.understanding.entities_file,
+                     s.understanding.risks_file, s.decision.playbooks_dir):
+            assert s.resolve(name).exists(), f"{p.name}: {name} does not exist"
