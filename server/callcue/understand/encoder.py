@@ -21,6 +21,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import ClassVar
 
@@ -102,6 +103,9 @@ class SentenceEncoder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
+        self.cache_size = 4096
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
         tok = Tokenizer.from_file(str(tokenizer_path))
         tok.enable_truncation(max_length=MAX_TOKENS)
         # pad to the longest in the batch, not to the file's fixed 128: short utterances are
@@ -146,10 +150,27 @@ class SentenceEncoder:
             if not isinstance(t, str):
                 raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
         out = np.empty((n, DIM), dtype=np.float32)
-        order = sorted(range(n), key=lambda i: len(texts[i]))
-        for s in range(0, n, batch_size):
+        # several detectors embed the same transcript text (intent, escalation, compliance):
+        # a small shared cache makes the second and third look-ups free
+        missing: list[int] = []
+        with self._cache_lock:
+            for i, t in enumerate(texts):
+                hit = self._cache.get(t)
+                if hit is None:
+                    missing.append(i)
+                else:
+                    self._cache.move_to_end(t)
+                    out[i] = hit
+        order = sorted(missing, key=lambda i: len(texts[i]))
+        for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
             out[idx] = self._embed_batch([texts[i] for i in idx])
+        if missing:
+            with self._cache_lock:
+                for i in missing:
+                    self._cache[texts[i]] = out[i].copy()
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
         return out
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
