@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import time
 import wave
 from pathlib import Path
@@ -28,40 +27,15 @@ from callcue.asr.whisper_engine import (
     whisper_model_problem,
 )
 
+# one normalisation for these tests and `callcue eval asr`, so their WERs are comparable
+from callcue.evaluation.asr_eval import normalize
+
 RATE = 16000
 CHUNK = RATE * 2 // 50  # 20 ms
-num2words = pytest.importorskip("num2words", reason="num2words (test-only) is needed to normalise numbers").num2words
+pytest.importorskip("num2words", reason="num2words (test-only) is needed to normalise numbers")
 
 # a handful of varied clips: digits/cards, read prose, a short command
 HANDFUL = ["cards_005", "librivox_0880", "goforward", "aew_a0003", "axb_a0004"]
-
-
-# digit "oh" and the abbreviations Whisper writes for words the references spell out
-_SPOKEN = {"oh": "zero", "mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint"}
-
-
-def normalize(text: str) -> str:
-    """Compare words, not spelling: lower case, no punctuation, numbers as words.
-
-    Digit strings of 4+ digits (account numbers, "1902") are read digit by digit, as callers
-    say them; "oh" as a digit becomes "zero" on both sides so "nine oh two" == "902".
-    """
-    t = text.lower().replace("’", "'")
-    t = re.sub(r"(?<=\d)[-,.](?=\d)", lambda m: "" if m.group() == "," else " ", t)
-
-    def number(m: re.Match[str]) -> str:
-        digits, suffix = m.group(1), m.group(2)
-        if suffix:
-            return num2words(int(digits), to="ordinal")
-        if len(digits) >= 4 or (len(digits) > 1 and digits.startswith("0")):
-            return " ".join(num2words(int(d)) for d in digits)
-        return num2words(int(digits))
-
-    t = re.sub(r"(\d+)(st|nd|rd|th)?\b", number, t)
-    t = re.sub(r"[^a-z0-9' ]+", " ", t.replace("-", " "))
-    words = [w.strip("'") for w in t.split()]
-    words = [_SPOKEN.get(w, w) for w in words if w]
-    return " ".join(w for w in words if w)
 
 
 def test_normalize() -> None:
