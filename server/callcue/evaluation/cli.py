@@ -183,7 +183,6 @@ def asr(
     typer.echo(format_report(rep))
     if json_out:
         json_out.write_text(json.dumps(rep, indent=2, default=float))
-# ---- end asr block ----
 
 
 @eval_app.command("latency")
