@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect
 
 from callcue.app import create_app
 from callcue.clients.audio_file import read_call_audio
-from callcue.clients.printer import format_event
+from callcue.clients.printer import EventPrinter
 from callcue.clients.twilio_stream import TwilioMessages, stream_call
 from callcue.config import Settings
 
@@ -66,7 +66,8 @@ async def demo(settings: Settings, wav: Path | None = None, speed: float = 1.0, 
                out: Callable[[str], None] = print, keep_serving: bool = False) -> list[dict]:
     wav = wav or demo_call_path()
     audio = read_call_audio(wav)
-    events: list[dict] = []
+    printer = EventPrinter(out, show_partials)
+    events = printer.events
     async with running_server(settings) as (base, app):
         services = app.state.services
         out(f"CallCue serving on http://{settings.server.host}:{settings.server.port}  (ASR: {services.engine_note})")
@@ -78,12 +79,7 @@ async def demo(settings: Settings, wav: Path | None = None, speed: float = 1.0, 
 
             async def listen() -> None:
                 async for raw in agent:
-                    ev = json.loads(raw)
-                    events.append(ev)
-                    line = format_event(ev, show_partials)
-                    if line:
-                        out(line)
-                    if ev.get("type") == "call_ended":
+                    if printer.feed(json.loads(raw)):
                         return
 
             listener = asyncio.create_task(listen())

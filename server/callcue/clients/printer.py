@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -31,3 +32,19 @@ def format_event(ev: dict[str, Any], show_partials: bool = True) -> str | None:
         what = ev.get("title") or ev.get("message") or ev.get("control") or ev.get("queue") or ""
         return f"{'':19} !!! {kind.upper()} {what}".rstrip()
     return None
+
+
+class EventPrinter:
+    """Collects a call's events and prints each as it arrives; `feed` says when the call ended."""
+
+    def __init__(self, out: Callable[[str], None], show_partials: bool = True) -> None:
+        self.out = out
+        self.show_partials = show_partials
+        self.events: list[dict[str, Any]] = []
+
+    def feed(self, ev: dict[str, Any]) -> bool:
+        self.events.append(ev)
+        line = format_event(ev, self.show_partials)
+        if line:
+            self.out(line)
+        return ev.get("type") == "call_ended"

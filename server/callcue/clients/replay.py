@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from callcue.clients.audio_file import read_call_audio
-from callcue.clients.printer import format_event
+from callcue.clients.printer import EventPrinter
 from callcue.config import Settings
 from callcue.egress.hub import Principal, Subscriber
 from callcue.ingress.events import CallStart
@@ -34,21 +34,14 @@ async def replay(path: str | Path, settings: Settings, speed: float = 1.0, show_
     sub = Subscriber(Principal("replay", "supervisor"), queue_size=100_000)
     sub.all_calls = True
     services.hub.register(sub)
-    events: list[dict] = []
+    printer = EventPrinter(out, show_partials)
 
-    async def printer() -> None:
-        while True:
-            ev = await sub.queue.get()
-            if ev is None:
-                return
-            events.append(ev)
-            line = format_event(ev, show_partials)
-            if line:
-                out(line)
-            if ev.get("type") == "call_ended":
+    async def print_events() -> None:
+        while (ev := await sub.queue.get()) is not None:
+            if printer.feed(ev):
                 return
 
-    ptask = asyncio.create_task(printer())
+    ptask = asyncio.create_task(print_events())
     call_id = f"replay-{Path(path).stem}-{int(time.time())}"
     start = CallStart(call_id=call_id, encoding="L16", sample_rate=audio.sample_rate,
                       channels=tuple(audio.channels), agent_id=agent_id, platform="replay",
@@ -67,4 +60,4 @@ async def replay(path: str | Path, settings: Settings, speed: float = 1.0, show_
         await asyncio.wait_for(ptask, timeout=30)
     finally:
         await services.shutdown()
-    return events
+    return printer.events

@@ -7,6 +7,7 @@ here; decoding happens in the audio stage, which is the one place codecs live.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -88,3 +89,21 @@ class ProtocolError(Exception):
         # RFC 6455 limits a close reason to 123 bytes of UTF-8
         self.reason = reason.encode()[:123].decode(errors="ignore")
         self.fatal = fatal
+
+
+def json_object(text: str, max_bytes: int, what: str = "message") -> dict[str, Any]:
+    """Size-check and parse one JSON text frame into an object, or raise the right close code.
+
+    Shared by every JSON-speaking platform parser so they all reject the same way: 1009 past
+    the size limit (measured in UTF-8 bytes, without encoding short frames at all), 1007 for
+    anything that is not a JSON object.
+    """
+    if len(text) > max_bytes or (len(text) * 4 > max_bytes and len(text.encode("utf-8", "surrogatepass")) > max_bytes):
+        raise ProtocolError(1009, f"{what} exceeds {max_bytes} bytes")
+    try:
+        msg = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ProtocolError(1007, f"invalid JSON: {e}") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError(1007, f"message must be a JSON object, got {type(msg).__name__}")
+    return msg

@@ -13,7 +13,6 @@ production.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ from callcue.ingress.events import (
     IngressEvent,
     Mark,
     ProtocolError,
+    json_object,
 )
 
 __all__ = ["HEADER_BYTES", "NativeCounters", "NativeProtocol", "encode_audio_frame"]
@@ -103,17 +103,8 @@ class NativeProtocol:
 
     # -- text --------------------------------------------------------------------------
     def _text(self, text: str) -> list[IngressEvent]:
-        if len(text) > self.max_message_bytes or (
-            len(text) * 4 > self.max_message_bytes and len(text.encode("utf-8", "surrogatepass")) > self.max_message_bytes
-        ):
-            raise ProtocolError(1009, f"text frame exceeds {self.max_message_bytes} bytes")
+        msg = json_object(text, self.max_message_bytes, "text frame")
         self.counters.messages += 1
-        try:
-            msg = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as e:
-            raise ProtocolError(1007, f"invalid JSON: {e}") from None
-        if not isinstance(msg, dict):
-            raise ProtocolError(1007, f"message must be a JSON object, got {type(msg).__name__}")
         kind = msg.get("type")
         if not isinstance(kind, str):
             raise ProtocolError(1007, "missing string field 'type'")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +40,7 @@ from callcue.ingress.events import (
     IngressEvent,
     Mark,
     ProtocolError,
+    json_object,
 )
 
 log = logging.getLogger(__name__)
@@ -153,17 +153,8 @@ class TwilioProtocol:
     def _receive(self, text: str) -> list[IngressEvent]:
         if self.state == "failed":
             raise ProtocolError(1008, "connection already failed; no further messages accepted")
-        if len(text) > self.max_message_bytes or (
-            len(text) * 4 > self.max_message_bytes and len(text.encode("utf-8", "surrogatepass")) > self.max_message_bytes
-        ):
-            raise ProtocolError(1009, f"message exceeds {self.max_message_bytes} bytes")
+        msg = json_object(text, self.max_message_bytes, "message")
         self.counters.messages += 1
-        try:
-            msg = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as e:
-            raise ProtocolError(1007, f"invalid JSON: {e}") from None
-        if not isinstance(msg, dict):
-            raise ProtocolError(1007, f"message must be a JSON object, got {type(msg).__name__}")
         event = msg.get("event")
         if not isinstance(event, str) or not event:
             raise ProtocolError(1007, "message has no string field 'event'")
