@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import dataclasses
 import difflib
 import json
@@ -47,6 +46,8 @@ with warnings.catch_warnings():
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import callgen
+
+from callcue.clients.twilio_stream import TwilioMessages
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DIALOGUES = REPO.parent / "shared" / "data" / "dialogues"
@@ -154,51 +155,18 @@ def prepare_calls(specs: Sequence[str], cache_dir: Path, max_seconds: float | No
 
 
 def twilio_messages(call: CallAudio, call_sid: str, stream_sid: str, agent_id: str) -> Iterator[tuple[int | None, dict[str, Any]]]:
-    """(frame index or None, message) in Twilio Media Streams order.
-
-    Mirrors what Twilio sends: `connected` (no sequenceNumber), `start` with sequenceNumber
-    "1", then per 20 ms one `media` per track with string sequenceNumber/chunk/timestamp,
-    then `stop`. Frame index k means "send at stream start + k * 20 ms".
+    """(frame index or None, message) in Twilio Media Streams order, built by the same
+    `TwilioMessages` the demo and the tests send: `connected`, `start`, per 20 ms one `media`
+    per track, then `stop`. Frame index k means "send at stream start + k * 20 ms".
     """
-    account_sid = "AC" + call_sid[2:]
-    yield None, {"event": "connected", "protocol": "Call", "version": "1.0.0"}
-    seq = 1
-    yield None, {
-        "event": "start",
-        "sequenceNumber": str(seq),
-        "start": {
-            "accountSid": account_sid,
-            "streamSid": stream_sid,
-            "callSid": call_sid,
-            "tracks": list(call.frames),
-            "customParameters": {"agent_id": agent_id},
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-        },
-        "streamSid": stream_sid,
-    }
+    msgs = TwilioMessages(call_sid, agent_id, stream_sid=stream_sid)
+    yield None, msgs.connected_msg()
+    yield None, msgs.start_msg(list(call.frames))
     for k in range(call.n_frames):
         for track, frames in call.frames.items():
-            if k >= len(frames):
-                continue
-            seq += 1
-            yield k, {
-                "event": "media",
-                "sequenceNumber": str(seq),
-                "media": {
-                    "track": track,
-                    "chunk": str(k + 1),
-                    "timestamp": str(k * 20),
-                    "payload": base64.b64encode(frames[k]).decode("ascii"),
-                },
-                "streamSid": stream_sid,
-            }
-    seq += 1
-    yield None, {
-        "event": "stop",
-        "sequenceNumber": str(seq),
-        "stop": {"accountSid": account_sid, "callSid": call_sid},
-        "streamSid": stream_sid,
-    }
+            if k < len(frames):
+                yield k, msgs.media_msg(track, k * 20, frames[k])
+    yield None, msgs.stop_msg()
 
 
 @dataclass(slots=True)

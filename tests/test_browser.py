@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from callcue.clients.audio_file import CallAudio, read_call_audio
-from callcue.clients.twilio_stream import TwilioMessages, mulaw_frames
+from callcue.clients.twilio_stream import TwilioMessages, stream_call
 from callcue.config import REPO_CONFIG_DIR
 from websockets.asyncio.client import connect
 
@@ -150,19 +150,6 @@ class Script:
             t.cancel()
 
 
-async def stream(ws: Any, msgs: TwilioMessages, audio: CallAudio, speed: float) -> None:
-    """Send the call's media without `stop`: the call stays live for the supervisor's clicks."""
-    await ws.send(msgs.connected())
-    await ws.send(msgs.start(["inbound", "outbound"]))
-    t0 = time.monotonic()
-    for offset, frames in mulaw_frames(audio):
-        delay = t0 + offset / speed - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        for track, payload in frames.items():
-            await ws.send(msgs.media(track, int(offset * 1000), payload))
-
-
 def test_pages_never_parse_data_as_html() -> None:
     """XSS guard that needs no browser: the pages build every node with textContent."""
     for f in CLIENT.glob("*.js"):
@@ -193,7 +180,7 @@ async def test_agent_and_supervisor_pages_in_chromium(tmp_path: Path, playwright
             async with httpx.AsyncClient(base_url=http_base, timeout=15,
                                          headers={"Authorization": f"Bearer {SUPERVISOR_TOKEN}"}) as http:  # fmt: skip
                 async with connect(f"{base}/ws/twilio") as ws:
-                    await stream(ws, msgs, audio, SPEED)
+                    await stream_call(ws, audio, msgs, speed=SPEED, send_stop=False)
                     await script.wait("live_done", "result", timeout=90)
                     # while the call is live: what the console's buttons did, seen over REST
                     pbs = {p["id"]: p for p in (await http.get("/api/v1/playbooks")).json()["playbooks"]}

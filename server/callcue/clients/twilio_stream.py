@@ -22,12 +22,16 @@ TRACK = {"customer": "inbound", "agent": "outbound"}
 
 
 class TwilioMessages:
-    """Builds the JSON messages of one stream, keeping sequence numbers and timestamps."""
+    """Builds the messages of one stream, keeping sequence numbers and chunk counters.
+
+    `*_msg` return the message dicts (for callers that add their own framing or timing);
+    the plain methods return them as the JSON text Twilio sends.
+    """
 
     def __init__(self, call_sid: str | None = None, agent_id: str | None = "agent-1",
-                 custom: dict[str, str] | None = None) -> None:
+                 custom: dict[str, str] | None = None, stream_sid: str | None = None) -> None:
         self.call_sid = call_sid or "CA" + uuid.uuid4().hex
-        self.stream_sid = "MZ" + uuid.uuid4().hex
+        self.stream_sid = stream_sid or "MZ" + uuid.uuid4().hex
         self.account_sid = "AC" + uuid.uuid4().hex
         self.seq = 0
         self.chunks: dict[str, int] = {"inbound": 0, "outbound": 0}
@@ -37,31 +41,43 @@ class TwilioMessages:
         self.seq += 1
         return str(self.seq)
 
-    def connected(self) -> str:
-        return json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+    def connected_msg(self) -> dict[str, Any]:
+        return {"event": "connected", "protocol": "Call", "version": "1.0.0"}
 
-    def start(self, tracks: list[str]) -> str:
-        return json.dumps({
+    def start_msg(self, tracks: list[str]) -> dict[str, Any]:
+        return {
             "event": "start", "sequenceNumber": self._next(),
             "start": {"accountSid": self.account_sid, "streamSid": self.stream_sid, "callSid": self.call_sid,
                       "tracks": tracks, "customParameters": self.custom,
                       "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}},
             "streamSid": self.stream_sid,
-        })
+        }
 
-    def media(self, track: str, timestamp_ms: int, mulaw: bytes) -> str:
+    def media_msg(self, track: str, timestamp_ms: int, mulaw: bytes) -> dict[str, Any]:
         self.chunks[track] += 1
-        return json.dumps({
+        return {
             "event": "media", "sequenceNumber": self._next(),
             "media": {"track": track, "chunk": str(self.chunks[track]), "timestamp": str(timestamp_ms),
                       "payload": base64.b64encode(mulaw).decode()},
             "streamSid": self.stream_sid,
-        })
+        }
+
+    def stop_msg(self) -> dict[str, Any]:
+        return {"event": "stop", "sequenceNumber": self._next(),
+                "stop": {"accountSid": self.account_sid, "callSid": self.call_sid},
+                "streamSid": self.stream_sid}
+
+    def connected(self) -> str:
+        return json.dumps(self.connected_msg())
+
+    def start(self, tracks: list[str]) -> str:
+        return json.dumps(self.start_msg(tracks))
+
+    def media(self, track: str, timestamp_ms: int, mulaw: bytes) -> str:
+        return json.dumps(self.media_msg(track, timestamp_ms, mulaw))
 
     def stop(self) -> str:
-        return json.dumps({"event": "stop", "sequenceNumber": self._next(),
-                           "stop": {"accountSid": self.account_sid, "callSid": self.call_sid},
-                           "streamSid": self.stream_sid})
+        return json.dumps(self.stop_msg())
 
 
 def mulaw_frames(audio: CallAudio, ms: int = 20) -> Iterator[tuple[float, dict[str, bytes]]]:
@@ -78,8 +94,10 @@ def mulaw_frames(audio: CallAudio, ms: int = 20) -> Iterator[tuple[float, dict[s
 
 
 async def stream_call(ws: Any, audio: CallAudio, msgs: TwilioMessages, speed: float = 1.0,
-                      on_sent: Any = None) -> float:
-    """Send a whole call over an open WebSocket at `speed` x real time; returns the start wall time."""
+                      on_sent: Any = None, send_stop: bool = True) -> float:
+    """Send a whole call over an open WebSocket at `speed` x real time; returns the start wall time.
+
+    `send_stop=False` leaves the call live after the audio (e.g. for a supervisor to act on it)."""
     await ws.send(msgs.connected())
     tracks = [TRACK[ch] for ch in audio.channels]
     await ws.send(msgs.start(tracks))
@@ -92,5 +110,6 @@ async def stream_call(ws: Any, audio: CallAudio, msgs: TwilioMessages, speed: fl
             await ws.send(msgs.media(track, int(offset * 1000), payload))
         if on_sent is not None:
             on_sent(offset)
-    await ws.send(msgs.stop())
+    if send_stop:
+        await ws.send(msgs.stop())
     return t0
