@@ -8,6 +8,7 @@ these lines.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from callcue import metrics
@@ -46,8 +47,6 @@ async def build_decisions(services: Any) -> None:
         services.store.hint(h)
         services.hub.publish(h.call_id, h.to_dict())
         if h.audio_received_at:
-            import time
-
             metrics.STAGE_LATENCY.labels("hint").observe(max(0.0, time.time() - h.audio_received_at))
 
     async def escalate(call_id: str, target: dict[str, Any]) -> dict[str, Any]:

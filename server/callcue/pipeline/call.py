@@ -92,7 +92,6 @@ class Call:
                 "metadata": self.start_event.metadata}
 
     async def audio(self, channel: Channel, payload: bytes) -> None:
-        metrics.AUDIO_SECONDS.labels(channel).inc(len(payload) / self.channels[channel]._bytes_per_second)
         await self.channels[channel].feed(payload)
 
     async def _on_transcript(self, t: Transcript) -> None:

@@ -99,6 +99,7 @@ class ChannelPipeline:
             self._pending.append((payload, time.time()))
             self._pending_bytes += len(payload)
             metrics.QUEUE_SECONDS.inc(seconds)
+            metrics.AUDIO_SECONDS.labels(self.channel).inc(seconds)
             self.audio_seconds += seconds
             self._cond.notify_all()
 

@@ -170,7 +170,6 @@ class CallStore:
     # -- acknowledged writes ---------------------------------------------------------------
     async def feedback(self, hint_id: str, call_id: str, user_id: str, action: str, reason: str | None,
                        correction: str | None) -> None:
-        await self.flush()  # the hint row itself may still be queued
         await self.db.execute(
             "INSERT INTO feedback (hint_id, call_id, user_id, action, reason, correction, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (hint_id, call_id, user_id, action, reason, correction, time.time()),
