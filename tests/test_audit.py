@@ -7,7 +7,7 @@ import io
 import json
 
 import pytest
-from callcue.decide.audit import (
+from callcue.audit.log import (
     AuditEntry,
     AuditLog,
     AuditPayloadError,
@@ -207,7 +207,7 @@ async def test_bad_input_is_refused_and_nothing_written(audit):
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_cli_verify_export_query(backend, tmp_path):
     """The `callcue audit` commands end to end on a real database, including a tampered one."""
-    from callcue.decide.audit_cli import audit_app
+    from callcue.audit.cli import audit_app
     from callcue.store.db import Database
     from pg import fresh_postgres_url
     from typer.testing import CliRunner

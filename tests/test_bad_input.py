@@ -16,7 +16,7 @@ from websockets.asyncio.client import connect
 
 from callcue.clients.audio_file import read_call_audio
 from callcue.clients.twilio_stream import TwilioMessages, stream_call
-from callcue.ingress.native_protocol import encode_audio_frame
+from callcue.platforms.native import encode_audio_frame
 from tests.conftest import require_shared
 from tests.serverkit import agent, server, make_settings
 

@@ -26,7 +26,7 @@ from test_webhooks import Receiver, start_receiver
 
 REPO = Path(__file__).resolve().parents[1]
 try:
-    from callcue.decide.audit import AuditLog
+    from callcue.audit.log import AuditLog
     from callcue.store.db import Database
 
     HAVE_AUDIT = True
@@ -451,7 +451,7 @@ async def test_starter_playbooks_fire_on_expected_signals(h: Harness) -> None:
         await engine.close()
 
 
-@pytest.mark.skipif(not HAVE_AUDIT, reason="callcue.decide.audit not landed yet")
+@pytest.mark.skipif(not HAVE_AUDIT, reason="callcue.audit.log not landed yet")
 async def test_decision_life_is_in_the_real_audit_log(h: Harness) -> None:
     recs = await h.engine.on_signal(CALL, sig("call_1", "entity", "money", amount=250.0))
     await h.engine.approve(recs[0].action_id, "sup_ann")
@@ -480,10 +480,10 @@ def token_auth(request: Any) -> Principal | None:
 @pytest.fixture
 async def api(h: Harness) -> AsyncIterator[httpx.AsyncClient]:
     if not HAVE_AUDIT:
-        pytest.skip("supervisor API needs callcue.decide.audit")
+        pytest.skip("supervisor API needs callcue.audit.log")
 
     async def kpis_fn(by: str = "playbook", since: Any = None, until: Any = None) -> list[dict[str, Any]]:
-        from callcue.decide.kpis import kpis
+        from callcue.audit.kpis import kpis
 
         return await kpis(h.audit.real.db, by=by, since=since, until=until)
 
@@ -540,7 +540,7 @@ async def test_rest_audit_query_export_disposition_and_kpis(h: Harness, api: htt
     r = await api.get("/api/v1/audit/export", params={"call_id": "call_1"})
     lines = [json.loads(x) for x in r.text.splitlines()]
     assert r.headers["content-type"].startswith("application/x-ndjson") and lines[-1]["kind"] == "disposition"
-    from callcue.decide.audit import verify_entries
+    from callcue.audit.log import verify_entries
 
     assert verify_entries(lines, contiguous=False).ok
     r = await api.get("/api/v1/audit", params={"since": "yesterday"})
@@ -552,7 +552,7 @@ async def test_rest_audit_query_export_disposition_and_kpis(h: Harness, api: htt
 
 async def test_supervisor_websocket_commands(h: Harness) -> None:
     if not HAVE_AUDIT:
-        pytest.skip("needs callcue.decide.audit")
+        pytest.skip("needs callcue.audit.log")
     cmds = SupervisorCommands(h.engine, h.audit.real, None)
     sup, agent = TOKENS["sup-token"], TOKENS["agent-token"]
     recs = await h.engine.on_signal(CALL, sig("call_1", "entity", "money", amount=250.0))
@@ -605,7 +605,7 @@ async def test_pipeline_call_object_and_hint_objects_sink(h: Harness) -> None:
 
 async def test_global_pause_survives_a_restart_via_the_audit_log(h: Harness) -> None:
     if not HAVE_AUDIT:
-        pytest.skip("needs callcue.decide.audit")
+        pytest.skip("needs callcue.audit.log")
     await h.engine.pause("retention", "sup_ann", reason="bad offer text")
     await h.engine.pause("refund", "sup_ann")
     await h.engine.resume("refund", "sup_ann")
@@ -644,7 +644,7 @@ async def test_unmasked_digits_are_scrubbed_not_lost(h: Harness) -> None:
 async def test_learned_threshold_applies_and_shadow_candidate_is_recorded(h: Harness) -> None:
     if not HAVE_AUDIT:
         pytest.skip("needs the audit log and learning store")
-    from callcue.decide.learning import Learning
+    from callcue.learning.store import Learning
 
     learning = await Learning(h.audit.real.db, h.audit.real).init()
     await learning.add_threshold("retention", 0.95, status="active", actor="ops", reason={"why": "test"})

@@ -588,8 +588,8 @@ async def _confirm(audit: Any, hint_id: str, text: str, intent: str, action: str
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_intent_dataset_versions_promote_compare_and_roll_back(tmp_path: Path, backend: str) -> None:
     """Rollback returns to the version that was active before, not merely the previous build."""
-    from callcue.decide.audit import AuditLog
-    from callcue.decide.learning import Learning, LearningError
+    from callcue.audit.log import AuditLog
+    from callcue.learning.store import Learning, LearningError
 
     from tests.pg import open_test_db
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from callcue.decide import kpis as kpis_mod
-from callcue.decide.audit import AuditLog
-from callcue.decide.kpis import kpis
-from callcue.decide.learning import Learning, LearningError
+from callcue.audit import kpis as kpis_mod
+from callcue.audit.log import AuditLog
+from callcue.audit.kpis import kpis
+from callcue.learning.store import Learning, LearningError
 from pg import open_test_db
 
 T0 = 1_800_000_000.0
@@ -255,7 +255,7 @@ def test_cli_kpis(tmp_path):
     import asyncio
     import json
 
-    from callcue.decide.audit_cli import audit_app
+    from callcue.audit.cli import audit_app
     from callcue.store.db import Database
     from typer.testing import CliRunner
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from callcue.audio.codecs import encode
-from callcue.ingress.events import (
+from callcue.platforms.base import (
     AudioIn,
     CallStart,
     CallStop,
@@ -18,7 +18,7 @@ from callcue.ingress.events import (
     Mark,
     ProtocolError,
 )
-from callcue.ingress.native_protocol import NativeProtocol, encode_audio_frame
+from callcue.platforms.native import NativeProtocol, encode_audio_frame
 
 from tests.conftest import REPO, require_shared
 

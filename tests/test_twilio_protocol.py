@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from callcue.audio.codecs import encode
-from callcue.ingress.events import (
+from callcue.platforms.base import (
     AudioIn,
     CallStart,
     CallStop,
@@ -20,7 +20,7 @@ from callcue.ingress.events import (
     Mark,
     ProtocolError,
 )
-from callcue.ingress.twilio_protocol import TwilioProtocol
+from callcue.platforms.twilio import TwilioProtocol
 
 from tests.conftest import require_shared
 

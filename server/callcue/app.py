@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket
 from callcue import __version__
 from callcue.config import Settings
 from callcue.egress.agent_ws import agent_endpoint
-from callcue.ingress.endpoint import run_ingress
+from callcue.transports.websocket import run_ingress
 from callcue.services import Services
 
 log = logging.getLogger(__name__)
@@ -26,14 +26,14 @@ CLIENT_DIR = Path(__file__).resolve().parents[2] / "client_js"
 
 
 async def twilio_ws(ws: WebSocket) -> None:
-    from callcue.ingress.twilio_protocol import TwilioProtocol
+    from callcue.platforms.twilio import TwilioProtocol
 
     limit = ws.app.state.services.settings.server.max_frame_bytes
     await run_ingress(ws, TwilioProtocol(max_message_bytes=limit), "twilio")
 
 
 async def native_ws(ws: WebSocket) -> None:
-    from callcue.ingress.native_protocol import NativeProtocol
+    from callcue.platforms.native import NativeProtocol
 
     limit = ws.app.state.services.settings.server.max_frame_bytes
     await run_ingress(ws, NativeProtocol(max_message_bytes=limit), "native")

@@ -145,7 +145,7 @@ def _mount_optional() -> None:
     except ImportError:
         pass
     try:
-        from callcue.decide.audit_cli import audit_app
+        from callcue.audit.cli import audit_app
 
         app.add_typer(audit_app, name="audit", help="Verify, query and export the audit trail.")
     except ImportError:

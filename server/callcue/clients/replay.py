@@ -17,7 +17,7 @@ from callcue.clients.audio_file import read_call_audio
 from callcue.clients.printer import EventPrinter
 from callcue.config import Settings
 from callcue.egress.hub import Principal, Subscriber
-from callcue.ingress.events import CallStart
+from callcue.platforms.base import CallStart
 from callcue.services import Services
 
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from callcue import metrics
 from callcue.decide.actions import ActionDispatcher
-from callcue.decide.audit import AuditLog
+from callcue.audit.log import AuditLog
 from callcue.decide.engine import DecisionEngine
-from callcue.decide.kpis import kpis
-from callcue.decide.learning import Learning
+from callcue.audit.kpis import kpis
+from callcue.learning.store import Learning
 from callcue.decide.playbooks import PlaybookSet
 from callcue.egress.supervisor_api import SupervisorCommands, routes
 from callcue.events import Hint

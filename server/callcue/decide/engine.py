@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from callcue.decide.actions import TERMINAL, ActionDispatcher, ActionRecord, NotUndoable, parse_action
 from callcue.decide.anomalies import Anomaly, AnomalyMonitor
-from callcue.decide.audit import SensitiveDataError
+from callcue.audit.log import SensitiveDataError
 from callcue.decide.conditions import EvalContext, evaluate, evaluate_value, signal_view
 from callcue.decide.playbooks import Action, EscalateAction, HintAction, Playbook, PlaybookSet
 from callcue.events import Signal, new_id
@@ -100,7 +100,7 @@ class DecisionEngine:
         clock: Callable[[], float] = time.time,
         learning: Any = None,
     ) -> None:
-        """`learning` (a `callcue.decide.learning.Learning`, optional) supplies the active
+        """`learning` (a `callcue.learning.store.Learning`, optional) supplies the active
         confidence threshold per playbook and shadow candidates to evaluate silently."""
         self.playbooks = playbooks
         self.learning = learning

@@ -20,14 +20,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from callcue.decide.audit import (
+from callcue.audit.log import (
     AuditLog,
     AuditPayloadError,
     SensitiveDataError,
     canonical_json,
 )
 from callcue.decide.engine import DecisionEngine, InvalidTransition, UnknownAction
-from callcue.decide.learning import Learning, LearningError
+from callcue.learning.store import Learning, LearningError
 
 PREFIX = "/api/v1"
 MAX_BODY = 64 * 1024

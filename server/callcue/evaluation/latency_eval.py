@@ -183,7 +183,7 @@ def detector_latency(data_dir: str | Path, *, quick: bool = False, cpu: int | No
 
 async def _concurrent(data_dir: Path, calls: int, seconds: float, seed: int, word_s: float) -> dict[str, Any]:
     from callcue.config import StorageConfig, load_settings
-    from callcue.ingress.events import CallStart
+    from callcue.platforms.base import CallStart
     from callcue.services import Services
 
     convs = load_conversations(data_dir)

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from callcue import metrics
 from callcue.events import Channel, Transcript
-from callcue.ingress.events import CallStart
+from callcue.platforms.base import CallStart
 from callcue.pipeline.channel import ChannelPipeline
 from callcue.pipeline.processor import Pipeline
-from callcue.pipeline.understanding import DecideProcessor, DetectProcessor, RedactProcessor, SinkProcessor
+from callcue.pipeline.stages import DecideProcessor, DetectProcessor, RedactProcessor, SinkProcessor
 from callcue.understand.base import CallContext
 
 if TYPE_CHECKING:

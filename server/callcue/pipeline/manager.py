@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from callcue import metrics
-from callcue.ingress.events import CallStart, ProtocolError
+from callcue.platforms.base import CallStart, ProtocolError
 from callcue.pipeline.call import Call
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callcue.events import CHANNELS, Channel
-from callcue.ingress.events import (
+from callcue.platforms.base import (
     SUPPORTED_ENCODINGS,
     SUPPORTED_RATES,
     AudioIn,

@@ -15,8 +15,8 @@ from typing import Any
 
 import typer
 
-from callcue.decide.audit import AuditLog, canonical_json, to_epoch, verify_entries
-from callcue.decide.kpis import kpis as compute_kpis
+from callcue.audit.kpis import kpis as compute_kpis
+from callcue.audit.log import AuditLog, canonical_json, to_epoch, verify_entries
 from callcue.store.db import Database, DatabaseError, sqlite_path
 
 audit_app = typer.Typer(no_args_is_help=True, help="Verify, query and export the hash-chained audit trail.")

@@ -25,7 +25,8 @@ import numpy as np
 from callcue.store.db import Database
 
 if TYPE_CHECKING:
-    from callcue.decide.audit import AuditEntry, AuditLog
+    from callcue.audit.entries import AuditEntry
+    from callcue.audit.log import AuditLog
 
 MIGRATIONS: list[tuple[str, list[str]]] = [
     ("kpis_001_facts", [
@@ -150,7 +151,7 @@ async def kpis(db: Database, by: Literal["playbook", "agent"] = "playbook", sinc
     accepted hints), calls (distinct calls with a shown hint) and resolved / escalated /
     churned (dispositions of those calls; per agent also calls with no hint).
     """
-    from callcue.decide.audit import to_epoch  # audit imports this module
+    from callcue.audit.entries import to_epoch
 
     if by not in ("playbook", "agent"):
         raise ValueError(f"by must be 'playbook' or 'agent', got {by!r}")

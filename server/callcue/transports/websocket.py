@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from callcue import metrics
-from callcue.ingress.events import AudioIn, CallStart, CallStop, Dtmf, GapFilled, IngressEvent, Mark, ProtocolError
+from callcue.platforms.base import AudioIn, CallStart, CallStop, Dtmf, GapFilled, IngressEvent, Mark, ProtocolError
 
 log = logging.getLogger(__name__)
 

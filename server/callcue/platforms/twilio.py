@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callcue.events import Channel
-from callcue.ingress.events import (
+from callcue.platforms.base import (
     AudioIn,
     CallStart,
     CallStop,
