@@ -36,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.pg starts a throwaway PostgreSQL when no DSN is given
 
-from callcue.decide.actions import ActionDispatcher
+from callcue.decide.actions.dispatcher import ActionDispatcher
 from callcue.audit.log import AuditLog
 from callcue.decide.engine import CallInfo, DecisionEngine
 from callcue.learning.store import Learning

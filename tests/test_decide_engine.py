@@ -14,8 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
-from callcue.decide.actions import ActionDispatcher
-from callcue.decide.engine import CallInfo, DecisionEngine, InvalidTransition, UnknownAction
+from callcue.decide.actions.dispatcher import ActionDispatcher
+from callcue.decide.engine import (
+    CallInfo,
+    DecisionEngine,
+    InvalidTransition,
+    UnknownAction,
+)
 from callcue.decide.playbooks import PlaybookSet
 from callcue.decide.webhooks import WebhookClient
 from callcue.egress.hub import Principal
@@ -574,8 +579,8 @@ async def test_supervisor_websocket_commands(h: Harness) -> None:
 
 
 async def test_pipeline_call_object_and_hint_objects_sink(h: Harness) -> None:
-    """The server passes its own call object (call_id, agent_id, ctx.metadata, started_wall) and
-    may take hints as `Hint` objects to store them before fan-out."""
+    """The server describes its call with `CallInfo.from_metadata` (queue and tier from the
+    start metadata) and may take hints as `Hint` objects to store them before fan-out."""
     from types import SimpleNamespace
 
     from callcue.events import Hint
@@ -589,10 +594,9 @@ async def test_pipeline_call_object_and_hint_objects_sink(h: Harness) -> None:
     disp = ActionDispatcher(publish_to_agent=d.publish_to_agent, publish_to_supervisors=d.publish_to_supervisors,
                             webhooks=d.webhooks, publish_hint=store_hint)  # fmt: skip
     engine = DecisionEngine(h.engine.playbooks, h.audit, disp, h.clock)
-    call = SimpleNamespace(call_id="cx", agent_id="a9", started_wall=h.clock.t,
-                           ctx=SimpleNamespace(metadata={"queue": "collections", "tier": "gold"}))  # fmt: skip
+    call = CallInfo.from_metadata("cx", "a9", h.clock.t, {"queue": "collections", "tier": "gold"})
     assert await engine.on_signal(call, sig("cx", "intent", "cancel_account")) == []  # queue from metadata
-    call.ctx.metadata["queue"] = "retail"
+    call = CallInfo.from_metadata("cx", "a9", h.clock.t, {"queue": "retail", "tier": "gold"})
     [rec] = await engine.on_signal(call, sig("cx", "intent", "cancel_account"))
     assert [g.hint_id for g in got] == [rec.hint_id] and got[0].title == "Offer retention to gold customer"
     assert h.hints("cx") == []

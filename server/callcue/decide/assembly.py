@@ -12,14 +12,14 @@ import time
 from typing import Any
 
 from callcue import metrics
-from callcue.decide.actions import ActionDispatcher
-from callcue.audit.log import AuditLog
-from callcue.decide.engine import DecisionEngine
 from callcue.audit.kpis import kpis
-from callcue.learning.store import Learning
+from callcue.audit.log import AuditLog
+from callcue.decide.actions.dispatcher import ActionDispatcher
+from callcue.decide.engine import DecisionEngine
 from callcue.decide.playbooks import PlaybookSet
 from callcue.egress.supervisor_api import SupervisorCommands, routes
 from callcue.events import Hint
+from callcue.learning.store import Learning
 
 log = logging.getLogger(__name__)
 

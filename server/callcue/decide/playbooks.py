@@ -12,12 +12,21 @@ import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from string import Template
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from callcue.decide.actions.base import ActionSpec
+from callcue.decide.actions.kinds import ACTION_KINDS
 from callcue.decide.conditions import Condition, ConditionError
 
 Autonomy = Literal["auto", "suggest", "approve"]
@@ -56,60 +65,6 @@ class Approval(_Model):
         return self
 
 
-class HintAction(_Model):
-    kind: Literal["hint"]
-    title: str = Field(min_length=1)
-    body: str = ""
-    suggested_reply: str = ""
-    severity: Literal["info", "warning", "critical"] = "info"
-
-
-class AlertAction(_Model):
-    kind: Literal["alert"]
-    message: str = Field(min_length=1)
-    severity: Literal["info", "warning", "critical"] = "warning"
-
-
-class WebhookUndo(_Model):
-    url: str = Field(pattern=r"^https?://")
-    payload: dict[str, Any] = Field(default_factory=dict)
-
-
-class WebhookAction(_Model):
-    kind: Literal["webhook"]
-    url: str = Field(pattern=r"^https?://")
-    payload: dict[str, Any] = Field(default_factory=dict)
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float = Field(default=5.0, gt=0, le=60)
-    retries: int = Field(default=3, ge=0, le=10)
-    backoff_s: float = Field(default=0.5, ge=0, le=30)
-    undo: WebhookUndo | None = None
-
-
-class EscalateAction(_Model):
-    kind: Literal["escalate"]
-    queue: str | None = None
-    role: str | None = None
-    message: str = ""
-
-    @model_validator(mode="after")
-    def _target(self) -> EscalateAction:
-        if not self.queue and not self.role:
-            raise ValueError("escalate needs a 'queue' or a 'role'")
-        return self
-
-
-class CallControlAction(_Model):
-    kind: Literal["call_control"]
-    control: Literal["pause_recording", "resume_recording", "pause_transcript_storage", "resume_transcript_storage"]
-
-
-Action = Annotated[
-    HintAction | AlertAction | WebhookAction | EscalateAction | CallControlAction, Field(discriminator="kind")
-]
-ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
-
-
 class AnomalyBounds(_Model):
     """Limits on how a playbook behaves in production; outside them supervisors are alerted."""
 
@@ -135,8 +90,15 @@ class Playbook(_Model):
     max_per_call: int | None = Field(default=None, ge=1)
     autonomy: Autonomy
     approval: Approval | None = None
-    actions: list[Action] = Field(min_length=1)
+    actions: list[SerializeAsAny[ActionSpec]] = Field(min_length=1)
     anomaly: AnomalyBounds = Field(default_factory=AnomalyBounds)
+
+    @field_validator("actions", mode="wrap")
+    @classmethod
+    def _known_kinds(cls, v: Any, handler: Any) -> list[ActionSpec]:
+        """Each action against the kinds registered now (decide/actions/kinds.py), so a bad
+        one is named by its field: `actions.0.webhook.url`."""
+        return handler(ACTION_KINDS.list_adapter().validate_python(v))
 
     @field_validator("when", "dedupe_key")
     @classmethod
@@ -179,18 +141,6 @@ def _compiled(src: str) -> Condition:
     if c is None:
         c = _CACHE[src] = Condition.compile(src)
     return c
-
-
-def render(template: str, values: dict[str, Any]) -> str:
-    """Fill `$name` / `${name}` placeholders; `string.Template` because it cannot reach
-    attributes or call anything (unlike str.format), and unknown names are left as-is."""
-    return Template(template).safe_substitute({k: _fmt(v) for k, v in values.items()})
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:,.0f}" if v.is_integer() else f"{v:,.2f}"
-    return str(v)
 
 
 def _where(err: ValidationError) -> str:
