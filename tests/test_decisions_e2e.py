@@ -537,7 +537,7 @@ async def test_feedback_calibrates_threshold_builds_dataset_kpis_and_chain_catch
         assert built["status"] == "proposed" and built["n_examples"] == 2
         cmp = (await http.get(f"/api/v1/intent-datasets/{built['version']}/compare")).json()
         assert sorted(x["intent"] for x in cmp["added"]) == ["cancel_account", "manager_request"]
-        live = next(d for d in app.state.services.detectors if d.name == "intent")
+        live = next(d for d in app.state.runtime.get().understanding.detectors if d.name == "intent")
         before = live.version
         prom = await http.post(f"/api/v1/intent-datasets/{built['version']}/promote")
         assert prom.status_code == 200 and prom.json()["dataset"]["status"] == "active"

@@ -31,8 +31,8 @@ async def test_vosk_engine_streams_partials_and_finals_through_server(tmp_path: 
     wav = espeak_wav("안녕하세요. 카드를 잃어버렸어요. 계좌를 해지하고 싶습니다.", tmp_path / "ko.wav", voice="ko", rate=8000)
     s = make_settings(tmp_path, asr={"engine": "vosk", "vosk_model_path": str(_ko_model())})
     async with server(s) as (base, app):
-        assert app.state.services.engine.name == "vosk"
-        assert "vosk" in app.state.services.engine_note.lower()
+        assert app.state.runtime.get().asr.name == "vosk"
+        assert "vosk" in app.state.runtime.get().asr_note.lower()
         async with agent(base) as desk:
             t0 = time.time()
             async with connect(f"{base}/ws/twilio") as tw:

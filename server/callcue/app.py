@@ -1,97 +1,112 @@
-"""The Starlette application: routes only. Behaviour lives in the modules they call."""
+"""The Starlette application: routes only, all declared here when the app is built.
+
+The parts behind them are assembled at start-up (`wiring.assemble`, in the lifespan) and
+reached through one typed slot, so a route never looks anything up in a shared container.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from callcue import __version__
 from callcue.config import Settings
 from callcue.egress.agent_ws import agent_endpoint
-from callcue.transports.websocket import run_ingress
-from callcue.services import Services
+from callcue.egress.supervisor_api import supervisor_routes
+from callcue.platforms.base import Platform
+from callcue.platforms.registry import PLATFORMS
+from callcue.transports.websocket import run_websocket
+from callcue.wiring import Runtime, assemble
 
 log = logging.getLogger(__name__)
 CLIENT_DIR = Path(__file__).resolve().parents[2] / "client_js"
 
 
-async def twilio_ws(ws: WebSocket) -> None:
-    from callcue.platforms.twilio import TwilioProtocol
+class RuntimeSlot:
+    """The running server, set by the lifespan; routes fail clearly before start-up."""
 
-    limit = ws.app.state.services.settings.server.max_frame_bytes
-    await run_ingress(ws, TwilioProtocol(max_message_bytes=limit), "twilio")
+    def __init__(self) -> None:
+        self._rt: Runtime | None = None
 
+    def set(self, rt: Runtime | None) -> None:
+        self._rt = rt
 
-async def native_ws(ws: WebSocket) -> None:
-    from callcue.platforms.native import NativeProtocol
-
-    limit = ws.app.state.services.settings.server.max_frame_bytes
-    await run_ingress(ws, NativeProtocol(max_message_bytes=limit), "native")
-
-
-async def healthz(request: Request) -> JSONResponse:
-    s: Services = request.app.state.services
-    return JSONResponse({
-        "status": "ok",
-        "version": __version__,
-        "engine": s.engine.describe() if s.engine else None,
-        "active_calls": len(s.manager.calls) if s.manager else 0,
-    })
+    def get(self) -> Runtime:
+        if self._rt is None:
+            raise RuntimeError("the server is not started")
+        return self._rt
 
 
-async def metrics_endpoint(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+def _ingress(slot: RuntimeSlot, platform: Platform) -> Callable[[WebSocket], Awaitable[None]]:
+    async def endpoint(ws: WebSocket) -> None:
+        rt = slot.get()
+        parser = platform.make_parser(rt.settings.server.max_frame_bytes)
+        await run_websocket(ws, parser, platform.name, rt.calls, rt.sink.rejection)
 
-
-async def call_record(request: Request) -> JSONResponse:
-    """A stored call (transcripts, signals, hints, feedback) for a user allowed to see it."""
-    s: Services = request.app.state.services
-    principal = s.auth.from_headers(request.headers, request.query_params)
-    if principal is None:
-        return JSONResponse({"error": "missing or invalid bearer token"}, status_code=401)
-    call_id = request.path_params["call_id"]
-    agent = await s.call_agent(call_id)
-    if agent is False:
-        return JSONResponse({"error": f"no call {call_id!r}"}, status_code=404)
-    if not principal.may_see(agent):
-        return JSONResponse({"error": f"not allowed to see call {call_id!r}"}, status_code=403)
-    return JSONResponse(await s.store.call_record(call_id))
+    return endpoint
 
 
 def create_app(settings: Settings) -> Starlette:
-    services = Services(settings)
+    slot = RuntimeSlot()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await services.startup()
-        for route in services.extra_routes():
-            app.router.routes.append(route)
+        rt = await assemble(settings)
+        slot.set(rt)
         try:
             yield
         finally:
-            await services.shutdown()
+            slot.set(None)
+            await rt.close()
 
-    routes: list = [
+    async def healthz(request: Request) -> JSONResponse:
+        rt = slot.get()
+        return JSONResponse({"status": "ok", "version": __version__, "engine": rt.asr.describe(),
+                             "active_calls": len(rt.calls.calls)})  # fmt: skip
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    async def call_record(request: Request) -> JSONResponse:
+        """A stored call (transcripts, signals, hints, feedback) for a user allowed to see it."""
+        rt = slot.get()
+        principal = rt.auth.from_headers(request.headers, request.query_params)
+        if principal is None:
+            return JSONResponse({"error": "missing or invalid bearer token"}, status_code=401)
+        call_id = request.path_params["call_id"]
+        agent = await rt.access.call_agent(call_id)
+        if agent is False:
+            return JSONResponse({"error": f"no call {call_id!r}"}, status_code=404)
+        if not principal.may_see(agent):  # type: ignore[arg-type]
+            return JSONResponse({"error": f"not allowed to see call {call_id!r}"}, status_code=403)
+        return JSONResponse(await rt.access.call_record(call_id))
+
+    def supervisor() -> tuple[Any, Any]:
+        rt = slot.get()
+        return rt.supervisor, lambda req: rt.auth.from_headers(req.headers, req.query_params)
+
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/metrics", metrics_endpoint),
         Route("/api/v1/calls/{call_id}", call_record),
-        WebSocketRoute("/ws/twilio", twilio_ws),
-        WebSocketRoute("/ws/native", native_ws),
-        WebSocketRoute("/ws/agent", agent_endpoint),
+        *[WebSocketRoute(p.path, _ingress(slot, p)) for p in PLATFORMS.values() if p.transport == "websocket"],
+        WebSocketRoute("/ws/agent", agent_endpoint(lambda: slot.get().agents)),
+        *supervisor_routes(supervisor),
     ]
     if settings.server.serve_client and CLIENT_DIR.is_dir():
         routes.append(Route("/", lambda r: RedirectResponse("/agent/agent.html")))
         routes.append(Mount("/agent", app=StaticFiles(directory=CLIENT_DIR), name="client"))
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.services = services
+    app.state.runtime = slot  # for tests and in-process tools that need the running parts
     return app

@@ -8,9 +8,19 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 from callcue.config import AuthConfig
-from callcue.egress.hub import Principal
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: str
+    role: Literal["agent", "supervisor"]
+
+    def may_see(self, agent_id: str | None) -> bool:
+        return self.role == "supervisor" or (agent_id is not None and agent_id == self.user_id)
 
 
 class Authenticator:

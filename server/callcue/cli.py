@@ -95,7 +95,12 @@ def demo(speed: float = typer.Option(1.0, help="playback speed of the demo call"
 def models_list(config: Optional[Path] = ConfigOpt,
                 load: bool = typer.Option(True, help="load each model with its engine to prove it works")) -> None:
     """List the ASR engines and models found, verify each, and say which one `auto` picks."""
-    from callcue.asr.model_store import format_size, list_models, model_search_dirs, verify
+    from callcue.asr.model_store import (
+        format_size,
+        list_models,
+        model_search_dirs,
+        verify,
+    )
     from callcue.asr.select import ModelNotFoundError, choose_engine
 
     s = _settings(config)

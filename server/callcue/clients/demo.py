@@ -69,8 +69,8 @@ async def demo(settings: Settings, wav: Path | None = None, speed: float = 1.0, 
     printer = EventPrinter(out, show_partials)
     events = printer.events
     async with running_server(settings) as (base, app):
-        services = app.state.services
-        out(f"CallCue serving on http://{settings.server.host}:{settings.server.port}  (ASR: {services.engine_note})")
+        rt = app.state.runtime.get()
+        out(f"CallCue serving on http://{settings.server.host}:{settings.server.port}  (ASR: {rt.asr_note})")
         out(f"Agent desktop: http://{settings.server.host}:{settings.server.port}/agent/agent.html?token={agent_token(settings)}")
         out(f"Playing {wav.name} ({audio.duration:.0f} s) as a Twilio Media Stream at {speed:g}x ...\n")
         headers = {"Authorization": f"Bearer {agent_token(settings)}"}

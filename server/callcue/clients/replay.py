@@ -1,8 +1,8 @@
 """`callcue replay`: a recording through the same pipeline as a live call, in-process.
 
 Why in-process and not over a socket: replay is for looking at what the pipeline hears and
-decides on a given recording (tuning rules, checking a model), so it uses the same Services
-and Call objects as the server without needing one running. `callcue demo` covers the
+decides on a given recording (tuning rules, checking a model), so it assembles the same
+runtime (`wiring.assemble`) and Call objects as the server without needing one running. `callcue demo` covers the
 network path.
 """
 
@@ -18,22 +18,17 @@ from callcue.clients.printer import EventPrinter
 from callcue.config import Settings
 from callcue.egress.hub import Principal, Subscriber
 from callcue.platforms.base import CallStart
-from callcue.services import Services
+from callcue.wiring import assemble
 
 
 async def replay(path: str | Path, settings: Settings, speed: float = 1.0, show_partials: bool = True,
                  out: Callable[[str], None] = print, agent_id: str = "agent-1") -> list[dict]:
     audio = read_call_audio(path)
-    services = Services(settings)
-    try:
-        await services.startup()
-    except BaseException:
-        await services.shutdown()
-        raise
-    out(f"ASR: {services.engine_note}")
+    rt = await assemble(settings)
+    out(f"ASR: {rt.asr_note}")
     sub = Subscriber(Principal("replay", "supervisor"), queue_size=100_000)
     sub.all_calls = True
-    services.hub.register(sub)
+    rt.hub.register(sub)
     printer = EventPrinter(out, show_partials)
 
     async def print_events() -> None:
@@ -47,7 +42,7 @@ async def replay(path: str | Path, settings: Settings, speed: float = 1.0, show_
                       channels=tuple(audio.channels), agent_id=agent_id, platform="replay",
                       metadata={"file": str(path)})
     try:
-        call = await services.manager.start(start)
+        call = await rt.calls.start(start)
         t0 = time.monotonic()
         for offset, frames in audio.chunks(20):
             if speed > 0:
@@ -56,8 +51,8 @@ async def replay(path: str | Path, settings: Settings, speed: float = 1.0, show_
                     await asyncio.sleep(delay)
             for ch, pcm in frames.items():
                 await call.audio(ch, pcm)
-        await services.manager.stop(call_id, "end_of_file")
+        await rt.calls.stop(call_id, "end_of_file")
         await asyncio.wait_for(ptask, timeout=30)
     finally:
-        await services.shutdown()
+        await rt.close()
     return printer.events

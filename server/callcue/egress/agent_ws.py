@@ -12,11 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from callcue.egress.hub import Subscriber
+from callcue.auth import Authenticator
+from callcue.egress.access import CallAccess, SupervisorHandler
+from callcue.egress.hub import Hub, Subscriber
 from callcue.egress.serializers import SerializerError, choose
 
 log = logging.getLogger(__name__)
@@ -25,18 +29,37 @@ MAX_CLIENT_MESSAGE = 64 * 1024
 FEEDBACK_ACTIONS = ("accepted", "dismissed", "corrected")
 
 
-async def agent_endpoint(ws: WebSocket) -> None:
-    services = ws.app.state.services
+@dataclass(frozen=True)
+class AgentGateway:
+    """What the endpoint needs, handed in when the app is built."""
+
+    auth: Authenticator
+    hub: Hub
+    access: CallAccess
+    rejected: Callable[[str, str | None, int, str], None]
+    supervisor_handler: SupervisorHandler | None = None
+
+
+def agent_endpoint(gw: Callable[[], AgentGateway]) -> Callable[[WebSocket], Awaitable[None]]:
+    """The `/ws/agent` handler over the gateway the running server provides."""
+
+    async def endpoint(ws: WebSocket) -> None:
+        await serve_agent(ws, gw())
+
+    return endpoint
+
+
+async def serve_agent(ws: WebSocket, gw: AgentGateway) -> None:
     offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
     ser = choose(offered)
-    principal = services.auth.from_headers(ws.headers, ws.query_params)
+    principal = gw.auth.from_headers(ws.headers, ws.query_params)
     await ws.accept(subprotocol=ser.subprotocol if ser.subprotocol in offered else None)
     if principal is None:
-        services.record_rejection("agent", None, 1008, "missing or invalid bearer token")
+        gw.rejected("agent", None, 1008, "missing or invalid bearer token")
         await ws.close(code=1008, reason="missing or invalid bearer token")
         return
     sub = Subscriber(principal)
-    services.hub.register(sub)
+    gw.hub.register(sub)
     sender = asyncio.create_task(_send_loop(ws, sub, ser))
     await _send(ws, ser, {"type": "hello", "user_id": principal.user_id, "role": principal.role,
                           "protocol": ser.subprotocol, "server_time": time.time()})
@@ -56,17 +79,17 @@ async def agent_endpoint(ws: WebSocket) -> None:
             except SerializerError as e:
                 await _send(ws, ser, {"type": "error", "code": "bad_message", "message": str(e)})
                 continue
-            reply = await handle_client_message(services, sub, req)
+            reply = await handle_client_message(gw, sub, req)
             if reply is not None:
                 await _send(ws, ser, reply)
     except WebSocketDisconnect:
         pass
     finally:
-        services.hub.unregister(sub)
+        gw.hub.unregister(sub)
         sender.cancel()
 
 
-async def handle_client_message(services: Any, sub: Subscriber, req: dict[str, Any]) -> dict[str, Any] | None:
+async def handle_client_message(gw: AgentGateway, sub: Subscriber, req: dict[str, Any]) -> dict[str, Any] | None:
     """Route one client request; returns the reply event (or None)."""
     kind = req.get("type")
     rid = req.get("id")
@@ -80,10 +103,10 @@ async def handle_client_message(services: Any, sub: Subscriber, req: dict[str, A
         call_id = req.get("call_id", "*")
         if call_id == "*":
             sub.all_calls = True
-            return reply({"type": "subscribed", "call_id": "*", "active_calls": services.visible_calls(sub.principal)})
+            return reply({"type": "subscribed", "call_id": "*", "active_calls": gw.access.visible_calls(sub.principal)})
         if not isinstance(call_id, str) or not call_id:
             return reply({"type": "error", "code": "bad_request", "message": "call_id must be a non-empty string or '*'"})
-        agent = await services.call_agent(call_id)
+        agent = await gw.access.call_agent(call_id)
         if agent is False:
             return reply({"type": "error", "code": "unknown_call", "message": f"no call {call_id!r}"})
         if not sub.principal.may_see(agent):
@@ -99,11 +122,11 @@ async def handle_client_message(services: Any, sub: Subscriber, req: dict[str, A
             sub.calls.discard(call_id)
         return reply({"type": "unsubscribed", "call_id": call_id})
     if kind == "feedback":
-        return reply(await services.record_feedback(sub.principal, req))
+        return reply(await gw.access.record_feedback(sub.principal, req))
     if kind == "ping":
         return reply({"type": "pong", "server_time": time.time()})
-    if sub.principal.role == "supervisor" and services.supervisor_handler is not None:
-        return reply(await services.supervisor_handler(sub.principal, req))
+    if sub.principal.role == "supervisor" and gw.supervisor_handler is not None:
+        return reply(await gw.supervisor_handler(sub.principal, req))
     return reply({"type": "error", "code": "unknown_type", "message": f"unknown message type {kind!r}"})
 
 

@@ -10,20 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from callcue import metrics
+from callcue.auth import Principal
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    user_id: str
-    role: Literal["agent", "supervisor"]
-
-    def may_see(self, agent_id: str | None) -> bool:
-        return self.role == "supervisor" or (agent_id is not None and agent_id == self.user_id)
 
 
 @dataclass(eq=False)

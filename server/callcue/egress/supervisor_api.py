@@ -64,9 +64,12 @@ class SupervisorCommands:
     (the WebSocket message or the REST path+query+body merged) and returns a plain dict."""
 
     def __init__(self, engine: DecisionEngine, audit: AuditLog, kpis_fn: KpisFn | None = None,
-                 learning: Learning | None = None) -> None:  # fmt: skip
+                 learning: Learning | None = None, writer: Any = None) -> None:  # fmt: skip
+        """`writer` (the server's Sink) takes the per-call audit entries this API writes
+        (dispositions); reads go to `audit`. Without one, `audit` takes both."""
         self.engine = engine
         self.audit = audit
+        self.writer = writer if writer is not None else audit
         self.kpis_fn = kpis_fn
         self.learning = learning
         self._ops: dict[str, Callable[[PrincipalLike, dict[str, Any]], Any]] = {
@@ -206,7 +209,7 @@ class SupervisorCommands:
     async def disposition(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
         call_id = _str(a, "call_id") or ""
         payload = {"outcome": a.get("outcome"), "notes": _str(a, "notes", required=False) or ""}
-        e = await self.audit.append("disposition", call_id=call_id, agent_id=_str(a, "agent_id", required=False),
+        e = await self.writer.append("disposition", call_id=call_id, agent_id=_str(a, "agent_id", required=False),
                                     actor=p.user_id, payload=payload)  # fmt: skip
         return {"call_id": call_id, "outcome": payload["outcome"], "seq": e.seq}
 
@@ -323,11 +326,19 @@ def _int(v: Any, name: str, default: int | None, lo: int, hi: int | None) -> int
 
 def routes(engine: DecisionEngine, audit: AuditLog, kpis_fn: KpisFn | None, auth: Auth,
            commands: SupervisorCommands | None = None) -> list[BaseRoute]:  # fmt: skip
-    """REST routes; mount them on the app. `auth(request)` returns the principal or None."""
+    """REST routes over fixed objects; mount them on the app. `auth(request)` returns the
+    principal or None."""
     cmds = commands or SupervisorCommands(engine, audit, kpis_fn)
+    return supervisor_routes(lambda: (cmds, auth))
+
+
+def supervisor_routes(get: Callable[[], tuple[SupervisorCommands, Auth]]) -> list[BaseRoute]:
+    """The same routes, declared when the app is built and bound to the running server's
+    commands on each request (`get`), so no route is appended after start-up."""
 
     def endpoint(op_name: str, *, body: bool) -> Callable[[Request], Any]:
         async def handler(request: Request) -> Response:
+            cmds, auth = get()
             principal = auth(request)
             if inspect.isawaitable(principal):
                 principal = await principal
@@ -359,6 +370,8 @@ def routes(engine: DecisionEngine, audit: AuditLog, kpis_fn: KpisFn | None, auth
         return handler
 
     async def export(request: Request) -> Response:
+        cmds, auth = get()
+        audit = cmds.audit
         principal = auth(request)
         if inspect.isawaitable(principal):
             principal = await principal

@@ -196,7 +196,11 @@ def latency(
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full result to this JSON file"),
 ) -> None:
     """Per-detector p50/p95 per transcript update on one CPU, and understanding time per update under N calls."""
-    from callcue.evaluation.latency_eval import concurrent_latency, detector_latency, format_report
+    from callcue.evaluation.latency_eval import (
+        concurrent_latency,
+        detector_latency,
+        format_report,
+    )
 
     d = _data_or_exit(data)
     try:

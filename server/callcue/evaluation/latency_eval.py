@@ -11,7 +11,7 @@ Two measurements:
   server order, timed one by one, with the whole process pinned to one CPU
   (`os.sched_setaffinity` on every thread of the process, so onnxruntime's threads too). This
   is the cost of each piece, free of queueing.
-* `concurrent_latency`: a real `Services` (shipped config, real detect pool, playbook decision
+* `concurrent_latency`: a real assembled runtime (shipped config, real detect pool, playbook decision
   engine on a scratch SQLite) and 50 real `Call`s; each call pushes its updates through its own
   `call.pipeline` (redact -> detect in the pool -> decide -> sink) at speaking pace, and the
   time `push` takes is the understanding time of that update, queueing for the pool included.
@@ -184,19 +184,18 @@ def detector_latency(data_dir: str | Path, *, quick: bool = False, cpu: int | No
 async def _concurrent(data_dir: Path, calls: int, seconds: float, seed: int, word_s: float) -> dict[str, Any]:
     from callcue.config import StorageConfig, load_settings
     from callcue.platforms.base import CallStart
-    from callcue.services import Services
+    from callcue.wiring import assemble
 
     convs = load_conversations(data_dir)
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="callcue-latency-") as tmp:
         settings = load_settings()
         settings = settings.model_copy(update={"storage": StorageConfig(url=f"sqlite:///{tmp}/latency.db")})
-        services = Services(settings)
-        await services.startup()
+        rt = await assemble(settings)
         samples: dict[str, list[float]] = {"partial": [], "final": []}
         behind: list[float] = []
         try:
-            started = [await services.manager.start(CallStart(
+            started = [await rt.calls.start(CallStart(
                 call_id=f"lat-{i}", encoding="PCMU", sample_rate=8000, channels=("customer", "agent"),
                 agent_id="agent-1", platform="native")) for i in range(calls)]
 
@@ -234,15 +233,13 @@ async def _concurrent(data_dir: Path, calls: int, seconds: float, seed: int, wor
             await asyncio.gather(*(drive(i) for i in range(calls)))
             wall = time.perf_counter() - t0
         finally:
-            if services.manager is not None:
-                await services.manager.shutdown()
-            await services.shutdown()
+            await rt.close()
     n = len(samples["partial"]) + len(samples["final"])
     return {
         "calls": calls, "seconds": seconds, "word_s": word_s, "wall_s": round(wall, 1), "updates": n,
         "updates_per_s": round(n / wall, 1) if wall else 0.0, "cores": os.cpu_count(),
-        "detect_pool_threads": services.detect_pool._max_workers,
-        "decision_engine": services.decision is not None,
+        "detect_pool_threads": rt.detect_pool._max_workers,
+        "decision_engine": rt.engine is not None,
         "partial": percentiles(samples["partial"]), "final": percentiles(samples["final"]),
         "late_updates": len(behind), "late_p95_s": percentiles(behind)["p95"] if behind else 0.0,
         "budget_s": BUDGET_S,
@@ -278,7 +275,7 @@ def format_report(det: dict[str, Any] | None, conc: dict[str, Any] | None) -> st
     if conc is not None:
         p, f = conc["partial"], conc["final"]
         out.append(
-            f"\nUnderstanding time per update under {conc['calls']} concurrent calls (real Services + Call pipelines: "
+            f"\nUnderstanding time per update under {conc['calls']} concurrent calls (real runtime + Call pipelines: "
             f"redact -> detect pool ({conc['detect_pool_threads']} threads, {conc['cores']} cores) -> decide"
             f"{' (playbook engine)' if conc['decision_engine'] else ''} -> sink; {conc['updates']} updates in "
             f"{conc['wall_s']} s = {conc['updates_per_s']}/s; each call: one partial per {conc['word_s']} s of speech, "

@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from callcue import metrics
-from callcue.events import Channel, Transcript
-from callcue.platforms.base import CallStart
+from callcue.decide.state import CallInfo
+from callcue.events import Channel, Signal, Transcript
 from callcue.pipeline.channel import ChannelPipeline
+from callcue.pipeline.deps import PipelineDeps
 from callcue.pipeline.processor import Pipeline
-from callcue.pipeline.stages import DecideProcessor, DetectProcessor, RedactProcessor, SinkProcessor
-from callcue.understand.base import CallContext
-
-if TYPE_CHECKING:
-    from callcue.services import Services
+from callcue.pipeline.stages import (
+    DecideProcessor,
+    DetectProcessor,
+    RedactProcessor,
+    SinkProcessor,
+)
+from callcue.platforms.base import CallStart
+from callcue.understand.base import AudioFrame, CallContext
 
 log = logging.getLogger(__name__)
 
@@ -31,29 +34,31 @@ _DONE = object()
 
 
 class Call:
-    def __init__(self, start: CallStart, services: Services) -> None:
+    def __init__(self, start: CallStart, deps: PipelineDeps) -> None:
         self.start_event = start
         self.call_id = start.call_id
         self.agent_id = start.agent_id
         self.platform = start.platform
         self.started_wall = time.time()
-        self.services = services
-        s = services.settings
+        self.deps = deps
         self.ctx = CallContext(
             call_id=start.call_id,
             agent_id=start.agent_id,
             metadata={**start.metadata, "platform": start.platform, "channels": list(start.channels)},
         )
+        #: what playbooks may look at; built once from the start metadata
+        self.info_for_decisions = CallInfo.from_metadata(start.call_id, start.agent_id, self.started_wall,
+                                                         self.ctx.metadata)  # fmt: skip
         self._latest_audio = 0.0
         self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=256)
         self._loop = asyncio.get_running_loop()
-        self._frame_lock = threading.Lock()
-        self._acoustic = services.make_acoustic_monitor(self.ctx)
+        self._audio_detectors = [d for d in deps.detectors if "audio" in d.inputs]
+        self._tick_detectors = [d for d in deps.detectors if "tick" in d.inputs]
         self.pipeline = Pipeline([
-            RedactProcessor(services.redactor_factory(start.call_id) if services.redactor_factory else None),
-            DetectProcessor(services.detectors, self.ctx, services.detect_pool, s.pipeline.history_finals),
-            DecideProcessor(services.deciders_for(self)),
-            SinkProcessor(self.call_id, services.store, services.hub, lambda: self._latest_audio),
+            RedactProcessor(deps.redactor_factory(start.call_id) if deps.redactor_factory else None),
+            DetectProcessor(deps.detectors, self.ctx, deps.detect_pool, deps.pipeline.history_finals),
+            DecideProcessor(deps.decider, self.info_for_decisions),
+            SinkProcessor(deps.sink),
         ])
         self.channels: dict[Channel, ChannelPipeline] = {
             ch: ChannelPipeline(
@@ -61,19 +66,19 @@ class Call:
                 channel=ch,
                 encoding=start.encoding,
                 sample_rate=start.sample_rate,
-                engine=services.engine,
-                executor=services.asr_pool,
-                vad_cfg=s.vad,
-                pipe_cfg=s.pipeline,
+                engine=deps.asr,
+                executor=deps.asr_pool,
+                vad_cfg=deps.vad,
+                pipe_cfg=deps.pipeline,
                 emit=self._on_transcript,
-                on_frame=self._on_frame if self._acoustic is not None else None,
+                on_frame=self._on_frame if self._audio_detectors else None,
             )
             for ch in start.channels
         }
         self._task = asyncio.create_task(self._understand_loop(), name=f"understand-{self.call_id}")
         self._ticker = asyncio.create_task(self._tick_loop(), name=f"tick-{self.call_id}")
-        for ch in self.channels.values():
-            ch.start()
+        for chp in self.channels.values():
+            chp.start()
         self.ended = False
 
     @property
@@ -94,6 +99,11 @@ class Call:
     async def audio(self, channel: Channel, payload: bytes) -> None:
         await self.channels[channel].feed(payload)
 
+    def dtmf(self) -> None:
+        """A keypad press: clients learn that one happened; the digit itself is never
+        forwarded or stored (keypad entry is how cards are typed)."""
+        self.deps.sink.event(self.call_id, {"type": "dtmf", "call_id": self.call_id})
+
     async def _on_transcript(self, t: Transcript) -> None:
         if t.is_final:
             await self._queue.put(t)
@@ -111,11 +121,16 @@ class Call:
             self._loop.create_task(self._queue.put(item))
 
     def _on_frame(self, channel: Channel, offset: float, pcm: bytes, rate: int, is_speech: bool) -> None:
-        # called from decoder threads of both channels
-        with self._frame_lock:
-            signals = self._acoustic.feed(channel, offset, pcm, rate, is_speech)
-        for sig in signals or ():
-            self._loop.call_soon_threadsafe(self.push, sig)
+        # called from decoder threads of both channels; audio detectors lock their own state
+        frame = AudioFrame(channel, offset, pcm, rate, is_speech)
+        for d in self._audio_detectors:
+            try:
+                signals = d.on_audio(frame, self.ctx)
+            except Exception:
+                log.exception("audio detector %s failed", d.name, extra={"call_id": self.call_id})
+                continue
+            for sig in signals or ():
+                self._loop.call_soon_threadsafe(self.push, sig)
 
     async def _understand_loop(self) -> None:
         while True:
@@ -124,28 +139,21 @@ class Call:
                 return
             if isinstance(item, Transcript):
                 self._latest_audio = item.audio_received_at
-                if self._acoustic is not None and item.is_final:
-                    for sig in self._acoustic.on_transcript(item) or ():
-                        await self.pipeline.push(sig)
             await self.pipeline.push(item)
 
     async def _tick_loop(self) -> None:
         """Once a second, let time-based detectors speak: disclosure deadlines, dead air."""
-        tickers = list(self.services.tickers)
-        if not tickers and self._acoustic is None:
+        if not self._tick_detectors:
             return
         while True:
             await asyncio.sleep(1.0)
             now = self.call_time
-            signals: list[object] = []
-            for tick in tickers:
+            signals: list[Signal] = []
+            for d in self._tick_detectors:
                 try:
-                    signals.extend(tick(self.ctx, now) or ())
+                    signals.extend(d.on_tick(self.ctx, now) or ())
                 except Exception:
-                    log.exception("ticker failed", extra={"call_id": self.call_id})
-            if self._acoustic is not None:
-                with self._frame_lock:
-                    signals.extend(self._acoustic.tick(now) or ())
+                    log.exception("ticker %s failed", d.name, extra={"call_id": self.call_id})
             for sig in signals:
                 self.push(sig)
 
@@ -160,5 +168,3 @@ class Call:
         await self.pipeline.close()
         log.info("call ended", extra={"call_id": self.call_id, "reason": reason,
                                       "audio_s": round(self.call_time, 2)})
-
-

@@ -18,14 +18,14 @@ from concurrent.futures import Executor
 
 from callcue import metrics
 from callcue.asr.base import AsrEngine, AsrHypothesis
-from callcue.audio.codecs import Resampler, decode
+from callcue.audio.codecs import BYTES_PER_SAMPLE, Resampler, decode
 from callcue.audio.vad import SpeechAudio, SpeechEnded, SpeechStarted, VadSegmenter
 from callcue.config import PipelineConfig, VadConfig
 from callcue.events import Channel, Transcript, Word
 
 log = logging.getLogger(__name__)
 
-BYTES_PER_SAMPLE = {"L16": 2, "PCMU": 1, "PCMA": 1}
+
 FrameHook = Callable[[Channel, float, bytes, int, bool], None]
 
 

@@ -5,7 +5,7 @@
 Redaction is first so nothing downstream (detectors, storage, clients, logs) ever sees an
 unmasked secret. Detect yields the transcript before running detectors, so the agent sees
 words as soon as the recognizer produced them. Decide turns signals into hints/actions. Sink
-is the only place that writes to storage and to clients.
+hands everything to the one Sink (pipeline/sink.py), which stores, audits and fans out.
 """
 
 from __future__ import annotations
@@ -14,20 +14,18 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor
-from typing import Any, Protocol
 
 from callcue import metrics
-from callcue.events import Hint, Signal, Transcript
+from callcue.decide.state import CallInfo
+from callcue.events import Signal, Transcript
+from callcue.pipeline.deps import Decider, Redactor
 from callcue.pipeline.processor import Processor
+from callcue.pipeline.sink import Sink
 from callcue.understand.base import CallContext, Detector
 
 log = logging.getLogger(__name__)
-
-
-class Redactor(Protocol):
-    def redact(self, t: Transcript) -> tuple[Transcript, list[Signal]]: ...
 
 
 class RedactProcessor(Processor):
@@ -60,7 +58,8 @@ class DetectProcessor(Processor):
     name = "detect"
 
     def __init__(self, detectors: Sequence[Detector], ctx: CallContext, executor: Executor, history: int) -> None:
-        self.detectors = list(detectors)
+        # in the registry's order (understand/registry.py); only those that read text here
+        self.detectors = [d for d in detectors if "text" in d.inputs]
         self.ctx = ctx
         self.executor = executor
         ctx.history = deque(maxlen=history)  # type: ignore[assignment]
@@ -69,7 +68,7 @@ class DetectProcessor(Processor):
 
     def _run_all(self, t: Transcript) -> list[Signal]:
         out: list[Signal] = []
-        seen = self.ctx.state["signals"]
+        seen = self.ctx.signals
         for d in self.detectors:
             t0 = time.perf_counter()
             try:
@@ -95,54 +94,33 @@ class DetectProcessor(Processor):
                 yield s
         elif isinstance(item, Signal) and item.detector not in self._names:
             # signals from outside the detectors (redaction, acoustic, timers)
-            self.ctx.state["signals"].append(item)
-
-
-Decider = Callable[[Signal], Awaitable[list[Any]]]
+            self.ctx.signals.append(item)
 
 
 class DecideProcessor(Processor):
+    """Signals to the decider; the hints it returns flow on to the Sink like everything else."""
+
     name = "decide"
 
-    def __init__(self, deciders: Sequence[Decider]) -> None:
-        self.deciders = list(deciders)
+    def __init__(self, decider: Decider | None, call: CallInfo) -> None:
+        self.decider = decider
+        self.call = call
 
     async def process(self, item: object) -> AsyncIterator[object]:
         yield item
-        if isinstance(item, Signal):
-            for decide in self.deciders:
-                for out in await decide(item):
-                    yield out
+        if isinstance(item, Signal) and self.decider is not None:
+            for out in await self.decider.decide(self.call, item):
+                yield out
 
 
 class SinkProcessor(Processor):
-    """Storage and client fan-out; stamps latency metrics for the whole path."""
+    """The pipeline's end: everything that reached here is handed to the one Sink."""
 
     name = "sink"
 
-    def __init__(self, call_id: str, store: Any, hub: Any, latest_audio: Callable[[], float]) -> None:
-        self.call_id = call_id
-        self.store = store
-        self.hub = hub
-        self.latest_audio = latest_audio
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
 
     async def process(self, item: object) -> AsyncIterator[object]:
-        now = time.time()
-        if isinstance(item, Transcript):
-            self.store.transcript(item)
-            self.hub.publish(self.call_id, item.to_dict())
-            metrics.STAGE_LATENCY.labels("transcript_final" if item.is_final else "transcript_partial").observe(
-                max(0.0, now - item.audio_received_at))
-        elif isinstance(item, Signal):
-            self.store.signal(item)
-            self.hub.publish(self.call_id, item.to_dict())
-        elif isinstance(item, Hint):
-            if not item.audio_received_at:
-                item.audio_received_at = self.latest_audio()
-            self.store.hint(item)
-            self.hub.publish(self.call_id, item.to_dict())
-            metrics.STAGE_LATENCY.labels("hint").observe(max(0.0, now - item.audio_received_at))
-        elif isinstance(item, dict) and "type" in item:
-            # an already-shaped event from the decision layer (alerts, action updates)
-            self.hub.publish(self.call_id, item)
+        await self.sink.write(item)
         yield item

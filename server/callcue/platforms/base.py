@@ -1,4 +1,5 @@
-"""Platform-neutral events produced by the sans-I/O ingress parsers.
+"""Platform-neutral call events, the parser interface every platform implements, and the
+platform registration a transport serves.
 
 Every platform adapter (Twilio, native, later Genesys, Vonage, ...) turns bytes/text into
 these, so the call manager never sees a platform quirk. Audio stays in its wire encoding
@@ -8,13 +9,17 @@ here; decoding happens in the audio stage, which is the one place codecs live.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
+from callcue.audio.codecs import BYTES_PER_SAMPLE
 from callcue.events import Channel
 
 Encoding = Literal["L16", "PCMU", "PCMA"]
-SUPPORTED_ENCODINGS: tuple[str, ...] = ("L16", "PCMU", "PCMA")
+#: the one encodings table lives with the codecs (audio/codecs.py: bytes per sample); the
+#: platforms accept exactly what the codecs decode
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(BYTES_PER_SAMPLE)
 SUPPORTED_RATES: tuple[int, ...] = (8000, 16000)
 
 
@@ -99,7 +104,7 @@ def json_object(text: str, max_bytes: int, what: str = "message") -> dict[str, A
     anything that is not a JSON object.
     """
     if len(text) > max_bytes or (len(text) * 4 > max_bytes and len(text.encode("utf-8", "surrogatepass")) > max_bytes):
-        raise ProtocolError(1009, f"{what} exceeds {max_bytes} bytes")
+        raise ProtocolError(1009, f"{what} exceeds {max_bytes} bytes (the frame size limit)")
     try:
         msg = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as e:
@@ -107,3 +112,28 @@ def json_object(text: str, max_bytes: int, what: str = "message") -> dict[str, A
     if not isinstance(msg, dict):
         raise ProtocolError(1007, f"message must be a JSON object, got {type(msg).__name__}")
     return msg
+
+
+class PlatformParser(Protocol):
+    """A sans-I/O platform protocol: bytes in, call events out, no sockets.
+
+    Every method may raise `ProtocolError`; `receive_eof` is called once when the peer is
+    gone, so a call that never said `stop` still ends. `data_to_send` returns the frames the
+    platform expects back (handshake replies, pongs), which the transport writes in order.
+    """
+
+    def receive_text(self, text: str) -> list[IngressEvent]: ...
+    def receive_bytes(self, data: bytes) -> list[IngressEvent]: ...
+    def receive_eof(self) -> list[IngressEvent]: ...
+    def data_to_send(self) -> list[str | bytes]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    """How a transport serves one platform: its name, where, and a fresh parser per connection."""
+
+    name: str
+    path: str
+    make_parser: Callable[[int], PlatformParser]  # max frame bytes -> parser
+    transport: Literal["websocket"] = "websocket"
+    subprotocols: tuple[str, ...] = ()

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from callcue.audio.codecs import BYTES_PER_SAMPLE
 from callcue.events import CHANNELS, Channel
 from callcue.platforms.base import (
     SUPPORTED_ENCODINGS,
@@ -27,6 +28,7 @@ from callcue.platforms.base import (
     Dtmf,
     IngressEvent,
     Mark,
+    Platform,
     ProtocolError,
     json_object,
 )
@@ -34,7 +36,6 @@ from callcue.platforms.base import (
 __all__ = ["HEADER_BYTES", "NativeCounters", "NativeProtocol", "encode_audio_frame"]
 
 HEADER_BYTES = 1
-BYTES_PER_SAMPLE = {"L16": 2, "PCMU": 1, "PCMA": 1}
 ID_RE = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 MESSAGE_TYPES = ("start", "stop", "dtmf", "mark")
@@ -83,6 +84,10 @@ class NativeProtocol:
     def receive_bytes(self, data: bytes) -> list[IngressEvent]:
         """Parse one binary audio frame; raises `ProtocolError` (always fatal)."""
         return self._guard(self._bytes, data)
+
+    def data_to_send(self) -> list[str | bytes]:
+        """Nothing: this platform expects no replies on its socket."""
+        return []
 
     def receive_eof(self) -> list[IngressEvent]:
         """The socket closed. A call that never got `stop` still has to end downstream."""
@@ -181,7 +186,7 @@ class NativeProtocol:
     # -- binary ------------------------------------------------------------------------
     def _bytes(self, data: bytes) -> list[IngressEvent]:
         if len(data) > self.max_message_bytes:
-            raise ProtocolError(1009, f"binary frame of {len(data)} bytes exceeds {self.max_message_bytes}")
+            raise ProtocolError(1009, f"binary frame of {len(data)} bytes exceeds {self.max_message_bytes} (the frame size limit)")
         if self.state == "new":
             raise ProtocolError(1008, "audio before 'start'")
         if self.state == "stopped":
@@ -203,3 +208,6 @@ class NativeProtocol:
         self.counters.frames += 1
         self.counters.bytes += len(payload)
         return [AudioIn(self.start.call_id, channel, payload, offset)]
+
+
+PLATFORM = Platform("native", "/ws/native", lambda max_bytes: NativeProtocol(max_message_bytes=max_bytes))

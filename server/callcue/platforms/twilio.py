@@ -39,6 +39,7 @@ from callcue.platforms.base import (
     GapFilled,
     IngressEvent,
     Mark,
+    Platform,
     ProtocolError,
     json_object,
 )
@@ -135,6 +136,10 @@ class TwilioProtocol:
             if e.fatal:
                 self.state = "failed"
             raise
+
+    def data_to_send(self) -> list[str | bytes]:
+        """Nothing: this platform expects no replies on its socket."""
+        return []
 
     def receive_eof(self) -> list[IngressEvent]:
         """The socket closed. A call that never got `stop` still has to end downstream."""
@@ -370,3 +375,6 @@ def _int_field(v: Any, path: str) -> int:
     if n < 0:
         raise ProtocolError(1007, f"field '{path}' must be >= 0, got {n}")
     return n
+
+
+PLATFORM = Platform("twilio", "/ws/twilio", lambda max_bytes: TwilioProtocol(max_message_bytes=max_bytes))

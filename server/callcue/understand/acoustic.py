@@ -20,6 +20,7 @@ Signals: kind="acoustic", names "talk_over", "dead_air", "long_hold", "loudness_
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from callcue.events import CHANNELS, Channel, Evidence, Signal, Transcript
-from callcue.understand.risks import load_risk_config
+from callcue.understand.base import AudioFrame, CallContext, Detector
+from callcue.understand.common import load_risk_config
 
 DBFS_FLOOR = -100.0
 
@@ -271,3 +273,42 @@ class AcousticMonitor:
                               segment_id=segment_id, revision=0, is_final=True, words=words or []),
             attrs=attrs | {"channel": channel},
         )
+
+
+class AcousticDetector(Detector):
+    """The acoustic monitor as a detector: one monitor per call in `ctx.state`, fed audio
+    frames from both decoder threads (serialized by a per-call lock), ticked once a second,
+    and told about finals for the speaking rate."""
+
+    name = "acoustic"
+    version = "1"
+    inputs = frozenset({"audio", "tick", "text"})
+    produces = frozenset({"signal:acoustic"})
+
+    def __init__(self, cfg: dict[str, Any] | None = None) -> None:
+        self.cfg = cfg if cfg is not None else load_risk_config()
+
+    def monitor(self, ctx: CallContext) -> tuple[AcousticMonitor, threading.Lock]:
+        st = ctx.state.get(self.name)
+        if st is None:
+            channels = tuple(ctx.metadata.get("channels", CHANNELS))
+            st = ctx.state.setdefault(self.name, (AcousticMonitor(ctx.call_id, self.cfg, channels=channels),
+                                                  threading.Lock()))  # fmt: skip
+        return st
+
+    def on_audio(self, frame: AudioFrame, ctx: CallContext) -> list[Signal]:
+        mon, lock = self.monitor(ctx)
+        with lock:
+            return mon.feed(frame.channel, frame.offset, frame.pcm, frame.sample_rate, frame.is_speech) or []
+
+    def on_tick(self, ctx: CallContext, call_time: float) -> list[Signal]:
+        mon, lock = self.monitor(ctx)
+        with lock:
+            return mon.tick(call_time) or []
+
+    def detect(self, t: Transcript, ctx: CallContext) -> list[Signal]:
+        if not t.is_final:
+            return []
+        mon, lock = self.monitor(ctx)
+        with lock:
+            return mon.on_transcript(t) or []

@@ -27,7 +27,7 @@ import numpy as np
 
 from callcue.events import Evidence, Signal, Transcript, Word
 from callcue.understand.base import CallContext
-from callcue.understand.risks import (
+from callcue.understand.common import (
     EmbedFn,
     PrototypeMatcher,
     RiskConfigError,
@@ -84,6 +84,8 @@ class ComplianceState:
 
 class ComplianceDetector(TextRiskDetector):
     name = "compliance"
+    inputs = frozenset({"text", "tick"})
+    produces = frozenset({"signal:compliance"})
     version = "1"
     kind = "compliance"
 
@@ -149,6 +151,9 @@ class ComplianceDetector(TextRiskDetector):
                 out += self._disclosures(t, ctx)
         out += self.check_deadlines(ctx, t.end)
         return out
+
+    def on_tick(self, ctx: CallContext, call_time: float) -> list[Signal]:
+        return self.check_deadlines(ctx, call_time)
 
     def check_deadlines(self, ctx: CallContext, now_call_time: float) -> list[Signal]:
         """`disclosure_missing` once per disclosure whose deadline passed unsaid."""

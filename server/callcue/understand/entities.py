@@ -20,12 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from rapidfuzz import fuzz
 
 from callcue.events import Evidence, Signal, Transcript
 from callcue.understand.base import CallContext, Detector
+from callcue.understand.entities_config import (
+    DEFAULT_CONFIG,
+    EntitiesConfig,
+    EntitiesConfigError,
+    NamedEntry,
+    _norm_phrase,
+    load_entities_config,
+)
 from callcue.understand.redaction import mask_digits, mask_text
 from callcue.understand.spoken_numbers import (
     TENS,
@@ -35,57 +41,11 @@ from callcue.understand.spoken_numbers import (
     tokenize,
 )
 
+__all__ = ["DEFAULT_CONFIG", "EntitiesConfig", "EntitiesConfigError", "EntityDetector", "EntityMatch", "NamedEntry",
+           "load_entities_config"]
+
 DETECTOR_NAME = "entities"
 DETECTOR_VERSION = "1.0"
-DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "config" / "entities.yaml"
-
-
-# ------------------------------------------------------------------------------ config
-
-
-class NamedEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1)
-    aliases: list[str] = Field(default_factory=list)
-
-    @field_validator("aliases")
-    @classmethod
-    def _nonempty(cls, v: list[str]) -> list[str]:
-        bad = [a for a in v if not _norm_phrase(a)]
-        if bad:
-            raise ValueError(f"aliases must contain letters or digits, got {bad!r}")
-        return v
-
-
-class EntitiesConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    version: str
-    fuzzy_threshold: float = Field(88.0, ge=50, le=100)
-    competitors: list[NamedEntry] = Field(default_factory=list)
-    products: list[NamedEntry] = Field(default_factory=list)
-
-
-class EntitiesConfigError(Exception):
-    pass
-
-
-def load_entities_config(path: str | Path = DEFAULT_CONFIG) -> EntitiesConfig:
-    """Parse and validate the lists; errors name the file and the offending key."""
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise EntitiesConfigError(f"cannot read entities config {p}: {e}") from e
-    try:
-        return EntitiesConfig.model_validate(data)
-    except ValidationError as e:
-        errs = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
-        raise EntitiesConfigError(f"invalid entities config {p}: {errs}") from e
-
-
-def _norm_phrase(s: str) -> str:
-    s = s.lower().replace("&", " and ").replace("-", " ")
-    return re.sub(r"\s+", " ", re.sub(r"[^a-z0-9' ]", " ", s)).strip()
 
 
 # ------------------------------------------------------------------------------ matches
@@ -459,6 +419,7 @@ class EntityDetector(Detector):
     """Detector "entities": one signal per entity per segment, from the redacted transcript."""
 
     name = DETECTOR_NAME
+    produces = frozenset({"signal:entity"})
     version = DETECTOR_VERSION
 
     def __init__(self, config: EntitiesConfig | str | Path | None = None, on_partials: bool = False) -> None:

@@ -55,6 +55,7 @@ class _CallState:
 
 class IntentDetector(Detector):
     name = "intent"
+    produces = frozenset({"signal:intent"})
 
     def __init__(self, classifier: IntentClassifier, settings: DetectorDef | None = None, *, config_version: str = "") -> None:
         self.classifier = classifier

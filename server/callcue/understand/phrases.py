@@ -89,6 +89,7 @@ class PhraseDetector(Detector):
         self.rules = rules
         self.version = rules.version
         self._compiled = [_Compiled(r, [re.compile(p, re.IGNORECASE) for p in r.patterns]) for r in rules.rules]
+        self.produces = frozenset(f"signal:{r.kind}" for r in rules.rules)
 
     def hint_for(self, rule_name: str) -> HintSpec | None:
         for c in self._compiled:

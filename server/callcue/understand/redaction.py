@@ -13,6 +13,8 @@ Masking policy ("last four at most"): a number we recognise as complete (Luhn-va
 digits once; every other fragment in a dictation context, every continuation of an earlier
 fragment, every CVV/PIN and every unexplained run of 5+ digits is masked entirely. Money
 amounts ("250 dollars") and order/reference numbers in an order context stay readable.
+
+The context-free parts (masks, card brands, the log filter) are in `masking.py`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import logging
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -30,6 +31,27 @@ from rapidfuzz import fuzz
 
 from callcue.events import Evidence, Signal, Transcript, Word
 from callcue.understand.base import CallContext, Detector
+from callcue.understand.masking import (
+    _BACKSTOP_DIGITS,
+    _SSN_GROUPED,
+    MaskingLogFilter,
+    _apply_spans,
+    _followed_by_currency,
+    _followed_by_unit,
+    _text_span,
+    card_brand,
+    mask_digits,
+    mask_text,
+    ssn_plausible,
+)
+from callcue.understand.redaction_cues import (
+    _CONTEXT_PATTERNS,
+    _FUZZ_THRESHOLD,
+    _LEAD_WORDS,
+    _OBJECTS,
+    _REQUEST_CUE,
+    _SENSITIVE,
+)
 from callcue.understand.spoken_numbers import (
     FILLERS,
     DigitRun,
@@ -46,200 +68,6 @@ DETECTOR_VERSION = "1.0"
 CONTEXT_WINDOW_S = 30.0
 #: Longest pause (end of one utterance to start of the next) a dictated number survives.
 CONTINUATION_PAUSE_S = 8.0
-#: Words that may precede the continuation of a number in the next utterance.
-_LEAD_WORDS = frozenset(
-    {"and", "then", "so", "ok", "okay", "yes", "yeah", "next", "uh", "um", "er", "ah", "the", "rest", "is", "it's"}
-)
-_CURRENCY_WORDS = frozenset(
-    {"dollar", "dollars", "bucks", "cents", "cent", "pounds", "pound", "euros", "euro", "percent", "%", "usd", "quid"}
-)
-_SENSITIVE = frozenset({"card", "cvv", "ssn", "account", "pin"})
-
-_CONTEXT_PATTERNS: dict[str, re.Pattern[str]] = {
-    "cvv": re.compile(
-        r"\b(cvv|cvc|csc|cv2|c v v|security code|verification code|card code|code on the back"
-        r"|(three|four|3|4)[ -]digits?( code)?( on the back)?|back of the card)\b"
-    ),
-    "card": re.compile(r"\b(card|credit|debit|visa|master ?card|amex|american express|discover|long number)\b"),
-    "ssn": re.compile(r"\b(social security|social|ssn|s s n|social insurance|tax id)\b"),
-    "account": re.compile(r"\b(account|acct|routing|iban|sort code)\b"),
-    "pin": re.compile(r"\b(pin|passcode)\b"),
-    "order": re.compile(r"\b(order|reference|confirmation|tracking|ticket|case|claim|invoice|booking)\b"),
-}
-
-# Agent asking for a full card number / security code: a request cue plus an object.
-_REQUEST_CUE = re.compile(
-    r"\b((can|could|may|would|will) (i|you|we)|i need|i'll need|i will need|i'd need|we need|need (the|your)"
-    r"|give me|read me|read (out|it|that|them|off)|tell me|provide|what(?:'s| is) (the|your)"
-    r"|let me (have|get)|go ahead|confirm|verify)\b"
-)
-_OBJECTS: dict[str, tuple[str, ...]] = {
-    "card_number": (
-        "card number",
-        "credit card number",
-        "debit card number",
-        "full card number",
-        "long number on the front",
-        "sixteen digit number",
-        "16 digit number",
-        "number on the card",
-        "number on the front of the card",
-        "full card details",
-        "card details",
-    ),
-    "security_code": (
-        "security code",
-        "cvv",
-        "c v v",
-        "cvc",
-        "three digit code",
-        "three digits on the back",
-        "3 digits on the back",
-        "verification code",
-        "code on the back",
-    ),
-}
-_FUZZ_THRESHOLD = 88.0
-
-_CARD_BRANDS: tuple[tuple[re.Pattern[str], str, frozenset[int]], ...] = (
-    (re.compile(r"^4"), "visa", frozenset({13, 16, 19})),
-    (re.compile(r"^(5[1-5]|2(2[2-9][1-9]|2[3-9]\d|[3-6]\d\d|7[01]\d|720))"), "mastercard", frozenset({16})),
-    (re.compile(r"^3[47]"), "amex", frozenset({15})),
-    (re.compile(r"^(6011|65|64[4-9])"), "discover", frozenset({16, 19})),
-)
-_SSN_GROUPED = re.compile(r"^\d{3}-\d{2}-\d{4}$")
-
-
-def card_brand(digits: str) -> str | None:
-    """Issuer from the number's prefix and length; a match raises detection confidence."""
-    for pat, brand, lengths in _CARD_BRANDS:
-        if pat.match(digits) and len(digits) in lengths:
-            return brand
-    return None
-
-
-def ssn_plausible(digits: str) -> bool:
-    """SSA never issues area 000/666/9xx, group 00 or serial 0000."""
-    if len(digits) != 9 or not digits.isdigit():
-        return False
-    area, group, serial = digits[:3], digits[3:5], digits[5:]
-    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
-
-
-def mask_digits(n: int, keep: str = "") -> str:
-    """'**** **** **** 1111': stars for hidden digits, grouped in fours from the right."""
-    s = "*" * (n - len(keep)) + keep
-    groups = []
-    while s:
-        groups.append(s[-4:])
-        s = s[:-4]
-    return " ".join(reversed(groups))
-
-
-# --------------------------------------------------------------------------------------
-# last-line filter
-
-
-_RAW_DIGITS = re.compile(r"(?<![\d.])\d(?:[ \-‐–,]?\d){4,}(?![\d]|\.\d)")
-#: "4985.5791.9010.5": two or more dots is a dictated number, never a decimal or a time
-#: and "4985.5791" (3+ digits both sides of one dot); "0.8123" or "99.99" stay
-_DOTTED_DIGITS = re.compile(r"(?<![\d.])(?:\d+(?:\.\d+){2,}|\d{3,}\.\d{3,})(?![\d.])")
-_BACKSTOP_DIGITS = 13
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def mask_text(text: str, min_digits: int = 5) -> str:
-    """Mask every run of 5+ digits (written or spoken) in free text; for logs and stores.
-
-    Stateless and context-free, so stricter than `Redactor`: nothing longer than four
-    digits survives except ISO dates and decimals (timestamps, amounts). Runs of 9+ digits
-    keep their last four so that logs stay useful for support; shorter runs are hidden.
-    `Redactor` reuses it with `min_digits=13` as a backstop that cannot mask order numbers.
-    """
-    if min_digits < 1:
-        raise ValueError(f"min_digits must be >= 1, got {min_digits}")
-    if not text:
-        return text
-
-    def _raw(m: re.Match[str]) -> str:
-        s = m.group(0)
-        if _ISO_DATE.match(s):
-            return s
-        d = re.sub(r"\D", "", s)
-        if len(d) < min_digits:
-            return s
-        keep = d[-4:] if len(d) >= 9 else ""
-        return mask_digits(len(d), keep)
-
-    out = _DOTTED_DIGITS.sub(_raw, _RAW_DIGITS.sub(_raw, text))
-    toks = tokenize(out)
-    spans: list[tuple[int, int, str]] = []
-    for run in find_digit_runs(toks):
-        if len(run.digits) < max(5, min_digits) or all(p.numeric for p in run.pieces):
-            continue
-        if _followed_by_currency(toks, run):
-            continue
-        keep = run.digits[-4:] if len(run.digits) >= 9 else ""
-        spans.append(_text_span(toks, run, mask_digits(len(run.digits), keep)))
-    return _apply_spans(out, spans)
-
-
-class MaskingLogFilter(logging.Filter):
-    """Attach to a handler so no log line carries a raw number, whatever the caller logged.
-
-    Formats the record's message once, masks it, and freezes the result (args cleared) so
-    later formatters cannot re-insert raw arguments.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            msg = record.getMessage()
-        except (TypeError, ValueError):  # a malformed log call must not hide the original problem
-            msg = str(record.msg)
-        record.msg = mask_text(msg)
-        record.args = None
-        if record.exc_text:
-            record.exc_text = mask_text(record.exc_text)
-        return True
-
-
-# --------------------------------------------------------------------------------------
-# helpers shared by text and word masking
-
-
-#: Units that make a short number a quantity ("ten years", "3 days"), never a secret.
-_UNIT_WORDS = frozenset(
-    {"year", "years", "month", "months", "week", "weeks", "day", "days", "hour", "hours", "minute",
-     "minutes", "second", "seconds", "time", "times", "people", "kids", "children", "percent",
-     "o'clock", "am", "pm", "years'", "yrs", "mins"}
-)
-
-
-def _followed_by_unit(toks: list[Token], run: DigitRun) -> bool:
-    return run.tok_end < len(toks) and toks[run.tok_end].norm in _UNIT_WORDS
-
-
-def _followed_by_currency(toks: list[Token], run: DigitRun) -> bool:
-    if run.tok_end < len(toks) and toks[run.tok_end].norm in _CURRENCY_WORDS:
-        return True
-    if run.tok_start > 0 and toks[run.tok_start - 1].norm in ("$", "£", "€", "usd"):
-        return True
-    first = toks[run.tok_start].text
-    return first.startswith(("$", "£", "€")) or toks[run.tok_end - 1].text.rstrip(".,!?").endswith("%")
-
-
-def _text_span(toks: list[Token], run: DigitRun, masked: str) -> tuple[int, int, str]:
-    """Replace the run's characters, keeping the last token's trailing punctuation."""
-    last = toks[run.tok_end - 1]
-    core_end = last.char_start + len(last.text.rstrip(".,!?;:"))
-    return toks[run.tok_start].char_start, core_end, masked
-
-
-def _apply_spans(text: str, spans: list[tuple[int, int, str]]) -> str:
-    for a, b, rep in sorted(spans, reverse=True):
-        text = text[:a] + rep + text[b:]
-    return text
-
 
 # --------------------------------------------------------------------------------------
 # per-channel state and the plan for one transcript

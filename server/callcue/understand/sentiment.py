@@ -21,7 +21,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from callcue.events import Channel, Signal, Transcript
 from callcue.understand.base import CallContext, Detector
-from callcue.understand.risks import evidence_from, load_risk_config
+from callcue.understand.common import evidence_from, load_risk_config
 
 _ANALYZER: SentimentIntensityAnalyzer | None = None
 _ANALYZER_LOCK = threading.Lock()
@@ -67,18 +67,20 @@ class SentimentState:
         return self.channels.setdefault(ch, _ChannelState())
 
 
+TREND_FACT = "sentiment_trend"  # ctx.facts[TREND_FACT][channel]: the running trend after each final
+
+
 def channel_trend(ctx: CallContext, channel: Channel) -> float | None:
     """The running trend of one channel, or None before its first final."""
-    st = ctx.state.get(SentimentDetector.name)
-    if not isinstance(st, SentimentState) or channel not in st.channels:
-        return None
-    return st.channels[channel].trend
+    trend = ctx.facts.get(TREND_FACT, {}).get(channel)
+    return None if trend is None else float(trend)
 
 
 class SentimentDetector(Detector):
     """Emits kind="sentiment" signals: negative | positive | neutral | anger_sustained."""
 
     name = "sentiment"
+    produces = frozenset({"signal:sentiment", "fact:sentiment_trend"})
     version = "1"
 
     def __init__(self, cfg: dict[str, Any] | None = None) -> None:
@@ -140,6 +142,7 @@ class SentimentDetector(Detector):
 
         ch.trend = score if ch.finals == 0 else self.alpha * score + (1 - self.alpha) * ch.trend
         ch.finals += 1
+        ctx.facts.setdefault(TREND_FACT, {})[t.channel] = ch.trend
         st.call_trend = self.alpha * score + (1 - self.alpha) * st.call_trend
         ch.recent_labels = (ch.recent_labels + [label])[-4:]
         ch.last_label = label

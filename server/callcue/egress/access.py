@@ -1,0 +1,71 @@
+"""Who may see which call, and the agent's feedback on a hint: what `/ws/agent` and the
+call REST endpoint ask of the server, behind one small object they are handed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from callcue.auth import Principal
+from callcue.decide.engine import DecisionEngine
+from callcue.pipeline.manager import CallManager
+from callcue.pipeline.sink import Sink
+
+log = logging.getLogger(__name__)
+
+SupervisorHandler = Callable[[Principal, dict[str, Any]], Any]
+
+
+class CallReader(Protocol):
+    async def call_agent(self, call_id: str) -> str | None | bool: ...
+    async def hint_call(self, hint_id: str) -> tuple[str, str | None] | None: ...
+    async def call_record(self, call_id: str) -> dict[str, Any]: ...
+
+
+class CallAccess:
+    def __init__(self, calls: CallManager, store: CallReader, sink: Sink, engine: DecisionEngine | None) -> None:
+        self.calls = calls
+        self.store = store  # reads only: every write goes through the Sink
+        self.sink = sink
+        self.engine = engine
+
+    def visible_calls(self, principal: Principal) -> list[dict[str, Any]]:
+        return [c.info() for c in self.calls.calls.values() if principal.may_see(c.agent_id)]
+
+    async def call_agent(self, call_id: str) -> str | None | bool:
+        """The call's agent, None if it has none, False if there is no such call."""
+        call = self.calls.get(call_id)
+        if call is not None:
+            return call.agent_id
+        return await self.store.call_agent(call_id)
+
+    async def call_record(self, call_id: str) -> dict[str, Any]:
+        return await self.store.call_record(call_id)
+
+    async def record_feedback(self, principal: Principal, req: dict[str, Any]) -> dict[str, Any]:
+        hint_id = req.get("hint_id")
+        action = req.get("action")
+        if not isinstance(hint_id, str) or not hint_id:
+            return {"type": "error", "code": "bad_request", "message": "feedback needs hint_id"}
+        if action not in ("accepted", "dismissed", "corrected"):
+            return {"type": "error", "code": "bad_request",
+                    "message": "feedback action must be accepted, dismissed or corrected"}
+        reason = req.get("reason")
+        correction = req.get("correction")
+        for name, v in (("reason", reason), ("correction", correction)):
+            if v is not None and (not isinstance(v, str) or len(v) > 2000):
+                return {"type": "error", "code": "bad_request", "message": f"{name} must be a string of at most 2000 characters"}
+        found = await self.store.hint_call(hint_id)
+        if found is None:
+            return {"type": "error", "code": "unknown_hint", "message": f"no hint {hint_id!r}"}
+        call_id, agent_id = found
+        if not principal.may_see(agent_id):
+            return {"type": "error", "code": "forbidden", "message": f"not allowed to give feedback on {hint_id!r}"}
+        await self.sink.feedback(hint_id, call_id, principal.user_id, action, reason, correction)
+        if self.engine is not None:
+            try:
+                await self.engine.feedback(hint_id, principal.user_id, action, reason, correction)
+            except Exception:
+                log.exception("decision layer failed to take feedback", extra={"call_id": call_id})
+        return {"type": "feedback_ack", "hint_id": hint_id, "action": action}

@@ -1,0 +1,47 @@
+"""Everything a call's pipeline needs, handed in once as one frozen, typed value.
+
+Why frozen: the pipeline may not reach for anything it was not given, and nothing can be
+swapped under a running call; the composition root (`wiring.py`) builds this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Protocol
+
+from callcue.asr.base import AsrEngine
+from callcue.config import PipelineConfig, VadConfig
+from callcue.decide.state import CallInfo
+from callcue.events import Hint, Signal, Transcript
+from callcue.pipeline.sink import Sink
+from callcue.understand.base import Detector
+
+
+class Redactor(Protocol):
+    def redact(self, t: Transcript) -> tuple[Transcript, list[Signal]]: ...
+    def reset(self) -> None: ...
+
+
+class Decider(Protocol):
+    """Turns a signal into hints for the Sink (playbook output goes out through the engine's
+    ports, which are the Sink's too)."""
+
+    async def decide(self, call: CallInfo, signal: Signal) -> list[Hint]: ...
+    async def call_ended(self, call_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineDeps:
+    asr: AsrEngine
+    asr_pool: Executor
+    detect_pool: Executor
+    vad: VadConfig
+    pipeline: PipelineConfig
+    max_calls: int
+    detectors: tuple[Detector, ...]
+    sink: Sink
+    redactor_factory: Callable[[str], Redactor] | None = None
+    decider: Decider | None = None
+    on_call_end: Callable[[str], Awaitable[None]] | None = None

@@ -1,0 +1,123 @@
+"""The Sink: the one place a call's rows are stored, its audit entries written and its
+events fanned out to agent desktops and supervisor consoles.
+
+Why one place: "what the agent was shown", "what was stored" and "what the audit trail says"
+must be the same thing. Every writer of a call (the pipeline's last stage, the decision
+engine's action ports and audit trail, the call manager, the ingress transports, agent
+feedback) is handed this object, and nothing else in the package holds the store or the hub
+for writing; `tests/test_structure.py` checks that from the imports.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+from callcue import metrics
+from callcue.audit.entries import AuditEntry
+from callcue.audit.log import AuditLog
+from callcue.events import Hint, Signal, Transcript
+from callcue.platforms.base import CallStart
+from callcue.store.calls import CallStore
+
+log = logging.getLogger(__name__)
+
+
+class Fanout(Protocol):
+    """Client fan-out (egress/hub.py implements it); publishing never awaits a client."""
+
+    def publish(self, call_id: str, event: dict[str, Any]) -> int: ...
+    def publish_supervisors(self, event: dict[str, Any]) -> int: ...
+    def call_opened(self, call_id: str, agent_id: str | None) -> None: ...
+    def call_closed(self, call_id: str) -> None: ...
+
+
+class Sink:
+    def __init__(self, store: CallStore, audit: AuditLog, fanout: Fanout) -> None:
+        self._store = store
+        self._audit = audit
+        self._fanout = fanout
+        # per live call: when the audio behind what is being decided arrived (hint latency)
+        self._latest_audio: dict[str, Callable[[], float]] = {}
+
+    # ---------------------------------------------------------------- call lifecycle
+    def call_opened(self, start: CallStart, info: dict[str, Any], latest_audio: Callable[[], float]) -> None:
+        self._latest_audio[start.call_id] = latest_audio
+        self._store.call_started(start.call_id, start.agent_id, start.platform, start.encoding,
+                                 start.sample_rate, list(start.channels), start.metadata)  # fmt: skip
+        self._fanout.call_opened(start.call_id, start.agent_id)
+        self._fanout.publish(start.call_id, {"type": "call_started", **info})
+
+    def call_closed(self, call_id: str, reason: str) -> None:
+        self._store.call_ended(call_id, reason)
+        self._fanout.publish(call_id, {"type": "call_ended", "call_id": call_id, "reason": reason})
+        self._fanout.call_closed(call_id)
+        self._latest_audio.pop(call_id, None)
+
+    # ---------------------------------------------------------------- what a call produces
+    def transcript(self, t: Transcript) -> None:
+        self._store.transcript(t)
+        self._fanout.publish(t.call_id, t.to_dict())
+        metrics.STAGE_LATENCY.labels("transcript_final" if t.is_final else "transcript_partial").observe(
+            max(0.0, time.time() - t.audio_received_at))
+
+    def signal(self, s: Signal) -> None:
+        self._store.signal(s)
+        self._fanout.publish(s.call_id, s.to_dict())
+
+    def hint(self, h: Hint) -> None:
+        """Stored before it is published, so feedback on a hint the agent sees finds its row."""
+        if not h.audio_received_at:
+            latest = self._latest_audio.get(h.call_id)
+            h.audio_received_at = latest() if latest is not None else 0.0
+        self._store.hint(h)
+        self._fanout.publish(h.call_id, h.to_dict())
+        if h.audio_received_at:
+            metrics.STAGE_LATENCY.labels("hint").observe(max(0.0, time.time() - h.audio_received_at))
+
+    async def publish_hint(self, h: Hint) -> None:
+        """The decision engine's hint port (same path as the pipeline's phrase hints)."""
+        self.hint(h)
+
+    async def to_call(self, call_id: str, event: dict[str, Any]) -> None:
+        """An event for whoever watches the call (alerts, call controls, retractions, DTMF)."""
+        self._fanout.publish(call_id, event)
+
+    async def to_supervisors(self, event: dict[str, Any]) -> None:
+        self._fanout.publish_supervisors(event)
+
+    def event(self, call_id: str, event: dict[str, Any]) -> None:
+        self._fanout.publish(call_id, event)
+
+    # ---------------------------------------------------------------- audit trail
+    async def append(self, kind: str, **fields: Any) -> AuditEntry:
+        """The audit port of the decision engine and the supervisor API (AuditLog.append)."""
+        return await self._audit.append(kind, **fields)
+
+    def iter_entries(self, page: int = 1000, **filters: Any) -> AsyncIterator[AuditEntry]:
+        return self._audit.iter_entries(page, **filters)
+
+    # ---------------------------------------------------------------- the rest of a call's rows
+    async def feedback(self, hint_id: str, call_id: str, user_id: str, action: str, reason: str | None,
+                       correction: str | None) -> None:  # fmt: skip
+        await self._store.feedback(hint_id, call_id, user_id, action, reason, correction)
+
+    def rejection(self, platform: str, call_id: str | None, code: int, reason: str) -> None:
+        metrics.INGRESS_ERRORS.labels(platform, str(code)).inc()
+        log.warning("rejected %s frame: %s", platform, reason,
+                    extra={"call_id": call_id, "close_code": code, "platform": platform})
+        self._store.rejection(platform, call_id, code, reason)
+
+    def pause_storage(self, call_id: str, paused: bool) -> None:
+        self._store.pause_storage(call_id, paused)
+
+    async def write(self, item: object) -> None:
+        """What the pipeline's last stage hands over, by type."""
+        if isinstance(item, Transcript):
+            self.transcript(item)
+        elif isinstance(item, Signal):
+            self.signal(item)
+        elif isinstance(item, Hint):
+            self.hint(item)

@@ -1,0 +1,163 @@
+"""The composition root: the one place the application is assembled from config.
+
+Every part gets what it needs passed in, typed; nothing reaches for a shared container.
+Built in dependency order (storage, audit, learning, ASR, understanding, decisions, the one
+Sink, the pipeline), closed in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from callcue.asr.base import AsrEngine
+from callcue.asr.select import load_engine
+from callcue.audit.kpis import kpis
+from callcue.audit.log import AuditLog
+from callcue.auth import Authenticator
+from callcue.config import Settings
+from callcue.decide.actions.dispatcher import ActionDispatcher
+from callcue.decide.decider import PlaybookDecider
+from callcue.decide.engine import DecisionEngine
+from callcue.decide.hints import PhraseHintPolicy
+from callcue.decide.playbooks import PlaybookSet
+from callcue.egress.access import CallAccess
+from callcue.egress.agent_ws import AgentGateway
+from callcue.egress.hub import Hub
+from callcue.egress.supervisor_api import SupervisorCommands
+from callcue.learning.store import Learning
+from callcue.pipeline.deps import PipelineDeps
+from callcue.pipeline.manager import CallManager
+from callcue.pipeline.sink import Sink
+from callcue.store.calls import CallStore
+from callcue.store.db import Database
+from callcue.understand.suite import Understanding, build_understanding, retrain_intents
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A running server's parts. Frozen: what was assembled is what runs."""
+
+    settings: Settings
+    started_at: float
+    asr_pool: ThreadPoolExecutor
+    detect_pool: ThreadPoolExecutor
+    db: Database
+    store: CallStore
+    audit: AuditLog
+    learning: Learning
+    hub: Hub
+    sink: Sink
+    auth: Authenticator
+    asr: AsrEngine
+    asr_note: str
+    understanding: Understanding
+    engine: DecisionEngine
+    supervisor: SupervisorCommands
+    calls: CallManager
+    access: CallAccess
+    agents: AgentGateway
+
+    async def close(self) -> None:
+        await self.calls.shutdown()
+        await self.engine.close()
+        await self.store.close()
+        await self.db.close()
+        self.asr_pool.shutdown(wait=False, cancel_futures=True)
+        self.detect_pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def assemble(settings: Settings) -> Runtime:
+    """Everything a server runs, from `settings`; on failure what was opened is closed."""
+    cores = os.cpu_count() or 2
+    asr_pool = ThreadPoolExecutor(settings.asr.threads or cores, thread_name_prefix="asr")
+    detect_pool = ThreadPoolExecutor(cores, thread_name_prefix="detect")
+    opened: list[Any] = []
+    try:
+        return await _assemble(settings, asr_pool, detect_pool, opened)
+    except BaseException:
+        for closer in reversed(opened):
+            try:
+                await closer()
+            except Exception:
+                log.exception("cleanup after a failed start-up failed")
+        asr_pool.shutdown(wait=False, cancel_futures=True)
+        detect_pool.shutdown(wait=False, cancel_futures=True)
+        raise
+
+
+async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_pool: ThreadPoolExecutor,
+                    opened: list[Any]) -> Runtime:  # fmt: skip
+    loop = asyncio.get_running_loop()
+    url = settings.storage.url
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    db = await Database.connect(url)
+    opened.append(db.close)
+    store = CallStore(db)
+    await store.open()
+    opened.append(store.close)
+    audit = AuditLog(db)
+    await audit.init()
+    learning = Learning(db, audit)
+    await learning.init()
+    hub = Hub()
+    sink = Sink(store, audit, hub)
+
+    asr, asr_note = await loop.run_in_executor(asr_pool, load_engine, settings.asr)
+    log.info("ASR engine ready: %s", asr_note)
+    understanding = await build_understanding(settings, detect_pool)
+
+    playbooks = PlaybookSet.load(settings.resolve(settings.decision.playbooks_dir))
+
+    async def escalate(call_id: str, target: dict[str, Any]) -> dict[str, Any]:
+        log.info("escalation", extra={"call_id": call_id, "queue": target.get("queue"), "role": target.get("role")})
+        return {"notified": "supervisors"}
+
+    async def call_control(call_id: str, control: str) -> dict[str, Any]:
+        if control.endswith("_transcript_storage") or control.endswith("_recording"):
+            sink.pause_storage(call_id, control.startswith("pause_"))
+        return {"applied": control}
+
+    dispatcher = ActionDispatcher(publish_to_agent=sink.to_call, publish_to_supervisors=sink.to_supervisors,
+                                  publish_hint=sink.publish_hint, escalate=escalate, call_control=call_control)  # fmt: skip
+    engine = DecisionEngine(playbooks, sink, dispatcher, learning=learning)
+    opened.append(engine.close)
+    await engine.restore()
+
+    async def kpis_fn(by: str = "playbook", since: float | None = None, until: float | None = None) -> list[dict]:
+        return await kpis(db, by=by, since=since, until=until)  # type: ignore[arg-type]
+
+    supervisor = SupervisorCommands(engine, audit, kpis_fn, learning=learning, writer=sink)
+
+    async def retrain() -> None:
+        await retrain_intents(understanding, learning, detect_pool)
+
+    learning.on_dataset_change = retrain
+    if await learning.active_dataset() is not None:
+        await retrain()
+    log.info("decision layer ready: %d playbooks (%s)", len(list(playbooks)), playbooks.digest[:12])
+
+    fallback = PhraseHintPolicy(understanding.phrases) if understanding.phrases is not None else None
+    deps = PipelineDeps(
+        asr=asr, asr_pool=asr_pool, detect_pool=detect_pool, vad=settings.vad, pipeline=settings.pipeline,
+        max_calls=settings.server.max_calls, detectors=understanding.detectors, sink=sink,
+        redactor_factory=understanding.redactor_factory, decider=PlaybookDecider(engine, fallback),
+    )  # fmt: skip
+    calls = CallManager(deps)
+    access = CallAccess(calls, store, sink, engine)
+    auth = Authenticator(settings.auth)
+    agents = AgentGateway(auth=auth, hub=hub, access=access, rejected=sink.rejection,
+                          supervisor_handler=supervisor.handle_supervisor_message)  # fmt: skip
+    return Runtime(settings=settings, started_at=time.time(), asr_pool=asr_pool, detect_pool=detect_pool, db=db,
+                   store=store, audit=audit, learning=learning, hub=hub, sink=sink, auth=auth, asr=asr,
+                   asr_note=asr_note, understanding=understanding, engine=engine, supervisor=supervisor,
+                   calls=calls, access=access, agents=agents)  # fmt: skip
