@@ -36,12 +36,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.pg starts a throwaway PostgreSQL when no DSN is given
 
-from callcue.decide.actions.dispatcher import ActionDispatcher
 from callcue.audit.log import AuditLog
+from callcue.decide.actions.dispatcher import ActionDispatcher
 from callcue.decide.engine import CallInfo, DecisionEngine
-from callcue.learning.store import Learning
 from callcue.decide.playbooks import PlaybookSet
 from callcue.events import Evidence, Hint, Signal
+from callcue.learning.store import Learning
 from callcue.store.db import Database
 
 PLAYBOOKS = """

@@ -12,13 +12,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
-
 from callcue.clients.audio_file import read_call_audio
 from callcue.clients.twilio_stream import TwilioMessages, stream_call
 from callcue.platforms.native import encode_audio_frame
+from websockets.asyncio.client import connect
+
 from tests.conftest import require_shared
-from tests.serverkit import agent, server, make_settings
+from tests.serverkit import agent, make_settings, server
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from callcue.audit import kpis as kpis_mod
-from callcue.audit.log import AuditLog
 from callcue.audit.kpis import kpis
+from callcue.audit.log import AuditLog
 from callcue.learning.store import Learning, LearningError
 from pg import open_test_db
 

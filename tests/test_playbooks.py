@@ -6,8 +6,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from callcue.decide.conditions import Condition, ConditionError, EvalContext, evaluate, signal_view
 from callcue.decide.actions.base import render
+from callcue.decide.conditions import (
+    Condition,
+    ConditionError,
+    EvalContext,
+    evaluate,
+    signal_view,
+)
 from callcue.decide.playbooks import PlaybookError, PlaybookSet
 
 REPO = Path(__file__).resolve().parents[1]

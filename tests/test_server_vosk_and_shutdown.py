@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
-
 from callcue.clients.audio_file import read_call_audio
 from callcue.clients.twilio_stream import TwilioMessages, stream_call
+from websockets.asyncio.client import connect
+
 from tests.serverkit import agent, espeak_wav, make_settings, server
 
 pytestmark = pytest.mark.slow

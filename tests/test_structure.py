@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-
 from callcue.decide.actions.base import ActionKind, ActionPorts, ActionSpec
 from callcue.decide.actions.kinds import ACTION_KINDS
 from callcue.decide.actions.record import ActionRecord

@@ -31,7 +31,6 @@ from collections import defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -129,7 +128,7 @@ def _build_detectors() -> list[Any]:
     from callcue.config import load_settings
     from callcue.understand.suite import _load_sync
 
-    return list(_load_sync(SimpleNamespace(settings=load_settings()))["detectors"])
+    return list(_load_sync(load_settings()).detectors)
 
 
 def detector_latency(data_dir: str | Path, *, quick: bool = False, cpu: int | None = None) -> dict[str, Any]:
