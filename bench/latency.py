@@ -490,7 +490,9 @@ class SpawnedServer:
     def __init__(self, config: Path | None, log_path: Path) -> None:
         self.port = free_port()
         exe = Path(sys.executable).parent / "callcue"
-        cmd = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        # its own database beside the log, never the checkout's var/
+        db = log_path.parent / "bench-server.db"
+        cmd = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--storage-url", f"sqlite:///{db}"]
         if config:
             cmd += ["--config", str(config)]
         self.log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the server; closed in stop()

@@ -34,7 +34,8 @@ def _logging(settings: Settings, quiet: bool = False) -> None:
 
 
 @app.command()
-def serve(config: Optional[Path] = ConfigOpt, host: Optional[str] = None, port: Optional[int] = None) -> None:
+def serve(config: Optional[Path] = ConfigOpt, host: Optional[str] = None, port: Optional[int] = None,
+          storage_url: Optional[str] = typer.Option(None, help="database URL instead of the config's [storage] url")) -> None:
     """Run the server (Starlette under uvicorn)."""
     import uvicorn
 
@@ -45,6 +46,8 @@ def serve(config: Optional[Path] = ConfigOpt, host: Optional[str] = None, port: 
         s.server.host = host
     if port is not None:
         s.server.port = port
+    if storage_url:
+        s.storage.url = storage_url
     _logging(s)
     try:
         uvicorn.run(create_app(s), host=s.server.host, port=s.server.port, log_config=None,

@@ -133,9 +133,11 @@ def load_settings(path: str | Path | None = None) -> Settings:
     if not p.exists():
         raise ConfigError(f"config file not found: {p}")
     try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"invalid TOML in {p}: {e}") from e
+    except RecursionError:
+        raise ConfigError(f"invalid TOML in {p}: nested too deeply") from None
     data.setdefault("config_dir", str(p.resolve().parent))
     try:
         return Settings.model_validate(data)

@@ -8,12 +8,27 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
 
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _mask: Callable[[str], str] = lambda s: s  # noqa: E731  replaced by the redaction module when present
+
+
+# credentials that can ride in a URL or a header (uvicorn logs every WebSocket handshake with
+# its query string): replaced before any line is written, whatever logged it
+_CREDENTIALS = re.compile(r"(?i)((?:[?&;]|\b)(?:token|access_token|api_key|apikey|auth|signature|secret)=)[^&\s\"']+")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
+
+
+def scrub_credentials(text: str) -> str:
+    return _BEARER.sub(r"\1[redacted]", _CREDENTIALS.sub(r"\1[redacted]", text))
+
+
+def _clean(text: str) -> str:
+    return scrub_credentials(_mask(text))
 
 
 def set_masker(fn: Callable[[str], str]) -> None:
@@ -27,13 +42,13 @@ class JsonFormatter(logging.Formatter):
             "ts": round(record.created, 3),
             "level": record.levelname,
             "logger": record.name,
-            "msg": _mask(record.getMessage()),
+            "msg": _clean(record.getMessage()),
         }
         for k, v in vars(record).items():
             if k not in _RESERVED and not k.startswith("_"):
-                out[k] = _mask(v) if isinstance(v, str) else v
+                out[k] = _clean(v) if isinstance(v, str) else v
         if record.exc_info:
-            out["exc"] = _mask(self.formatException(record.exc_info))
+            out["exc"] = _clean(self.formatException(record.exc_info))
         return json.dumps(out, default=str)
 
 
@@ -44,7 +59,7 @@ class TextFormatter(logging.Formatter):
         text = f"{base} {extras}".rstrip()
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return _mask(text)
+        return _clean(text)
 
 
 def setup_logging(level: str = "INFO", json_format: bool = True) -> None:

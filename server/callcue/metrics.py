@@ -31,3 +31,4 @@ INGRESS_ERRORS = Counter("callcue_ingress_errors_total", "Rejected platform fram
 GAPS = Counter("callcue_audio_gaps_total", "Audio gaps filled with silence", ["platform"])
 EVENTS_OUT = Counter("callcue_events_published_total", "Events sent to agent/supervisor clients", ["type"])
 SLOW_CONSUMERS = Counter("callcue_slow_consumers_total", "Clients disconnected for not keeping up")
+AUDIT_FAILURES = Counter("callcue_audit_failures_total", "Audit entries that could not be written (the step was held)", ["kind"])

@@ -70,12 +70,35 @@ class Condition:
     def compile(cls, source: str) -> Condition:
         if not isinstance(source, str) or not source.strip():
             raise ConditionError("condition is empty")
+        if len(source) > MAX_SOURCE:
+            raise ConditionError(f"condition is longer than {MAX_SOURCE} characters")
         try:
             tree = ast.parse(source.strip(), mode="eval")
+            depth = _depth(tree)
         except SyntaxError as e:
             raise ConditionError(f"syntax error at column {e.offset}: {e.msg}") from None
+        except (RecursionError, MemoryError, ValueError):
+            raise ConditionError("condition is nested too deeply") from None
+        if depth > MAX_DEPTH:
+            raise ConditionError(f"condition is nested deeper than {MAX_DEPTH} levels")
         _validate(tree)
         return cls(source.strip(), tree.body)
+
+
+MAX_SOURCE = 4000
+MAX_DEPTH = 60  # evaluation recurses per level: bounded well inside Python's own limit
+
+
+def _depth(node: ast.AST) -> int:
+    """Depth of the tree without recursion (the tree may be deeper than the stack)."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        n, d = stack.pop()
+        deepest = max(deepest, d)
+        if d > MAX_DEPTH:
+            break
+        stack.extend((c, d + 1) for c in ast.iter_child_nodes(n))
+    return deepest
 
 
 def _validate(tree: ast.AST) -> None:

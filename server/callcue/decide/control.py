@@ -175,7 +175,8 @@ class HumanControl(Lifecycle):
         return new
 
     async def feedback(
-        self, hint_id: str, user: str, action: str, reason: str = "", correction: Any = None
+        self, hint_id: str, user: str, action: str, reason: str = "", correction: Any = None, *,
+        call_id: str | None = None, agent_id: str | None = None,
     ) -> list[ActionRecord]:
         """The agent's verdict on a hint. Accepting a suggestion runs the actions it offered;
         dismissing or correcting it drops them. Feedback on hints that no playbook raised is
@@ -191,8 +192,9 @@ class HumanControl(Lifecycle):
         fid = self._by_hint.get(hint_id)
         recs = self._firing(fid) if fid else []
         hint_rec = next((r for r in recs if r.hint_id == hint_id), None)
-        await self._audit("feedback", call_id=hint_rec.call_id if hint_rec else None,
-                          agent_id=hint_rec.agent_id if hint_rec else None,
+        # a fallback hint has no record here: the caller names its call (from the stored row)
+        await self._audit("feedback", call_id=hint_rec.call_id if hint_rec else call_id,
+                          agent_id=hint_rec.agent_id if hint_rec else agent_id,
                           playbook_id=hint_rec.playbook_id if hint_rec else None,
                           playbook_version=hint_rec.playbook_version if hint_rec else None,
                           action_id=hint_rec.action_id if hint_rec else None, actor=user,

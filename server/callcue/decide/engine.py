@@ -24,6 +24,7 @@ from callcue.decide.state import (
     FEEDBACK_ACTIONS,
     HUMAN_PLAYBOOK,
     AuditSink,
+    AuditUnavailable,
     CallInfo,
     DecisionError,
     InvalidTransition,
@@ -32,7 +33,7 @@ from callcue.decide.state import (
     template_values,
 )
 
-__all__ = ["FEEDBACK_ACTIONS", "HUMAN_PLAYBOOK", "AuditSink", "CallInfo", "DecisionEngine", "DecisionError",
+__all__ = ["FEEDBACK_ACTIONS", "HUMAN_PLAYBOOK", "AuditSink", "AuditUnavailable", "CallInfo", "DecisionEngine", "DecisionError",
            "InvalidTransition", "UnknownAction", "template_values"]
 
 

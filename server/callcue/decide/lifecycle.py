@@ -16,7 +16,12 @@ from callcue.decide.playbooks import Playbook
 from callcue.events import new_id
 
 log = logging.getLogger(__name__)
-from callcue.decide.state import _ALLOWED, EngineState, InvalidTransition
+from callcue.decide.state import (
+    _ALLOWED,
+    AuditUnavailable,
+    EngineState,
+    InvalidTransition,
+)
 
 
 class Lifecycle(EngineState):
@@ -154,8 +159,14 @@ class Lifecycle(EngineState):
         for rec in recs:
             olds.append(rec.state)
             rec.state = new  # type: ignore[assignment]
-        for rec, old in zip(recs, olds, strict=True):
-            await self._record(rec, old, new, actor, **payload)
+        for i, (rec, old) in enumerate(zip(recs, olds, strict=True)):
+            try:
+                await self._record(rec, old, new, actor, **payload)
+            except AuditUnavailable:
+                # not audited, so not happened: this and the later records keep their state
+                for r, o in zip(recs[i:], olds[i:], strict=True):
+                    r.state = o  # type: ignore[assignment]
+                raise
 
     async def _record(self, rec: ActionRecord, old: str, new: str, actor: str, **payload: Any) -> None:
         if actor != "system":

@@ -212,7 +212,10 @@ class PlaybookSet:
         docs: list[tuple[str, Any]] = []
         h = hashlib.sha256()
         for f in sorted(d.glob("*.yaml")) + sorted(d.glob("*.yml")):
-            text = f.read_text(encoding="utf-8")
+            try:
+                text = f.read_text(encoding="utf-8")
+            except UnicodeDecodeError as e:
+                raise PlaybookError(f"{f}: not UTF-8 text (byte {e.start})") from None
             h.update(f.name.encode() + b"\0" + text.encode())
             try:
                 doc = yaml.safe_load(text)
@@ -220,6 +223,10 @@ class PlaybookSet:
                 mark = getattr(e, "problem_mark", None)
                 at = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
                 raise PlaybookError(f"{f}:{at}: invalid YAML: {getattr(e, 'problem', e)}") from None
+            except RecursionError:
+                raise PlaybookError(f"{f}: invalid YAML: nested too deeply") from None
+            except (ValueError, TypeError) as e:  # a value YAML types but cannot build (2026-13-45)
+                raise PlaybookError(f"{f}: invalid YAML value: {e}") from None
             if doc is None:
                 continue
             docs.append((str(f), doc))

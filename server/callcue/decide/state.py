@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from callcue import metrics
 from callcue.audit.entries import SensitiveDataError
 from callcue.decide.actions.dispatcher import ActionDispatcher
 from callcue.decide.actions.record import ActionRecord
@@ -51,6 +52,10 @@ class DecisionError(Exception):
 class UnknownAction(DecisionError, KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain
         return str(self.args[0]) if self.args else "unknown"
+
+
+class AuditUnavailable(DecisionError):
+    """The audit trail refused an entry, so the step it records was not taken."""
 
 
 class InvalidTransition(DecisionError):
@@ -197,8 +202,17 @@ class EngineState:
                 await self.audit.append(kind, call_id=call_id, agent_id=agent_id, playbook_id=playbook_id,
                                         playbook_version=playbook_version, action_id=action_id, actor=actor,
                                         payload={**_scrub(body), "scrubbed": True})  # fmt: skip
-        except Exception:
-            log.exception("audit append failed for %s (call %s, action %s)", kind, call_id, action_id)
+        except Exception as e:
+            # fail closed: the step that needed this entry does not happen; supervisors hear of it
+            metrics.AUDIT_FAILURES.labels(kind).inc()
+            log.exception("audit append failed for %s (call %s, action %s); holding the step", kind, call_id, action_id)
+            try:
+                await self.dispatcher.publish_to_supervisors({
+                    "type": "audit_unavailable", "kind": kind, "call_id": call_id, "action_id": action_id,
+                    "playbook_id": playbook_id, "error": f"{type(e).__name__}: {e}"[:300]})  # fmt: skip
+            except Exception:
+                log.exception("could not alert supervisors that the audit trail is unavailable")
+            raise AuditUnavailable(f"audit entry {kind!r} could not be written; the step is held") from e
 
 
 

@@ -65,7 +65,8 @@ class CallAccess:
         await self.sink.feedback(hint_id, call_id, principal.user_id, action, reason, correction)
         if self.engine is not None:
             try:
-                await self.engine.feedback(hint_id, principal.user_id, action, reason, correction)
+                await self.engine.feedback(hint_id, principal.user_id, action, reason, correction,
+                                           call_id=call_id, agent_id=agent_id)
             except Exception:
                 log.exception("decision layer failed to take feedback", extra={"call_id": call_id})
         return {"type": "feedback_ack", "hint_id": hint_id, "action": action}

@@ -115,6 +115,8 @@ async def handle_client_message(gw: AgentGateway, sub: Subscriber, req: dict[str
         return reply({"type": "subscribed", "call_id": call_id})
     if kind == "unsubscribe":
         call_id = req.get("call_id", "*")
+        if not isinstance(call_id, str) or not call_id:
+            return reply({"type": "error", "code": "bad_request", "message": "call_id must be a non-empty string or '*'"})
         if call_id == "*":
             sub.all_calls = False
             sub.calls.clear()

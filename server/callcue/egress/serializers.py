@@ -11,6 +11,8 @@ from typing import Any
 
 import msgpack
 
+from callcue import wire
+
 JSON_SUBPROTOCOL = "callcue.v1.json"
 MSGPACK_SUBPROTOCOL = "callcue.v1.msgpack"
 SUBPROTOCOLS = (JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL)
@@ -32,9 +34,11 @@ class JsonSerializer:
             obj = json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise SerializerError(f"invalid JSON: {e}") from e
+        except RecursionError:
+            raise SerializerError("invalid JSON: nested too deeply") from None
         if not isinstance(obj, dict):
             raise SerializerError("message must be a JSON object")
-        return obj
+        return _checked(obj)
 
 
 class MsgpackSerializer:
@@ -53,7 +57,16 @@ class MsgpackSerializer:
             raise SerializerError(f"invalid msgpack: {e}") from e
         if not isinstance(obj, dict):
             raise SerializerError("message must be a msgpack map")
-        return obj
+        return _checked(obj)
+
+
+def _checked(obj: dict[str, Any]) -> dict[str, Any]:
+    """Every string valid Unicode, every number in range, nesting bounded: a client message
+    is refused here with a precise error, not deep inside a handler or the database."""
+    try:
+        return wire.clean_tree(obj, "message", depth=16, max_items=20_000)
+    except wire.WireError as e:
+        raise SerializerError(str(e)) from None
 
 
 def choose(offered: list[str]) -> JsonSerializer | MsgpackSerializer:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any, Protocol
@@ -20,13 +21,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from callcue import wire
 from callcue.audit.log import (
     AuditLog,
     AuditPayloadError,
     SensitiveDataError,
     canonical_json,
 )
-from callcue.decide.engine import DecisionEngine, InvalidTransition, UnknownAction
+from callcue.decide.engine import (
+    AuditUnavailable,
+    DecisionEngine,
+    InvalidTransition,
+    UnknownAction,
+)
 from callcue.learning.store import Learning, LearningError
 
 PREFIX = "/api/v1"
@@ -56,7 +63,9 @@ def _str(d: dict[str, Any], key: str, *, required: bool = True, default: str | N
         return None
     if not isinstance(v, str) or (required and not v):
         raise CommandError("bad_request", 400, f"'{key}' must be a non-empty string")
-    return v
+    if len(v) > 2000:
+        raise CommandError("bad_request", 400, f"'{key}' must be at most 2000 characters")
+    return v or None if not required else v
 
 
 class SupervisorCommands:
@@ -110,11 +119,14 @@ class SupervisorCommands:
                   args: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
         """Run an operation mapping the engine's refusals to CommandError."""
         try:
+            args = wire.clean_tree(args, "request", depth=16, max_items=20_000)
             return await op(principal, args)
         except CommandError:
             raise
         except UnknownAction as e:
             raise CommandError("not_found", 404, str(e)) from None
+        except AuditUnavailable as e:
+            raise CommandError("audit_unavailable", 503, str(e)) from None
         except InvalidTransition as e:
             raise CommandError("conflict", 409, str(e)) from None
         except LearningError as e:  # "no version 7" -> 404; "version 7 is retired; ..." -> 409
@@ -307,9 +319,12 @@ def _float(v: Any, name: str, default: float) -> float:
     if isinstance(v, bool):
         raise CommandError("bad_request", 400, f"'{name}' must be a number, got {v!r}")
     try:
-        return float(v)
-    except (TypeError, ValueError):
-        raise CommandError("bad_request", 400, f"'{name}' must be a number, got {v!r}") from None
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        raise CommandError("bad_request", 400, f"'{name}' must be a number, got {str(v)[:40]!r}") from None
+    if not math.isfinite(f):
+        raise CommandError("bad_request", 400, f"'{name}' must be a finite number, got {str(v)[:40]!r}")
+    return f
 
 
 def _int(v: Any, name: str, default: int | None, lo: int, hi: int | None) -> int | None:
@@ -317,9 +332,10 @@ def _int(v: Any, name: str, default: int | None, lo: int, hi: int | None) -> int
         return default
     try:
         n = int(v)
-    except (TypeError, ValueError):
-        raise CommandError("bad_request", 400, f"'{name}' must be an integer, got {v!r}") from None
-    if n < lo or (hi is not None and n > hi):
+    except (TypeError, ValueError, OverflowError):
+        raise CommandError("bad_request", 400, f"'{name}' must be an integer, got {str(v)[:40]!r}") from None
+    hi = wire.INT64_MAX if hi is None else hi
+    if n < lo or n > hi:
         raise CommandError("bad_request", 400, f"'{name}' must be between {lo} and {hi if hi is not None else 'any'}, got {n}")
     return n
 
@@ -357,6 +373,8 @@ def supervisor_routes(get: Callable[[], tuple[SupervisorCommands, Auth]]) -> lis
                         parsed = json.loads(raw)
                     except ValueError as e:
                         return _err("bad_request", 400, f"body is not JSON: {e}")
+                    except RecursionError:
+                        return _err("bad_request", 400, "body is not JSON: nested too deeply")
                     if not isinstance(parsed, dict):
                         return _err("bad_request", 400, "body must be a JSON object")
                     args.update(parsed)

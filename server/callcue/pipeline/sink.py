@@ -41,10 +41,12 @@ class Sink:
         self._fanout = fanout
         # per live call: when the audio behind what is being decided arrived (hint latency)
         self._latest_audio: dict[str, Callable[[], float]] = {}
+        self._agents: dict[str, str | None] = {}
 
     # ---------------------------------------------------------------- call lifecycle
     def call_opened(self, start: CallStart, info: dict[str, Any], latest_audio: Callable[[], float]) -> None:
         self._latest_audio[start.call_id] = latest_audio
+        self._agents[start.call_id] = start.agent_id
         self._store.call_started(start.call_id, start.agent_id, start.platform, start.encoding,
                                  start.sample_rate, list(start.channels), start.metadata)  # fmt: skip
         self._fanout.call_opened(start.call_id, start.agent_id)
@@ -55,6 +57,7 @@ class Sink:
         self._fanout.publish(call_id, {"type": "call_ended", "call_id": call_id, "reason": reason})
         self._fanout.call_closed(call_id)
         self._latest_audio.pop(call_id, None)
+        self._agents.pop(call_id, None)
 
     # ---------------------------------------------------------------- what a call produces
     def transcript(self, t: Transcript) -> None:
@@ -120,4 +123,13 @@ class Sink:
         elif isinstance(item, Signal):
             self.signal(item)
         elif isinstance(item, Hint):
-            self.hint(item)
+            await self.fallback_hint(item)
+
+    async def fallback_hint(self, h: Hint) -> None:
+        """A hint no playbook raised (a phrase rule's own): audited before it is stored and
+        shown, so even the fallback is never on a screen without its audit entry."""
+        await self._audit.append("hint_shown", call_id=h.call_id, agent_id=self._agents.get(h.call_id),
+                                 playbook_id=h.source, payload={
+                                     "hint_id": h.hint_id, "title": h.title, "severity": h.severity,
+                                     "source": h.source, "signal_ids": list(h.signal_ids)})  # fmt: skip
+        self.hint(h)

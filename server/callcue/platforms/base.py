@@ -9,10 +9,12 @@ here; decoding happens in the audio stage, which is the one place codecs live.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from callcue import wire
 from callcue.audio.codecs import BYTES_PER_SAMPLE
 from callcue.events import Channel
 
@@ -111,7 +113,16 @@ def json_object(text: str, max_bytes: int, what: str = "message") -> dict[str, A
         raise ProtocolError(1007, f"invalid JSON: {e}") from None
     if not isinstance(msg, dict):
         raise ProtocolError(1007, f"message must be a JSON object, got {type(msg).__name__}")
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            wire.clean_tree(msg, what, depth=64, max_items=1_000_000)
+        except wire.WireError as e:
+            raise ProtocolError(1007, f"invalid payload: {e}") from None
     return msg
+
+
+# a \uD800-\uDFFF escape: the only way JSON text can carry a lone surrogate
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class PlatformParser(Protocol):

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from callcue import wire
 from callcue.audio.codecs import BYTES_PER_SAMPLE
 from callcue.events import CHANNELS, Channel
 from callcue.platforms.base import (
@@ -170,6 +171,10 @@ class NativeProtocol:
             metadata = {}
         if not isinstance(metadata, dict):
             raise ProtocolError(1007, "field 'metadata' must be an object")
+        try:
+            metadata = wire.clean_tree(metadata, "metadata", depth=8, max_items=500)
+        except wire.WireError as e:
+            raise ProtocolError(1007, str(e)) from None
         self.start = CallStart(
             call_id=call_id,
             encoding=encoding,  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from callcue import wire
 from callcue.events import Channel
 from callcue.platforms.base import (
     AudioIn,
@@ -222,6 +223,15 @@ class TwilioProtocol:
         agent_id = params.get("agent_id")
         if agent_id is not None and not isinstance(agent_id, str):
             raise ProtocolError(1007, "start.customParameters.agent_id must be a string")
+        account_sid = start.get("accountSid")
+        try:
+            params = wire.clean_tree(params, "start.customParameters", depth=4, max_items=200)
+            if agent_id:
+                wire.ident(agent_id, "start.customParameters.agent_id")
+            if account_sid is not None:
+                wire.ident(account_sid, "start.accountSid")
+        except wire.WireError as e:
+            raise ProtocolError(1007, str(e)) from None
         self._stream = _Stream(call_id=call_sid, stream_sid=stream_sid)
         for t in tracks:
             self._stream.tracks[t] = TrackState(TRACK_CHANNEL[t])
@@ -237,7 +247,7 @@ class TwilioProtocol:
                 platform="twilio",
                 metadata={
                     "stream_sid": stream_sid,
-                    "account_sid": start.get("accountSid"),
+                    "account_sid": account_sid,
                     "tracks": list(tracks),
                     "custom_parameters": params,
                     "protocol_version": self.protocol_version,
@@ -260,7 +270,7 @@ class TwilioProtocol:
         self._check_sid(msg, stream)
         media = _obj(msg, "media", "media")
         track_name = media.get("track", "inbound")
-        if track_name not in TRACK_CHANNEL:
+        if not isinstance(track_name, str) or track_name not in TRACK_CHANNEL:
             raise ProtocolError(1007, f"media.track {str(track_name)[:40]!r}: expected 'inbound' or 'outbound'")
         track = stream.tracks.get(track_name)
         if track is None:
@@ -359,7 +369,10 @@ def _str(parent: dict[str, Any], key: str, path: str) -> str:
     v = parent.get(key)
     if not isinstance(v, str) or not v:
         raise ProtocolError(1007, f"field '{path}' must be a non-empty string" if key in parent else f"missing field '{path}'")
-    return v
+    try:
+        return wire.ident(v, path)  # type: ignore[return-value]
+    except wire.WireError as e:
+        raise ProtocolError(1007, str(e)) from None
 
 
 def _int_field(v: Any, path: str) -> int:

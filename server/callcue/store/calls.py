@@ -147,8 +147,12 @@ class CallStore:
     def signal(self, s: Signal) -> None:
         d = s.to_dict()
         self._put(
+            # a retraction re-sends a signal already stored: it updates that row (both dialects
+            # speak ON CONFLICT ... DO UPDATE), so the store says what the agent was last told
             "INSERT INTO signals (signal_id, call_id, kind, name, confidence, detector, detector_version, evidence, attrs, retracted, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (signal_id) DO UPDATE SET retracted = excluded.retracted, confidence = excluded.confidence, "
+            "evidence = excluded.evidence, attrs = excluded.attrs",
             (s.signal_id, s.call_id, s.kind, s.name, s.confidence, s.detector, s.detector_version,
              json.dumps(d["evidence"], default=str), json.dumps(s.attrs, default=str), int(s.retracted), s.emitted_at),
         )

@@ -35,7 +35,9 @@ def load_risk_config(path: str | Path | None = None) -> dict[str, Any]:
         raise RiskConfigError(f"risk config not found: {p} (set {CONFIG_ENV} or pass a path)")
     try:
         cfg = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
+    except RecursionError:
+        raise RiskConfigError(f"risk config {p} is not valid YAML: nested too deeply") from None
+    except (yaml.YAMLError, ValueError, TypeError) as e:  # UnicodeDecodeError is a ValueError
         raise RiskConfigError(f"risk config {p} is not valid YAML: {e}") from e
     if not isinstance(cfg, dict):
         raise RiskConfigError(f"risk config {p} must be a mapping, got {type(cfg).__name__}")

@@ -42,8 +42,10 @@ def load_entities_config(path: str | Path = DEFAULT_CONFIG) -> EntitiesConfig:
     """Parse and validate the lists; errors name the file and the offending key."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as e:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise EntitiesConfigError(f"cannot read entities config {p}: nested too deeply") from None
+    except (OSError, yaml.YAMLError, ValueError, TypeError) as e:
         raise EntitiesConfigError(f"cannot read entities config {p}: {e}") from e
     try:
         return EntitiesConfig.model_validate(data)

@@ -154,7 +154,9 @@ def load_intents(path: str | Path) -> IntentConfig:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise IntentConfigError(f"{p}: intents file not found") from None
-    except yaml.YAMLError as e:
+    except RecursionError:
+        raise IntentConfigError(f"{p}: not valid YAML: nested too deeply") from None
+    except (yaml.YAMLError, ValueError, TypeError) as e:
         raise IntentConfigError(f"{p}: not valid YAML: {e}") from None
     return parse_intents(data, str(p))
 

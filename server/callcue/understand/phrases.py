@@ -59,8 +59,10 @@ class RulesError(Exception):
 def load_rules(path: str | Path) -> PhraseRuleSet:
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as e:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise RulesError(f"cannot read phrase rules {p}: nested too deeply") from None
+    except (OSError, yaml.YAMLError, ValueError, TypeError) as e:
         raise RulesError(f"cannot read phrase rules {p}: {e}") from e
     try:
         rs = PhraseRuleSet.model_validate(data)
