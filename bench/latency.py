@@ -46,8 +46,7 @@ with warnings.catch_warnings():
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import callgen
-
-from callcue.clients.twilio_stream import TwilioMessages
+from callcue.clients.twilio_stream import TwilioMessages, twilio_headers
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DIALOGUES = REPO.parent / "shared" / "data" / "dialogues"
@@ -189,7 +188,10 @@ async def stream_call(base_url: str, call: CallAudio, call_sid: str, agent_id: s
     res = StreamResult(call_sid, call, sent)
     stream_sid = "MZ" + call_sid[2:]
     try:
-        async with websockets.connect(base_url + "/ws/twilio", max_size=2**20, open_timeout=10) as ws:
+        url = base_url + "/ws/twilio"
+        # signed as Twilio signs it, with the shipped config's demo account token
+        async with websockets.connect(url, max_size=2**20, open_timeout=10,
+                                      additional_headers=twilio_headers(url)) as ws:
             t0 = time.monotonic()
             wall0 = time.time()
             last_k = -1

@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 from callcue.clients.audio_file import read_call_audio
-from callcue.clients.twilio_stream import TwilioMessages, stream_call
+from callcue.clients.twilio_stream import (
+    TwilioMessages,
+    connect_native,
+    connect_twilio,
+    stream_call,
+)
 from callcue.platforms.native import encode_audio_frame
-from websockets.asyncio.client import connect
 
 from tests.conftest import require_shared
 from tests.serverkit import agent, make_settings, server
@@ -54,7 +58,9 @@ def _cases() -> list[tuple[str, str, list[object], int, str]]:
 
 
 async def _bad_connection(base: str, platform: str, frames: list[object]) -> tuple[int | None, str]:
-    async with connect(f"{base}/ws/{platform}", max_size=None) as ws:
+    # an authenticated peer sending bad frames (refused credentials are tested apart)
+    dial = connect_twilio if platform == "twilio" else connect_native
+    async with dial(f"{base}/ws/{platform}", max_size=None) as ws:
         try:
             for f in frames:
                 await ws.send(f)  # type: ignore[arg-type]
@@ -71,7 +77,7 @@ async def test_each_bad_input_closes_precisely_and_the_good_call_survives(tmp_pa
     async with server(s) as (base, app):
         async with agent(base) as desk:
             good = TwilioMessages(agent_id="agent-1")
-            async with connect(f"{base}/ws/twilio") as tw:
+            async with connect_twilio(f"{base}/ws/twilio") as tw:
                 streaming = asyncio.create_task(stream_call(tw, read_call_audio(wav), good, speed=1.5))
                 results = []
                 for platform, name, frames, code, words in cases:
@@ -92,7 +98,7 @@ async def test_each_bad_input_closes_precisely_and_the_good_call_survives(tmp_pa
 async def test_unknown_call_and_duplicate_call_are_refused(tmp_path: Path) -> None:
     s = make_settings(tmp_path)
     async with server(s) as (base, app):
-        async with connect(f"{base}/ws/native") as first:
+        async with connect_native(f"{base}/ws/native") as first:
             await first.send(json.dumps({**NATIVE_START, "call_id": "dup-1"}))
             await asyncio.sleep(0.2)
             code, reason = await _bad_connection(base, "native", [json.dumps({**NATIVE_START, "call_id": "dup-1"})])

@@ -24,9 +24,8 @@ from typing import Any
 import httpx
 import pytest
 from callcue.clients.audio_file import CallAudio, read_call_audio
-from callcue.clients.twilio_stream import TwilioMessages, stream_call
+from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, stream_call
 from callcue.config import REPO_CONFIG_DIR
-from websockets.asyncio.client import connect
 
 from tests.serverkit import AGENT_TOKEN, SUPERVISOR_TOKEN, make_settings, server
 
@@ -179,7 +178,7 @@ async def test_agent_and_supervisor_pages_in_chromium(tmp_path: Path, playwright
             await script.wait("ready", "result", timeout=40)
             async with httpx.AsyncClient(base_url=http_base, timeout=15,
                                          headers={"Authorization": f"Bearer {SUPERVISOR_TOKEN}"}) as http:  # fmt: skip
-                async with connect(f"{base}/ws/twilio") as ws:
+                async with connect_twilio(f"{base}/ws/twilio") as ws:
                     await stream_call(ws, audio, msgs, speed=SPEED, send_stop=False)
                     await script.wait("live_done", "result", timeout=90)
                     # while the call is live: what the console's buttons did, seen over REST

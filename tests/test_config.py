@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from callcue.config import ConfigError, load_settings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,6 @@ import asyncio
 import sqlite3
 
 import psycopg
-
 import pytest
 from callcue.store.db import Database, DatabaseError, ddl, to_pyformat
 from pg import open_test_db

@@ -25,8 +25,7 @@ from typing import Any
 import httpx
 import pytest
 from callcue.clients.audio_file import CallAudio, read_call_audio
-from callcue.clients.twilio_stream import TwilioMessages, mulaw_frames
-from websockets.asyncio.client import connect
+from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, mulaw_frames
 
 from tests.pg import fresh_postgres_url, postgres_unavailable_reason
 from tests.serverkit import (
@@ -156,7 +155,7 @@ class LiveCall:
 
 @asynccontextmanager
 async def live_call(base: str) -> AsyncIterator[LiveCall]:
-    async with connect(f"{base}/ws/twilio") as ws:
+    async with connect_twilio(f"{base}/ws/twilio") as ws:
         call = LiveCall(ws)
         await call.start()
         yield call

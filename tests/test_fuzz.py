@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from callcue.egress.serializers import JsonSerializer, MsgpackSerializer, SerializerError
+from callcue.egress.serializers import (
+    JsonSerializer,
+    MsgpackSerializer,
+    SerializerError,
+)
 from callcue.platforms.base import ProtocolError, json_object
 from callcue.platforms.native import NativeProtocol
 from callcue.platforms.twilio import TwilioProtocol
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 EXAMPLES = int(os.environ.get("CALLCUE_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
@@ -218,7 +221,10 @@ def _load(which: str, path: Path) -> None:
     from callcue.config import ConfigError, load_settings
     from callcue.decide.playbooks import PlaybookError, PlaybookSet
     from callcue.understand.common import RiskConfigError, load_risk_config
-    from callcue.understand.entities_config import EntitiesConfigError, load_entities_config
+    from callcue.understand.entities_config import (
+        EntitiesConfigError,
+        load_entities_config,
+    )
     from callcue.understand.intents import IntentConfigError, load_intents
     from callcue.understand.phrases import RulesError, load_rules
 

@@ -16,7 +16,12 @@ import httpx
 import msgpack
 import pytest
 from callcue.clients.audio_file import read_call_audio
-from callcue.clients.twilio_stream import TwilioMessages, stream_call
+from callcue.clients.twilio_stream import (
+    TwilioMessages,
+    connect_native,
+    connect_twilio,
+    stream_call,
+)
 from callcue.platforms.native import encode_audio_frame
 from websockets.asyncio.client import connect
 
@@ -35,7 +40,7 @@ async def test_twilio_call_real_speech_gives_partials_finals_and_stores(tmp_path
     s = make_settings(tmp_path)
     async with server(s) as (base, app):
         async with agent(base) as desk:
-            async with connect(f"{base}/ws/twilio") as tw:
+            async with connect_twilio(f"{base}/ws/twilio") as tw:
                 msgs = TwilioMessages(agent_id="agent-1")
                 await stream_call(tw, read_call_audio(wav), msgs, speed=4.0)
                 await tw.wait_closed()
@@ -75,7 +80,7 @@ async def test_hint_reaches_agent_before_call_ends_and_feedback_is_stored(tmp_pa
     s = make_settings(tmp_path)
     async with server(s) as (base, app):
         async with agent(base, subprotocol=subprotocol) as desk:
-            async with connect(f"{base}/ws/twilio") as tw:
+            async with connect_twilio(f"{base}/ws/twilio") as tw:
                 msgs = TwilioMessages(agent_id="agent-1")
                 await stream_call(tw, read_call_audio(wav), msgs, speed=1.0)
                 hint = await desk.wait_for(lambda e: e.get("type") == "hint", timeout=30)
@@ -112,7 +117,7 @@ async def test_agents_only_see_their_own_calls(tmp_path: Path) -> None:
     async with server(s) as (base, app):
         async with agent(base, "token-agent-one") as a1, agent(base, "token-agent-two") as a2, \
                 agent(base, "token-supervisor") as sup:
-            async with connect(f"{base}/ws/twilio") as tw:
+            async with connect_twilio(f"{base}/ws/twilio") as tw:
                 msgs = TwilioMessages(agent_id="agent-1")
                 await stream_call(tw, read_call_audio(wav), msgs, speed=3.0)
                 await tw.wait_closed()
@@ -135,7 +140,7 @@ async def test_native_protocol_two_channels_l16_16k(tmp_path: Path) -> None:
     s = make_settings(tmp_path)
     async with server(s) as (base, app):
         async with agent(base) as desk:
-            async with connect(f"{base}/ws/native") as ws:
+            async with connect_native(f"{base}/ws/native") as ws:
                 await ws.send(json.dumps({"type": "start", "call_id": "native-1", "agent_id": "agent-1",
                                           "channels": ["customer", "agent"], "encoding": "L16", "sample_rate": 16000}))
                 a, c = agt.channels["customer"], cust.channels["customer"]

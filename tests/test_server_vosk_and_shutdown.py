@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 from callcue.clients.audio_file import read_call_audio
-from callcue.clients.twilio_stream import TwilioMessages, stream_call
-from websockets.asyncio.client import connect
+from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, stream_call
 
 from tests.serverkit import agent, espeak_wav, make_settings, server
 
@@ -35,7 +34,7 @@ async def test_vosk_engine_streams_partials_and_finals_through_server(tmp_path: 
         assert "vosk" in app.state.runtime.get().asr_note.lower()
         async with agent(base) as desk:
             t0 = time.time()
-            async with connect(f"{base}/ws/twilio") as tw:
+            async with connect_twilio(f"{base}/ws/twilio") as tw:
                 await stream_call(tw, read_call_audio(wav), TwilioMessages(agent_id="agent-1"), speed=1.0)
                 await tw.wait_closed()
             await desk.wait_for(lambda e: e.get("type") == "call_ended", timeout=60)
@@ -66,7 +65,7 @@ async def test_clean_shutdown_keeps_everything_queued(tmp_path: Path) -> None:
     msgs = TwilioMessages(agent_id="agent-1")
     async with server(s) as (base, app):
         async with agent(base) as desk:
-            ws = await connect(f"{base}/ws/twilio")
+            ws = await connect_twilio(f"{base}/ws/twilio")
             sender = asyncio.create_task(stream_call(ws, audio, msgs, speed=1.0))
             await desk.wait_for(lambda e: e.get("type") == "hint", timeout=30)
             sender.cancel()

@@ -21,12 +21,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from callcue import __version__
+from callcue.auth import Principal
 from callcue.config import Settings
 from callcue.egress.agent_ws import agent_endpoint
 from callcue.egress.supervisor_api import supervisor_routes
 from callcue.platforms.base import Platform
 from callcue.platforms.registry import PLATFORMS
-from callcue.transports.websocket import run_websocket
+from callcue.transports.websocket import IngressPolicy, run_websocket
 from callcue.wiring import Runtime, assemble
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,21 @@ class RuntimeSlot:
         return self._rt
 
 
-def _ingress(slot: RuntimeSlot, platform: Platform) -> Callable[[WebSocket], Awaitable[None]]:
+def _ingress(slot: RuntimeSlot, platform: Platform, settings: Settings) -> Callable[[WebSocket], Awaitable[None]]:
+    cfg = getattr(settings.platforms, platform.name, None)
+
     async def endpoint(ws: WebSocket) -> None:
         rt = slot.get()
         parser = platform.make_parser(rt.settings.server.max_frame_bytes)
-        await run_websocket(ws, parser, platform.name, rt.calls, rt.sink.rejection)
+        policy = IngressPolicy(platform.authenticate, cfg, rt.settings.platforms.idle_timeout_s, rt.auth_failures)
+        await run_websocket(ws, parser, platform.name, rt.calls, rt.sink.rejection, policy)
 
     return endpoint
+
+
+def _enabled(settings: Settings, platform: Platform) -> bool:
+    cfg = getattr(settings.platforms, platform.name, None)
+    return cfg is None or bool(getattr(cfg, "enabled", True))
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -78,10 +87,21 @@ def create_app(settings: Settings) -> Starlette:
     async def metrics_endpoint(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    def authenticate(request: Request) -> Principal | None:
+        """Bearer token, counted per client address: past the limit nobody is let in from it."""
+        rt = slot.get()
+        client = request.client.host if request.client else None
+        if rt.auth_failures.blocked(client):
+            return None
+        principal = rt.auth.from_headers(request.headers, request.query_params)
+        if principal is None:
+            rt.auth_failures.failed(client)
+        return principal
+
     async def call_record(request: Request) -> JSONResponse:
         """A stored call (transcripts, signals, hints, feedback) for a user allowed to see it."""
         rt = slot.get()
-        principal = rt.auth.from_headers(request.headers, request.query_params)
+        principal = authenticate(request)
         if principal is None:
             return JSONResponse({"error": "missing or invalid bearer token"}, status_code=401)
         call_id = request.path_params["call_id"]
@@ -94,13 +114,14 @@ def create_app(settings: Settings) -> Starlette:
 
     def supervisor() -> tuple[Any, Any]:
         rt = slot.get()
-        return rt.supervisor, lambda req: rt.auth.from_headers(req.headers, req.query_params)
+        return rt.supervisor, authenticate
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/metrics", metrics_endpoint),
         Route("/api/v1/calls/{call_id}", call_record),
-        *[WebSocketRoute(p.path, _ingress(slot, p)) for p in PLATFORMS.values() if p.transport == "websocket"],
+        *[WebSocketRoute(p.path, _ingress(slot, p, settings)) for p in PLATFORMS.values()
+          if p.transport == "websocket" and _enabled(settings, p)],
         WebSocketRoute("/ws/agent", agent_endpoint(lambda: slot.get().agents)),
         *supervisor_routes(supervisor),
     ]

@@ -7,7 +7,9 @@ cannot be guessed byte by byte from response timing.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,3 +44,32 @@ class Authenticator:
         if auth.lower().startswith("bearer "):
             return self.authenticate(auth[7:].strip())
         return self.authenticate(query.get("token"))
+
+
+class FailureLimiter:
+    """Failed authentications per client address in a sliding minute. Past the limit a source
+    is refused without its credentials being checked, so tokens cannot be guessed at speed."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._fails: dict[str, deque[float]] = {}
+
+    def _recent(self, source: str) -> deque[float]:
+        q = self._fails.setdefault(source, deque())
+        cutoff = self.clock() - 60.0
+        while q and q[0] < cutoff:
+            q.popleft()
+        if not q:
+            self._fails.pop(source, None)
+        return q
+
+    def blocked(self, source: str | None) -> bool:
+        return len(self._recent(source or "?")) >= self.per_minute
+
+    def failed(self, source: str | None) -> None:
+        key = source or "?"
+        self._recent(key)
+        self._fails.setdefault(key, deque()).append(self.clock())
+        if len(self._fails) > 100_000:  # a flood of distinct sources must not grow without bound
+            self._fails.pop(next(iter(self._fails)))

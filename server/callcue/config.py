@@ -27,6 +27,8 @@ class ServerConfig(_Strict):
     max_frame_bytes: int = Field(64 * 1024, ge=1024, description="largest WebSocket message accepted from a platform")
     max_calls: int = Field(200, ge=1)
     serve_client: bool = True
+    # browser pages on these origins may open /ws/agent besides the server's own origin
+    allowed_origins: list[str] = Field(default_factory=list)
 
 
 class AsrConfig(_Strict):
@@ -72,6 +74,33 @@ class TokenConfig(_Strict):
 
 class AuthConfig(_Strict):
     tokens: list[TokenConfig] = Field(default_factory=list)
+    # per client address: more failed authentications than this in a minute are refused
+    # without being checked, until the minute has passed
+    max_failures_per_minute: int = Field(20, ge=1, le=10_000)
+
+
+class TwilioPlatformConfig(_Strict):
+    enabled: bool = True
+    # X-Twilio-Signature (HMAC-SHA1 of the stream URL) is checked against each account's token
+    validate_signature: bool = True
+    auth_tokens: list[str] = Field(default_factory=list)
+    # the wss:// URL named in your TwiML, when a proxy changes it on the way here; by default
+    # the URL the request came to
+    public_url: str | None = None
+
+
+class NativePlatformConfig(_Strict):
+    enabled: bool = True
+    # `Authorization: Bearer <token>` on the WebSocket upgrade
+    tokens: list[str] = Field(default_factory=list)
+
+
+class PlatformsConfig(_Strict):
+    # a platform stream that sends no audio for this long is closed (1008), so idle sockets
+    # cannot hold the call cap
+    idle_timeout_s: float = Field(15.0, gt=0, le=3600)
+    twilio: TwilioPlatformConfig = Field(default_factory=TwilioPlatformConfig)
+    native: NativePlatformConfig = Field(default_factory=NativePlatformConfig)
 
 
 class UnderstandingConfig(_Strict):
@@ -98,6 +127,7 @@ class Settings(_Strict):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    platforms: PlatformsConfig = Field(default_factory=PlatformsConfig)
     understanding: UnderstandingConfig = Field(default_factory=UnderstandingConfig)
     decision: DecisionConfig = Field(default_factory=DecisionConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)

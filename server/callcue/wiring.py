@@ -20,7 +20,7 @@ from callcue.asr.base import AsrEngine
 from callcue.asr.select import load_engine
 from callcue.audit.kpis import kpis
 from callcue.audit.log import AuditLog
-from callcue.auth import Authenticator
+from callcue.auth import Authenticator, FailureLimiter
 from callcue.config import Settings
 from callcue.decide.actions.dispatcher import ActionDispatcher
 from callcue.decide.decider import PlaybookDecider
@@ -65,6 +65,7 @@ class Runtime:
     calls: CallManager
     access: CallAccess
     agents: AgentGateway
+    auth_failures: FailureLimiter
 
     async def close(self) -> None:
         await self.calls.shutdown()
@@ -155,9 +156,11 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
     calls = CallManager(deps)
     access = CallAccess(calls, store, sink, engine)
     auth = Authenticator(settings.auth)
+    failures = FailureLimiter(settings.auth.max_failures_per_minute)
     agents = AgentGateway(auth=auth, hub=hub, access=access, rejected=sink.rejection,
-                          supervisor_handler=supervisor.handle_supervisor_message)  # fmt: skip
+                          supervisor_handler=supervisor.handle_supervisor_message, failures=failures,
+                          allowed_origins=tuple(settings.server.allowed_origins))  # fmt: skip
     return Runtime(settings=settings, started_at=time.time(), asr_pool=asr_pool, detect_pool=detect_pool, db=db,
                    store=store, audit=audit, learning=learning, hub=hub, sink=sink, auth=auth, asr=asr,
                    asr_note=asr_note, understanding=understanding, engine=engine, supervisor=supervisor,
-                   calls=calls, access=access, agents=agents)  # fmt: skip
+                   calls=calls, access=access, agents=agents, auth_failures=failures)  # fmt: skip

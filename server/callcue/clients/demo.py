@@ -21,7 +21,7 @@ from websockets.asyncio.client import connect
 from callcue.app import create_app
 from callcue.clients.audio_file import read_call_audio
 from callcue.clients.printer import EventPrinter
-from callcue.clients.twilio_stream import TwilioMessages, stream_call
+from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, stream_call
 from callcue.config import Settings
 
 
@@ -83,7 +83,8 @@ async def demo(settings: Settings, wav: Path | None = None, speed: float = 1.0, 
                         return
 
             listener = asyncio.create_task(listen())
-            async with connect(f"{base}/ws/twilio") as tw:
+            tokens = settings.platforms.twilio.auth_tokens
+            async with connect_twilio(f"{base}/ws/twilio", tokens[0] if tokens else "") as tw:
                 await stream_call(tw, audio, TwilioMessages(agent_id="agent-1"), speed=speed)
             await asyncio.wait_for(listener, timeout=60)
         hints = [e for e in events if e.get("type") == "hint"]

@@ -15,8 +15,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from websockets.asyncio.client import connect
+
 from callcue.audio.codecs import Resampler, encode
 from callcue.clients.audio_file import CallAudio
+from callcue.platforms.twilio import twilio_signature
 
 TRACK = {"customer": "inbound", "agent": "outbound"}
 
@@ -113,3 +116,26 @@ async def stream_call(ws: Any, audio: CallAudio, msgs: TwilioMessages, speed: fl
     if send_stop:
         await ws.send(msgs.stop())
     return t0
+
+
+#: the shipped config's demo account token (config/callcue.toml [platforms.twilio])
+DEMO_TWILIO_AUTH_TOKEN = "demo-twilio-auth-token"
+#: the shipped config's demo token for /ws/native (config/callcue.toml [platforms.native])
+DEMO_NATIVE_TOKEN = "demo-native-token"
+
+
+def twilio_headers(url: str, auth_token: str = DEMO_TWILIO_AUTH_TOKEN) -> dict[str, str]:
+    """What Twilio puts on the upgrade: X-Twilio-Signature over the exact URL it connects to."""
+    return {"X-Twilio-Signature": twilio_signature(url, auth_token)}
+
+
+def connect_twilio(url: str, auth_token: str = DEMO_TWILIO_AUTH_TOKEN, **kw: Any) -> Any:
+    """`websockets` connect to a Twilio ingress URL, signed as Twilio signs it."""
+    headers = {**kw.pop("additional_headers", {}), **twilio_headers(url, auth_token)}
+    return connect(url, additional_headers=headers, **kw)
+
+
+def connect_native(url: str, token: str = DEMO_NATIVE_TOKEN, **kw: Any) -> Any:
+    """`websockets` connect to the native ingress with its bearer token in the header."""
+    headers = {**kw.pop("additional_headers", {}), "Authorization": f"Bearer {token}"}
+    return connect(url, additional_headers=headers, **kw)

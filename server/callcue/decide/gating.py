@@ -17,7 +17,7 @@ from callcue.events import Signal, new_id
 
 log = logging.getLogger(__name__)
 from callcue.decide.lifecycle import Lifecycle
-from callcue.decide.state import CallInfo, _CallState, template_values
+from callcue.decide.state import AuditUnavailable, CallInfo, _CallState, template_values
 
 
 class Gating(Lifecycle):
@@ -78,10 +78,17 @@ class Gating(Lifecycle):
                         firings.append((pb, fired, why))
                 for version, t in candidates:
                     shadow.append((pb, version, out.matched and signal.confidence >= t, fired))
-        for kind, payload in entries:
-            pid = payload.get("playbook_id")
-            await self._audit(kind, call_id=call.call_id, agent_id=call.agent_id, playbook_id=pid,
-                              playbook_version=payload.get("playbook_version"), payload=payload)  # fmt: skip
+        try:
+            for kind, payload in entries:
+                pid = payload.get("playbook_id")
+                await self._audit(kind, call_id=call.call_id, agent_id=call.agent_id, playbook_id=pid,
+                                  playbook_version=payload.get("playbook_version"), payload=payload)  # fmt: skip
+        except AuditUnavailable:
+            # the decision was not recorded, so it was not taken: its firings never existed
+            for _pb, recs, why in firings:
+                if not why.get("retract"):
+                    self._drop_firing(recs)
+            raise
         created: list[ActionRecord] = []
         for pb, recs, why in firings:
             if why.get("retract"):
@@ -157,6 +164,11 @@ class Gating(Lifecycle):
         if key is not None:
             st.dedupe[pb.id].add(key)
         return None
+
+    def _drop_firing(self, recs: list[ActionRecord]) -> None:
+        for r in recs:
+            self._actions.pop(r.action_id, None)
+            self._firings.pop(r.firing_id, None)
 
     def _new_firing(self, pb: Playbook, call: CallInfo, signal: Signal, view: dict[str, Any],
                     call_view: dict[str, Any]) -> list[ActionRecord]:  # fmt: skip

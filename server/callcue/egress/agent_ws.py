@@ -15,10 +15,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from callcue.auth import Authenticator
+from callcue.auth import Authenticator, FailureLimiter
 from callcue.egress.access import CallAccess, SupervisorHandler
 from callcue.egress.hub import Hub, Subscriber
 from callcue.egress.serializers import SerializerError, choose
@@ -38,6 +39,19 @@ class AgentGateway:
     access: CallAccess
     rejected: Callable[[str, str | None, int, str], None]
     supervisor_handler: SupervisorHandler | None = None
+    failures: FailureLimiter | None = None
+    allowed_origins: tuple[str, ...] = ()
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """Browsers send Origin; a page may connect from this server's own origin or a listed one.
+    Clients that are not browsers send none and are judged by their token alone."""
+    if origin is None:
+        return True
+    if origin in allowed:
+        return True
+    netloc = urlsplit(origin).netloc
+    return bool(host) and netloc == host
 
 
 def agent_endpoint(gw: Callable[[], AgentGateway]) -> Callable[[WebSocket], Awaitable[None]]:
@@ -52,11 +66,21 @@ def agent_endpoint(gw: Callable[[], AgentGateway]) -> Callable[[WebSocket], Awai
 async def serve_agent(ws: WebSocket, gw: AgentGateway) -> None:
     offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
     ser = choose(offered)
-    principal = gw.auth.from_headers(ws.headers, ws.query_params)
+    client = ws.client.host if ws.client else None
     await ws.accept(subprotocol=ser.subprotocol if ser.subprotocol in offered else None)
-    if principal is None:
-        gw.rejected("agent", None, 1008, "missing or invalid bearer token")
-        await ws.close(code=1008, reason="missing or invalid bearer token")
+    refusal = None
+    if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), gw.allowed_origins):
+        refusal = "origin not allowed"
+    elif gw.failures is not None and gw.failures.blocked(client):
+        refusal = "too many failed authentications from this address; retry later"
+    principal = gw.auth.from_headers(ws.headers, ws.query_params) if refusal is None else None
+    if refusal is None and principal is None:
+        refusal = "missing or invalid bearer token"
+        if gw.failures is not None:
+            gw.failures.failed(client)
+    if refusal is not None or principal is None:
+        gw.rejected("agent", None, 1008, refusal or "refused")
+        await ws.close(code=1008, reason=refusal or "refused")
         return
     sub = Subscriber(principal)
     gw.hub.register(sub)

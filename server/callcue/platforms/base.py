@@ -8,9 +8,10 @@ here; decoding happens in the audio stage, which is the one place codecs live.
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -140,11 +141,42 @@ class PlatformParser(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Handshake:
+    """What a transport knows of a connection before the first frame: the URL the request
+    came to (scheme, host, path, query), its headers (lower-case names) and the peer."""
+
+    url: str
+    headers: Mapping[str, str]
+    client: str | None = None
+
+
+#: (handshake, this platform's config section) -> why it is refused, or None to let it in
+Authenticate = Callable[[Handshake, Any], "str | None"]
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    auth = headers.get("authorization", "")
+    return auth[7:].strip() or None if auth[:7].lower() == "bearer " else None
+
+
+def token_matches(given: str | None, accepted: list[str]) -> bool:
+    """Constant-time against every accepted token, so timing tells nothing about which."""
+    if not given:
+        return False
+    found = False
+    for t in accepted:
+        found |= hmac.compare_digest(t.encode(), given.encode())
+    return found
+
+
+@dataclass(frozen=True, slots=True)
 class Platform:
-    """How a transport serves one platform: its name, where, and a fresh parser per connection."""
+    """How a transport serves one platform: its name, where, a fresh parser per connection,
+    and how a connection proves it is that platform (its authentication, on by default)."""
 
     name: str
     path: str
     make_parser: Callable[[int], PlatformParser]  # max frame bytes -> parser
+    authenticate: Authenticate | None = None
     transport: Literal["websocket"] = "websocket"
     subprotocols: tuple[str, ...] = ()

@@ -27,11 +27,14 @@ from callcue.platforms.base import (
     CallStart,
     CallStop,
     Dtmf,
+    Handshake,
     IngressEvent,
     Mark,
     Platform,
     ProtocolError,
+    bearer_token,
     json_object,
+    token_matches,
 )
 
 __all__ = ["HEADER_BYTES", "NativeCounters", "NativeProtocol", "encode_audio_frame"]
@@ -215,4 +218,12 @@ class NativeProtocol:
         return [AudioIn(self.start.call_id, channel, payload, offset)]
 
 
-PLATFORM = Platform("native", "/ws/native", lambda max_bytes: NativeProtocol(max_message_bytes=max_bytes))
+def authenticate(hs: Handshake, cfg: Any) -> str | None:
+    """A bearer token on the upgrade (`Authorization` header), never in the URL."""
+    if token_matches(bearer_token(hs.headers), cfg.tokens):
+        return None
+    return "missing or invalid bearer token (Authorization: Bearer <token>)"
+
+
+PLATFORM = Platform("native", "/ws/native", lambda max_bytes: NativeProtocol(max_message_bytes=max_bytes),
+                    authenticate=authenticate)

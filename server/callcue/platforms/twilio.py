@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from callcue import wire
 from callcue.events import Channel
@@ -38,6 +41,7 @@ from callcue.platforms.base import (
     CallStop,
     Dtmf,
     GapFilled,
+    Handshake,
     IngressEvent,
     Mark,
     Platform,
@@ -390,4 +394,48 @@ def _int_field(v: Any, path: str) -> int:
     return n
 
 
-PLATFORM = Platform("twilio", "/ws/twilio", lambda max_bytes: TwilioProtocol(max_message_bytes=max_bytes))
+def twilio_signature(url: str, auth_token: str, params: dict[str, str] | None = None) -> str:
+    """X-Twilio-Signature as Twilio documents it: base64 of HMAC-SHA1, keyed with the account's
+    auth token, over the full URL followed by each POST parameter's name and value sorted by
+    name (a WebSocket upgrade has none)."""
+    data = url + "".join(k + params[k] for k in sorted(params or {}))
+    return base64.b64encode(hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()).decode()
+
+
+def _url_forms(url: str) -> list[str]:
+    """The URL as Twilio may have signed it: the wss:// form of a ws:// request (TLS ended
+    at a proxy) and with or without the scheme's default port."""
+    parts = urlsplit(url)
+    out = []
+    for scheme in dict.fromkeys((parts.scheme, {"ws": "wss", "wss": "ws", "http": "https", "https": "http"}.get(parts.scheme, parts.scheme))):
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        default = {"wss": 443, "https": 443, "ws": 80, "http": 80}.get(scheme)
+        netlocs = [parts.netloc]
+        if parts.port is None and default:
+            netlocs.append(f"{host}:{default}")
+        elif parts.port == default:
+            netlocs.append(host)
+        for n in netlocs:
+            out.append(urlunsplit((scheme, n, parts.path, parts.query, "")))
+    return out
+
+
+def authenticate(hs: Handshake, cfg: Any) -> str | None:
+    """None when the upgrade carries a valid X-Twilio-Signature for one of the accounts."""
+    if not cfg.validate_signature:
+        return None
+    sig = hs.headers.get("x-twilio-signature")
+    if not sig:
+        return "missing X-Twilio-Signature"
+    urls = _url_forms(cfg.public_url) if cfg.public_url else []
+    urls += _url_forms(hs.url)
+    ok = False
+    for token in cfg.auth_tokens:
+        for u in urls:
+            ok |= hmac.compare_digest(twilio_signature(u, token).encode(), sig.encode())
+    return None if ok else "X-Twilio-Signature does not match this URL for any configured account"
+
+
+PLATFORM = Platform("twilio", "/ws/twilio", lambda max_bytes: TwilioProtocol(max_message_bytes=max_bytes),
+                    authenticate=authenticate)

@@ -9,6 +9,7 @@ recorded (`RejectionRecorder`), never the application's state.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -58,6 +59,8 @@ class IngressSession:
         self.call: LiveCall | None = None
         self.end_reason = "disconnected"
         self.stopped = False
+        #: monotonic time of the last audio (or of the connection): the idle timeout counts from here
+        self.last_audio = time.monotonic()
 
     async def feed(self, text: str | None, data: bytes | None) -> None:
         """One frame from the peer. Raises `ProtocolError` after recording it."""
@@ -102,6 +105,7 @@ class IngressSession:
                 raise ProtocolError(1008, f"audio for unknown call {ev.call_id!r}")
             if ev.channel not in call.channels:
                 raise ProtocolError(1008, f"audio for channel {ev.channel!r} that the start did not declare")
+            self.last_audio = time.monotonic()
             await call.audio(ev.channel, ev.payload)
         elif isinstance(ev, GapFilled):
             metrics.GAPS.labels(self.platform).inc()

@@ -1,27 +1,77 @@
 """The WebSocket transport: runs any platform parser over a Starlette WebSocket.
 
 All protocol knowledge lives in the sans-I/O parser; this loop only moves frames between the
-socket and an `IngressSession`. A frame the parser rejects is recorded (log, metric,
-database) and either skipped (non-fatal) or answered with the parser's close code; either
-way only this connection is affected. Frame sizes are the parser's business (it knows its
-platform's limits), so they are checked there, once.
+socket and an `IngressSession`. Before the first frame the platform's own authentication
+judges the upgrade (a refusal is recorded and closes with 1008), and a source that keeps
+failing is refused unchecked. A frame the parser rejects is recorded and either skipped
+(non-fatal) or answered with the parser's close code; a stream that sends no audio for the
+idle timeout is closed, so idle sockets cannot hold the call cap. Frame sizes are the
+parser's business (it knows its platform's limits), so they are checked there, once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from callcue.platforms.base import PlatformParser, ProtocolError
+from callcue.auth import FailureLimiter
+from callcue.platforms.base import (
+    Authenticate,
+    Handshake,
+    PlatformParser,
+    ProtocolError,
+)
 from callcue.transports.session import CallSink, IngressSession, RejectionRecorder
 
 
+@dataclass(frozen=True)
+class IngressPolicy:
+    authenticate: Authenticate | None
+    auth_config: Any
+    idle_timeout_s: float
+    limiter: FailureLimiter
+
+
+def handshake_of(ws: WebSocket) -> Handshake:
+    return Handshake(url=str(ws.url), headers={k.lower(): v for k, v in ws.headers.items()},
+                     client=ws.client.host if ws.client else None)  # fmt: skip
+
+
 async def run_websocket(ws: WebSocket, parser: PlatformParser, platform: str, calls: CallSink,
-                        rejected: RejectionRecorder, subprotocol: str | None = None) -> None:  # fmt: skip
+                        rejected: RejectionRecorder, policy: IngressPolicy | None = None,
+                        subprotocol: str | None = None) -> None:  # fmt: skip
+    if policy is not None:
+        hs = handshake_of(ws)
+        refusal: str | None = None
+        if policy.limiter.blocked(hs.client):
+            refusal = "too many failed authentications from this address; retry later"
+        elif policy.authenticate is not None:
+            refusal = policy.authenticate(hs, policy.auth_config)
+            if refusal is not None:
+                policy.limiter.failed(hs.client)
+        if refusal is not None:
+            rejected(platform, None, 1008, refusal)
+            await ws.accept(subprotocol=subprotocol)
+            await ws.close(code=1008, reason=refusal[:123])
+            return
     await ws.accept(subprotocol=subprotocol)
     session = IngressSession(parser, platform, calls, rejected)
+    idle = policy.idle_timeout_s if policy is not None else None
     try:
         while True:
-            msg = await ws.receive()
+            try:
+                timeout = None if idle is None else max(0.0, idle - (time.monotonic() - session.last_audio))
+                msg = await asyncio.wait_for(ws.receive(), timeout)
+            except TimeoutError:
+                reason = f"no audio for {idle:g} s"
+                rejected(platform, session.call.call_id if session.call else None, 1008, reason)
+                session.end_reason = "idle_timeout"
+                await ws.close(code=1008, reason=reason)
+                break
             if msg["type"] == "websocket.disconnect":
                 break
             try:
