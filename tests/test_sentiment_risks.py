@@ -309,31 +309,6 @@ def test_churn_falls_back_to_cue_and_sentiment_state(cfg):
     assert s and "cancel cue" in s[0].attrs["explanation"] and s[0].attrs["components"]["sentiment"] > 0
 
 
-# ----------------------------------------------------------------------------- latency
-
-def test_latency_per_transcript_update(cfg, escalation):
-    """p50/p95 per update on one thread: partials (lexicons only) and finals (with encoder)."""
-    texts = [
-        "hi I am calling because my card was declined again and this is ridiculous",
-        "can I talk to whoever is in charge please",
-        "you people are useless I want to close my account",
-        "okay thank you", "what is the interest rate on the savings account",
-    ]
-    dets = [SentimentDetector(cfg), AbuseDetector(cfg), escalation, CompetitorDetector(cfg), ChurnDetector(cfg)]
-    def run(final: bool):
-        def one(text):
-            ctx = CallContext("c", state={"signals": []})
-            t = tr(text, final=final)
-            for d in dets:
-                d.detect(t, ctx)
-        return one
-    p50p, p95p = bench(run(False), texts, repeats=20)
-    p50f, p95f = bench(run(True), texts, repeats=4)
-    print(f"\nall risk+sentiment detectors per update: partial p50 {p50p:.2f} ms p95 {p95p:.2f} ms; final p50 {p50f:.1f} ms p95 {p95f:.1f} ms")
-    assert p95p < 5.0
-    assert p95f < 150.0
-
-
 def test_build_text_detectors_runs_a_small_call_in_order(cfg):
     """The assembled detectors over a short scripted call, as the pipeline would run them."""
     from callcue.understand.risks import build_text_detectors
