@@ -110,6 +110,11 @@ def rms_dbfs(pcm: bytes) -> float:
     return 20.0 * math.log10(rms / 32768.0) if rms > 0 else -120.0
 
 
+def _to_int16(y: np.ndarray) -> bytes:
+    """Round to nearest and clip, as soxr's own int16 output would, without its dither."""
+    return np.clip(np.rint(y * 32768.0), -32768, 32767).astype("<i2").tobytes()
+
+
 class Resampler:
     """Streaming int16 mono resampler (libsoxr) that keeps filter state across chunks.
 
@@ -125,7 +130,10 @@ class Resampler:
         self.out_rate = out_rate
         self.quality = quality
         self._passthrough = in_rate == out_rate
-        self._stream = None if self._passthrough else soxr.ResampleStream(in_rate, out_rate, 1, dtype="int16", quality=quality)
+        # float32 inside, int16 at the edges: libsoxr dithers int16 output with a seed taken
+        # from the clock and an address, so the same call resampled twice differed and VAD
+        # onsets moved by a few hundred ms from run to run; float32 has no dither
+        self._stream = None if self._passthrough else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
         self._flushed = False
         self.samples_in = 0
         self.samples_out = 0
@@ -140,10 +148,10 @@ class Resampler:
         if self._passthrough:
             self.samples_out += len(pcm) // 2
             return bytes(pcm)
-        x = np.frombuffer(pcm, dtype="<i2")
+        x = np.frombuffer(pcm, dtype="<i2").astype(np.float32) * (1.0 / 32768.0)
         y = self._stream.resample_chunk(x)  # type: ignore[union-attr]
         self.samples_out += len(y)
-        return y.astype("<i2", copy=False).tobytes()
+        return _to_int16(y)
 
     def flush(self) -> bytes:
         """Drain the filter tail at end of stream; later `process` calls are an error."""
@@ -152,9 +160,9 @@ class Resampler:
         self._flushed = True
         if self._passthrough:
             return b""
-        y = self._stream.resample_chunk(np.zeros(0, dtype=np.int16), last=True)  # type: ignore[union-attr]
+        y = self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)  # type: ignore[union-attr]
         self.samples_out += len(y)
-        return y.astype("<i2", copy=False).tobytes()
+        return _to_int16(y)
 
     def reset(self) -> None:
         """Start a fresh stream with the same rates (cheaper than building a new filter)."""
