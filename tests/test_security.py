@@ -237,3 +237,81 @@ def test_tokens_never_reach_a_log_line() -> None:
 def test_signed_headers_for_the_project_s_own_sender() -> None:
     h = twilio_headers("ws://127.0.0.1:1/ws/twilio")
     assert h["X-Twilio-Signature"] == twilio_signature("ws://127.0.0.1:1/ws/twilio", "demo-twilio-auth-token")
+
+
+async def _stream_native(base: str, call_id: str, agent_id: str, pcm: Any) -> tuple[int | None, str]:
+    import asyncio
+
+    from callcue.platforms.native import encode_audio_frame
+
+    async with connect_native(f"{base}/ws/native") as ws:
+        await ws.send(json.dumps({"type": "start", "call_id": call_id, "agent_id": agent_id,
+                                  "channels": ["customer"], "encoding": "L16", "sample_rate": 16000}))
+        step = 16000 * 40 // 1000
+        try:
+            for i in range(0, len(pcm), step):
+                await ws.send(encode_audio_frame(0, pcm[i:i + step].tobytes()))
+                await asyncio.sleep(0.002)
+            await ws.send(json.dumps({"type": "stop", "reason": "hangup"}))
+        except Exception:  # noqa: BLE001 - a refused stream is closed under us; its code is the result
+            pass
+        return await _closed(ws)
+
+
+async def test_a_reconnect_continues_its_call_and_another_agent_cannot_take_it(tmp_path: Path) -> None:
+    from callcue.clients.audio_file import read_call_audio
+
+    from tests.serverkit import agent, espeak_wav
+
+    first = read_call_audio(espeak_wav("My card was stolen yesterday.", tmp_path / "a.wav", rate=16000)).channels["customer"]
+    again = read_call_audio(espeak_wav("Please block it right now.", tmp_path / "b.wav", rate=16000)).channels["customer"]
+    s = make_settings(tmp_path, auth={"tokens": [
+        {"token": AGENT_TOKEN, "user_id": "agent-1", "role": "agent"},
+        {"token": "demo-agent-2-token", "user_id": "agent-2", "role": "agent"}]})
+    async with server(s) as (base, _app):
+        async with agent(base) as desk:
+            assert (await _stream_native(base, "re-1", "agent-1", first))[0] == 1000
+            await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == "re-1", 60)
+            n_first = len(desk.of_type("call_ended"))
+            # the platform reconnects with the same call id: the call goes on
+            assert (await _stream_native(base, "re-1", "agent-1", again))[0] == 1000
+            await desk.wait_for(lambda e: e.get("type") == "call_ended" and len(desk.of_type("call_ended")) > n_first, 60)
+            # the same id from another agent is refused, and does not hand the call over
+            code, reason = await _stream_native(base, "re-1", "agent-2", first)
+            assert code == 1008 and "another agent" in reason
+        async with httpx.AsyncClient(base_url=base.replace("ws://", "http://")) as http:
+            other = await http.get("/api/v1/calls/re-1", headers={"Authorization": "Bearer demo-agent-2-token"})
+            assert other.status_code == 403
+            rec = (await http.get("/api/v1/calls/re-1", headers={"Authorization": f"Bearer {AGENT_TOKEN}"})).json()
+    finals = rec["transcripts"]
+    assert rec["call"]["agent_id"] == "agent-1" and rec["call"]["ended_at"] is not None
+    assert len(finals) >= 2
+    segs = [t["segment_id"] for t in finals]
+    assert len(set(segs)) == len(segs), segs  # segment ids go on, never restart
+    assert finals[-1]["start_s"] >= finals[0]["end_s"]  # and so does the call clock
+    assert "block" in finals[-1]["text"].lower()
+
+
+async def test_calls_a_killed_server_left_open_end_at_their_last_row(tmp_path: Path) -> None:
+    from callcue.store.calls import CallStore
+    from callcue.store.db import Database
+
+    url = f"sqlite:///{tmp_path}/k.db"
+    db = await Database.connect(url)
+    store = CallStore(db)
+    await store.open()
+    store.call_started("k1", "agent-1", "twilio", "PCMU", 8000, ["customer"], {})
+    from callcue.events import Transcript
+
+    store.transcript(Transcript("k1", "customer", 1, 0, "hello", True, 0.0, 1.0, emitted_at=1234.5))
+    await store.flush()
+    await db.close()  # the process dies here: no call_ended, no close()
+    db = await Database.connect(url)
+    store = CallStore(db)
+    await store.open()
+    try:
+        row = (await store.call_record("k1"))["call"]
+        assert (row["ended_at"], row["end_reason"]) == (1234.5, "server_restart")
+    finally:
+        await store.close()
+        await db.close()

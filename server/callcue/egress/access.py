@@ -34,11 +34,13 @@ class CallAccess:
         return [c.info() for c in self.calls.calls.values() if principal.may_see(c.agent_id)]
 
     async def call_agent(self, call_id: str) -> str | None | bool:
-        """The call's agent, None if it has none, False if there is no such call."""
+        """The call's agent, None if it has none, False if there is no such call. The stored
+        row decides: a live stream reusing an ended call's id cannot claim it for its agent."""
+        stored = await self.store.call_agent(call_id)
+        if stored is not False:
+            return stored
         call = self.calls.get(call_id)
-        if call is not None:
-            return call.agent_id
-        return await self.store.call_agent(call_id)
+        return call.agent_id if call is not None else False
 
     async def call_record(self, call_id: str) -> dict[str, Any]:
         return await self.store.call_record(call_id)

@@ -34,7 +34,9 @@ _DONE = object()
 
 
 class Call:
-    def __init__(self, start: CallStart, deps: PipelineDeps) -> None:
+    def __init__(self, start: CallStart, deps: PipelineDeps, resume: dict[str, Any] | None = None) -> None:
+        """`resume` (from the store) continues a call whose platform reconnected: the call
+        clock and each channel's segment ids go on from the last stored transcript."""
         self.start_event = start
         self.call_id = start.call_id
         self.agent_id = start.agent_id
@@ -60,6 +62,8 @@ class Call:
             DecideProcessor(deps.decider, self.info_for_decisions),
             SinkProcessor(deps.sink),
         ])
+        done = (resume or {}).get("channels", {})
+        base = max((end for end, _ in done.values()), default=0.0)
         self.channels: dict[Channel, ChannelPipeline] = {
             ch: ChannelPipeline(
                 call_id=start.call_id,
@@ -72,6 +76,8 @@ class Call:
                 pipe_cfg=deps.pipeline,
                 emit=self._on_transcript,
                 on_frame=self._on_frame if self._audio_detectors else None,
+                clock_base=base,
+                segment_base=done.get(ch, (0.0, 0))[1],
             )
             for ch in start.channels
         }

@@ -43,7 +43,11 @@ class ChannelPipeline:
         pipe_cfg: PipelineConfig,
         emit: Callable[[Transcript], Awaitable[None]],
         on_frame: FrameHook | None = None,
+        clock_base: float = 0.0,
+        segment_base: int = 0,
     ) -> None:
+        """`clock_base`/`segment_base` continue a call that reconnected: its audio time and
+        segment ids go on from where the earlier connection left them."""
         self.call_id = call_id
         self.channel = channel
         self.encoding = encoding
@@ -71,14 +75,15 @@ class ChannelPipeline:
         self._closing = False
         self._worker: asyncio.Task[None] | None = None
         # decoder-thread state (touched only inside the executor, one batch at a time)
-        self._segment_id = 0
+        self._base = clock_base
+        self._segment_id = segment_base
         self._revision = 0
         self._seg_start = 0.0
         self._in_segment = False
-        self._clock = 0.0  # seconds of audio processed on this channel
+        self._clock = clock_base  # seconds of audio processed on this channel
         self._last_partial_text = ""
         self.shed = 0
-        self.audio_seconds = 0.0
+        self.audio_seconds = clock_base
 
     # -- event-loop side -------------------------------------------------------------
     def start(self) -> None:
@@ -172,22 +177,22 @@ class ChannelPipeline:
     def _handle_vad(self, ev: object, allow_partial: bool, arrived: float, out: list[Transcript]) -> None:
         if isinstance(ev, SpeechStarted):
             if self._in_segment:
-                self._finalize(arrived, out, ev.offset)
+                self._finalize(arrived, out, self._base + ev.offset)
             self._in_segment = True
             self._segment_id += 1
             self._revision = 0
-            self._seg_start = ev.offset
+            self._seg_start = self._base + ev.offset
             self._last_partial_text = ""
             self._stream.begin_segment()
         elif isinstance(ev, SpeechAudio):
             if not self._in_segment:
                 return
-            end = ev.offset + len(ev.pcm) / (2 * self.rate)
+            end = self._base + ev.offset + len(ev.pcm) / (2 * self.rate)
             for hyp in self._stream.accept(ev.pcm, allow_partial):
                 self._add(hyp, arrived, out, end)
         elif isinstance(ev, SpeechEnded):
             if self._in_segment:
-                self._finalize(arrived, out, ev.offset)
+                self._finalize(arrived, out, self._base + ev.offset)
 
     def _finalize(self, arrived: float, out: list[Transcript], end: float) -> None:
         for hyp in self._stream.end_segment():

@@ -23,11 +23,17 @@ class CallManager:
             raise ProtocolError(1008, f"call {start.call_id!r} is already streaming")
         if len(self.calls) >= self.deps.max_calls:
             raise ProtocolError(1013, f"server at capacity ({len(self.calls)} calls); try again later")
-        call = Call(start, self.deps)
+        point = await self.deps.sink.resume_point(start.call_id)
+        if point is not None and point["agent_id"] != start.agent_id:
+            # a stored call is its first agent's: a stream reusing its id cannot take it over
+            raise ProtocolError(1008, f"call {start.call_id!r} is known with another agent")
+        if start.call_id in self.calls:  # started meanwhile by another connection
+            raise ProtocolError(1008, f"call {start.call_id!r} is already streaming")
+        call = Call(start, self.deps, resume=point)
         self.calls[start.call_id] = call
         metrics.ACTIVE_CALLS.inc()
         metrics.CALLS_TOTAL.labels(start.platform).inc()
-        self.deps.sink.call_opened(start, call.info(), lambda: call.latest_audio)
+        self.deps.sink.call_opened(start, call.info(), lambda: call.latest_audio, reopened=point is not None)
         log.info("call started", extra={"call_id": start.call_id, "agent_id": start.agent_id,
                                         "platform": start.platform, "encoding": start.encoding,
                                         "sample_rate": start.sample_rate})

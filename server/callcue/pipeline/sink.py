@@ -44,11 +44,19 @@ class Sink:
         self._agents: dict[str, str | None] = {}
 
     # ---------------------------------------------------------------- call lifecycle
-    def call_opened(self, start: CallStart, info: dict[str, Any], latest_audio: Callable[[], float]) -> None:
+    async def resume_point(self, call_id: str) -> dict[str, Any] | None:
+        """Where a known call left off (a read, so a reconnect can continue it)."""
+        return await self._store.resume_point(call_id)
+
+    def call_opened(self, start: CallStart, info: dict[str, Any], latest_audio: Callable[[], float],
+                    reopened: bool = False) -> None:  # fmt: skip
         self._latest_audio[start.call_id] = latest_audio
         self._agents[start.call_id] = start.agent_id
-        self._store.call_started(start.call_id, start.agent_id, start.platform, start.encoding,
-                                 start.sample_rate, list(start.channels), start.metadata)  # fmt: skip
+        if reopened:
+            self._store.call_reopened(start.call_id)
+        else:
+            self._store.call_started(start.call_id, start.agent_id, start.platform, start.encoding,
+                                     start.sample_rate, list(start.channels), start.metadata)  # fmt: skip
         self._fanout.call_opened(start.call_id, start.agent_id)
         self._fanout.publish(start.call_id, {"type": "call_started", **info})
 
@@ -60,29 +68,34 @@ class Sink:
         self._agents.pop(call_id, None)
 
     # ---------------------------------------------------------------- what a call produces
-    def transcript(self, t: Transcript) -> None:
-        self._store.transcript(t)
+    async def transcript(self, t: Transcript) -> None:
+        """Durable, then sent: a final reaches a screen only once its row is committed, so
+        what a client was shown survives a crash (partials are not stored, so not awaited)."""
+        stored = self._store.transcript(t)
+        if stored is not None:
+            await stored
         self._fanout.publish(t.call_id, t.to_dict())
         metrics.STAGE_LATENCY.labels("transcript_final" if t.is_final else "transcript_partial").observe(
             max(0.0, time.time() - t.audio_received_at))
 
-    def signal(self, s: Signal) -> None:
-        self._store.signal(s)
+    async def signal(self, s: Signal) -> None:
+        await self._store.signal(s)
         self._fanout.publish(s.call_id, s.to_dict())
 
-    def hint(self, h: Hint) -> None:
-        """Stored before it is published, so feedback on a hint the agent sees finds its row."""
+    async def hint(self, h: Hint) -> None:
+        """Committed before it is published, so feedback on a hint the agent sees finds its
+        row, and a shown hint survives a crash."""
         if not h.audio_received_at:
             latest = self._latest_audio.get(h.call_id)
             h.audio_received_at = latest() if latest is not None else 0.0
-        self._store.hint(h)
+        await self._store.hint(h)
         self._fanout.publish(h.call_id, h.to_dict())
         if h.audio_received_at:
             metrics.STAGE_LATENCY.labels("hint").observe(max(0.0, time.time() - h.audio_received_at))
 
     async def publish_hint(self, h: Hint) -> None:
         """The decision engine's hint port (same path as the pipeline's phrase hints)."""
-        self.hint(h)
+        await self.hint(h)
 
     async def to_call(self, call_id: str, event: dict[str, Any]) -> None:
         """An event for whoever watches the call (alerts, call controls, retractions, DTMF)."""
@@ -119,9 +132,9 @@ class Sink:
     async def write(self, item: object) -> None:
         """What the pipeline's last stage hands over, by type."""
         if isinstance(item, Transcript):
-            self.transcript(item)
+            await self.transcript(item)
         elif isinstance(item, Signal):
-            self.signal(item)
+            await self.signal(item)
         elif isinstance(item, Hint):
             await self.fallback_hint(item)
 
@@ -132,4 +145,4 @@ class Sink:
                                  playbook_id=h.source, payload={
                                      "hint_id": h.hint_id, "title": h.title, "severity": h.severity,
                                      "source": h.source, "signal_ids": list(h.signal_ids)})  # fmt: skip
-        self.hint(h)
+        await self.hint(h)

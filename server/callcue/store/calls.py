@@ -50,7 +50,7 @@ def _schema(db: Database) -> list[str]:
 
 
 class CallStore:
-    def __init__(self, db: Database, flush_interval: float = 0.05, max_batch: int = 500) -> None:
+    def __init__(self, db: Database, flush_interval: float = 0.0, max_batch: int = 500) -> None:
         self.db = db
         self.flush_interval = flush_interval
         self.max_batch = max_batch
@@ -60,6 +60,9 @@ class CallStore:
 
     async def open(self) -> None:
         await self.db.migrate("calls_v1", _schema(self.db))
+        closed = await self.close_abandoned()
+        if closed:
+            log.warning("closed %d call(s) a previous run left open", closed)
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
 
     async def close(self) -> None:
@@ -74,48 +77,77 @@ class CallStore:
         await self._queue.put(("__flush__", (done,)))
         await done
 
-    # -- write-behind -------------------------------------------------------------------
-    def _put(self, sql: str, params: tuple[Any, ...]) -> None:
-        self._queue.put_nowait((sql, params))
+    # -- group commit ------------------------------------------------------------------
+    def _put(self, sql: str, params: tuple[Any, ...]) -> asyncio.Future[None]:
+        """Queue a row; the future resolves once the row is committed (or fails with why).
+
+        Group commit instead of a timed write-behind: the writer takes whatever is queued the
+        moment it is free and commits it in one transaction, so a row waits for at most one
+        commit in flight, and a caller that must not show what was not stored (the Sink)
+        awaits the future before it publishes.
+        """
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # a row nobody waits for still logs its failure (in _commit), never "never retrieved"
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._queue.put_nowait((sql, (params, fut)))
+        return fut
 
     async def _write_loop(self) -> None:
         stop = False
         while not stop:
             item = await self._queue.get()
             batch = [item]
-            await asyncio.sleep(self.flush_interval)
+            if self.flush_interval:
+                await asyncio.sleep(self.flush_interval)
             while not self._queue.empty() and len(batch) < self.max_batch:
                 batch.append(self._queue.get_nowait())
             waiters = []
-            rows: list[tuple[str, tuple[Any, ...]]] = []
+            rows: list[tuple[str, tuple[Any, ...], asyncio.Future[None]]] = []
             for it in batch:
                 if it is None:
                     stop = True
                 elif it[0] == "__flush__":
                     waiters.append(it[1][0])
                 else:
-                    rows.append(it)
+                    rows.append((it[0], it[1][0], it[1][1]))
             if rows:
-                try:
-                    async with self.db.transaction():
-                        for sql, params in rows:
-                            await self.db.execute(sql, params)
-                except Exception:
-                    log.exception("store batch of %d rows failed; retrying row by row", len(rows))
-                    for sql, params in rows:
-                        try:
-                            await self.db.execute(sql, params)
-                        except Exception:
-                            log.exception("store row failed: %s", sql.split("(")[0])
+                await self._commit(rows)
             for w in waiters:
                 if not w.done():
                     w.set_result(None)
             if stop:
-                # drain anything that raced in after the sentinel
+                # anything that raced in after the sentinel
+                rest = []
                 while not self._queue.empty():
                     it = self._queue.get_nowait()
                     if it is not None and it[0] != "__flush__":
-                        await self.db.execute(*it)
+                        rest.append((it[0], it[1][0], it[1][1]))
+                    elif it is not None:
+                        it[1][0].set_result(None)
+                if rest:
+                    await self._commit(rest)
+
+    async def _commit(self, rows: list[tuple[str, tuple[Any, ...], asyncio.Future[None]]]) -> None:
+        try:
+            async with self.db.transaction():
+                for sql, params, _ in rows:
+                    await self.db.execute(sql, params)
+        except Exception:
+            log.exception("store batch of %d rows failed; retrying row by row", len(rows))
+            for sql, params, fut in rows:
+                try:
+                    await self.db.execute(sql, params)
+                except Exception as e:
+                    log.exception("store row failed: %s", sql.split("(")[0])
+                    if not fut.done():
+                        fut.set_exception(e)
+                else:
+                    if not fut.done():
+                        fut.set_result(None)
+            return
+        for _, _, fut in rows:
+            if not fut.done():
+                fut.set_result(None)
 
     # -- calls ---------------------------------------------------------------------------
     def call_started(self, call_id: str, agent_id: str | None, platform: str, encoding: str, sample_rate: int,
@@ -126,6 +158,37 @@ class CallStore:
             (call_id, agent_id, platform, encoding, sample_rate, json.dumps(channels), json.dumps(metadata), time.time()),
         )
 
+    def call_reopened(self, call_id: str) -> None:
+        """A known call streams again (a platform reconnected): one calls row, open again."""
+        self._put("UPDATE calls SET ended_at = NULL, end_reason = NULL WHERE call_id = ?", (call_id,))
+
+    async def resume_point(self, call_id: str) -> dict[str, Any] | None:
+        """Where a stored call left off: its agent, and per channel the last audio time and
+        segment id it stored; None for a call never seen."""
+        await self.flush()
+        call = await self.db.fetchone("SELECT agent_id, ended_at FROM calls WHERE call_id = ?", (call_id,))
+        if call is None:
+            return None
+        rows = await self.db.fetchall(
+            "SELECT channel, MAX(end_s) AS end_s, MAX(segment_id) AS seg FROM transcripts WHERE call_id = ? GROUP BY channel",
+            (call_id,))
+        return {"agent_id": call["agent_id"], "ended": call["ended_at"] is not None,
+                "channels": {r["channel"]: (float(r["end_s"] or 0.0), int(r["seg"] or 0)) for r in rows}}
+
+    async def close_abandoned(self, reason: str = "server_restart") -> int:
+        """Calls a killed server left open end where their last stored row says they did."""
+        open_calls = await self.db.fetchall("SELECT call_id, started_at FROM calls WHERE ended_at IS NULL")
+        for c in open_calls:
+            last = await self.db.fetchone(
+                "SELECT MAX(t) AS t FROM (SELECT MAX(created_at) AS t FROM transcripts WHERE call_id = ? "
+                "UNION ALL SELECT MAX(created_at) AS t FROM signals WHERE call_id = ? "
+                "UNION ALL SELECT MAX(created_at) AS t FROM hints WHERE call_id = ?) AS x",
+                (c["call_id"], c["call_id"], c["call_id"]))
+            end = (last or {}).get("t") or c["started_at"]
+            await self.db.execute("UPDATE calls SET ended_at = ?, end_reason = ? WHERE call_id = ? AND ended_at IS NULL",
+                                  (end, reason, c["call_id"]))
+        return len(open_calls)
+
     def call_ended(self, call_id: str, reason: str) -> None:
         self._put("UPDATE calls SET ended_at = ?, end_reason = ? WHERE call_id = ?", (time.time(), reason, call_id))
 
@@ -134,19 +197,21 @@ class CallStore:
         (self._paused.add if paused else self._paused.discard)(call_id)
         self._put("UPDATE calls SET storage_paused = ? WHERE call_id = ?", (1 if paused else 0, call_id))
 
-    def transcript(self, t: Transcript) -> None:
+    def transcript(self, t: Transcript) -> asyncio.Future[None] | None:
+        """Finals are stored (None for partials and paused calls); await the result to know
+        the row is committed."""
         if not t.is_final or t.call_id in self._paused:
-            return
+            return None
         words = [[w.text, round(w.start, 3), round(w.end, 3), round(w.conf, 3)] for w in t.words]
-        self._put(
+        return self._put(
             "INSERT INTO transcripts (call_id, channel, segment_id, start_s, end_s, text, words, confidence, engine, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (t.call_id, t.channel, t.segment_id, t.start, t.end, t.text, json.dumps(words), t.confidence, t.engine, t.emitted_at),
         )
 
-    def signal(self, s: Signal) -> None:
+    def signal(self, s: Signal) -> asyncio.Future[None]:
         d = s.to_dict()
-        self._put(
+        return self._put(
             # a retraction re-sends a signal already stored: it updates that row (both dialects
             # speak ON CONFLICT ... DO UPDATE), so the store says what the agent was last told
             "INSERT INTO signals (signal_id, call_id, kind, name, confidence, detector, detector_version, evidence, attrs, retracted, created_at) "
@@ -157,8 +222,8 @@ class CallStore:
              json.dumps(d["evidence"], default=str), json.dumps(s.attrs, default=str), int(s.retracted), s.emitted_at),
         )
 
-    def hint(self, h: Hint) -> None:
-        self._put(
+    def hint(self, h: Hint) -> asyncio.Future[None]:
+        return self._put(
             "INSERT INTO hints (hint_id, call_id, title, body, suggested_reply, severity, source, signal_ids, attrs, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (h.hint_id, h.call_id, h.title, h.body, h.suggested_reply, h.severity, h.source,
