@@ -315,3 +315,30 @@ async def test_calls_a_killed_server_left_open_end_at_their_last_row(tmp_path: P
     finally:
         await store.close()
         await db.close()
+
+
+def test_media_timestamps_cannot_run_ahead_of_real_time() -> None:
+    """40 small frames that each claim a 299 s jump used to make the server synthesize and
+    decode hours of silence; the gaps a stream may have are bounded by how long it is open."""
+    import base64
+
+    from callcue.platforms.base import AudioIn, ProtocolError
+    from callcue.platforms.twilio import TwilioProtocol
+
+    now = [0.0]
+    p = TwilioProtocol(clock=lambda: now[0])
+    m = TwilioMessages(call_sid="CAamp", agent_id="agent-1")
+    p.receive_text(m.connected())
+    p.receive_text(m.start(["inbound"]))
+    payload = base64.b64encode(b"\xff" * 160).decode()
+
+    def frame(chunk: int, ts_ms: int) -> str:
+        return json.dumps({"event": "media", "sequenceNumber": str(chunk + 1), "streamSid": m.stream_sid,
+                           "media": {"track": "inbound", "chunk": str(chunk), "timestamp": str(ts_ms), "payload": payload}})
+
+    assert [type(e) for e in p.receive_text(frame(1, 0))] == [AudioIn]
+    now[0] = 5.0  # a real 2 s gap after 5 s open: filled
+    assert sum(len(e.payload) for e in p.receive_text(frame(2, 2000)) if isinstance(e, AudioIn)) > 8000
+    with pytest.raises(ProtocolError) as ei:
+        p.receive_text(frame(3, 299_000))
+    assert ei.value.close_code == 1008 and "ahead" in ei.value.reason

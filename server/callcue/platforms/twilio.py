@@ -29,6 +29,8 @@ import binascii
 import hashlib
 import hmac
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -104,12 +106,19 @@ class TwilioProtocol:
             synthesizing unbounded silence from one hostile frame.
     """
 
-    def __init__(self, *, max_message_bytes: int = 64 * 1024, gap_tolerance_ms: int = 2, max_gap_seconds: float = 300.0) -> None:
+    def __init__(self, *, max_message_bytes: int = 64 * 1024, gap_tolerance_ms: int = 2, max_gap_seconds: float = 300.0,
+                 gap_slack_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
         if max_message_bytes <= 0:
             raise ValueError(f"max_message_bytes must be > 0, got {max_message_bytes}")
         self.max_message_bytes = max_message_bytes
         self.gap_tolerance_samples = gap_tolerance_ms * RATE // 1000
         self.max_gap_samples = round(max_gap_seconds * RATE)
+        # silence we synthesize for a stream may not run ahead of the time it has been open
+        # (plus slack): Twilio streams in real time, so a frame claiming more is an attack
+        # that would make us decode minutes of silence per 400-byte frame
+        self.gap_slack_s = gap_slack_s
+        self._clock = clock
+        self._opened = clock()
         self.counters = TwilioCounters()
         self.state: str = "new"  # new -> connected -> started -> stopped | failed
         self.protocol_version: str | None = None
@@ -305,6 +314,10 @@ class TwilioProtocol:
             if delta > self.gap_tolerance_samples:
                 if delta > self.max_gap_samples:
                     raise ProtocolError(1007, f"media jumps {delta / RATE:.1f}s ahead of track {track_name!r} (timestamp {ts_ms}, chunk {chunk})")
+                budget = self._clock() - self._opened + self.gap_slack_s
+                if self.counters.gap_seconds + delta / RATE > budget:
+                    raise ProtocolError(1008, f"media timestamps run {self.counters.gap_seconds + delta / RATE:.0f}s of gaps "
+                                              f"ahead of a stream open {self._clock() - self._opened:.0f}s")
                 reason = "track started late" if track.frames == 0 else "timestamp jump"
                 if chunk is not None and track.last_chunk is not None and chunk > track.last_chunk + 1:
                     reason = f"{chunk - track.last_chunk - 1} chunk(s) missing"
