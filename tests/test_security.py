@@ -342,3 +342,55 @@ def test_media_timestamps_cannot_run_ahead_of_real_time() -> None:
     with pytest.raises(ProtocolError) as ei:
         p.receive_text(frame(3, 299_000))
     assert ei.value.close_code == 1008 and "ahead" in ei.value.reason
+
+
+async def test_pending_approvals_come_back_after_a_restart_with_their_deadline(tmp_path: Path) -> None:
+    import time as _time
+
+    from callcue.audit.log import AuditLog
+    from callcue.config import REPO_CONFIG_DIR
+    from callcue.decide.actions.dispatcher import ActionDispatcher
+    from callcue.decide.engine import CallInfo, DecisionEngine
+    from callcue.decide.playbooks import PlaybookSet
+    from callcue.events import Evidence, Signal
+    from callcue.store.db import Database
+
+    shown: list[dict[str, Any]] = []
+
+    async def agent_port(call_id: str, ev: dict[str, Any]) -> None:
+        shown.append(ev)
+
+    async def sup_port(ev: dict[str, Any]) -> None:
+        pass
+
+    playbooks = PlaybookSet.load(REPO_CONFIG_DIR / "playbooks")
+    # only the hint of the refund firing matters here: no billing system is listening
+    playbooks = PlaybookSet.from_docs([("refund", {"playbooks": [
+        {**p.model_dump(mode="json", exclude={"anomaly"}), "actions": [p.actions[0].model_dump(mode="json")]}
+        for p in playbooks if p.id == "refund_approval"]})])
+    url = f"sqlite:///{tmp_path}/a.db"
+    db = await Database.connect(url)
+    audit = AuditLog(db)
+    first = DecisionEngine(playbooks, audit, ActionDispatcher(publish_to_agent=agent_port, publish_to_supervisors=sup_port))
+    call = CallInfo("c9", "agent-1")
+    ev = Evidence("customer", "I want a refund", 1.0, 2.0, 1, 1, True)
+    await first.on_signal(call, Signal("c9", "intent", "refund_request", 0.9, "intent", "1", evidence=ev))
+    [rec] = await first.on_signal(call, Signal("c9", "entity", "money", 0.95, "entities", "1", evidence=ev, attrs={"amount": 250.0}))
+    assert rec.state == "pending_approval"
+    deadline = rec.deadline_at
+    await first.close()  # the process stops: nothing is cancelled or audited on the way out
+    await db.close()
+
+    db = await Database.connect(url)
+    audit = AuditLog(db)
+    second = DecisionEngine(playbooks, audit, ActionDispatcher(publish_to_agent=agent_port, publish_to_supervisors=sup_port))
+    await second.restore()
+    back = second.action(rec.action_id)
+    assert back.state == "pending_approval" and back.deadline_at == pytest.approx(deadline)
+    assert back.deadline_at > _time.time()
+    await second.approve(rec.action_id, "supervisor-1")
+    assert second.action(rec.action_id).state == "succeeded"
+    assert [e["type"] for e in shown] == ["hint"] and "250" in shown[0]["body"]
+    assert (await audit.verify()).ok
+    await second.close()
+    await db.close()

@@ -16,6 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from typing import Any
+
+from callcue.decide.actions.kinds import ACTION_KINDS
+from callcue.decide.actions.record import ActionRecord
 
 log = logging.getLogger(__name__)
 from callcue.decide.control import HumanControl
@@ -42,7 +47,8 @@ class DecisionEngine(Gating, HumanControl):
 
     async def restore(self) -> list[str]:
         """Re-apply global pauses from the audit log after a restart, so a kill switch thrown
-        yesterday is still thrown. Returns the playbooks now paused."""
+        yesterday is still thrown, and bring back approvals still pending with their
+        deadlines. Returns the playbooks now paused."""
         it = getattr(self.audit, "iter_entries", None)
         if it is None:
             return sorted(self._paused)
@@ -52,7 +58,50 @@ class DecisionEngine(Gating, HumanControl):
                 state[e.playbook_id] = e.kind == "paused"
         for pid, paused in state.items():
             (self._paused.add if paused else self._paused.discard)(pid)
+        await self._restore_pending(it)
         return sorted(self._paused)
+
+    async def _restore_pending(self, it: Any) -> None:
+        """Approvals are at most an hour long: the last two hours of action entries say which
+        ones were still waiting when the server stopped."""
+        proposed: dict[str, Any] = {}
+        last: dict[str, Any] = {}
+        async for e in it(kind=[f"action_{s}" for s in ("proposed", "pending_approval", "approved", "rejected", "expired",
+                                                          "cancelled", "overridden", "dispatched")],
+                          since=time.time() - 2 * 3600):  # fmt: skip
+            if e.action_id is None:
+                continue
+            if e.kind == "action_proposed":
+                proposed[e.action_id] = e
+            last[e.action_id] = e
+        now = time.time()  # deadlines are wall-clock times (set in Lifecycle._launch)
+        firings: dict[str, list[ActionRecord]] = {}
+        for aid, e in last.items():
+            p = proposed.get(aid)
+            if e.kind != "action_pending_approval" or p is None or aid in self._actions or "spec" not in p.payload:
+                continue
+            if p.playbook_id not in self.playbooks:
+                log.warning("pending approval %s names playbook %s, which is no longer loaded", aid, p.playbook_id)
+                continue
+            try:
+                spec = ACTION_KINDS.parse(p.payload["spec"])
+            except Exception:  # noqa: BLE001 - a kind no longer registered: cannot be run, say so
+                log.warning("pending approval %s has an action kind this server cannot run", aid)
+                continue
+            rec = ActionRecord(action_id=aid, call_id=p.call_id or "", agent_id=p.agent_id, playbook_id=p.playbook_id,
+                               playbook_version=int(p.playbook_version or 0), autonomy=p.payload.get("autonomy", "approve"),
+                               spec=spec, values=dict(p.payload.get("values") or {}),
+                               signal_ids=list(p.payload.get("signal_ids") or []), firing_id=p.payload.get("firing_id", aid),
+                               state="pending_approval", created_at=p.ts,
+                               deadline_at=e.payload.get("deadline_at") or e.ts + float(e.payload.get("deadline_s") or 0))  # fmt: skip
+            self._actions[aid] = rec
+            firings.setdefault(rec.firing_id, []).append(rec)
+        for fid, recs in firings.items():
+            self._firings[fid] = [r.action_id for r in recs]
+            pb = self.playbooks.get(recs[0].playbook_id)
+            left = max(0.0, (recs[0].deadline_at or now) - now)
+            self._timers[fid] = asyncio.create_task(self._expire_after(pb, fid, left))
+            log.info("restored %d pending approval(s) of firing %s; deadline in %.0f s", len(recs), fid, left)
 
     async def drain(self) -> None:
         """Wait for in-flight executions (tests, graceful shutdown)."""

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from callcue.decide.actions.escalate import EscalateAction
+from callcue.decide.actions.kinds import ACTION_KINDS
 from callcue.decide.actions.record import ActionRecord
 from callcue.decide.anomalies import Anomaly
 from callcue.decide.playbooks import Playbook
@@ -27,8 +28,12 @@ from callcue.decide.state import (
 class Lifecycle(EngineState):
     async def _launch(self, pb: Playbook, recs: list[ActionRecord], why: dict[str, Any]) -> None:
         for r in recs:
+            # the record in full (spec, values, signals), so a pending approval can be rebuilt
+            # from the audit trail after a restart
             await self._audit("action_proposed", rec=r, payload={"kind": r.kind, "autonomy": r.autonomy,
-                                                                 "firing_id": r.firing_id, "why": why})  # fmt: skip
+                                                                 "firing_id": r.firing_id, "why": why,
+                                                                 "spec": ACTION_KINDS.dump(r.spec), "values": r.values,
+                                                                 "signal_ids": list(r.signal_ids)})  # fmt: skip
         # a pause (kill switch) may land during any await below and cancel still-proposed
         # records: each step re-checks the state instead of assuming it
         if pb.autonomy == "auto":
@@ -56,7 +61,8 @@ class Lifecycle(EngineState):
                 return
             for r in recs:
                 r.deadline_at = time.time() + deadline
-            await self._transition_many(recs, "pending_approval", "system", deadline_s=deadline, role=pb.approval.role)
+            await self._transition_many(recs, "pending_approval", "system", deadline_s=deadline, role=pb.approval.role,
+                                        deadline_at=recs[0].deadline_at)  # fmt: skip
             await self.dispatcher.publish_to_supervisors({
                 "type": "approval_request", "firing_id": recs[0].firing_id, "call_id": recs[0].call_id,
                 "agent_id": recs[0].agent_id, "playbook_id": pb.id, "playbook_version": pb.version,
