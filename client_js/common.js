@@ -31,18 +31,29 @@ window.CallCue = (() => {
     return typeof unix === "number" && unix > 0 ? new Date(unix * 1000).toLocaleTimeString() : "";
   }
 
-  /** The token from ?token= (then removed from the address bar so it does not end up in
-   *  history or a shared screenshot) or from this tab's sessionStorage. */
+  /** The token from #token= (a fragment never leaves the browser) or ?token=, then removed
+   *  from the address bar so it does not end up in history or a shared screenshot; else
+   *  from this tab's sessionStorage. */
   function initialToken() {
     const url = new URL(location.href);
-    const t = url.searchParams.get("token");
+    const frag = new URLSearchParams(url.hash.replace(/^#/, ""));
+    const t = frag.get("token") || url.searchParams.get("token");
     if (t) {
       sessionStorage.setItem("callcue.token", t);
       url.searchParams.delete("token");
-      history.replaceState(null, "", url.pathname + url.search + url.hash);
+      frag.delete("token");
+      const rest = frag.toString();
+      history.replaceState(null, "", url.pathname + url.search + (rest ? "#" + rest : ""));
       return t;
     }
     return sessionStorage.getItem("callcue.token") || "";
+  }
+
+  /** The token as a WebSocket subprotocol (browsers cannot set an Authorization header on
+   *  a WebSocket): base64url so any token fits the subprotocol grammar; never in the URL. */
+  function tokenProtocol(token) {
+    const b64 = btoa(unescape(encodeURIComponent(token))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+    return "callcue.bearer." + b64;
   }
 
   /**
@@ -86,9 +97,7 @@ window.CallCue = (() => {
     _open() {
       if (!this.token) return this.onStatus("enter a token", false);
       const proto = location.protocol === "https:" ? "wss:" : "ws:";
-      // Browsers cannot set an Authorization header on a WebSocket, hence ?token=.
-      const ws = new WebSocket(`${proto}//${location.host}/ws/agent?token=${encodeURIComponent(this.token)}`,
-                               ["callcue.v1.json"]);
+      const ws = new WebSocket(`${proto}//${location.host}/ws/agent`, ["callcue.v1.json", tokenProtocol(this.token)]);
       this.ws = ws;
       this.onStatus("connecting…", false);
       ws.onopen = () => this.onOpen();

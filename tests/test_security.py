@@ -394,3 +394,16 @@ async def test_pending_approvals_come_back_after_a_restart_with_their_deadline(t
     assert (await audit.verify()).ok
     await second.close()
     await db.close()
+
+
+async def test_browsers_carry_their_token_in_a_subprotocol_that_is_never_echoed(tmp_path: Path) -> None:
+    from callcue.auth import token_protocol
+
+    s = make_settings(tmp_path)
+    async with server(s) as (base, _app):
+        async with connect(f"{base}/ws/agent", subprotocols=["callcue.v1.json", token_protocol(AGENT_TOKEN)]) as ws:  # type: ignore[list-item]
+            hello = json.loads(await ws.recv())
+            assert hello["type"] == "hello" and hello["user_id"] == "agent-1"
+            assert ws.subprotocol == "callcue.v1.json"
+        async with connect(f"{base}/ws/agent", subprotocols=["callcue.v1.json", token_protocol("wrong-token")]) as ws:  # type: ignore[list-item]
+            assert (await _closed(ws))[0] == 1008

@@ -6,6 +6,7 @@ cannot be guessed byte by byte from response timing.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import time
 from collections import deque
@@ -25,6 +26,21 @@ class Principal:
         return self.role == "supervisor" or (agent_id is not None and agent_id == self.user_id)
 
 
+TOKEN_PROTOCOL = "callcue.bearer."
+
+
+def _b64url(s: str) -> str | None:
+    try:
+        return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def token_protocol(token: str) -> str:
+    """The subprotocol a browser offers to carry its token (client_js/common.js does the same)."""
+    return TOKEN_PROTOCOL + base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+
+
 class Authenticator:
     def __init__(self, cfg: AuthConfig) -> None:
         self._tokens = [(t.token.encode(), Principal(t.user_id, t.role)) for t in cfg.tokens]
@@ -40,9 +56,16 @@ class Authenticator:
         return found
 
     def from_headers(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Principal | None:
+        """`Authorization: Bearer`, or (browsers, which cannot set headers on a WebSocket) a
+        `callcue.bearer.<base64url token>` subprotocol; `?token=` is still read for old pages
+        but never logged (logs.py scrubs it) and the shipped pages no longer send it."""
         auth = headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             return self.authenticate(auth[7:].strip())
+        for proto in headers.get("sec-websocket-protocol", "").split(","):
+            proto = proto.strip()
+            if proto.startswith(TOKEN_PROTOCOL):
+                return self.authenticate(_b64url(proto[len(TOKEN_PROTOCOL):]))
         return self.authenticate(query.get("token"))
 
 

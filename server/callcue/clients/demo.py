@@ -71,7 +71,7 @@ async def demo(settings: Settings, wav: Path | None = None, speed: float = 1.0, 
     async with running_server(settings) as (base, app):
         rt = app.state.runtime.get()
         out(f"CallCue serving on http://{settings.server.host}:{settings.server.port}  (ASR: {rt.asr_note})")
-        out(f"Agent desktop: http://{settings.server.host}:{settings.server.port}/agent/agent.html?token={agent_token(settings)}")
+        out(f"Agent desktop: http://{settings.server.host}:{settings.server.port}/agent/agent.html#token={agent_token(settings)}")
         out(f"Playing {wav.name} ({audio.duration:.0f} s) as a Twilio Media Stream at {speed:g}x ...\n")
         headers = {"Authorization": f"Bearer {agent_token(settings)}"}
         async with connect(f"{base}/ws/agent", additional_headers=headers, subprotocols=["callcue.v1.json"]) as agent:
