@@ -15,8 +15,9 @@ desktop watches every call and accepts every hint it is shown. Faults, in turn:
                 streams that never send audio (the idle timeout closes them)
   db_locked     another process holds the SQLite database locked for 2 s
 
-A decoder thread raising is not injected: the server has no fault hook for it (say so, not
-pretend). At the end the server is stopped, and every final transcript, signal and hint the
+  decoder_raise throughout the run, every Nth recognizer call raises in its decoder thread
+                (the server's opt-in hook, CALLCUE_FAULT_DECODER_RAISE_EVERY)
+ At the end the server is stopped, and every final transcript, signal and hint the
 desktop received, and every feedback the server acknowledged, is looked up in the database
 and the audit trail; `callcue audit verify` checks the hash chain. Loss is attributed to the
 last fault before the item was received. Prints a table; --json-out writes the raw figures.
@@ -58,6 +59,7 @@ FAULTS = ("sigkill", "sigterm", "agent_drop", "stream_drop", "hostile", "db_lock
 @dataclass
 class Server:
     workdir: Path
+    decoder_raise_every: int = 0
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
 
@@ -67,9 +69,12 @@ class Server:
 
     def start(self) -> None:
         log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 - handed to the child
+        env = dict(os.environ)
+        if self.decoder_raise_every:
+            env["CALLCUE_FAULT_DECODER_RAISE_EVERY"] = str(self.decoder_raise_every)
         self.proc = subprocess.Popen([sys.executable, "-m", "callcue.cli", "serve", "--port", str(self.port),
                                       "--storage-url", f"sqlite:///{self.db}"], stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=self.workdir)  # fmt: skip
+                                     cwd=self.workdir, env=env)  # fmt: skip
 
     async def ready(self, timeout: float = 120) -> float:
         t0 = time.monotonic()
@@ -192,7 +197,7 @@ async def hostile(srv: Server, n: int = 100) -> int:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="callcue-faults-"))
-    srv = Server(work)
+    srv = Server(work, decoder_raise_every=args.decoder_raise_every)
     srv.start()
     await srv.ready()
     ledger = Ledger()
@@ -279,6 +284,7 @@ def account(srv: Server, ledger: Ledger, log: list[dict[str, Any]]) -> dict[str,
         "finals": len(ledger.finals), "signals": len(ledger.signals), "hints": len(ledger.hints), "acked": len(ledger.acked)},
         "calls_left_open": open_calls, "audit_verify_rc": verify.returncode,
         "audit_verify": (verify.stdout + verify.stderr).strip().splitlines()[-1:],
+        "decoder_faults": (srv.workdir / "server.log").read_text(errors="replace").count("injected decoder fault ("),
         "load": os.getloadavg(), "cores": os.cpu_count(), "workdir": str(srv.workdir)}  # fmt: skip
 
 
@@ -290,7 +296,8 @@ def print_table(r: dict[str, Any]) -> None:
         lost = r["lost"].get(f, {})
         print(f"{f:<12} {len(es):>5} {sum(e['survived'] for e in es):>8} {lost.get('rows', 0):>9} {lost.get('audit', 0):>10} "
               f"{lost.get('acked_feedback', 0):>10} {max((e['recover_s'] for e in es), default=0):>15}")
-    print(f"{'decoder_raise':<12} {'not injected (no fault hook in the server)':>60}")
+    n = r["decoder_faults"]
+    print(f"{'decoder_raise':<12} {n:>5} {n if r['calls_left_open'] == 0 else 0:>8} {'(loss counted above)':>31}")
     before = r["lost"].get("(before any fault)", {})
     if before:
         print(f"lost before any fault: {before}")
@@ -305,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=float, default=6.0, help="seconds between faults")
     ap.add_argument("--settle", type=float, default=10.0, help="seconds of clean running first")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--decoder-raise-every", type=int, default=400, help="every Nth recognizer call raises; 0 = off")
     ap.add_argument("--json-out", type=Path, default=None)
     args = ap.parse_args(argv)
     r = asyncio.run(run(args))

@@ -407,3 +407,28 @@ async def test_browsers_carry_their_token_in_a_subprotocol_that_is_never_echoed(
             assert ws.subprotocol == "callcue.v1.json"
         async with connect(f"{base}/ws/agent", subprotocols=["callcue.v1.json", token_protocol("wrong-token")]) as ws:  # type: ignore[list-item]
             assert (await _closed(ws))[0] == 1008
+
+
+def test_a_growing_card_number_shows_its_last_four_once_not_a_prefix_s_too() -> None:
+    """The partial of a dictated 16-digit card held a Luhn-valid 13-digit prefix: it was shown
+    as `**** 2830`, then the final as `**** 0366`, so the agent saw 7 real digits."""
+    import re
+
+    from callcue.events import Transcript, Word
+    from callcue.understand.redaction import Redactor
+    from callcue.understand.spoken_numbers import luhn_valid
+
+    prefix = next(c for n in range(10**6) if luhn_valid(c := f"4539{n:09d}"))
+    card = next(prefix + f"{k:03d}" for k in range(1000) if luhn_valid(prefix + f"{k:03d}"))
+    assert luhn_valid(card[:13]) and luhn_valid(card)
+
+    def tr(digits: str, final: bool, rev: int) -> Transcript:
+        text = "my card number is " + " ".join(digits[i:i + 4] for i in range(0, len(digits), 4))
+        words = [Word(w, 1.0 + 0.3 * i, 1.25 + 0.3 * i) for i, w in enumerate(text.split())]
+        return Transcript("c1", "customer", 1, rev, text, final, 1.0, words[-1].end, words=words)
+
+    red = Redactor("c1")
+    partial, _ = red.redact(tr(card[:13], False, 0))
+    final, _ = red.redact(tr(card, True, 1))
+    assert re.findall(r"\d", partial.text.split("is ", 1)[1]) == []
+    assert "".join(re.findall(r"\d", final.text.split("is ", 1)[1])) == card[-4:]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from callcue.asr.base import AsrEngine
+from callcue.asr.faults import with_injected_faults
 from callcue.asr.select import load_engine
 from callcue.audit.kpis import kpis
 from callcue.audit.log import AuditLog
@@ -114,6 +115,7 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
     sink = Sink(store, audit, hub)
 
     asr, asr_note = await loop.run_in_executor(asr_pool, load_engine, settings.asr)
+    asr = with_injected_faults(asr)  # off unless the fault benchmark turns it on
     log.info("ASR engine ready: %s", asr_note)
     understanding = await build_understanding(settings, detect_pool)
 

@@ -159,11 +159,11 @@ class Redactor:
             pending = None
 
         text_toks = tokenize(t.text)
-        text_plans = self._plan(text_toks, active, here, pending)
+        text_plans = self._plan(text_toks, active, here, pending, t.is_final)
         word_toks = [
             Token(i, w.text, w.text.strip(".,!?;:\"'()[]{}…").lower(), 0, len(w.text)) for i, w in enumerate(t.words)
         ]
-        word_plans = self._plan(word_toks, active, here, pending) if t.words else []
+        word_plans = self._plan(word_toks, active, here, pending, t.is_final) if t.words else []
 
         masked_text = self._mask_text(t.text, text_toks, text_plans)
         masked_words = self._mask_words(t.words, word_toks, word_plans)
@@ -181,7 +181,8 @@ class Redactor:
 
     # ---------------------------------------------------------------- planning
 
-    def _plan(self, toks: list[Token], active: set[str], here: set[str], pending: _Pending | None) -> list[_RunPlan]:
+    def _plan(self, toks: list[Token], active: set[str], here: set[str], pending: _Pending | None,
+              final: bool = True) -> list[_RunPlan]:  # fmt: skip
         plans: list[_RunPlan] = []
         sensitive = bool(active & _SENSITIVE)
         for k, run in enumerate(find_digit_runs(toks)):
@@ -222,7 +223,9 @@ class Redactor:
             revealed = continuation and pending is not None and pending.revealed
             exempt = False
             if kind in ("card", "ssn", "account"):
-                mask, keep = True, (0 if revealed else min(4, len(digits)))
+                # "last four, once": a partial's number may still grow (13 Luhn-valid digits of
+                # a 16-digit card), so only the final reveals its last four
+                mask, keep = True, (0 if revealed or not final else min(4, len(digits)))
             elif kind == "cvv" or ("pin" in active and 4 <= len(digits) <= 6):
                 mask, keep = True, 0
             elif money or (order_here and n <= 12):
