@@ -55,3 +55,17 @@ def test_example_configs_are_valid_and_point_at_real_files() -> None:
         for name in (s.understanding.phrases_file, s.understanding.intents_file, s.understanding.entities_file,
                      s.understanding.risks_file, s.decision.playbooks_dir):
             assert s.resolve(name).exists(), f"{p.name}: {name} does not exist"
+
+
+def test_serve_exits_non_zero_when_start_up_fails(tmp_path: Path) -> None:
+    """A config that parses but cannot start (its playbook folder is gone) ends the process
+    with a non-zero status naming the cause, instead of leaving it alive and deaf."""
+    src = (REPO / "config" / "callcue.toml").read_text()
+    p = tmp_path / "callcue.toml"
+    p.write_text(src.replace('playbooks_dir = "playbooks"', f'playbooks_dir = "{tmp_path}/missing"'))
+    for f in (REPO / "config").glob("*.yaml"):
+        (tmp_path / f.name).write_text(f.read_text())
+    r = subprocess.run([sys.executable, "-m", "callcue.cli", "serve", "--config", str(p), "--port", "0",
+                        "--storage-url", f"sqlite:///{tmp_path}/s.db"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "playbook directory not found" in r.stderr
