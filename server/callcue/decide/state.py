@@ -16,7 +16,7 @@ from callcue import metrics
 from callcue.audit.entries import SensitiveDataError
 from callcue.decide.actions.dispatcher import ActionDispatcher
 from callcue.decide.actions.record import ActionRecord
-from callcue.decide.anomalies import Anomaly, AnomalyMonitor
+from callcue.decide.anomalies import AnomalyMonitor
 from callcue.decide.playbooks import Playbook, PlaybookSet
 
 log = logging.getLogger(__name__)
@@ -170,13 +170,6 @@ class EngineState:
         t = self._timers.pop(firing_id, None)
         if t is not None:
             t.cancel()
-
-    async def _anomaly(self, a: Anomaly) -> None:
-        pb = self.playbooks.get(a.playbook_id)
-        await self._audit("anomaly", playbook_id=pb.id, playbook_version=pb.version, payload=a.to_dict())
-        await self.dispatcher.publish_to_supervisors({"type": "anomaly", **a.to_dict()})
-        if a.auto_pause and pb.id not in self._paused:
-            await self.pause(pb.id, "system:anomaly", reason=f"{a.metric} {a.value:.2f} > {a.bound}")
 
     def _firing(self, firing_id: str) -> list[ActionRecord]:
         return [self._actions[a] for a in self._firings.get(firing_id, [])]
