@@ -23,6 +23,7 @@ def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
     data = s.model_dump()
     data["storage"]["url"] = f"sqlite:///{tmp_path}/callcue.db"
     data["server"]["port"] = free_port()
+    data["platforms"]["audiosocket"]["port"] = free_port()
     data["logging"]["json_format"] = False
     for k, v in sections.items():
         data[k].update(v)

@@ -276,3 +276,21 @@ def test_loaders_name_the_file_and_never_crash(which: str, tmp_path: Path) -> No
         _load(which, p)
 
     one()
+
+
+@FUZZ
+@given(st.lists(st.one_of(st.binary(max_size=64), st.builds(lambda k, p: bytes([k]) + len(p).to_bytes(2, "big") + p,
+                                                           st.sampled_from([0, 1, 3, 0x10, 0x12, 0x18, 0xFF, 0x42]),
+                                                           st.binary(max_size=40))), max_size=10))
+def test_audiosocket_parser_refuses_only_with_protocol_errors(chunks: list[bytes]) -> None:
+    from callcue.platforms.audiosocket import AudioSocketProtocol
+
+    p = AudioSocketProtocol(max_message_bytes=1024)
+    p.receive_bytes(bytes([1, 0, 16]) + bytes(16))
+    for c in chunks:
+        try:
+            p.receive_bytes(c)
+        except ProtocolError as e:
+            assert 1000 <= e.close_code <= 4999
+            break
+    p.receive_eof()

@@ -6,6 +6,7 @@ reached through one typed slot, so a route never looks anything up in a shared c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +28,7 @@ from callcue.egress.agent_ws import agent_endpoint
 from callcue.egress.supervisor_api import supervisor_routes
 from callcue.platforms.base import Platform
 from callcue.platforms.registry import PLATFORMS
+from callcue.transports.tcp import serve_tcp
 from callcue.transports.websocket import IngressPolicy, run_websocket
 from callcue.wiring import Runtime, assemble
 
@@ -61,6 +63,20 @@ def _ingress(slot: RuntimeSlot, platform: Platform, settings: Settings) -> Calla
     return endpoint
 
 
+async def _tcp_listener(rt: Runtime, platform: Platform) -> asyncio.Server:
+    """Raw-TCP platforms listen on their own host:port from their config section."""
+    cfg = getattr(rt.settings.platforms, platform.name)
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        policy = IngressPolicy(platform.authenticate, cfg, rt.settings.platforms.idle_timeout_s, rt.auth_failures)
+        parser = platform.make_parser(rt.settings.server.max_frame_bytes)
+        await serve_tcp(reader, writer, parser, platform.name, rt.calls, rt.sink.rejection, policy)
+
+    srv = await asyncio.start_server(on_connect, cfg.host, cfg.port)
+    log.info("%s listening on %s:%s", platform.name, cfg.host, cfg.port)
+    return srv
+
+
 def _enabled(settings: Settings, platform: Platform) -> bool:
     cfg = getattr(settings.platforms, platform.name, None)
     return cfg is None or bool(getattr(cfg, "enabled", True))
@@ -73,9 +89,15 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         rt = await assemble(settings)
         slot.set(rt)
+        listeners: list[asyncio.Server] = []
         try:
+            for p in PLATFORMS.values():
+                if p.transport == "tcp" and _enabled(settings, p):
+                    listeners.append(await _tcp_listener(rt, p))
             yield
         finally:
+            for srv in listeners:
+                srv.close()
             slot.set(None)
             await rt.close()
 

@@ -95,12 +95,33 @@ class NativePlatformConfig(_Strict):
     tokens: list[str] = Field(default_factory=list)
 
 
+class AudioSocketPlatformConfig(_Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9092, ge=0, le=65535)
+    # the protocol has no credentials: only these networks may connect
+    allowed_sources: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+
+    @field_validator("allowed_sources")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for n in v:
+            try:
+                ipaddress.ip_network(n, strict=False)
+            except ValueError as e:
+                raise ValueError(f"{n!r} is not an address or network: {e}") from None
+        return v
+
+
 class PlatformsConfig(_Strict):
     # a platform stream that sends no audio for this long is closed (1008), so idle sockets
     # cannot hold the call cap
     idle_timeout_s: float = Field(15.0, gt=0, le=3600)
     twilio: TwilioPlatformConfig = Field(default_factory=TwilioPlatformConfig)
     native: NativePlatformConfig = Field(default_factory=NativePlatformConfig)
+    audiosocket: AudioSocketPlatformConfig = Field(default_factory=AudioSocketPlatformConfig)
 
 
 class UnderstandingConfig(_Strict):

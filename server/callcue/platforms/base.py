@@ -178,5 +178,5 @@ class Platform:
     path: str
     make_parser: Callable[[int], PlatformParser]  # max frame bytes -> parser
     authenticate: Authenticate | None = None
-    transport: Literal["websocket"] = "websocket"
+    transport: Literal["websocket", "tcp"] = "websocket"
     subprotocols: tuple[str, ...] = ()

@@ -3,7 +3,7 @@ with `PLATFORM = Platform(...)`, and one line below."""
 
 from __future__ import annotations
 
-from callcue.platforms import native, twilio
+from callcue.platforms import audiosocket, native, twilio
 from callcue.platforms.base import Platform
 
 PLATFORMS: dict[str, Platform] = {}
@@ -18,3 +18,4 @@ def register(platform: Platform) -> Platform:
 
 register(twilio.PLATFORM)
 register(native.PLATFORM)
+register(audiosocket.PLATFORM)

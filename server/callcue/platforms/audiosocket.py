@@ -1,0 +1,146 @@
+"""Sans-I/O parser for Asterisk AudioSocket (docs.asterisk.org, Channel Drivers: AudioSocket).
+
+Why its own shape: AudioSocket is raw TCP, a byte stream with no message boundaries, so the
+parser buffers and cuts frames itself: a 1-byte type, a 2-byte big-endian payload length,
+then the payload. Asterisk sends the call's UUID (0x01, 16 bytes) first, then signed-linear
+16-bit mono audio (0x10 = 8 kHz; 0x11-0x18 = 12, 16, 24, 32, 44.1, 48, 96, 192 kHz), DTMF
+digits (0x03, one ASCII byte), an error (0xff, optional code) or a hangup (0x00), and it
+usually just closes the socket at hangup. It drops the call on anything from us but audio
+or hangup, so this parser never has anything to send.
+
+One connection is one channel: the call starts on the first audio frame (that is when its
+rate is known), as the customer channel, with the UUID as its call id.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from typing import Any
+
+from callcue.platforms.base import (
+    AudioIn,
+    CallStart,
+    CallStop,
+    Dtmf,
+    Handshake,
+    IngressEvent,
+    Platform,
+    ProtocolError,
+)
+
+HANGUP, UUID, DTMF, ERROR = 0x00, 0x01, 0x03, 0xFF
+#: audio kinds -> sample rate (signed linear 16-bit mono little-endian)
+AUDIO_RATES: dict[int, int] = {0x10: 8000, 0x11: 12000, 0x12: 16000, 0x13: 24000, 0x14: 32000,
+                               0x15: 44100, 0x16: 48000, 0x17: 96000, 0x18: 192000}  # fmt: skip
+HEADER = 3
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+
+class AudioSocketProtocol:
+    def __init__(self, *, max_message_bytes: int = 64 * 1024) -> None:
+        self.max_payload = min(max_message_bytes, 0xFFFF)
+        self._buf = bytearray()
+        self.call_id: str | None = None
+        self.rate: int | None = None
+        self.state = "new"  # new -> identified -> started -> stopped | failed
+
+    def receive_text(self, text: str) -> list[IngressEvent]:
+        raise ProtocolError(1003, "AudioSocket is a binary protocol")
+
+    def receive_bytes(self, data: bytes) -> list[IngressEvent]:
+        if self.state in ("stopped", "failed"):
+            raise ProtocolError(1008, f"bytes after the stream {'ended' if self.state == 'stopped' else 'failed'}")
+        self._buf += data
+        out: list[IngressEvent] = []
+        try:
+            while len(self._buf) >= HEADER:
+                kind, length = self._buf[0], int.from_bytes(self._buf[1:3], "big")
+                if length > self.max_payload:
+                    raise ProtocolError(1009, f"frame of {length} bytes exceeds {self.max_payload} (the frame size limit)")
+                if len(self._buf) < HEADER + length:
+                    break
+                payload = bytes(self._buf[HEADER:HEADER + length])
+                del self._buf[:HEADER + length]
+                out += self._frame(kind, payload)
+                if self.state == "stopped":
+                    break
+        except ProtocolError:
+            self.state = "failed"
+            raise
+        return out
+
+    def receive_eof(self) -> list[IngressEvent]:
+        """Asterisk closes the socket at hangup, usually without sending 0x00 first."""
+        if self.state == "started" and self.call_id is not None:
+            self.state = "stopped"
+            return [CallStop(self.call_id, "hangup")]
+        return []
+
+    def data_to_send(self) -> list[str | bytes]:
+        return []  # anything but audio or hangup would make Asterisk drop the call
+
+    def _frame(self, kind: int, payload: bytes) -> list[IngressEvent]:
+        if kind == UUID:
+            if self.state != "new":
+                raise ProtocolError(1008, "a second UUID frame on one connection")
+            if len(payload) != 16:
+                raise ProtocolError(1007, f"UUID frame of {len(payload)} bytes (need 16)")
+            self.call_id = str(uuid.UUID(bytes=payload))
+            self.state = "identified"
+            return []
+        if kind == HANGUP:
+            if self.state == "started" and self.call_id is not None:
+                self.state = "stopped"
+                return [CallStop(self.call_id, "hangup")]
+            self.state = "stopped"
+            return []
+        if self.call_id is None:
+            raise ProtocolError(1008, f"frame type 0x{kind:02x} before the UUID")
+        if kind in AUDIO_RATES:
+            rate = AUDIO_RATES[kind]
+            if len(payload) % 2:
+                raise ProtocolError(1007, f"audio payload of {len(payload)} bytes is not whole 16-bit samples")
+            events: list[IngressEvent] = []
+            if self.state == "identified":
+                self.rate = rate
+                self.state = "started"
+                events.append(CallStart(call_id=self.call_id, encoding="L16", sample_rate=rate, channels=("customer",),
+                                        platform="audiosocket", metadata={"uuid": self.call_id}))  # fmt: skip
+            elif rate != self.rate:
+                raise ProtocolError(1003, f"audio rate changed from {self.rate} to {rate} Hz mid-stream")
+            if payload:
+                events.append(AudioIn(self.call_id, "customer", payload))
+            return events
+        if kind == DTMF:
+            digit = payload[:1].decode("ascii", "replace").upper()
+            if len(payload) != 1 or digit not in DTMF_DIGITS:
+                raise ProtocolError(1007, "DTMF frame must carry one of 0-9 * # A-D")
+            return [Dtmf(self.call_id, digit)] if self.state == "started" else []
+        if kind == ERROR:
+            code = payload.hex() or "none"
+            was = self.state
+            self.state = "stopped"
+            return [CallStop(self.call_id, f"asterisk_error:{code}")] if was == "started" else []
+        raise ProtocolError(1003, f"unknown AudioSocket frame type 0x{kind:02x}")
+
+
+def authenticate(hs: Handshake, cfg: Any) -> str | None:
+    """AudioSocket carries no credentials: only listed source addresses may stream."""
+    try:
+        peer = ipaddress.ip_address(hs.client or "")
+    except ValueError:
+        return "unknown source address"
+    for net in cfg.allowed_sources:
+        if peer in ipaddress.ip_network(net, strict=False):
+            return None
+    return f"source {peer} is not in [platforms.audiosocket] allowed_sources"
+
+
+def frame(kind: int, payload: bytes = b"") -> bytes:
+    """One AudioSocket frame (what Asterisk sends; used by tests and tools)."""
+    return bytes([kind]) + len(payload).to_bytes(2, "big") + payload
+
+
+PLATFORM = Platform("audiosocket", "", lambda max_bytes: AudioSocketProtocol(max_message_bytes=max_bytes),
+                    authenticate=authenticate, transport="tcp")
