@@ -294,3 +294,21 @@ def test_audiosocket_parser_refuses_only_with_protocol_errors(chunks: list[bytes
             assert 1000 <= e.close_code <= 4999
             break
     p.receive_eof()
+
+
+@FUZZ
+@given(st.lists(st.one_of(st.binary(max_size=64), values.map(_dumps),
+                          st.fixed_dictionaries({"callSid": st.one_of(st.just("c1"), values),
+                                                 "sampleRate": st.one_of(st.sampled_from([8000, 16000, "16k"]), values),
+                                                 "mixType": st.one_of(st.sampled_from(["mono", "stereo", "mixed"]), values)}).map(_dumps)),
+                max_size=8))
+def test_audiofork_parser_refuses_only_with_protocol_errors(frames: list[str | bytes]) -> None:
+    from callcue.platforms.audiofork import AudioForkProtocol
+
+    p = AudioForkProtocol(max_message_bytes=1024)
+    for f in frames:
+        try:
+            p.receive_text(f) if isinstance(f, str) else p.receive_bytes(f)
+        except ProtocolError as e:
+            assert 1000 <= e.close_code <= 4999
+    p.receive_eof()

@@ -56,9 +56,11 @@ def _ingress(slot: RuntimeSlot, platform: Platform, settings: Settings) -> Calla
 
     async def endpoint(ws: WebSocket) -> None:
         rt = slot.get()
-        parser = platform.make_parser(rt.settings.server.max_frame_bytes)
+        parser = platform.make_parser(rt.settings.server.max_frame_bytes, cfg)
         policy = IngressPolicy(platform.authenticate, cfg, rt.settings.platforms.idle_timeout_s, rt.auth_failures)
-        await run_websocket(ws, parser, platform.name, rt.calls, rt.sink.rejection, policy)
+        offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        chosen = next((p for p in offered if p in platform.subprotocols), None)
+        await run_websocket(ws, parser, platform.name, rt.calls, rt.sink.rejection, policy, subprotocol=chosen)
 
     return endpoint
 
@@ -69,7 +71,7 @@ async def _tcp_listener(rt: Runtime, platform: Platform) -> asyncio.Server:
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         policy = IngressPolicy(platform.authenticate, cfg, rt.settings.platforms.idle_timeout_s, rt.auth_failures)
-        parser = platform.make_parser(rt.settings.server.max_frame_bytes)
+        parser = platform.make_parser(rt.settings.server.max_frame_bytes, cfg)
         await serve_tcp(reader, writer, parser, platform.name, rt.calls, rt.sink.rejection, policy)
 
     srv = await asyncio.start_server(on_connect, cfg.host, cfg.port)

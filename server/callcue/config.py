@@ -115,6 +115,16 @@ class AudioSocketPlatformConfig(_Strict):
         return v
 
 
+class AudioForkPlatformConfig(_Strict):
+    enabled: bool = True
+    # `?secret=<one of these>` in the fork URL (or Authorization: Bearer)
+    secrets: list[str] = Field(default_factory=list)
+    # when the metadata frame does not say (mod_audio_fork sends only what it was given)
+    default_sample_rate: Literal[8000, 16000, 24000, 32000, 48000, 64000] = 8000
+    default_mix_type: Literal["mono", "stereo", "mixed"] = "mono"
+    customer_channel: Literal["left", "right"] = "left"
+
+
 class PlatformsConfig(_Strict):
     # a platform stream that sends no audio for this long is closed (1008), so idle sockets
     # cannot hold the call cap
@@ -122,6 +132,7 @@ class PlatformsConfig(_Strict):
     twilio: TwilioPlatformConfig = Field(default_factory=TwilioPlatformConfig)
     native: NativePlatformConfig = Field(default_factory=NativePlatformConfig)
     audiosocket: AudioSocketPlatformConfig = Field(default_factory=AudioSocketPlatformConfig)
+    audiofork: AudioForkPlatformConfig = Field(default_factory=AudioForkPlatformConfig)
 
 
 class UnderstandingConfig(_Strict):

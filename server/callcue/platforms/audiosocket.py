@@ -142,5 +142,5 @@ def frame(kind: int, payload: bytes = b"") -> bytes:
     return bytes([kind]) + len(payload).to_bytes(2, "big") + payload
 
 
-PLATFORM = Platform("audiosocket", "", lambda max_bytes: AudioSocketProtocol(max_message_bytes=max_bytes),
+PLATFORM = Platform("audiosocket", "", lambda max_bytes, cfg: AudioSocketProtocol(max_message_bytes=max_bytes),
                     authenticate=authenticate, transport="tcp")

@@ -176,7 +176,7 @@ class Platform:
 
     name: str
     path: str
-    make_parser: Callable[[int], PlatformParser]  # max frame bytes -> parser
+    make_parser: Callable[[int, Any], PlatformParser]  # (max frame bytes, its config section) -> parser
     authenticate: Authenticate | None = None
     transport: Literal["websocket", "tcp"] = "websocket"
     subprotocols: tuple[str, ...] = ()

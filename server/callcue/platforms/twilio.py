@@ -450,5 +450,5 @@ def authenticate(hs: Handshake, cfg: Any) -> str | None:
     return None if ok else "X-Twilio-Signature does not match this URL for any configured account"
 
 
-PLATFORM = Platform("twilio", "/ws/twilio", lambda max_bytes: TwilioProtocol(max_message_bytes=max_bytes),
+PLATFORM = Platform("twilio", "/ws/twilio", lambda max_bytes, cfg: TwilioProtocol(max_message_bytes=max_bytes),
                     authenticate=authenticate)

@@ -1,0 +1,75 @@
+"""FreeSWITCH mod_audio_fork and jambonz listen: metadata frame, then L16 mono/stereo/mixed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from callcue.clients.audio_file import read_call_audio
+from callcue.platforms.audiofork import AudioForkProtocol
+from callcue.platforms.base import AudioIn, CallStart, CallStop, ProtocolError
+from websockets.asyncio.client import connect
+
+from tests.serverkit import SUPERVISOR_TOKEN, agent, espeak_wav, make_settings, server
+
+
+def test_jambonz_stereo_is_split_into_customer_and_agent() -> None:
+    p = AudioForkProtocol()
+    [start] = p.receive_text(json.dumps({"callSid": "js-1", "sampleRate": 16000, "mixType": "stereo", "from": "+1555"}))
+    assert isinstance(start, CallStart) and start.channels == ("customer", "agent") and start.sample_rate == 16000
+    inter = np.array([[1, -1], [2, -2], [3, -3]], dtype="<i2").tobytes()
+    cust, agt = p.receive_bytes(inter)
+    assert isinstance(cust, AudioIn) and np.frombuffer(cust.payload, "<i2").tolist() == [1, 2, 3]
+    assert agt.channel == "agent" and np.frombuffer(agt.payload, "<i2").tolist() == [-1, -2, -3]
+    assert isinstance(p.receive_eof()[0], CallStop)
+
+
+def test_mod_audio_fork_metadata_without_rate_uses_the_configured_defaults() -> None:
+    p = AudioForkProtocol(default_rate=16000, default_mix="mixed")
+    [start] = p.receive_text(json.dumps({"uuid": "fs-uuid-1", "agent_id": "agent-1"}))
+    assert (start.call_id, start.sample_rate, start.channels, start.agent_id) == ("fs-uuid-1", 16000, ("customer",), "agent-1")
+
+
+@pytest.mark.parametrize(("frames", "code", "words"), [
+    ([b"\x00\x00"], 1008, "before the metadata"),
+    (['{"callSid": "x", "sampleRate": 11025}'], 1003, "sampleRate"),
+    (['{"callSid": "x", "mixType": "quad"}'], 1003, "mixType"),
+    (['{"sampleRate": 8000}'], 1007, "callSid"),
+    (['{"callSid": "x", "mixType": "stereo"}', b"\x00\x00"], 1007, "pairs"),
+    (['{"callSid": "x"}', '{"callSid": "y"}'], 1008, "first frame"),
+])
+def test_bad_streams_are_refused_precisely(frames: list, code: int, words: str) -> None:
+    p = AudioForkProtocol()
+    with pytest.raises(ProtocolError) as ei:
+        for f in frames:
+            p.receive_text(f) if isinstance(f, str) else p.receive_bytes(f)
+    assert ei.value.close_code == code and words in ei.value.reason
+
+
+async def test_a_jambonz_listen_call_reaches_the_desk_and_a_wrong_secret_does_not(tmp_path: Path) -> None:
+    cust = read_call_audio(espeak_wav("I want to cancel my account today.", tmp_path / "c.wav", rate=8000)).channels["customer"]
+    agt = read_call_audio(espeak_wav("Thank you for calling.", tmp_path / "a.wav", rate=8000)).channels["customer"]
+    n = max(len(cust), len(agt))
+    stereo = np.zeros((n, 2), dtype="<i2")
+    stereo[: len(cust), 0], stereo[: len(agt), 1] = cust, agt
+    pcm = stereo.tobytes()
+    s = make_settings(tmp_path)
+    async with server(s) as (base, _app):
+        async with agent(base, SUPERVISOR_TOKEN) as desk:
+            url = f"{base}/ws/audiofork?secret=demo-audiofork-secret"
+            async with connect(url, subprotocols=["audio.jambonz.org"]) as ws:  # type: ignore[list-item]
+                assert ws.subprotocol == "audio.jambonz.org"
+                await ws.send(json.dumps({"callSid": "jz-1", "sampleRate": 8000, "mixType": "stereo", "direction": "inbound"}))
+                for i in range(0, len(pcm), 640):  # 20 ms of stereo at 8 kHz
+                    await ws.send(pcm[i:i + 640])
+                    await asyncio.sleep(0.004)
+            await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == "jz-1", 90)
+            finals = {e["channel"]: e["text"].lower() for e in desk.of_type("transcript") if e["is_final"]}
+            assert "cancel" in finals.get("customer", "") and "thank" in finals.get("agent", ""), finals
+            assert [h for h in desk.of_type("hint") if h["call_id"] == "jz-1"]
+            async with connect(f"{base}/ws/audiofork?secret=guess", subprotocols=["audio.drachtio.org"]) as ws:  # type: ignore[list-item]
+                await asyncio.wait_for(ws.wait_closed(), 10)
+                assert ws.close_code == 1008 and "secret" in ws.close_reason
