@@ -14,7 +14,7 @@ import time
 
 from callcue.platforms.base import Handshake, PlatformParser, ProtocolError
 from callcue.transports.session import CallSink, IngressSession, RejectionRecorder
-from callcue.transports.websocket import IngressPolicy
+from callcue.transports.websocket import IngressPolicy, refusal_of
 
 log = logging.getLogger(__name__)
 READ_BYTES = 64 * 1024
@@ -24,13 +24,7 @@ async def serve_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
                     calls: CallSink, rejected: RejectionRecorder, policy: IngressPolicy) -> None:  # fmt: skip
     peer = writer.get_extra_info("peername")
     hs = Handshake(url=f"tcp://{peer[0]}:{peer[1]}" if peer else "tcp://?", headers={}, client=peer[0] if peer else None)
-    refusal = None
-    if policy.limiter.blocked(hs.client):
-        refusal = "too many refused connections from this address; retry later"
-    elif policy.authenticate is not None:
-        refusal = policy.authenticate(hs, policy.auth_config)
-        if refusal is not None:
-            policy.limiter.failed(hs.client)
+    refusal = refusal_of(policy, hs)
     if refusal is not None:
         rejected(platform, None, 1008, refusal)
         writer.close()

@@ -36,6 +36,17 @@ class IngressPolicy:
     limiter: FailureLimiter
 
 
+def refusal_of(policy: IngressPolicy, hs: Handshake) -> str | None:
+    """Why a connection is refused before its first frame, or None. A source that keeps
+    failing is refused without its credentials being checked."""
+    if policy.limiter.blocked(hs.client):
+        return "too many failed authentications from this address; retry later"
+    refusal = policy.authenticate(hs, policy.auth_config) if policy.authenticate is not None else None
+    if refusal is not None:
+        policy.limiter.failed(hs.client)
+    return refusal
+
+
 def handshake_of(ws: WebSocket) -> Handshake:
     return Handshake(url=str(ws.url), headers={k.lower(): v for k, v in ws.headers.items()},
                      client=ws.client.host if ws.client else None)  # fmt: skip
@@ -45,14 +56,7 @@ async def run_websocket(ws: WebSocket, parser: PlatformParser, platform: str, ca
                         rejected: RejectionRecorder, policy: IngressPolicy | None = None,
                         subprotocol: str | None = None) -> None:  # fmt: skip
     if policy is not None:
-        hs = handshake_of(ws)
-        refusal: str | None = None
-        if policy.limiter.blocked(hs.client):
-            refusal = "too many failed authentications from this address; retry later"
-        elif policy.authenticate is not None:
-            refusal = policy.authenticate(hs, policy.auth_config)
-            if refusal is not None:
-                policy.limiter.failed(hs.client)
+        refusal = refusal_of(policy, handshake_of(ws))
         if refusal is not None:
             rejected(platform, None, 1008, refusal)
             await ws.accept(subprotocol=subprotocol)
