@@ -28,8 +28,9 @@ from callcue.egress.agent_ws import agent_endpoint
 from callcue.egress.supervisor_api import supervisor_routes
 from callcue.platforms.base import Platform
 from callcue.platforms.registry import PLATFORMS
+from callcue.transports.session import IngressPolicy
 from callcue.transports.tcp import serve_tcp
-from callcue.transports.websocket import IngressPolicy, run_websocket
+from callcue.transports.websocket import run_websocket
 from callcue.wiring import Runtime, assemble
 
 log = logging.getLogger(__name__)

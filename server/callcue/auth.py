@@ -26,6 +26,22 @@ class Principal:
         return self.role == "supervisor" or (agent_id is not None and agent_id == self.user_id)
 
 
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (lower-case header names)."""
+    auth = headers.get("authorization", "")
+    return auth[7:].strip() or None if auth[:7].lower() == "bearer " else None
+
+
+def token_matches(given: str | None, accepted: list[str]) -> bool:
+    """Constant-time against every accepted token, so timing tells nothing about which."""
+    if not given:
+        return False
+    found = False
+    for t in accepted:
+        found |= hmac.compare_digest(t.encode(), given.encode())
+    return found
+
+
 TOKEN_PROTOCOL = "callcue.bearer."
 
 
@@ -59,9 +75,9 @@ class Authenticator:
         """`Authorization: Bearer`, or (browsers, which cannot set headers on a WebSocket) a
         `callcue.bearer.<base64url token>` subprotocol; `?token=` is still read for old pages
         but never logged (logs.py scrubs it) and the shipped pages no longer send it."""
-        auth = headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            return self.authenticate(auth[7:].strip())
+        token = bearer_token(headers)
+        if token is not None:
+            return self.authenticate(token)
         for proto in headers.get("sec-websocket-protocol", "").split(","):
             proto = proto.strip()
             if proto.startswith(TOKEN_PROTOCOL):

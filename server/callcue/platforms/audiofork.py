@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from callcue import wire
+from callcue.auth import bearer_token, token_matches
 from callcue.platforms.base import (
     AudioIn,
     CallStart,
@@ -24,7 +25,6 @@ from callcue.platforms.base import (
     Platform,
     ProtocolError,
     json_object,
-    token_matches,
 )
 
 SUBPROTOCOLS = ("audio.jambonz.org", "audio.drachtio.org", "audiostream.drachtio.org")
@@ -101,10 +101,7 @@ def authenticate(hs: Handshake, cfg: Any) -> str | None:
     from urllib.parse import parse_qs, urlsplit
 
     q = parse_qs(urlsplit(hs.url).query)
-    given = (q.get("secret") or q.get("token") or [None])[0]
-    auth = hs.headers.get("authorization", "")
-    if not given and auth[:7].lower() == "bearer ":
-        given = auth[7:].strip()
+    given = (q.get("secret") or q.get("token") or [None])[0] or bearer_token(hs.headers)
     if token_matches(given, cfg.secrets):
         return None
     return "missing or wrong shared secret (?secret= in the fork URL, or Authorization: Bearer)"

@@ -8,7 +8,6 @@ here; decoding happens in the audio stage, which is the one place codecs live.
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -152,21 +151,6 @@ class Handshake:
 
 #: (handshake, this platform's config section) -> why it is refused, or None to let it in
 Authenticate = Callable[[Handshake, Any], "str | None"]
-
-
-def bearer_token(headers: Mapping[str, str]) -> str | None:
-    auth = headers.get("authorization", "")
-    return auth[7:].strip() or None if auth[:7].lower() == "bearer " else None
-
-
-def token_matches(given: str | None, accepted: list[str]) -> bool:
-    """Constant-time against every accepted token, so timing tells nothing about which."""
-    if not given:
-        return False
-    found = False
-    for t in accepted:
-        found |= hmac.compare_digest(t.encode(), given.encode())
-    return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 from callcue import wire
 from callcue.audio.codecs import BYTES_PER_SAMPLE
+from callcue.auth import bearer_token, token_matches
 from callcue.events import CHANNELS, Channel
 from callcue.platforms.base import (
     SUPPORTED_ENCODINGS,
@@ -32,9 +33,7 @@ from callcue.platforms.base import (
     Mark,
     Platform,
     ProtocolError,
-    bearer_token,
     json_object,
-    token_matches,
 )
 
 __all__ = ["HEADER_BYTES", "NativeCounters", "NativeProtocol", "encode_audio_frame"]

@@ -11,16 +11,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from callcue import metrics
+from callcue.auth import FailureLimiter
 from callcue.events import Channel
 from callcue.platforms.base import (
     AudioIn,
+    Authenticate,
     CallStart,
     CallStop,
     Dtmf,
     GapFilled,
+    Handshake,
     IngressEvent,
     Mark,
     PlatformParser,
@@ -120,3 +124,25 @@ class IngressSession:
             if call is not None:
                 await self.calls.stop(call.call_id, ev.reason)
             self.call = None
+
+
+@dataclass(frozen=True)
+class IngressPolicy:
+    """How a transport judges a connection: its platform's authentication and config section,
+    the no-audio timeout, and the failed-authentication limit shared by every way in."""
+
+    authenticate: Authenticate | None
+    auth_config: Any
+    idle_timeout_s: float
+    limiter: FailureLimiter
+
+
+def refusal_of(policy: IngressPolicy, hs: Handshake) -> str | None:
+    """Why a connection is refused before its first frame, or None. A source that keeps
+    failing is refused without its credentials being checked."""
+    if policy.limiter.blocked(hs.client):
+        return "too many failed authentications from this address; retry later"
+    refusal = policy.authenticate(hs, policy.auth_config) if policy.authenticate is not None else None
+    if refusal is not None:
+        policy.limiter.failed(hs.client)
+    return refusal

@@ -13,8 +13,13 @@ import logging
 import time
 
 from callcue.platforms.base import Handshake, PlatformParser, ProtocolError
-from callcue.transports.session import CallSink, IngressSession, RejectionRecorder
-from callcue.transports.websocket import IngressPolicy, refusal_of
+from callcue.transports.session import (
+    CallSink,
+    IngressPolicy,
+    IngressSession,
+    RejectionRecorder,
+    refusal_of,
+)
 
 log = logging.getLogger(__name__)
 READ_BYTES = 64 * 1024

@@ -13,38 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
-from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from callcue.auth import FailureLimiter
 from callcue.platforms.base import (
-    Authenticate,
     Handshake,
     PlatformParser,
     ProtocolError,
 )
-from callcue.transports.session import CallSink, IngressSession, RejectionRecorder
-
-
-@dataclass(frozen=True)
-class IngressPolicy:
-    authenticate: Authenticate | None
-    auth_config: Any
-    idle_timeout_s: float
-    limiter: FailureLimiter
-
-
-def refusal_of(policy: IngressPolicy, hs: Handshake) -> str | None:
-    """Why a connection is refused before its first frame, or None. A source that keeps
-    failing is refused without its credentials being checked."""
-    if policy.limiter.blocked(hs.client):
-        return "too many failed authentications from this address; retry later"
-    refusal = policy.authenticate(hs, policy.auth_config) if policy.authenticate is not None else None
-    if refusal is not None:
-        policy.limiter.failed(hs.client)
-    return refusal
+from callcue.transports.session import (
+    CallSink,
+    IngressPolicy,
+    IngressSession,
+    RejectionRecorder,
+    refusal_of,
+)
 
 
 def handshake_of(ws: WebSocket) -> Handshake:
