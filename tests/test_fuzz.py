@@ -38,6 +38,16 @@ values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=
                       max_leaves=12)
 
 
+def feed_all(p: Any, frames: list[str | bytes]) -> None:
+    """Every frame to the parser; the only refusal allowed is a ProtocolError with a close code."""
+    for f in frames:
+        try:
+            p.receive_text(f) if isinstance(f, str) else p.receive_bytes(f)
+        except ProtocolError as e:
+            assert 1000 <= e.close_code <= 4999
+    p.receive_eof()
+
+
 def _dumps(v: Any) -> str:
     return json.dumps(v, ensure_ascii=True, allow_nan=True)
 
@@ -70,13 +80,7 @@ def twilio_messages() -> st.SearchStrategy[str]:
 @FUZZ
 @given(st.lists(twilio_messages(), max_size=8))
 def test_twilio_parser_refuses_only_with_protocol_errors(frames: list[str]) -> None:
-    p = TwilioProtocol(max_message_bytes=4096)
-    for f in frames:
-        try:
-            p.receive_text(f)
-        except ProtocolError as e:
-            assert 1000 <= e.close_code <= 4999
-    p.receive_eof()
+    feed_all(TwilioProtocol(max_message_bytes=4096), frames)
 
 
 def native_frames() -> st.SearchStrategy[str | bytes]:
@@ -95,13 +99,7 @@ def native_frames() -> st.SearchStrategy[str | bytes]:
 @FUZZ
 @given(st.lists(native_frames(), max_size=8))
 def test_native_parser_refuses_only_with_protocol_errors(frames: list[str | bytes]) -> None:
-    p = NativeProtocol(max_message_bytes=1024)
-    for f in frames:
-        try:
-            p.receive_text(f) if isinstance(f, str) else p.receive_bytes(f)
-        except ProtocolError as e:
-            assert 1000 <= e.close_code <= 4999
-    p.receive_eof()
+    feed_all(NativeProtocol(max_message_bytes=1024), frames)
 
 
 @FUZZ
@@ -305,10 +303,4 @@ def test_audiosocket_parser_refuses_only_with_protocol_errors(chunks: list[bytes
 def test_audiofork_parser_refuses_only_with_protocol_errors(frames: list[str | bytes]) -> None:
     from callcue.platforms.audiofork import AudioForkProtocol
 
-    p = AudioForkProtocol(max_message_bytes=1024)
-    for f in frames:
-        try:
-            p.receive_text(f) if isinstance(f, str) else p.receive_bytes(f)
-        except ProtocolError as e:
-            assert 1000 <= e.close_code <= 4999
-    p.receive_eof()
+    feed_all(AudioForkProtocol(max_message_bytes=1024), frames)

@@ -118,6 +118,11 @@ class Hint:
     audio_received_at: float = 0.0
     attrs: dict[str, Any] = field(default_factory=dict)
 
+    def audit_fields(self) -> dict[str, Any]:
+        """What a `hint_shown` audit entry records of the hint, for every path that shows one."""
+        return {"hint_id": self.hint_id, "title": self.title, "severity": self.severity, "source": self.source,
+                "signal_ids": list(self.signal_ids)}
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["type"] = "hint"

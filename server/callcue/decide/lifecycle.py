@@ -132,8 +132,7 @@ class Lifecycle(EngineState):
             h = rec.shown
             conf = rec.values.get("confidence")
             await self._audit("hint_shown", rec=rec, payload={
-                "hint_id": h.hint_id, "title": h.title, "severity": h.severity,
-                "source": h.source, "signal_ids": list(h.signal_ids),
+                **h.audit_fields(),
                 "intent": rec.values.get("signal_name") or None,
                 "text": (rec.values.get("signal") or {}).get("text") or None,
                 "confidence": float(conf) if isinstance(conf, (int, float)) and 0 <= conf <= 1 else None})  # fmt: skip

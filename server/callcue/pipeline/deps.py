@@ -6,7 +6,7 @@ swapped under a running call; the composition root (`wiring.py`) builds this.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
@@ -44,4 +44,3 @@ class PipelineDeps:
     sink: Sink
     redactor_factory: Callable[[str], Redactor] | None = None
     decider: Decider | None = None
-    on_call_end: Callable[[str], Awaitable[None]] | None = None

@@ -54,8 +54,6 @@ class CallManager:
             self.deps.sink.call_closed(call_id, reason)
             if self.deps.decider is not None:
                 await self.deps.decider.call_ended(call_id)
-            if self.deps.on_call_end is not None:
-                await self.deps.on_call_end(call_id)
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(self.stop(cid, "server_shutdown") for cid in list(self.calls)))

@@ -98,13 +98,14 @@ class Sink:
         await self.hint(h)
 
     async def to_call(self, call_id: str, event: dict[str, Any]) -> None:
-        """An event for whoever watches the call (alerts, call controls, retractions, DTMF)."""
-        self._fanout.publish(call_id, event)
+        """The engine's port for events of a call (call controls, hint retractions)."""
+        self.event(call_id, event)
 
     async def to_supervisors(self, event: dict[str, Any]) -> None:
         self._fanout.publish_supervisors(event)
 
     def event(self, call_id: str, event: dict[str, Any]) -> None:
+        """An event for whoever watches the call (DTMF, call controls, retractions)."""
         self._fanout.publish(call_id, event)
 
     # ---------------------------------------------------------------- audit trail
@@ -142,7 +143,5 @@ class Sink:
         """A hint no playbook raised (a phrase rule's own): audited before it is stored and
         shown, so even the fallback is never on a screen without its audit entry."""
         await self._audit.append("hint_shown", call_id=h.call_id, agent_id=self._agents.get(h.call_id),
-                                 playbook_id=h.source, payload={
-                                     "hint_id": h.hint_id, "title": h.title, "severity": h.severity,
-                                     "source": h.source, "signal_ids": list(h.signal_ids)})  # fmt: skip
+                                 playbook_id=h.source, payload=h.audit_fields())
         await self.hint(h)
