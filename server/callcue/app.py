@@ -52,16 +52,19 @@ class RuntimeSlot:
         return self._rt
 
 
+def _policy(rt: Runtime, platform: Platform, cfg: Any) -> IngressPolicy:
+    return IngressPolicy(platform, cfg, rt.settings.server.max_frame_bytes, rt.settings.platforms.idle_timeout_s,
+                         rt.auth_failures)  # fmt: skip
+
+
 def _ingress(slot: RuntimeSlot, platform: Platform, settings: Settings) -> Callable[[WebSocket], Awaitable[None]]:
     cfg = getattr(settings.platforms, platform.name, None)
 
     async def endpoint(ws: WebSocket) -> None:
         rt = slot.get()
-        parser = platform.make_parser(rt.settings.server.max_frame_bytes, cfg)
-        policy = IngressPolicy(platform.authenticate, cfg, rt.settings.platforms.idle_timeout_s, rt.auth_failures)
         offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
         chosen = next((p for p in offered if p in platform.subprotocols), None)
-        await run_websocket(ws, parser, platform.name, rt.calls, rt.sink.rejection, policy, subprotocol=chosen)
+        await run_websocket(ws, _policy(rt, platform, cfg), rt.calls, rt.sink.rejection, subprotocol=chosen)
 
     return endpoint
 
@@ -71,9 +74,7 @@ async def _tcp_listener(rt: Runtime, platform: Platform) -> asyncio.Server:
     cfg = getattr(rt.settings.platforms, platform.name)
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        policy = IngressPolicy(platform.authenticate, cfg, rt.settings.platforms.idle_timeout_s, rt.auth_failures)
-        parser = platform.make_parser(rt.settings.server.max_frame_bytes, cfg)
-        await serve_tcp(reader, writer, parser, platform.name, rt.calls, rt.sink.rejection, policy)
+        await serve_tcp(reader, writer, _policy(rt, platform, cfg), rt.calls, rt.sink.rejection)
 
     srv = await asyncio.start_server(on_connect, cfg.host, cfg.port)
     log.info("%s listening on %s:%s", platform.name, cfg.host, cfg.port)

@@ -155,7 +155,7 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
         max_calls=settings.server.max_calls, detectors=understanding.detectors, sink=sink,
         redactor_factory=understanding.redactor_factory, decider=PlaybookDecider(engine, fallback),
     )  # fmt: skip
-    calls = CallManager(deps)
+    calls = CallManager(deps, reconnect_grace_s=settings.platforms.reconnect_grace_s)
     access = CallAccess(calls, store, sink, engine)
     auth = Authenticator(settings.auth)
     failures = FailureLimiter(settings.auth.max_failures_per_minute)

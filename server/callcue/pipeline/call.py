@@ -65,20 +65,7 @@ class Call:
         done = (resume or {}).get("channels", {})
         base = max((end for end, _ in done.values()), default=0.0)
         self.channels: dict[Channel, ChannelPipeline] = {
-            ch: ChannelPipeline(
-                call_id=start.call_id,
-                channel=ch,
-                encoding=start.encoding,
-                sample_rate=start.sample_rate,
-                engine=deps.asr,
-                executor=deps.asr_pool,
-                vad_cfg=deps.vad,
-                pipe_cfg=deps.pipeline,
-                emit=self._on_transcript,
-                on_frame=self._on_frame if self._audio_detectors else None,
-                clock_base=base,
-                segment_base=done.get(ch, (0.0, 0))[1],
-            )
+            ch: self._channel(ch, start.encoding, start.sample_rate, base, done.get(ch, (0.0, 0))[1])
             for ch in start.channels
         }
         self._task = asyncio.create_task(self._understand_loop(), name=f"understand-{self.call_id}")
@@ -86,6 +73,41 @@ class Call:
         for chp in self.channels.values():
             chp.start()
         self.ended = False
+
+    def _channel(self, ch: Channel, encoding: str, rate: int, clock_base: float, segment_base: int) -> ChannelPipeline:
+        return ChannelPipeline(
+            call_id=self.call_id,
+            channel=ch,
+            encoding=encoding,
+            sample_rate=rate,
+            engine=self.deps.asr,
+            executor=self.deps.asr_pool,
+            vad_cfg=self.deps.vad,
+            pipe_cfg=self.deps.pipeline,
+            emit=self._on_transcript,
+            on_frame=self._on_frame if self._audio_detectors else None,
+            clock_base=clock_base,
+            segment_base=segment_base,
+        )
+
+    def open_channel(self, ch: Channel, encoding: str, rate: int) -> None:
+        """A joining stream's channel: kept if it is still running in the same format (a
+        continued session), else started where the call's clock stands, its segment ids
+        going on from the channel it replaces."""
+        old = self.channels.get(ch)
+        if old is not None and not old.closing and old.encoding == encoding and old.in_rate == rate:
+            return
+        if old is not None and not old.closing:
+            old.close_soon()
+        clock = old.audio_seconds if old is not None else self.call_time
+        chp = self._channel(ch, encoding, rate, clock, old.segment_id if old is not None else 0)
+        self.channels[ch] = chp
+        self.ctx.metadata["channels"] = list(self.channels)
+        chp.start()
+
+    async def finish_channels(self, channels: list[Channel]) -> None:
+        """A leg left while others go on: flush its channels' last words, keep the call."""
+        await asyncio.gather(*(self.channels[c].finish() for c in channels if c in self.channels))
 
     @property
     def latest_audio(self) -> float:

@@ -90,6 +90,18 @@ class ChannelPipeline:
         self._worker = asyncio.create_task(self._run(), name=f"asr-{self.call_id}-{self.channel}")
 
     @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def segment_id(self) -> int:
+        return self._segment_id
+
+    def close_soon(self) -> None:
+        """Stop taking audio and flush in the background (a replaced channel)."""
+        asyncio.get_running_loop().create_task(self.finish())
+
+    @property
     def backlog_seconds(self) -> float:
         return self._pending_bytes / self._bytes_per_second
 

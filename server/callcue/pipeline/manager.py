@@ -1,4 +1,5 @@
-"""Registry of live calls: the one place that decides whether a call may start."""
+"""Registry of live calls: the one place that decides whether a call may start, and whether
+a second connection joins a live call (another leg, a continued session) or is refused."""
 
 from __future__ import annotations
 
@@ -6,21 +7,55 @@ import asyncio
 import logging
 
 from callcue import metrics
+from callcue.events import Channel
 from callcue.pipeline.call import Call
 from callcue.pipeline.deps import PipelineDeps
 from callcue.platforms.base import CallStart, ProtocolError
 
 log = logging.getLogger(__name__)
 
+CHANNEL_ORDER: tuple[Channel, ...] = ("customer", "agent")
+
+
+class Leg:
+    """One connection's share of a call that arrives on several (Twilio's inbound and
+    outbound `<Stream>`s, two AudioSocket legs, AudioHook sessions continued after a
+    reconnect). The connection speaks its own channel names; `names` maps them onto the
+    call's, so a second AudioSocket leg that calls itself "customer" feeds the agent channel."""
+
+    def __init__(self, call: Call, names: dict[Channel, Channel]) -> None:
+        self.call = call
+        self.call_id = call.call_id
+        self.names = names
+        self.done = False
+
+    @property
+    def ended(self) -> bool:
+        return self.done or self.call.ended
+
+    @property
+    def channels(self) -> dict[Channel, object]:
+        return {own: self.call.channels[theirs] for own, theirs in self.names.items()}
+
+    async def audio(self, channel: Channel, payload: bytes) -> None:
+        await self.call.audio(self.names[channel], payload)
+
+    def dtmf(self) -> None:
+        self.call.dtmf()
+
 
 class CallManager:
-    def __init__(self, deps: PipelineDeps) -> None:
+    def __init__(self, deps: PipelineDeps, reconnect_grace_s: float = 10.0) -> None:
         self.deps = deps
         self.calls: dict[str, Call] = {}
+        self.legs: dict[str, list[Leg]] = {}
+        self.reconnect_grace_s = reconnect_grace_s
+        self._lingering: dict[str, asyncio.Task[None]] = {}
 
-    async def start(self, start: CallStart) -> Call:
-        if start.call_id in self.calls:
-            raise ProtocolError(1008, f"call {start.call_id!r} is already streaming")
+    async def start(self, start: CallStart) -> Call | Leg:
+        live = self.calls.get(start.call_id)
+        if live is not None:
+            return self._join(live, start)
         if len(self.calls) >= self.deps.max_calls:
             raise ProtocolError(1013, f"server at capacity ({len(self.calls)} calls); try again later")
         point = await self.deps.sink.resume_point(start.call_id)
@@ -28,7 +63,7 @@ class CallManager:
             # a stored call is its first agent's: a stream reusing its id cannot take it over
             raise ProtocolError(1008, f"call {start.call_id!r} is known with another agent")
         if start.call_id in self.calls:  # started meanwhile by another connection
-            raise ProtocolError(1008, f"call {start.call_id!r} is already streaming")
+            return self._join(self.calls[start.call_id], start)
         call = Call(start, self.deps, resume=point)
         self.calls[start.call_id] = call
         metrics.ACTIVE_CALLS.inc()
@@ -37,23 +72,81 @@ class CallManager:
         log.info("call started", extra={"call_id": start.call_id, "agent_id": start.agent_id,
                                         "platform": start.platform, "encoding": start.encoding,
                                         "sample_rate": start.sample_rate})
-        return call
+        if start.join is None:
+            return call
+        leg = Leg(call, {ch: ch for ch in start.channels})
+        self.legs[start.call_id] = [leg]
+        return leg
+
+    def _join(self, call: Call, start: CallStart) -> Leg:
+        """A second stream for a live call: a leg if both sides allow it, else refused."""
+        if start.join is None or call.start_event.join is None or call.platform != start.platform or call.ended:
+            raise ProtocolError(1008, f"call {start.call_id!r} is already streaming")
+        if start.agent_id is not None and call.agent_id is not None and start.agent_id != call.agent_id:
+            raise ProtocolError(1008, f"call {start.call_id!r} is streaming with another agent")
+        legs = self.legs.setdefault(start.call_id, [])
+        taken = {theirs for leg in legs for theirs in leg.names.values()}
+        names: dict[Channel, Channel] = {}
+        for ch in start.channels:
+            target: Channel | None = ch
+            if ch in taken or ch in names.values():
+                free = [c for c in CHANNEL_ORDER if c not in taken and c not in names.values()]
+                target = free[0] if start.join == "next_free" and free else None
+            if target is None:
+                raise ProtocolError(1008, f"call {start.call_id!r} already has a {ch} stream")
+            names[ch] = target
+        for theirs in names.values():
+            call.open_channel(theirs, start.encoding, start.sample_rate)
+        lingering = self._lingering.pop(start.call_id, None)
+        if lingering is not None:
+            lingering.cancel()
+        leg = Leg(call, names)
+        legs.append(leg)
+        log.info("stream joined call", extra={"call_id": call.call_id, "channels": list(names.values()),
+                                              "platform": start.platform, "resumed": lingering is not None})  # fmt: skip
+        return leg
 
     def get(self, call_id: str) -> Call | None:
         return self.calls.get(call_id)
 
-    async def stop(self, call_id: str, reason: str = "stop") -> None:
+    async def stop(self, call_id: str, reason: str = "stop", leg: object = None, linger: bool = False) -> None:
+        """End a call, or only `leg`'s part of it while other legs go on. A last leg that
+        `linger`s keeps the call open for the reconnect grace, so a continued session
+        picks up the same call clock."""
         call = self.calls.get(call_id)
         if call is None:
             return
+        if isinstance(leg, Leg) and leg.call is call:
+            legs = self.legs.get(call_id, [])
+            if leg in legs:
+                legs.remove(leg)
+            leg.done = True
+            if legs:
+                still = {theirs for other in legs for theirs in other.names.values()}
+                await call.finish_channels([c for c in leg.names.values() if c not in still])
+                return
+            if linger and self.reconnect_grace_s > 0:
+                self._lingering[call_id] = asyncio.create_task(self._expire(call_id, reason), name=f"linger-{call_id}")
+                return
         try:
             await call.stop(reason)
         finally:
             self.calls.pop(call_id, None)
+            self.legs.pop(call_id, None)
+            lingering = self._lingering.pop(call_id, None)
+            if lingering is not None and lingering is not asyncio.current_task():
+                lingering.cancel()
             metrics.ACTIVE_CALLS.dec()
             self.deps.sink.call_closed(call_id, reason)
             if self.deps.decider is not None:
                 await self.deps.decider.call_ended(call_id)
+
+    async def _expire(self, call_id: str, reason: str) -> None:
+        await asyncio.sleep(self.reconnect_grace_s)
+        if self.legs.get(call_id):
+            return
+        log.info("call not continued within the reconnect grace", extra={"call_id": call_id})
+        await self.stop(call_id, reason)
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(self.stop(cid, "server_shutdown") for cid in list(self.calls)))

@@ -107,7 +107,7 @@ def authenticate(hs: Handshake, cfg: Any) -> str | None:
     return "missing or wrong shared secret (?secret= in the fork URL, or Authorization: Bearer)"
 
 
-def _parser(max_bytes: int, cfg: Any) -> AudioForkProtocol:
+def _parser(max_bytes: int, cfg: Any, hs: Handshake) -> AudioForkProtocol:
     return AudioForkProtocol(max_message_bytes=max_bytes, default_rate=cfg.default_sample_rate,
                              default_mix=cfg.default_mix_type, customer=cfg.customer_channel)  # fmt: skip
 

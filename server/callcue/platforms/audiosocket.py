@@ -9,7 +9,9 @@ usually just closes the socket at hangup. It drops the call on anything from us 
 or hangup, so this parser never has anything to send.
 
 One connection is one channel: the call starts on the first audio frame (that is when its
-rate is known), as the customer channel, with the UUID as its call id.
+rate is known) with the UUID as its call id. The first connection with a UUID is the
+customer; a second connection with the same UUID (the other leg, e.g. AudioSocket on both
+sides of a Dial) joins that call as the agent.
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ class AudioSocketProtocol:
                 self.rate = rate
                 self.state = "started"
                 events.append(CallStart(call_id=self.call_id, encoding="L16", sample_rate=rate, channels=("customer",),
-                                        platform="audiosocket", metadata={"uuid": self.call_id}))  # fmt: skip
+                                        platform="audiosocket", metadata={"uuid": self.call_id},
+                                        join="next_free"))  # fmt: skip
             elif rate != self.rate:
                 raise ProtocolError(1003, f"audio rate changed from {self.rate} to {rate} Hz mid-stream")
             if payload:
@@ -142,5 +145,5 @@ def frame(kind: int, payload: bytes = b"") -> bytes:
     return bytes([kind]) + len(payload).to_bytes(2, "big") + payload
 
 
-PLATFORM = Platform("audiosocket", "", lambda max_bytes, cfg: AudioSocketProtocol(max_message_bytes=max_bytes),
+PLATFORM = Platform("audiosocket", "", lambda max_bytes, cfg, hs: AudioSocketProtocol(max_message_bytes=max_bytes),
                     authenticate=authenticate, transport="tcp")

@@ -34,6 +34,11 @@ class CallStart:
     agent_id: str | None = None
     platform: str = "native"
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: a call that may arrive on several connections (Twilio's two <Stream>s, Asterisk's two
+    #: AudioSocket legs, an AudioHook continued session): "exact" joins with the channels as
+    #: declared, "next_free" takes the first channel the call does not have yet; None refuses
+    #: a second stream for a live call
+    join: Literal["exact", "next_free"] | None = None
 
 
 @dataclass(slots=True)
@@ -74,11 +79,42 @@ class Mark:
 
 @dataclass(slots=True)
 class CallStop:
+    """This connection's part of the call is over. `linger` says the platform will come back
+    (AudioHook `close` with reason `reconnect`, a connection lost mid-call): the call waits
+    for the continued stream instead of ending, so no audio time is lost."""
+
     call_id: str
     reason: str = "stop"
+    linger: bool = False
 
 
-IngressEvent = CallStart | AudioIn | GapFilled | Dtmf | Mark | CallStop
+@dataclass(slots=True)
+class Paused:
+    """The platform stopped sending audio on purpose (hold, secure pause): no idle timeout."""
+
+    call_id: str
+
+
+@dataclass(slots=True)
+class Resumed:
+    call_id: str
+
+
+@dataclass(slots=True)
+class Heartbeat:
+    """A keep-alive (AudioHook `ping`): the peer is there even when no audio flows."""
+
+
+@dataclass(slots=True)
+class CloseConnection:
+    """The protocol is finished with this connection (AudioHook after `closed`, a probe):
+    the transport sends what is queued, then closes with this code."""
+
+    code: int = 1000
+    reason: str = ""
+
+
+IngressEvent = CallStart | AudioIn | GapFilled | Dtmf | Mark | CallStop | Paused | Resumed | Heartbeat | CloseConnection
 
 
 class ProtocolError(Exception):
@@ -139,6 +175,15 @@ class PlatformParser(Protocol):
     def data_to_send(self) -> list[str | bytes]: ...
 
 
+class SignalsErrors(Protocol):
+    """A parser whose platform has its own error message (AudioHook `disconnect`): a refusal
+    from the call side (capacity, a conflicting stream) is answered in the platform's terms
+    instead of a bare close. `fail` queues that message and says whether the connection
+    stays open for the platform's closing handshake."""
+
+    def fail(self, error: ProtocolError) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Handshake:
     """What a transport knows of a connection before the first frame: the URL the request
@@ -151,6 +196,11 @@ class Handshake:
 
 #: (handshake, this platform's config section) -> why it is refused, or None to let it in
 Authenticate = Callable[[Handshake, Any], "str | None"]
+#: (max frame bytes, config section, handshake) -> a fresh parser for one connection
+MakeParser = Callable[[int, Any, Handshake], PlatformParser]
+#: (why, max frame bytes, config section, handshake) -> a parser that tells a refused peer
+#: why in the platform's own terms (AudioHook: `disconnect` with reason `unauthorized`)
+MakeRefusal = Callable[[str, int, Any, Handshake], PlatformParser]
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +210,9 @@ class Platform:
 
     name: str
     path: str
-    make_parser: Callable[[int, Any], PlatformParser]  # (max frame bytes, its config section) -> parser
+    make_parser: MakeParser
     authenticate: Authenticate | None = None
-    transport: Literal["websocket", "tcp"] = "websocket"
+    transport: Literal["websocket", "tcp", "http"] = "websocket"
     subprotocols: tuple[str, ...] = ()
+    #: None: a refused connection is closed with 1008 before its first frame
+    refusal: MakeRefusal | None = None

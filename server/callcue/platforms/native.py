@@ -224,5 +224,5 @@ def authenticate(hs: Handshake, cfg: Any) -> str | None:
     return "missing or invalid bearer token (Authorization: Bearer <token>)"
 
 
-PLATFORM = Platform("native", "/ws/native", lambda max_bytes, cfg: NativeProtocol(max_message_bytes=max_bytes),
+PLATFORM = Platform("native", "/ws/native", lambda max_bytes, cfg, hs: NativeProtocol(max_message_bytes=max_bytes),
                     authenticate=authenticate)

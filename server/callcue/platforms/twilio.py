@@ -258,6 +258,7 @@ class TwilioProtocol:
                 channels=channels,  # type: ignore[arg-type]
                 agent_id=agent_id or None,
                 platform="twilio",
+                join="exact",
                 metadata={
                     "stream_sid": stream_sid,
                     "account_sid": account_sid,
@@ -450,5 +451,5 @@ def authenticate(hs: Handshake, cfg: Any) -> str | None:
     return None if ok else "X-Twilio-Signature does not match this URL for any configured account"
 
 
-PLATFORM = Platform("twilio", "/ws/twilio", lambda max_bytes, cfg: TwilioProtocol(max_message_bytes=max_bytes),
+PLATFORM = Platform("twilio", "/ws/twilio", lambda max_bytes, cfg, hs: TwilioProtocol(max_message_bytes=max_bytes),
                     authenticate=authenticate)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,16 +19,20 @@ from callcue.auth import FailureLimiter
 from callcue.events import Channel
 from callcue.platforms.base import (
     AudioIn,
-    Authenticate,
     CallStart,
     CallStop,
+    CloseConnection,
     Dtmf,
     GapFilled,
     Handshake,
     IngressEvent,
+    Heartbeat,
     Mark,
+    Paused,
+    Platform,
     PlatformParser,
     ProtocolError,
+    Resumed,
 )
 
 log = logging.getLogger(__name__)
@@ -46,7 +50,7 @@ class LiveCall(Protocol):
 
 class CallSink(Protocol):
     async def start(self, start: CallStart) -> LiveCall: ...
-    async def stop(self, call_id: str, reason: str = "stop") -> None: ...
+    async def stop(self, call_id: str, reason: str = "stop", leg: object = None, linger: bool = False) -> None: ...
 
 
 RejectionRecorder = Callable[[str, "str | None", int, str], None]  # platform, call id, close code, reason
@@ -55,24 +59,48 @@ RejectionRecorder = Callable[[str, "str | None", int, str], None]  # platform, c
 class IngressSession:
     """One connection's call: at most one start, audio for its declared channels, one stop."""
 
-    def __init__(self, parser: PlatformParser, platform: str, calls: CallSink, rejected: RejectionRecorder) -> None:
+    def __init__(self, parser: PlatformParser, platform: str, calls: CallSink, rejected: RejectionRecorder,
+                 send: Callable[[list[str | bytes]], Awaitable[None]] | None = None) -> None:  # fmt: skip
         self.parser = parser
+        #: replies go out before the events are applied (a `pong` or `closed` must not wait
+        #: for a call to flush its recognizer)
+        self.send = send
         self.platform = platform
         self.calls = calls
         self.rejected = rejected
         self.call: LiveCall | None = None
         self.end_reason = "disconnected"
         self.stopped = False
-        #: monotonic time of the last audio (or of the connection): the idle timeout counts from here
+        #: set when the protocol is done with the connection (after AudioHook `closed`)
+        self.close_request: CloseConnection | None = None
+        #: the platform paused the audio on purpose: the idle timeout does not run meanwhile
+        self.paused = False
+        #: monotonic time of the last audio or keep-alive (or of the connection): the idle
+        #: timeout counts from here
         self.last_audio = time.monotonic()
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more will come that matters: send what is queued, then close."""
+        return self.stopped or self.close_request is not None
 
     async def feed(self, text: str | None, data: bytes | None) -> None:
         """One frame from the peer. Raises `ProtocolError` after recording it."""
         try:
             events = self.parser.receive_text(text) if text is not None else self.parser.receive_bytes(data or b"")
+            if self.send is not None:
+                out = self.parser.data_to_send()
+                if out:
+                    await self.send(out)
             await self._apply_all(events)
         except ProtocolError as e:
             self.rejected(self.platform, self.call.call_id if self.call else None, e.close_code, e.reason)
+            fail = getattr(self.parser, "fail", None)
+            if e.fatal and fail is not None and fail(e):
+                # the platform has its own error message and closing handshake (AudioHook
+                # `disconnect`, then `close`/`closed`): the connection stays for it
+                self.end_reason = f"protocol_error:{e.close_code}"
+                return
             if e.fatal:
                 self.end_reason = f"protocol_error:{e.close_code}"
             raise
@@ -88,7 +116,7 @@ class IngressSession:
             self.rejected(self.platform, self.call.call_id if self.call else None, e.close_code, e.reason)
         finally:
             if self.call is not None and not self.call.ended:
-                await self.calls.stop(self.call.call_id, self.end_reason)
+                await self.calls.stop(self.call.call_id, self.end_reason, leg=self.call)
 
     async def _apply_all(self, events: list[IngressEvent]) -> None:
         for ev in events:
@@ -96,6 +124,8 @@ class IngressSession:
             if isinstance(ev, CallStop):
                 self.end_reason = ev.reason
                 self.stopped = True
+            elif isinstance(ev, CloseConnection):
+                self.close_request = ev
 
     async def _apply(self, ev: IngressEvent) -> None:
         call = self.call
@@ -120,19 +150,36 @@ class IngressSession:
                 call.dtmf()
         elif isinstance(ev, Mark):
             pass
+        elif isinstance(ev, Paused):
+            self.paused = True
+        elif isinstance(ev, Resumed):
+            self.paused = False
+            self.last_audio = time.monotonic()
+        elif isinstance(ev, Heartbeat):
+            self.last_audio = time.monotonic()
+        elif isinstance(ev, CloseConnection):
+            pass
         elif isinstance(ev, CallStop):
             if call is not None:
-                await self.calls.stop(call.call_id, ev.reason)
+                await self.calls.stop(call.call_id, ev.reason, leg=call, linger=ev.linger)
             self.call = None
+
+    def idle_left(self, idle_timeout_s: float | None) -> float | None:
+        """Seconds until the idle timeout, None when it does not run (none set, or paused)."""
+        if idle_timeout_s is None or self.paused:
+            return None
+        return max(0.0, idle_timeout_s - (time.monotonic() - self.last_audio))
 
 
 @dataclass(frozen=True)
 class IngressPolicy:
-    """How a transport judges a connection: its platform's authentication and config section,
-    the no-audio timeout, and the failed-authentication limit shared by every way in."""
+    """How a transport judges and serves a connection: its platform (parser, authentication,
+    refusal), that platform's config section, the frame limit, the no-audio timeout, and the
+    failed-authentication limit shared by every way in."""
 
-    authenticate: Authenticate | None
-    auth_config: Any
+    platform: Platform
+    config: Any
+    max_frame_bytes: int
     idle_timeout_s: float
     limiter: FailureLimiter
 
@@ -142,7 +189,22 @@ def refusal_of(policy: IngressPolicy, hs: Handshake) -> str | None:
     failing is refused without its credentials being checked."""
     if policy.limiter.blocked(hs.client):
         return "too many failed authentications from this address; retry later"
-    refusal = policy.authenticate(hs, policy.auth_config) if policy.authenticate is not None else None
+    auth = policy.platform.authenticate
+    refusal = auth(hs, policy.config) if auth is not None else None
     if refusal is not None:
         policy.limiter.failed(hs.client)
     return refusal
+
+
+def parser_for(policy: IngressPolicy, hs: Handshake, rejected: RejectionRecorder) -> tuple[PlatformParser | None, str | None]:
+    """The parser that serves this connection and, for a refused one, why. A refused
+    connection gets its platform's refusal parser (which tells the peer in the platform's
+    terms) or none: the transport then closes it with 1008 before its first frame."""
+    refusal = refusal_of(policy, hs)
+    p = policy.platform
+    if refusal is None:
+        return p.make_parser(policy.max_frame_bytes, policy.config, hs), None
+    rejected(p.name, None, 1008, refusal)
+    if p.refusal is None:
+        return None, refusal
+    return p.refusal(refusal, policy.max_frame_bytes, policy.config, hs), refusal

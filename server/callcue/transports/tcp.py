@@ -10,36 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
-from callcue.platforms.base import Handshake, PlatformParser, ProtocolError
+from callcue.platforms.base import Handshake, ProtocolError
 from callcue.transports.session import (
     CallSink,
     IngressPolicy,
     IngressSession,
     RejectionRecorder,
-    refusal_of,
+    parser_for,
 )
 
 log = logging.getLogger(__name__)
 READ_BYTES = 64 * 1024
 
 
-async def serve_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: PlatformParser, platform: str,
-                    calls: CallSink, rejected: RejectionRecorder, policy: IngressPolicy) -> None:  # fmt: skip
+async def serve_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, policy: IngressPolicy,
+                    calls: CallSink, rejected: RejectionRecorder) -> None:  # fmt: skip
     peer = writer.get_extra_info("peername")
     hs = Handshake(url=f"tcp://{peer[0]}:{peer[1]}" if peer else "tcp://?", headers={}, client=peer[0] if peer else None)
-    refusal = refusal_of(policy, hs)
-    if refusal is not None:
-        rejected(platform, None, 1008, refusal)
+    parser, _ = parser_for(policy, hs, rejected)
+    if parser is None:
         writer.close()
         return
+    platform = policy.platform.name
     session = IngressSession(parser, platform, calls, rejected)
     try:
         while True:
-            timeout = max(0.0, policy.idle_timeout_s - (time.monotonic() - session.last_audio))
             try:
-                data = await asyncio.wait_for(reader.read(READ_BYTES), timeout)
+                data = await asyncio.wait_for(reader.read(READ_BYTES), session.idle_left(policy.idle_timeout_s))
             except TimeoutError:
                 rejected(platform, session.call.call_id if session.call else None, 1008,
                          f"no audio for {policy.idle_timeout_s:g} s")  # fmt: skip
@@ -54,7 +52,7 @@ async def serve_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
                     break
             for out in session.outgoing():
                 writer.write(out if isinstance(out, bytes) else out.encode())
-            if session.stopped:
+            if session.finished:
                 break
     except (ConnectionError, asyncio.IncompleteReadError):
         pass

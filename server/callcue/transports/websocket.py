@@ -2,31 +2,28 @@
 
 All protocol knowledge lives in the sans-I/O parser; this loop only moves frames between the
 socket and an `IngressSession`. Before the first frame the platform's own authentication
-judges the upgrade (a refusal is recorded and closes with 1008), and a source that keeps
-failing is refused unchecked. A frame the parser rejects is recorded and either skipped
-(non-fatal) or answered with the parser's close code; a stream that sends no audio for the
-idle timeout is closed, so idle sockets cannot hold the call cap. Frame sizes are the
-parser's business (it knows its platform's limits), so they are checked there, once.
+judges the upgrade: a refusal is recorded and either closes with 1008 or, where the platform
+says "unauthorized" in its own messages (AudioHook), is served by the platform's refusal
+parser. A source that keeps failing is refused unchecked. A frame the parser rejects is
+recorded and either skipped (non-fatal) or answered with the parser's close code; a stream
+that sends no audio (or keep-alive) for the idle timeout, unless the platform paused it, is
+closed, so idle sockets cannot hold the call cap. Frame sizes are the parser's business (it
+knows its platform's limits), so they are checked there, once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from callcue.platforms.base import (
-    Handshake,
-    PlatformParser,
-    ProtocolError,
-)
+from callcue.platforms.base import Handshake, ProtocolError
 from callcue.transports.session import (
     CallSink,
     IngressPolicy,
     IngressSession,
     RejectionRecorder,
-    refusal_of,
+    parser_for,
 )
 
 
@@ -35,24 +32,30 @@ def handshake_of(ws: WebSocket) -> Handshake:
                      client=ws.client.host if ws.client else None)  # fmt: skip
 
 
-async def run_websocket(ws: WebSocket, parser: PlatformParser, platform: str, calls: CallSink,
-                        rejected: RejectionRecorder, policy: IngressPolicy | None = None,
+async def _send(ws: WebSocket, frames: list[str | bytes]) -> None:
+    for out in frames:
+        await (ws.send_text(out) if isinstance(out, str) else ws.send_bytes(out))
+
+
+async def _flush(ws: WebSocket, session: IngressSession) -> None:
+    await _send(ws, session.outgoing())
+
+
+async def run_websocket(ws: WebSocket, policy: IngressPolicy, calls: CallSink, rejected: RejectionRecorder,
                         subprotocol: str | None = None) -> None:  # fmt: skip
-    if policy is not None:
-        refusal = refusal_of(policy, handshake_of(ws))
-        if refusal is not None:
-            rejected(platform, None, 1008, refusal)
-            await ws.accept(subprotocol=subprotocol)
-            await ws.close(code=1008, reason=refusal[:123])
-            return
+    platform = policy.platform.name
+    parser, refusal = parser_for(policy, handshake_of(ws), rejected)
     await ws.accept(subprotocol=subprotocol)
-    session = IngressSession(parser, platform, calls, rejected)
-    idle = policy.idle_timeout_s if policy is not None else None
+    if parser is None:
+        await ws.close(code=1008, reason=(refusal or "refused")[:123])
+        return
+    session = IngressSession(parser, platform, calls, rejected, send=lambda frames: _send(ws, frames))
+    idle = policy.idle_timeout_s
     try:
+        await _flush(ws, session)
         while True:
             try:
-                timeout = None if idle is None else max(0.0, idle - (time.monotonic() - session.last_audio))
-                msg = await asyncio.wait_for(ws.receive(), timeout)
+                msg = await asyncio.wait_for(ws.receive(), session.idle_left(idle))
             except TimeoutError:
                 reason = f"no audio for {idle:g} s"
                 rejected(platform, session.call.call_id if session.call else None, 1008, reason)
@@ -65,13 +68,14 @@ async def run_websocket(ws: WebSocket, parser: PlatformParser, platform: str, ca
                 await session.feed(msg.get("text"), msg.get("bytes") if msg.get("text") is None else None)
             except ProtocolError as e:
                 if e.fatal:
-                    await ws.close(code=e.close_code, reason=e.reason)
+                    await _flush(ws, session)
+                    await ws.close(code=e.close_code, reason=e.reason[:123])
                     break
-            for out in session.outgoing():
-                await (ws.send_text(out) if isinstance(out, str) else ws.send_bytes(out))
-            if session.stopped:
+            await _flush(ws, session)
+            if session.finished:
                 # everything the call said has been recognized and published by now
-                await ws.close(code=1000, reason="call stopped")
+                close = session.close_request
+                await ws.close(code=close.code if close else 1000, reason=close.reason if close else "call stopped")
                 break
     except WebSocketDisconnect:
         pass
