@@ -94,3 +94,40 @@ def espeak_wav(text: str, path: Path, rate: int = 8000, voice: str = "en-us", pa
     subprocess.run(["sox", str(raw), "-r", str(rate), "-b", "16", "-c", "1", str(path), "pad", str(pad[0]), str(pad[1])], check=True)
     raw.unlink()
     return path
+
+
+def quick_disclosure(tmp_path: Path, deadline_s: float = 6.0) -> dict[str, Any]:
+    """`understanding` overrides whose recording notice is due after `deadline_s`: a short
+    real recording then earns the agent a real hint (nobody in it reads the notice)."""
+    import yaml
+
+    risks = yaml.safe_load((REPO_CONFIG_DIR / "risks.yaml").read_text())
+    for d in risks["compliance"]["disclosures"]:
+        if d["id"] == "recording_notice":
+            d["deadline_s"] = deadline_s
+    p = tmp_path / "risks.yaml"
+    p.write_text(yaml.safe_dump(risks))
+    return {"risks_file": str(p)}
+
+
+def real_call(shared: Path) -> Any:
+    """A two-party call of real telephone-band speech: JFK's inaugural line from the
+    customer, CMU ARCTIC sentences from the agent, interleaved as turns (8 kHz)."""
+    import numpy as np
+
+    from callcue.clients.audio_file import CallAudio, read_call_audio
+
+    def clip(name: str) -> Any:
+        return read_call_audio(shared / "speech" / "telephone_sim" / f"{name}.wav").channels["customer"]
+
+    rate = 8000
+    agent_a, agent_b, cust = clip("cmu_arctic__axb_a0004"), clip("cmu_arctic__aew_a0003"), clip("jfk__jfk")
+    n = int(rate * 0.5) + len(agent_a) + int(rate * 0.3) + len(cust) + int(rate * 0.3) + len(agent_b) + rate
+    a, c = np.zeros(n, np.int16), np.zeros(n, np.int16)
+    at = int(rate * 0.5)
+    a[at:at + len(agent_a)] = agent_a
+    at += len(agent_a) + int(rate * 0.3)
+    c[at:at + len(cust)] = cust
+    at += len(cust) + int(rate * 0.3)
+    a[at:at + len(agent_b)] = agent_b
+    return CallAudio(rate, {"customer": c, "agent": a})

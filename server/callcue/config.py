@@ -125,14 +125,39 @@ class AudioForkPlatformConfig(_Strict):
     customer_channel: Literal["left", "right"] = "left"
 
 
+class AudioHookApiKey(_Strict):
+    api_key: str = Field(min_length=1)
+    # base64, as Genesys shows it; empty: this key's upgrades are not signed
+    client_secret: str = ""
+
+
+class AudioHookPlatformConfig(_Strict):
+    enabled: bool = True
+    # X-API-KEY values the integration may use, each with its client secret (RFC 9421 signature)
+    api_keys: list[AudioHookApiKey] = Field(default_factory=list)
+    # a signature's `created` may be this old (the AudioHook profile uses 10 s)
+    max_signature_age_s: float = Field(10.0, gt=0, le=3600)
+    # which AudioHook channel is the customer: Genesys's `external` is the customer side
+    customer_channel: Literal["external", "internal"] = "external"
+    # answered when `open` asks for supportedLanguages
+    languages: list[str] = Field(default_factory=lambda: ["en-US"])
+    # the wss:// URL configured in Genesys, when a proxy changes it on the way here (it is
+    # signed: @request-target and @authority); by default the URL the request came to
+    public_url: str | None = None
+
+
 class PlatformsConfig(_Strict):
     # a platform stream that sends no audio for this long is closed (1008), so idle sockets
     # cannot hold the call cap
     idle_timeout_s: float = Field(15.0, gt=0, le=3600)
+    # a call whose stream was lost (or closed for a reconnect, AudioHook) waits this long for
+    # the platform to continue it before it ends; 0 ends it at once
+    reconnect_grace_s: float = Field(10.0, ge=0, le=600)
     twilio: TwilioPlatformConfig = Field(default_factory=TwilioPlatformConfig)
     native: NativePlatformConfig = Field(default_factory=NativePlatformConfig)
     audiosocket: AudioSocketPlatformConfig = Field(default_factory=AudioSocketPlatformConfig)
     audiofork: AudioForkPlatformConfig = Field(default_factory=AudioForkPlatformConfig)
+    audiohook: AudioHookPlatformConfig = Field(default_factory=AudioHookPlatformConfig)
 
 
 class UnderstandingConfig(_Strict):

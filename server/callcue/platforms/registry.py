@@ -3,7 +3,7 @@ with `PLATFORM = Platform(...)`, and one line below."""
 
 from __future__ import annotations
 
-from callcue.platforms import audiofork, audiosocket, native, twilio
+from callcue.platforms import audiofork, audiohook, audiosocket, native, twilio
 from callcue.platforms.base import Platform
 
 PLATFORMS: dict[str, Platform] = {}
@@ -20,3 +20,4 @@ register(twilio.PLATFORM)
 register(native.PLATFORM)
 register(audiosocket.PLATFORM)
 register(audiofork.PLATFORM)
+register(audiohook.PLATFORM)
