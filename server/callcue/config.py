@@ -146,6 +146,31 @@ class AudioHookPlatformConfig(_Strict):
     public_url: str | None = None
 
 
+class VonagePlatformConfig(_Strict):
+    enabled: bool = True
+    # shared secrets: NCCO endpoint `headers: {"secret": ...}`, `?secret=` in its uri, or
+    # `authorization: {"type": "custom", "value": "Bearer <secret>"}`
+    secrets: list[str] = Field(default_factory=list)
+    # `authorization: {"type": "vonage"}`: the upgrade's JWT is checked (HS256) with these
+    # account signature secrets
+    signature_secrets: list[str] = Field(default_factory=list)
+    application_id: str | None = None
+    max_jwt_age_s: float = Field(300.0, gt=0, le=86400)
+    # the party on a leg whose NCCO headers do not say `channel`
+    default_channel: Literal["customer", "agent"] = "customer"
+
+
+class WebRTCPlatformConfig(_Strict):
+    enabled: bool = True
+    # browser pages on these origins may POST /webrtc/offer (CORS); the server's own pages
+    # need nothing here
+    allowed_origins: list[str] = Field(default_factory=list)
+    # STUN/TURN URLs for peers beyond the LAN; none are needed on loopback or a LAN
+    ice_servers: list[str] = Field(default_factory=list)
+    # the party an offer streams when it does not say (`role`)
+    default_role: Literal["agent", "customer", "both"] = "agent"
+
+
 class PlatformsConfig(_Strict):
     # a platform stream that sends no audio for this long is closed (1008), so idle sockets
     # cannot hold the call cap
@@ -158,6 +183,8 @@ class PlatformsConfig(_Strict):
     audiosocket: AudioSocketPlatformConfig = Field(default_factory=AudioSocketPlatformConfig)
     audiofork: AudioForkPlatformConfig = Field(default_factory=AudioForkPlatformConfig)
     audiohook: AudioHookPlatformConfig = Field(default_factory=AudioHookPlatformConfig)
+    vonage: VonagePlatformConfig = Field(default_factory=VonagePlatformConfig)
+    webrtc: WebRTCPlatformConfig = Field(default_factory=WebRTCPlatformConfig)
 
 
 class UnderstandingConfig(_Strict):

@@ -34,8 +34,10 @@ MIX_TYPES = ("mono", "stereo", "mixed")
 
 class AudioForkProtocol:
     def __init__(self, *, max_message_bytes: int = 64 * 1024, default_rate: int = 8000, default_mix: str = "mono",
-                 customer: str = "left") -> None:  # fmt: skip
+                 customer: str = "left", secrets: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.max_message_bytes = max_message_bytes
+        #: non-empty: the upgrade brought no valid secret, so the metadata must carry one of these
+        self.secrets = secrets
         self.default_rate, self.default_mix, self.customer = default_rate, default_mix, customer
         self.call_id: str | None = None
         self.mix = default_mix
@@ -45,6 +47,12 @@ class AudioForkProtocol:
         if self.state != "new":
             raise ProtocolError(1008, "only the first frame may be text (the metadata)")
         meta = json_object(text, self.max_message_bytes, "metadata frame")
+        if self.secrets:
+            given = next((meta[k] for k in ("secret", "token", "callcue_secret") if isinstance(meta.get(k), str)), None)
+            if not token_matches(given, list(self.secrets)):
+                raise ProtocolError(1008, "missing or wrong shared secret (?secret= in the fork URL, Authorization: "
+                                          "Bearer, or 'secret' in the metadata)")  # fmt: skip
+            self.secrets = ()
         call_id = meta.get("callSid") or meta.get("call_sid") or meta.get("uuid") or meta.get("callId")
         try:
             call_id = wire.ident(call_id, "callSid")
@@ -95,21 +103,28 @@ class AudioForkProtocol:
         return []
 
 
-def authenticate(hs: Handshake, cfg: Any) -> str | None:
-    """A shared secret in the URL (`?secret=`) or a bearer header; one in the metadata frame
-    is checked by the parser's caller before the call starts (see `secret_in_metadata`)."""
-    from urllib.parse import parse_qs, urlsplit
+def _upgrade_secret(hs: Handshake) -> str | None:
+    q = hs.query
+    return q.get("secret") or q.get("token") or bearer_token(hs.headers)
 
-    q = parse_qs(urlsplit(hs.url).query)
-    given = (q.get("secret") or q.get("token") or [None])[0] or bearer_token(hs.headers)
+
+def authenticate(hs: Handshake, cfg: Any) -> str | None:
+    """A shared secret in the URL (`?secret=`) or a bearer header is checked here, and a wrong
+    one refused. None given: the metadata frame must carry it (`secret`), which the parser
+    checks before the call starts; without it the socket is closed with 1008."""
+    given = _upgrade_secret(hs)
+    if given is None:
+        return None if cfg.secrets else "no shared secret is configured for /ws/audiofork"
     if token_matches(given, cfg.secrets):
         return None
-    return "missing or wrong shared secret (?secret= in the fork URL, or Authorization: Bearer)"
+    return "missing or wrong shared secret (?secret= in the fork URL, Authorization: Bearer, or 'secret' in the metadata)"
 
 
 def _parser(max_bytes: int, cfg: Any, hs: Handshake) -> AudioForkProtocol:
+    given = _upgrade_secret(hs)
     return AudioForkProtocol(max_message_bytes=max_bytes, default_rate=cfg.default_sample_rate,
-                             default_mix=cfg.default_mix_type, customer=cfg.customer_channel)  # fmt: skip
+                             default_mix=cfg.default_mix_type, customer=cfg.customer_channel,
+                             secrets=() if token_matches(given, cfg.secrets) else tuple(cfg.secrets) or ("\0",))  # fmt: skip
 
 
 PLATFORM = Platform("audiofork", "/ws/audiofork", _parser, authenticate=authenticate, subprotocols=SUBPROTOCOLS)

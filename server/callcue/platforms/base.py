@@ -193,6 +193,13 @@ class Handshake:
     headers: Mapping[str, str]
     client: str | None = None
 
+    @property
+    def query(self) -> dict[str, str]:
+        """The URL's query parameters, first value of each."""
+        from urllib.parse import parse_qs, urlsplit
+
+        return {k: v[0] for k, v in parse_qs(urlsplit(self.url).query).items() if v}
+
 
 #: (handshake, this platform's config section) -> why it is refused, or None to let it in
 Authenticate = Callable[[Handshake, Any], "str | None"]

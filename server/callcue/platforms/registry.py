@@ -3,7 +3,7 @@ with `PLATFORM = Platform(...)`, and one line below."""
 
 from __future__ import annotations
 
-from callcue.platforms import audiofork, audiohook, audiosocket, native, twilio
+from callcue.platforms import audiofork, audiohook, audiosocket, native, twilio, vonage
 from callcue.platforms.base import Platform
 
 PLATFORMS: dict[str, Platform] = {}
@@ -21,3 +21,4 @@ register(native.PLATFORM)
 register(audiosocket.PLATFORM)
 register(audiofork.PLATFORM)
 register(audiohook.PLATFORM)
+register(vonage.PLATFORM)
