@@ -292,3 +292,36 @@ async def test_pages_reconnect_after_a_server_restart_and_never_retry_a_bad_toke
     assert result["sockets"]["good"] >= 3, result["sockets"]  # first, at least one refused retry, the reconnect
     print(f"reconnected {result['reconnected_after_s']:.1f} s after the page saw the drop "
           f"(server back after {restarted_after:.1f} s); {result['sockets']['good']} sockets; page said {result['down']!r}")
+
+
+async def test_the_softphone_page_streams_a_fake_microphone_over_webrtc(tmp_path: Path, playwright_installed: None) -> None:
+    """Chromium's fake microphone plays a real recording (JFK, 16 kHz) into the softphone page;
+    Opus over WebRTC reaches CallCue, and the page shows the transcript and a hint."""
+    from tests.conftest import require_shared
+    from tests.serverkit import quick_disclosure
+
+    wav = require_shared("speech", "jfk", "jfk.wav")
+    shots = Path(os.environ.get("CALLCUE_BROWSER_SHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    settings = make_settings(tmp_path, understanding=quick_disclosure(tmp_path))
+    async with server(settings) as (base, app):
+        env = {**os.environ, "CALLCUE_URL": base.replace("ws://", "http://"), "CALLCUE_TOKEN": AGENT_TOKEN,
+               "CALLCUE_WAV": str(wav), "CALLCUE_SHOTS": str(shots), "CALLCUE_WORD": "country"}  # fmt: skip
+        proc = await asyncio.create_subprocess_exec("node", str(CLIENT / "tests" / "softphone.mjs"), cwd=CLIENT, env=env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 150)
+        result = json.loads(out.decode().strip().splitlines()[-1])
+        assert result["errors"] == [], (result, err.decode()[-3000:])
+        assert "token" not in result["url_after_load"]
+        assert any("country" in t.lower() for t in result["transcript"]), result
+        assert any("disclosure" in h.lower() for h in result["hints"]), result
+        # hang-up reached the server: the call ended and its record is stored under the agent
+        calls = app.state.runtime.get().calls
+        for _ in range(100):
+            if result["call_id"] not in calls.calls:
+                break
+            await asyncio.sleep(0.1)
+        assert result["call_id"] not in calls.calls
+    db = sqlite3.connect(tmp_path / "callcue.db")
+    row = db.execute("SELECT platform, agent_id, ended_at IS NOT NULL FROM calls WHERE call_id = ?", (result["call_id"],)).fetchone()
+    assert row == ("webrtc", "agent-1", 1)

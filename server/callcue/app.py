@@ -30,6 +30,8 @@ from callcue.platforms.base import Platform
 from callcue.platforms.registry import PLATFORMS
 from callcue.transports.session import IngressPolicy
 from callcue.transports.tcp import serve_tcp
+from callcue.transports.webrtc import WebRTCSessions
+from callcue.transports.webrtc_http import webrtc_mount
 from callcue.transports.websocket import run_websocket
 from callcue.wiring import Runtime, assemble
 
@@ -88,11 +90,20 @@ def _enabled(settings: Settings, platform: Platform) -> bool:
 
 def create_app(settings: Settings) -> Starlette:
     slot = RuntimeSlot()
+    rtc: dict[str, WebRTCSessions] = {}
+
+    def webrtc_sessions() -> WebRTCSessions:
+        slot.get()
+        return rtc["sessions"]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         rt = await assemble(settings)
         slot.set(rt)
+        wcfg = settings.platforms.webrtc
+        rtc["sessions"] = WebRTCSessions(rt.calls, rt.sink.rejection, ice_servers=wcfg.ice_servers,
+                                         idle_timeout_s=settings.platforms.idle_timeout_s,
+                                         max_sessions=settings.server.max_calls)  # fmt: skip
         listeners: list[asyncio.Server] = []
         try:
             for p in PLATFORMS.values():
@@ -102,6 +113,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             for srv in listeners:
                 srv.close()
+            await rtc.pop("sessions").close()
             slot.set(None)
             await rt.close()
 
@@ -113,13 +125,13 @@ def create_app(settings: Settings) -> Starlette:
     async def metrics_endpoint(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    def authenticate(request: Request) -> Principal | None:
+    def authenticate(request: Request, header_only: bool = False) -> Principal | None:
         """Bearer token, counted per client address: past the limit nobody is let in from it."""
         rt = slot.get()
         client = request.client.host if request.client else None
         if rt.auth_failures.blocked(client):
             return None
-        principal = rt.auth.from_headers(request.headers, request.query_params)
+        principal = rt.auth.from_headers(request.headers, {} if header_only else request.query_params)
         if principal is None:
             rt.auth_failures.failed(client)
         return principal
@@ -151,6 +163,8 @@ def create_app(settings: Settings) -> Starlette:
         WebSocketRoute("/ws/agent", agent_endpoint(lambda: slot.get().agents)),
         *supervisor_routes(supervisor),
     ]
+    if settings.platforms.webrtc.enabled:
+        routes.append(webrtc_mount(webrtc_sessions, lambda r: authenticate(r, header_only=True), settings.platforms.webrtc))
     if settings.server.serve_client and CLIENT_DIR.is_dir():
         routes.append(Route("/", lambda r: RedirectResponse("/agent/agent.html")))
         routes.append(Mount("/agent", app=StaticFiles(directory=CLIENT_DIR), name="client"))

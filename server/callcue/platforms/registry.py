@@ -3,7 +3,7 @@ with `PLATFORM = Platform(...)`, and one line below."""
 
 from __future__ import annotations
 
-from callcue.platforms import audiofork, audiohook, audiosocket, native, twilio, vonage
+from callcue.platforms import audiofork, audiohook, audiosocket, native, twilio, vonage, webrtc
 from callcue.platforms.base import Platform
 
 PLATFORMS: dict[str, Platform] = {}
@@ -22,3 +22,4 @@ register(audiosocket.PLATFORM)
 register(audiofork.PLATFORM)
 register(audiohook.PLATFORM)
 register(vonage.PLATFORM)
+register(webrtc.PLATFORM)
