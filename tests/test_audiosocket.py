@@ -84,3 +84,35 @@ async def test_an_asterisk_call_reaches_the_desk_as_transcript_and_hint(tmp_path
     assert db.execute("SELECT platform, ended_at IS NOT NULL, end_reason FROM calls").fetchall() == [("audiosocket", 1, "hangup")]
     rows = db.execute("SELECT platform, close_code, reason FROM ingress_rejections").fetchall()
     assert rows == [("audiosocket", 1008, "source 127.0.0.2 is not in [platforms.audiosocket] allowed_sources")]
+
+
+async def test_two_audiosocket_legs_with_one_uuid_are_one_call(tmp_path: Path) -> None:
+    """AudioSocket on both sides of a Dial (the caller's channel and the agent's), one UUID:
+    the first connection is the customer, the second joins the same call as the agent."""
+    from tests.conftest import require_shared
+    from tests.serverkit import quick_disclosure, real_call
+
+    audio = real_call(require_shared())
+    uid = uuid.uuid4()
+    s = make_settings(tmp_path, understanding=quick_disclosure(tmp_path))
+    port = s.platforms.audiosocket.port
+
+    async def leg(pcm: bytes, delay: float) -> None:
+        await asyncio.sleep(delay)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(frame(0x01, uid.bytes))
+        for i in range(0, len(pcm), 320):
+            writer.write(frame(0x10, pcm[i:i + 320]))
+            await writer.drain()
+            await asyncio.sleep(0.005)
+        writer.close()
+
+    async with server(s) as (base, _app):
+        async with agent(base, SUPERVISOR_TOKEN) as desk:
+            await asyncio.gather(leg(audio.channels["customer"].tobytes(), 0.0), leg(audio.channels["agent"].tobytes(), 0.2))
+            await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == str(uid), 90)
+            assert len([e for e in desk.of_type("call_started") if e["call_id"] == str(uid)]) == 1
+            finals = [e for e in desk.of_type("transcript") if e["is_final"] and e["call_id"] == str(uid)]
+            by_ch = {ch: " ".join(f["text"].lower() for f in finals if f["channel"] == ch) for ch in ("customer", "agent")}
+            assert "country" in by_ch["customer"] and ("glad" in by_ch["agent"] or "phil" in by_ch["agent"]), by_ch
+            assert any("disclosure" in h["title"].lower() for h in desk.of_type("hint") if h["call_id"] == str(uid))
