@@ -19,9 +19,14 @@ from callcue.egress.serializers import (
     MsgpackSerializer,
     SerializerError,
 )
+from callcue.platforms.audiofork import AudioForkProtocol
+from callcue.platforms.audiohook import AudioHookProtocol
+from callcue.platforms.audiosocket import AudioSocketProtocol, frame
 from callcue.platforms.base import ProtocolError, json_object
 from callcue.platforms.native import NativeProtocol
 from callcue.platforms.twilio import TwilioProtocol
+from callcue.platforms.vonage import VonageProtocol
+from callcue.platforms.webrtc import OfferError, parse_offer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -304,3 +309,113 @@ def test_audiofork_parser_refuses_only_with_protocol_errors(frames: list[str | b
     from callcue.platforms.audiofork import AudioForkProtocol
 
     feed_all(AudioForkProtocol(max_message_bytes=1024), frames)
+
+
+AH_SID = "30b0e395-84d3-4570-ac13-9a62d8f514c0"
+AH_ORG = "d7934305-0972-4844-938e-9060eef73d05"
+
+
+def audiohook_frames() -> st.SearchStrategy[list[str | bytes]]:
+    """Mostly well-formed envelopes in order (so the fuzzer reaches every state), with any
+    field and parameter replaced by junk."""
+    media = st.one_of(st.just([{"type": "audio", "format": "PCMU", "channels": ["external", "internal"], "rate": 8000}]),
+                      st.just([{"type": "audio", "format": "L16", "channels": ["external"], "rate": 8000}]), values)
+    params = {
+        "open": st.fixed_dictionaries({"organizationId": st.one_of(st.just(AH_ORG), values),
+                                       "conversationId": st.one_of(st.just("090eaa2f-72fa-480a-83e0-8667ff89c0ec"),
+                                                                   st.just("00000000-0000-0000-0000-000000000000"), values),
+                                       "participant": values, "media": media, "continuedSessions": values,
+                                       "customConfig": values, "supportedLanguages": values}),
+        "ping": st.fixed_dictionaries({"rtt": st.one_of(st.just("PT0.05S"), values)}),
+        "paused": st.just({}), "update": st.fixed_dictionaries({"language": values}),
+        "resumed": st.fixed_dictionaries({"start": st.one_of(st.just("PT1S"), values), "discarded": st.one_of(st.just("PT0.5S"), values)}),
+        "discarded": st.fixed_dictionaries({"start": st.one_of(st.just("PT1S"), values), "discarded": st.one_of(st.just("PT2S"), values)}),
+        "error": values, "close": st.fixed_dictionaries({"reason": st.one_of(st.sampled_from(["end", "reconnect", "error"]), values)}),
+        "bogus": values,
+    }
+    one = st.sampled_from(sorted(params)).flatmap(lambda t: st.tuples(st.just(t), params[t], st.integers(0, 3), values, st.booleans()))
+
+    def build(items: list) -> list[str | bytes]:
+        out: list[str | bytes] = []
+        seq = 0
+        for mtype, p, audio_frames, junk, corrupt in items:
+            seq += 1
+            msg = {"version": "2", "id": AH_SID, "type": mtype, "seq": seq, "serverseq": 0, "position": f"PT{seq}S", "parameters": p}
+            if corrupt:
+                msg[sorted(msg)[seq % len(msg)]] = junk
+            out.append(_dumps(msg))
+            out.extend([b"\xff" * (160 * (seq % 3 + 1)), b"\x01"][: audio_frames])
+        return out
+
+    return st.lists(one, max_size=8).map(build)
+
+
+@FUZZ
+@given(audiohook_frames())
+def test_audiohook_parser_refuses_only_with_protocol_errors(frames: list[str | bytes]) -> None:
+    p = AudioHookProtocol(session_id=AH_SID, organization_id=AH_ORG, max_message_bytes=4096)
+    for f in frames:
+        try:
+            p.receive_text(f) if isinstance(f, str) else p.receive_bytes(f)
+        except ProtocolError as e:
+            assert 1000 <= e.close_code <= 4999
+            p.fail(e)
+        for out in p.data_to_send():
+            msg = json.loads(out)  # every reply is a well-formed server message
+            assert msg["version"] == "2" and msg["id"] == AH_SID and isinstance(msg["seq"], int)
+    p.receive_eof()
+
+
+vonage_msgs = st.one_of(
+    st.fixed_dictionaries({"event": st.just("websocket:connected"),
+                           "content-type": st.one_of(st.sampled_from(["audio/l16;rate=16000", "audio/l16;rate=8000"]), values),
+                           "secret": st.one_of(st.just("s3cret"), values), "call_uuid": values, "channel": values,
+                           "agent_id": values}),
+    st.fixed_dictionaries({"event": st.sampled_from(["websocket:dtmf", "websocket:notify", "websocket:cleared", "x"]),
+                           "digit": values, "payload": values}),
+    values).map(_dumps) | st.text(max_size=40)
+
+
+@FUZZ
+@given(st.lists(st.one_of(vonage_msgs, st.binary(max_size=700)), max_size=8))
+def test_vonage_parser_refuses_only_with_protocol_errors(frames: list[str | bytes]) -> None:
+    feed_all(VonageProtocol(secrets=("s3cret",), max_message_bytes=4096), frames)
+
+
+audiofork_meta = st.one_of(
+    st.fixed_dictionaries({"callSid": values, "sampleRate": st.one_of(st.sampled_from([8000, 16000, "16k"]), values),
+                           "mixType": st.one_of(st.sampled_from(["mono", "stereo", "mixed"]), values),
+                           "secret": st.one_of(st.just("s3cret"), values), "metadata": values}),
+    values).map(_dumps) | st.text(max_size=40)
+
+
+@FUZZ
+@given(st.lists(st.one_of(audiofork_meta, st.binary(max_size=700)), max_size=8), st.booleans())
+def test_audiofork_parser_refuses_only_with_protocol_errors(frames: list[str | bytes], need_secret: bool) -> None:
+    feed_all(AudioForkProtocol(max_message_bytes=4096, secrets=("s3cret",) if need_secret else ()), frames)
+
+
+audiosocket_bytes = st.lists(st.one_of(
+    st.builds(frame, st.sampled_from([0x00, 0x01, 0x03, 0x10, 0x11, 0x12, 0x13, 0x16, 0x18, 0xFF, 0x42]), st.binary(max_size=400)),
+    st.binary(max_size=30)), max_size=10).map(b"".join)
+
+
+@FUZZ
+@given(audiosocket_bytes, st.integers(1, 64))
+def test_audiosocket_parser_refuses_only_with_protocol_errors(stream: bytes, cut: int) -> None:
+    """A byte stream cut into TCP reads anywhere."""
+    feed_all(AudioSocketProtocol(max_message_bytes=4096), [stream[i:i + cut] for i in range(0, len(stream), cut)])
+
+
+@FUZZ
+@given(st.one_of(values.map(_dumps), st.text(max_size=200), st.just("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n")),
+       st.sampled_from(["application/json", "application/sdp", "text/plain", ""]),
+       st.dictionaries(st.sampled_from(["role", "call_id", "agent_id"]), st.text(max_size=10), max_size=3),
+       st.sampled_from(["agent", "supervisor"]))
+def test_webrtc_offers_parse_or_refuse_with_an_http_status(body: str, ctype: str, query: dict, role: str) -> None:
+    try:
+        req = parse_offer(body.encode("utf-8", "surrogatepass"), ctype, query, user_id="agent-1", role=role)
+    except OfferError as e:
+        assert 400 <= e.status < 500 and e.message
+    else:
+        assert req.sdp.startswith("v=0") and req.channels
