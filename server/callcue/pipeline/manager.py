@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from callcue import metrics
+from callcue.audio.codecs import silence
 from callcue.events import Channel
 from callcue.pipeline.call import Call
 from callcue.pipeline.deps import PipelineDeps
@@ -28,6 +30,8 @@ class Leg:
         self.call_id = call.call_id
         self.names = names
         self.done = False
+        #: wall seconds the call waited for this leg (a continued session): filled with silence
+        self.resume_gap = 0.0
 
     @property
     def ended(self) -> bool:
@@ -51,11 +55,12 @@ class CallManager:
         self.legs: dict[str, list[Leg]] = {}
         self.reconnect_grace_s = reconnect_grace_s
         self._lingering: dict[str, asyncio.Task[None]] = {}
+        self._left_at: dict[str, float] = {}
 
     async def start(self, start: CallStart) -> Call | Leg:
         live = self.calls.get(start.call_id)
         if live is not None:
-            return self._join(live, start)
+            return await self._joined(live, start)
         if len(self.calls) >= self.deps.max_calls:
             raise ProtocolError(1013, f"server at capacity ({len(self.calls)} calls); try again later")
         point = await self.deps.sink.resume_point(start.call_id)
@@ -63,7 +68,7 @@ class CallManager:
             # a stored call is its first agent's: a stream reusing its id cannot take it over
             raise ProtocolError(1008, f"call {start.call_id!r} is known with another agent")
         if start.call_id in self.calls:  # started meanwhile by another connection
-            return self._join(self.calls[start.call_id], start)
+            return await self._joined(self.calls[start.call_id], start)
         call = Call(start, self.deps, resume=point)
         self.calls[start.call_id] = call
         metrics.ACTIVE_CALLS.inc()
@@ -76,6 +81,17 @@ class CallManager:
             return call
         leg = Leg(call, {ch: ch for ch in start.channels})
         self.legs[start.call_id] = [leg]
+        return leg
+
+    async def _joined(self, call: Call, start: CallStart) -> Leg:
+        """Join, then put the time the call waited for a continued session on its clock as
+        silence: the audio of those seconds is lost, not the seconds, so word times after a
+        reconnect stay where they happened and both channels stay aligned."""
+        leg = self._join(call, start)
+        if leg.resume_gap > 0:
+            for theirs in leg.names.values():
+                chp = call.channels[theirs]
+                await call.audio(theirs, silence(chp.encoding, leg.resume_gap, chp.in_rate))
         return leg
 
     def _join(self, call: Call, start: CallStart) -> Leg:
@@ -98,9 +114,12 @@ class CallManager:
         for theirs in names.values():
             call.open_channel(theirs, start.encoding, start.sample_rate)
         lingering = self._lingering.pop(start.call_id, None)
+        left = self._left_at.pop(start.call_id, None)
         if lingering is not None:
             lingering.cancel()
         leg = Leg(call, names)
+        if lingering is not None and left is not None:
+            leg.resume_gap = min(time.monotonic() - left, self.reconnect_grace_s)
         legs.append(leg)
         log.info("stream joined call", extra={"call_id": call.call_id, "channels": list(names.values()),
                                               "platform": start.platform, "resumed": lingering is not None})  # fmt: skip
@@ -127,12 +146,14 @@ class CallManager:
                 return
             if linger and self.reconnect_grace_s > 0:
                 self._lingering[call_id] = asyncio.create_task(self._expire(call_id, reason), name=f"linger-{call_id}")
+                self._left_at[call_id] = time.monotonic()
                 return
         try:
             await call.stop(reason)
         finally:
             self.calls.pop(call_id, None)
             self.legs.pop(call_id, None)
+            self._left_at.pop(call_id, None)
             lingering = self._lingering.pop(call_id, None)
             if lingering is not None and lingering is not asyncio.current_task():
                 lingering.cancel()
