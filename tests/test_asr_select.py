@@ -248,3 +248,14 @@ def test_load_engine_really_loads(tmp_path: Path) -> None:
         assert isinstance(engine, WhisperEngine)
         assert engine.settings.partial_interval_s == 1.0
         assert (engine.cpu_threads, engine.num_workers) == (1, 2) and "2 parallel decodes" in reason
+
+
+def test_engine_off_loads_nothing_and_transcribes_nothing() -> None:
+    from callcue.asr.select import choose_engine, load_engine
+
+    assert choose_engine({"engine": "off"}).engine == "off"
+    engine, reason = load_engine({"engine": "off"})
+    assert engine.name == "off" and "off" in reason
+    s = engine.open_stream()
+    s.begin_segment()
+    assert s.accept(b"\x00\x01" * 8000) == [] and s.end_segment() == []

@@ -32,7 +32,8 @@ class ServerConfig(_Strict):
 
 
 class AsrConfig(_Strict):
-    engine: Literal["auto", "vosk", "whisper"] = "auto"
+    # "off": no recognition (ingress benchmarks, record-only deployments)
+    engine: Literal["auto", "vosk", "whisper", "off"] = "auto"
     vosk_model_path: str | None = None
     whisper_model_path: str | None = None
     threads: int = Field(0, ge=0, description="decoder threads; 0 = number of cores")

@@ -29,6 +29,10 @@ RTF = Histogram(
 SHED = Counter("callcue_shed_total", "Work skipped to keep up with real time", ["kind"])
 INGRESS_ERRORS = Counter("callcue_ingress_errors_total", "Rejected platform frames", ["platform", "code"])
 GAPS = Counter("callcue_audio_gaps_total", "Audio gaps filled with silence", ["platform"])
+# parse + hand-off of one platform frame, from the transport's receive to the call having it:
+# what the ingress layer adds to every frame's latency (bench/ingress.py reads it)
+INGRESS_FRAME = Histogram("callcue_ingress_frame_seconds", "Time to parse and apply one platform frame", ["platform"],
+                          buckets=(2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25))
 EVENTS_OUT = Counter("callcue_events_published_total", "Events sent to agent/supervisor clients", ["type"])
 SLOW_CONSUMERS = Counter("callcue_slow_consumers_total", "Clients disconnected for not keeping up")
 AUDIT_FAILURES = Counter("callcue_audit_failures_total", "Audit entries that could not be written (the step was held)", ["kind"])

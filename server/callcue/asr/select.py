@@ -28,7 +28,7 @@ from callcue.asr.whisper_engine import (
     whisper_model_problem,
 )
 
-_ENGINES = ("auto", "vosk", "whisper")
+_ENGINES = ("auto", "vosk", "whisper", "off")
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -37,7 +37,7 @@ class ModelNotFoundError(FileNotFoundError):
 
 @dataclass(frozen=True, slots=True)
 class EngineChoice:
-    engine: str  # "vosk" | "whisper"
+    engine: str  # "vosk" | "whisper" | "off"
     model_path: Path
     reason: str
 
@@ -67,6 +67,8 @@ def choose_engine(cfg: Any, search_dirs: Iterable[str | Path] | None = None) -> 
     engine = _get(cfg, "engine", "auto") or "auto"
     if engine not in _ENGINES:
         raise ValueError(f"asr.engine must be one of {', '.join(_ENGINES)}, got {engine!r}")
+    if engine == "off":
+        return EngineChoice("off", Path(), "Recognition is off (asr.engine = \"off\"): calls stream, nothing is transcribed.")
     vosk_cfg = _get(cfg, "vosk_model_path")
     whisper_cfg = _get(cfg, "whisper_model_path")
     dirs = model_search_dirs() if search_dirs is None else [Path(d) for d in search_dirs]
@@ -119,6 +121,10 @@ def choose_engine(cfg: Any, search_dirs: Iterable[str | Path] | None = None) -> 
 def load_engine(cfg: Any, search_dirs: Iterable[str | Path] | None = None) -> LoadedEngine:
     """Choose and load the engine (blocking: seconds of model loading; run it before serving
     or in an executor). Returns `(engine, reason)`; log the reason at startup."""
+    if (_get(cfg, "engine", "auto") or "auto") == "off":
+        from callcue.asr.off_engine import OffEngine
+
+        return LoadedEngine(OffEngine(), "Recognition is off (asr.engine = \"off\"): calls stream, nothing is transcribed.")
     choice = choose_engine(cfg, search_dirs)
     threads = int(_get(cfg, "threads", 0) or 0)
     if choice.engine == "vosk":

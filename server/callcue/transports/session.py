@@ -86,6 +86,7 @@ class IngressSession:
 
     async def feed(self, text: str | None, data: bytes | None) -> None:
         """One frame from the peer. Raises `ProtocolError` after recording it."""
+        t0 = time.perf_counter()
         try:
             events = self.parser.receive_text(text) if text is not None else self.parser.receive_bytes(data or b"")
             if self.send is not None:
@@ -104,6 +105,8 @@ class IngressSession:
             if e.fatal:
                 self.end_reason = f"protocol_error:{e.close_code}"
             raise
+        finally:
+            metrics.INGRESS_FRAME.labels(self.platform).observe(time.perf_counter() - t0)
 
     def outgoing(self) -> list[str | bytes]:
         return self.parser.data_to_send()

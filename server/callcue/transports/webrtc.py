@@ -23,6 +23,7 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
+from callcue import metrics
 from callcue.events import Channel
 from callcue.platforms.base import ProtocolError
 from callcue.platforms.webrtc import FrameConverter, OfferError, OfferRequest, call_start
@@ -103,11 +104,13 @@ class WebRTCSessions:
                     frame = await track.recv()
                 except MediaStreamError:
                     break
+                t0 = time.perf_counter()
                 pcm = conv.convert(frame)
                 session.last_audio = time.monotonic()
                 session.frames += 1
                 if pcm and session.call is not None and not session.call.ended:
                     await session.call.audio(channel, pcm)
+                metrics.INGRESS_FRAME.labels("webrtc").observe(time.perf_counter() - t0)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a bad frame ends this session, never the server
