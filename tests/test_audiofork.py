@@ -73,3 +73,23 @@ async def test_a_jambonz_listen_call_reaches_the_desk_and_a_wrong_secret_does_no
             async with connect(f"{base}/ws/audiofork?secret=guess", subprotocols=["audio.drachtio.org"]) as ws:  # type: ignore[list-item]
                 await asyncio.wait_for(ws.wait_closed(), 10)
                 assert ws.close_code == 1008 and "secret" in ws.close_reason
+
+
+async def test_the_secret_may_come_in_the_metadata_frame(tmp_path: Path) -> None:
+    s = make_settings(tmp_path)
+    async with server(s) as (base, _app):
+        async with agent(base, SUPERVISOR_TOKEN) as desk:
+            async with connect(f"{base}/ws/audiofork", subprotocols=["audio.jambonz.org"]) as ws:  # type: ignore[list-item]
+                await ws.send(json.dumps({"callSid": "jz-meta-1", "sampleRate": 8000, "secret": "demo-audiofork-secret"}))
+                await ws.send(b"\x00\x00" * 160)
+                started = await desk.wait_for(lambda e: e.get("type") == "call_started" and e["call_id"] == "jz-meta-1", 20)
+                assert "secret" not in json.dumps(started)
+            async with connect(f"{base}/ws/audiofork", subprotocols=["audio.jambonz.org"]) as ws:  # type: ignore[list-item]
+                await ws.send(json.dumps({"callSid": "jz-meta-2", "sampleRate": 8000, "secret": "guess"}))
+                await asyncio.wait_for(ws.wait_closed(), 10)
+                assert ws.close_code == 1008 and "secret" in ws.close_reason
+            async with connect(f"{base}/ws/audiofork", subprotocols=["audio.jambonz.org"]) as ws:  # type: ignore[list-item]
+                await ws.send(json.dumps({"callSid": "jz-meta-3", "sampleRate": 8000}))
+                await asyncio.wait_for(ws.wait_closed(), 10)
+                assert ws.close_code == 1008
+            assert not [e for e in desk.of_type("call_started") if e["call_id"] in ("jz-meta-2", "jz-meta-3")]
