@@ -26,7 +26,11 @@ def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
     data["platforms"]["audiosocket"]["port"] = free_port()
     data["logging"]["json_format"] = False
     for k, v in sections.items():
-        data[k].update(v)
+        for key, val in v.items():  # a sub-section (platforms.audiohook) is merged, not replaced
+            if isinstance(val, dict) and isinstance(data[k].get(key), dict):
+                data[k][key].update(val)
+            else:
+                data[k][key] = val
     data["config_dir"] = str(REPO_CONFIG_DIR)
     return Settings.model_validate(data)
 

@@ -93,3 +93,29 @@ async def test_the_secret_may_come_in_the_metadata_frame(tmp_path: Path) -> None
                 await asyncio.wait_for(ws.wait_closed(), 10)
                 assert ws.close_code == 1008
             assert not [e for e in desk.of_type("call_started") if e["call_id"] in ("jz-meta-2", "jz-meta-3")]
+
+
+async def test_a_real_recording_over_mod_audio_fork_gives_transcript_and_hint(tmp_path: Path) -> None:
+    """FreeSWITCH `uuid_audio_fork ... stereo 8k {"agent_id": ...}`: the metadata frame carries
+    only what the command was given, rate and mix come from the config."""
+    from tests.conftest import require_shared
+    from tests.serverkit import quick_disclosure, real_call
+
+    audio = real_call(require_shared())
+    stereo = np.stack([audio.channels["customer"], audio.channels["agent"]], axis=1).astype("<i2").tobytes()
+    s = make_settings(tmp_path, understanding=quick_disclosure(tmp_path))
+    async with server(s) as (base, _app):
+        async with agent(base, SUPERVISOR_TOKEN) as desk:
+            uuid_ = "8a5ec3b2-7f0e-4c55-9d3c-0b7e2f1a6c11"
+            async with connect(f"{base}/ws/audiofork?secret=demo-audiofork-secret",
+                               subprotocols=["audio.drachtio.org"]) as ws:  # type: ignore[list-item]
+                await ws.send(json.dumps({"uuid": uuid_, "agent_id": "agent-1", "mixType": "stereo"}))
+                for i in range(0, len(stereo), 640):
+                    await ws.send(stereo[i:i + 640])
+                    if i % 2560 == 0:
+                        await asyncio.sleep(0.02)  # 4x real time
+            await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == uuid_, 90)
+            finals = [e for e in desk.of_type("transcript") if e["is_final"] and e["call_id"] == uuid_]
+            by_ch = {ch: " ".join(f["text"].lower() for f in finals if f["channel"] == ch) for ch in ("customer", "agent")}
+            assert "country" in by_ch["customer"] and ("glad" in by_ch["agent"] or "phil" in by_ch["agent"]), by_ch
+            assert any("disclosure" in h["title"].lower() for h in desk.of_type("hint") if h["call_id"] == uuid_)

@@ -443,3 +443,33 @@ async def test_a_paused_stream_is_not_idle(tmp_path: Path) -> None:
             await asyncio.sleep(1.6)  # active again: the idle timeout runs
             await asyncio.wait_for(ws.wait_closed(), 5)
             assert ws.close_code == 1008 and "no audio" in ws.close_reason
+
+
+async def test_pause_recording_asks_genesys_to_pause(tmp_path: Path) -> None:
+    """A playbook's `call_control: pause_recording` (the card-number playbook) reaches an
+    AudioHook call as the server's `pause`; `resume_recording` as `resume`."""
+    s = make_settings(tmp_path)
+    async with server(s) as (base, app):
+        sid, conv = str(uuid.uuid4()), str(uuid.uuid4())
+        async with connect_audiohook(f"{base}/ws/audiohook", sid) as ws:
+            ah = AudioHookSession(ws, sid)
+            await ah.open(conv, [MONO_PCMU])
+            await ah.audio(b"\xff" * 800)
+            calls = app.state.runtime.get().calls
+            for _ in range(50):
+                if calls.remotes.get(conv):
+                    break
+                await asyncio.sleep(0.05)
+            assert calls.remote(conv, "pause") == 1
+            await ah.audio(b"\xff" * 800)  # the next frame carries the server's pause back
+            assert (await ah.expect("pause"))["parameters"] == {}
+            await ah.send("paused")
+            assert calls.remote(conv, "resume") == 1
+            await ah.ping()
+            await ah.expect("resume")
+            ah.samples += 8000
+            await ah.send("resumed", {"start": "PT0.2S", "discarded": "PT1S"})
+            await ah.audio(b"\xff" * 800)
+            await ah.close("end")
+            assert ah.protocol_errors == []
+        assert conv not in calls.remotes

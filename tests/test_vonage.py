@@ -58,6 +58,7 @@ def test_connected_with_ncco_headers_starts_the_call() -> None:
     ([connected(8000, secret=SECRET), b"\x00"], 1007, "whole 16-bit"),
     ([connected(8000, secret=SECRET), json.dumps({"event": "websocket:dtmf", "digit": "55"})], 1007, "digit"),
     ([connected(8000, secret=SECRET, channel="supervisor")], 1007, "channel"),
+    ([connected(8000, secret=SECRET), b"\x00" * 70000], 1009, "exceeds"),
 ])
 def test_bad_streams_are_refused_precisely(frames: list, code: int, words: str) -> None:
     p = VonageProtocol(secrets=(SECRET,))

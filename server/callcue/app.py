@@ -28,7 +28,7 @@ from callcue.egress.agent_ws import agent_endpoint
 from callcue.egress.supervisor_api import supervisor_routes
 from callcue.platforms.base import Platform
 from callcue.platforms.registry import PLATFORMS
-from callcue.transports.session import IngressPolicy
+from callcue.transports.session import IngressPolicy, StreamCounter
 from callcue.transports.tcp import serve_tcp
 from callcue.transports.webrtc import WebRTCSessions
 from callcue.transports.webrtc_http import webrtc_mount
@@ -54,29 +54,31 @@ class RuntimeSlot:
         return self._rt
 
 
-def _policy(rt: Runtime, platform: Platform, cfg: Any) -> IngressPolicy:
-    return IngressPolicy(platform, cfg, rt.settings.server.max_frame_bytes, rt.settings.platforms.idle_timeout_s,
-                         rt.auth_failures)  # fmt: skip
+def _policy(rt: Runtime, platform: Platform, cfg: Any, streams: StreamCounter) -> IngressPolicy:
+    frame_limit = getattr(cfg, "max_frame_bytes", None) or rt.settings.server.max_frame_bytes
+    return IngressPolicy(platform, cfg, frame_limit, rt.settings.platforms.idle_timeout_s, rt.auth_failures,
+                         streams=streams)  # fmt: skip
 
 
-def _ingress(slot: RuntimeSlot, platform: Platform, settings: Settings) -> Callable[[WebSocket], Awaitable[None]]:
+def _ingress(slot: RuntimeSlot, platform: Platform, settings: Settings,
+             streams: StreamCounter) -> Callable[[WebSocket], Awaitable[None]]:  # fmt: skip
     cfg = getattr(settings.platforms, platform.name, None)
 
     async def endpoint(ws: WebSocket) -> None:
         rt = slot.get()
         offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
         chosen = next((p for p in offered if p in platform.subprotocols), None)
-        await run_websocket(ws, _policy(rt, platform, cfg), rt.calls, rt.sink.rejection, subprotocol=chosen)
+        await run_websocket(ws, _policy(rt, platform, cfg, streams), rt.calls, rt.sink.rejection, subprotocol=chosen)
 
     return endpoint
 
 
-async def _tcp_listener(rt: Runtime, platform: Platform) -> asyncio.Server:
+async def _tcp_listener(rt: Runtime, platform: Platform, streams: StreamCounter) -> asyncio.Server:
     """Raw-TCP platforms listen on their own host:port from their config section."""
     cfg = getattr(rt.settings.platforms, platform.name)
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_tcp(reader, writer, _policy(rt, platform, cfg), rt.calls, rt.sink.rejection)
+        await serve_tcp(reader, writer, _policy(rt, platform, cfg, streams), rt.calls, rt.sink.rejection)
 
     srv = await asyncio.start_server(on_connect, cfg.host, cfg.port)
     log.info("%s listening on %s:%s", platform.name, cfg.host, cfg.port)
@@ -90,6 +92,7 @@ def _enabled(settings: Settings, platform: Platform) -> bool:
 
 def create_app(settings: Settings) -> Starlette:
     slot = RuntimeSlot()
+    streams = StreamCounter()  # open streams per platform, for each platform's max_streams
     rtc: dict[str, WebRTCSessions] = {}
 
     def webrtc_sessions() -> WebRTCSessions:
@@ -103,12 +106,12 @@ def create_app(settings: Settings) -> Starlette:
         wcfg = settings.platforms.webrtc
         rtc["sessions"] = WebRTCSessions(rt.calls, rt.sink.rejection, ice_servers=wcfg.ice_servers,
                                          idle_timeout_s=settings.platforms.idle_timeout_s,
-                                         max_sessions=settings.server.max_calls)  # fmt: skip
+                                         max_sessions=wcfg.max_streams or settings.server.max_calls)  # fmt: skip
         listeners: list[asyncio.Server] = []
         try:
             for p in PLATFORMS.values():
                 if p.transport == "tcp" and _enabled(settings, p):
-                    listeners.append(await _tcp_listener(rt, p))
+                    listeners.append(await _tcp_listener(rt, p, streams))
             yield
         finally:
             for srv in listeners:
@@ -158,7 +161,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz),
         Route("/metrics", metrics_endpoint),
         Route("/api/v1/calls/{call_id}", call_record),
-        *[WebSocketRoute(p.path, _ingress(slot, p, settings)) for p in PLATFORMS.values()
+        *[WebSocketRoute(p.path, _ingress(slot, p, settings, streams)) for p in PLATFORMS.values()
           if p.transport == "websocket" and _enabled(settings, p)],
         WebSocketRoute("/ws/agent", agent_endpoint(lambda: slot.get().agents)),
         *supervisor_routes(supervisor),

@@ -80,8 +80,18 @@ class AuthConfig(_Strict):
     max_failures_per_minute: int = Field(20, ge=1, le=10_000)
 
 
-class TwilioPlatformConfig(_Strict):
+class _PlatformLimits(_Strict):
+    """What every platform section may set besides its credentials."""
+
     enabled: bool = True
+    # concurrent streams this platform may hold (0: only [server] max_calls bounds it); one
+    # over it is refused in the platform's terms (1013, AudioHook `disconnect`, HTTP 503)
+    max_streams: int = Field(0, ge=0, le=100_000)
+    # largest message from this platform; unset: [server] max_frame_bytes
+    max_frame_bytes: int | None = Field(None, ge=1024, le=16 * 1024 * 1024)
+
+
+class TwilioPlatformConfig(_PlatformLimits):
     # X-Twilio-Signature (HMAC-SHA1 of the stream URL) is checked against each account's token
     validate_signature: bool = True
     auth_tokens: list[str] = Field(default_factory=list)
@@ -90,14 +100,12 @@ class TwilioPlatformConfig(_Strict):
     public_url: str | None = None
 
 
-class NativePlatformConfig(_Strict):
-    enabled: bool = True
+class NativePlatformConfig(_PlatformLimits):
     # `Authorization: Bearer <token>` on the WebSocket upgrade
     tokens: list[str] = Field(default_factory=list)
 
 
-class AudioSocketPlatformConfig(_Strict):
-    enabled: bool = True
+class AudioSocketPlatformConfig(_PlatformLimits):
     host: str = "127.0.0.1"
     port: int = Field(9092, ge=0, le=65535)
     # the protocol has no credentials: only these networks may connect
@@ -116,8 +124,7 @@ class AudioSocketPlatformConfig(_Strict):
         return v
 
 
-class AudioForkPlatformConfig(_Strict):
-    enabled: bool = True
+class AudioForkPlatformConfig(_PlatformLimits):
     # `?secret=<one of these>` in the fork URL (or Authorization: Bearer)
     secrets: list[str] = Field(default_factory=list)
     # when the metadata frame does not say (mod_audio_fork sends only what it was given)
@@ -132,8 +139,7 @@ class AudioHookApiKey(_Strict):
     client_secret: str = ""
 
 
-class AudioHookPlatformConfig(_Strict):
-    enabled: bool = True
+class AudioHookPlatformConfig(_PlatformLimits):
     # X-API-KEY values the integration may use, each with its client secret (RFC 9421 signature)
     api_keys: list[AudioHookApiKey] = Field(default_factory=list)
     # a signature's `created` may be this old (the AudioHook profile uses 10 s)
@@ -147,8 +153,7 @@ class AudioHookPlatformConfig(_Strict):
     public_url: str | None = None
 
 
-class VonagePlatformConfig(_Strict):
-    enabled: bool = True
+class VonagePlatformConfig(_PlatformLimits):
     # shared secrets: NCCO endpoint `headers: {"secret": ...}`, `?secret=` in its uri, or
     # `authorization: {"type": "custom", "value": "Bearer <secret>"}`
     secrets: list[str] = Field(default_factory=list)
@@ -161,8 +166,7 @@ class VonagePlatformConfig(_Strict):
     default_channel: Literal["customer", "agent"] = "customer"
 
 
-class WebRTCPlatformConfig(_Strict):
-    enabled: bool = True
+class WebRTCPlatformConfig(_PlatformLimits):
     # browser pages on these origins may POST /webrtc/offer (CORS); the server's own pages
     # need nothing here
     allowed_origins: list[str] = Field(default_factory=list)

@@ -125,10 +125,17 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
         log.info("escalation", extra={"call_id": call_id, "queue": target.get("queue"), "role": target.get("role")})
         return {"notified": "supervisors"}
 
+    live: dict[str, CallManager] = {}  # set below, once the call manager exists
+
     async def call_control(call_id: str, control: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"applied": control}
         if control.endswith("_transcript_storage") or control.endswith("_recording"):
             sink.pause_storage(call_id, control.startswith("pause_"))
-        return {"applied": control}
+        if control in ("pause_recording", "resume_recording") and "calls" in live:
+            # a platform that can stop sending audio (AudioHook) is asked to: nothing of what
+            # is said meanwhile reaches CallCue at all
+            out["platform_sessions"] = live["calls"].remote(call_id, control.split("_")[0])
+        return out
 
     dispatcher = ActionDispatcher(publish_to_agent=sink.to_call, publish_to_supervisors=sink.to_supervisors,
                                   publish_hint=sink.publish_hint, escalate=escalate, call_control=call_control)  # fmt: skip
@@ -156,6 +163,7 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
         redactor_factory=understanding.redactor_factory, decider=PlaybookDecider(engine, fallback),
     )  # fmt: skip
     calls = CallManager(deps, reconnect_grace_s=settings.platforms.reconnect_grace_s)
+    live["calls"] = calls
     access = CallAccess(calls, store, sink, engine)
     auth = Authenticator(settings.auth)
     failures = FailureLimiter(settings.auth.max_failures_per_minute)

@@ -56,6 +56,29 @@ class CallManager:
         self.reconnect_grace_s = reconnect_grace_s
         self._lingering: dict[str, asyncio.Task[None]] = {}
         self._left_at: dict[str, float] = {}
+        #: per call, the platform sessions that can be asked to stop and restart sending audio
+        #: (AudioHook `pause`/`resume`): how a `pause_recording` reaches the platform
+        self.remotes: dict[str, list[object]] = {}
+
+    def attach_remote(self, call_id: str, remote: object) -> None:
+        self.remotes.setdefault(call_id, []).append(remote)
+
+    def detach_remote(self, call_id: str, remote: object) -> None:
+        held = self.remotes.get(call_id, [])
+        if remote in held:
+            held.remove(remote)
+        if not held:
+            self.remotes.pop(call_id, None)
+
+    def remote(self, call_id: str, control: str) -> int:
+        """Ask the call's platform sessions to `pause` or `resume` sending audio; how many could."""
+        n = 0
+        for r in self.remotes.get(call_id, []):
+            fn = getattr(r, control, None)
+            if callable(fn):
+                fn()
+                n += 1
+        return n
 
     async def start(self, start: CallStart) -> Call | Leg:
         live = self.calls.get(start.call_id)

@@ -118,8 +118,15 @@ class IngressSession:
         except ProtocolError as e:
             self.rejected(self.platform, self.call.call_id if self.call else None, e.close_code, e.reason)
         finally:
+            if self.call is not None:
+                self._detach(self.call.call_id)
             if self.call is not None and not self.call.ended:
                 await self.calls.stop(self.call.call_id, self.end_reason, leg=self.call)
+
+    def _detach(self, call_id: str) -> None:
+        detach = getattr(self.calls, "detach_remote", None)
+        if detach is not None:
+            detach(call_id, self.parser)
 
     async def _apply_all(self, events: list[IngressEvent]) -> None:
         for ev in events:
@@ -137,6 +144,9 @@ class IngressSession:
                 raise ProtocolError(1008, f"a second start on one connection (call {call.call_id!r} is active)")
             ev.platform = self.platform
             self.call = await self.calls.start(ev)
+            attach = getattr(self.calls, "attach_remote", None)
+            if attach is not None and callable(getattr(self.parser, "pause", None)):
+                attach(ev.call_id, self.parser)
         elif isinstance(ev, AudioIn):
             if call is None or ev.call_id != call.call_id:
                 raise ProtocolError(1008, f"audio for unknown call {ev.call_id!r}")
@@ -164,6 +174,7 @@ class IngressSession:
             pass
         elif isinstance(ev, CallStop):
             if call is not None:
+                self._detach(call.call_id)
                 await self.calls.stop(call.call_id, ev.reason, leg=call, linger=ev.linger)
             self.call = None
 
@@ -174,17 +185,54 @@ class IngressSession:
         return max(0.0, idle_timeout_s - (time.monotonic() - self.last_audio))
 
 
+class StreamCounter:
+    """Open streams per platform, for each platform's `max_streams` (0: no limit of its own;
+    `[server] max_calls` still bounds calls)."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, int] = {}
+
+    def acquire(self, platform: str, limit: int) -> bool:
+        if limit and self.open.get(platform, 0) >= limit:
+            return False
+        self.open[platform] = self.open.get(platform, 0) + 1
+        return True
+
+    def release(self, platform: str) -> None:
+        self.open[platform] = max(0, self.open.get(platform, 0) - 1)
+
+
 @dataclass(frozen=True)
 class IngressPolicy:
     """How a transport judges and serves a connection: its platform (parser, authentication,
-    refusal), that platform's config section, the frame limit, the no-audio timeout, and the
-    failed-authentication limit shared by every way in."""
+    refusal), that platform's config section, the frame limit, the no-audio timeout, the
+    failed-authentication limit shared by every way in, and the per-platform stream count."""
 
     platform: Platform
     config: Any
     max_frame_bytes: int
     idle_timeout_s: float
     limiter: FailureLimiter
+    streams: StreamCounter | None = None
+
+    @property
+    def max_streams(self) -> int:
+        return int(getattr(self.config, "max_streams", 0) or 0)
+
+
+def admit(policy: IngressPolicy, parser: PlatformParser, rejected: RejectionRecorder) -> str:
+    """Count the stream against its platform's `max_streams`: "counted" (release it when the
+    stream ends), or over the limit, recorded, and either "told" (the platform has its own
+    error message, `fail`, queued on the parser: keep the socket for its closing handshake) or
+    "refused" (close with 1013)."""
+    if policy.streams is None:
+        return "uncounted"
+    if policy.streams.acquire(policy.platform.name, policy.max_streams):
+        return "counted"
+    err = ProtocolError(1013, f"{policy.platform.name} is at its max_streams ({policy.max_streams}); try again later")
+    rejected(policy.platform.name, None, err.close_code, err.reason)
+    fail = getattr(parser, "fail", None)
+    return "told" if fail is not None and fail(err) else "refused"
 
 
 def refusal_of(policy: IngressPolicy, hs: Handshake) -> str | None:

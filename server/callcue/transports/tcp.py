@@ -17,6 +17,7 @@ from callcue.transports.session import (
     IngressPolicy,
     IngressSession,
     RejectionRecorder,
+    admit,
     parser_for,
 )
 
@@ -33,6 +34,10 @@ async def serve_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
         writer.close()
         return
     platform = policy.platform.name
+    admitted = admit(policy, parser, rejected)
+    if admitted in ("refused", "told"):  # nothing may be sent to Asterisk but audio or hangup
+        writer.close()
+        return
     session = IngressSession(parser, platform, calls, rejected)
     try:
         while True:
@@ -59,3 +64,5 @@ async def serve_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     finally:
         await session.eof()
         writer.close()
+        if admitted == "counted" and policy.streams is not None:
+            policy.streams.release(platform)

@@ -23,6 +23,7 @@ from callcue.transports.session import (
     IngressPolicy,
     IngressSession,
     RejectionRecorder,
+    admit,
     parser_for,
 )
 
@@ -51,6 +52,10 @@ async def run_websocket(ws: WebSocket, policy: IngressPolicy, calls: CallSink, r
         return
     session = IngressSession(parser, platform, calls, rejected, send=lambda frames: _send(ws, frames))
     idle = policy.idle_timeout_s
+    admitted = admit(policy, parser, rejected) if refusal is None else "uncounted"
+    if admitted == "refused":
+        await ws.close(code=1013, reason=f"{platform} is at its stream limit; try again later")
+        return
     try:
         await _flush(ws, session)
         while True:
@@ -81,3 +86,5 @@ async def run_websocket(ws: WebSocket, policy: IngressPolicy, calls: CallSink, r
         pass
     finally:
         await session.eof()
+        if admitted == "counted" and policy.streams is not None:
+            policy.streams.release(platform)
