@@ -473,3 +473,15 @@ async def test_pause_recording_asks_genesys_to_pause(tmp_path: Path) -> None:
             await ah.close("end")
             assert ah.protocol_errors == []
         assert conv not in calls.remotes
+
+
+def test_positions_as_javascript_prints_them() -> None:
+    """The reference client formats `PT${seconds.toString()}S`: a float's shortest repr."""
+    p, c = proto()
+    c.open()
+    for pos in ("0.30000000000000004", "1.1", "12", "12."):
+        c.position = pos  # type: ignore[assignment]
+        c.send("ping")
+    with pytest.raises(ProtocolError, match="ISO 8601"):
+        c.position = "1e-7"  # type: ignore[assignment]
+        c.send("ping")

@@ -61,7 +61,9 @@ VERSION = "2"
 RATE = 8000
 NULL_UUID = "00000000-0000-0000-0000-000000000000"
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-DURATION = re.compile(r"^PT(\d{1,9}(?:\.\d{1,9})?)S$")
+# the reference implementation's grammar (`PT5S`, `PT0.25S`, `PT.5S`, `PT5.S`): JavaScript prints
+# a float's shortest repr, so up to 17 significant digits arrive; bounded in length instead
+DURATION = re.compile(r"^PT(\d+\.\d*|\.?\d+)S$")
 FORMATS = {"PCMU": 1, "L16": 2}  # bytes per sample
 SILENCE = {"PCMU": b"\xff", "L16": b"\x00\x00"}
 MEDIA_CHANNELS = ("external", "internal")
@@ -75,7 +77,7 @@ def duration(seconds: float) -> str:
 
 
 def parse_duration(v: Any, path: str) -> float:
-    m = DURATION.match(v) if isinstance(v, str) else None
+    m = DURATION.match(v) if isinstance(v, str) and len(v) <= 40 else None
     if m is None:
         raise ProtocolError(1007, f"{path} {str(v)[:30]!r} is not an ISO 8601 duration like 'PT1.25S'")
     return float(m.group(1))
