@@ -84,6 +84,7 @@ class ChannelPipeline:
         self._last_partial_text = ""
         self.shed = 0
         self.audio_seconds = clock_base
+        self._audio_seconds_metric = metrics.AUDIO_SECONDS.labels(channel)  # per frame: look the child up once
 
     # -- event-loop side -------------------------------------------------------------
     def start(self) -> None:
@@ -116,7 +117,7 @@ class ChannelPipeline:
             self._pending.append((payload, time.time()))
             self._pending_bytes += len(payload)
             metrics.QUEUE_SECONDS.inc(seconds)
-            metrics.AUDIO_SECONDS.labels(self.channel).inc(seconds)
+            self._audio_seconds_metric.inc(seconds)
             self.audio_seconds += seconds
             self._cond.notify_all()
 

@@ -65,6 +65,7 @@ class IngressSession:
         #: replies go out before the events are applied (a `pong` or `closed` must not wait
         #: for a call to flush its recognizer)
         self.send = send
+        self._frame_seconds = metrics.INGRESS_FRAME.labels(platform)  # per frame: look the child up once
         self.platform = platform
         self.calls = calls
         self.rejected = rejected
@@ -106,7 +107,7 @@ class IngressSession:
                 self.end_reason = f"protocol_error:{e.close_code}"
             raise
         finally:
-            metrics.INGRESS_FRAME.labels(self.platform).observe(time.perf_counter() - t0)
+            self._frame_seconds.observe(time.perf_counter() - t0)
 
     def outgoing(self) -> list[str | bytes]:
         return self.parser.data_to_send()

@@ -98,6 +98,7 @@ class WebRTCSessions:
 
     async def _pump(self, session: RtcSession, track: Any, channel: Channel) -> None:
         conv = FrameConverter()
+        frame_seconds = metrics.INGRESS_FRAME.labels("webrtc")
         try:
             while True:
                 try:
@@ -110,7 +111,7 @@ class WebRTCSessions:
                 session.frames += 1
                 if pcm and session.call is not None and not session.call.ended:
                     await session.call.audio(channel, pcm)
-                metrics.INGRESS_FRAME.labels("webrtc").observe(time.perf_counter() - t0)
+                frame_seconds.observe(time.perf_counter() - t0)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a bad frame ends this session, never the server
