@@ -347,6 +347,18 @@ def server_config(tmp: Path, engine: str, vosk_model: str | None, max_calls: int
     return p
 
 
+async def ramp(plan: list[int], round_fn: Any, a: argparse.Namespace) -> list[Row]:
+    """One round per N, printed as it ends; stops at the first N over budget unless told not to."""
+    rows: list[Row] = []
+    for n in plan:
+        row = await round_fn(n)
+        rows.append(row)
+        print(table([row]), flush=True)
+        if not row.passes(a.budget, a.final_budget) and not a.keep_going:
+            break
+    return rows
+
+
 async def amain(a: argparse.Namespace) -> int:
     tmp = Path(a.cache_dir or tempfile.mkdtemp(prefix="callcue-capacity-"))
     tmp.mkdir(parents=True, exist_ok=True)
@@ -362,12 +374,7 @@ async def amain(a: argparse.Namespace) -> int:
     try:
         await srv.wait_ready()
         tag = f"{int(time.time()) % 100000:05d}"
-        for n in plan:
-            row = await callcue_round(srv, calls, n, a.ingress, a.settle, tag)
-            rows.append(row)
-            print(table([row]), flush=True)
-            if not row.passes(a.budget, a.final_budget) and not a.keep_going:
-                break
+        rows = await ramp(plan, lambda n: callcue_round(srv, calls, n, a.ingress, a.settle, tag), a)
     finally:
         srv.stop()
     vs_rows: list[Row] = []
@@ -378,12 +385,7 @@ async def amain(a: argparse.Namespace) -> int:
             vs = VoskServer(Path(a.vosk_server), a.vosk_server_python, Path(a.vosk_model), tmp / "vosk-server.log")
             try:
                 await vs.wait_ready()
-                for n in plan:
-                    row = await vosk_round(vs, calls, n, a.settle)
-                    vs_rows.append(row)
-                    print(table([row]), flush=True)
-                    if not row.passes(a.budget, a.final_budget) and not a.keep_going:
-                        break
+                vs_rows = await ramp(plan, lambda n: vosk_round(vs, calls, n, a.settle), a)
             finally:
                 vs.stop()
     print("\n" + table(rows + vs_rows))
