@@ -74,6 +74,8 @@ def test_upgrade_credentials_secret_bearer_and_signed_jwt() -> None:
     hs = lambda url="ws://x/ws/vonage", **h: Handshake(url=url, headers=h)  # noqa: E731
     assert authenticate(hs(f"ws://x/ws/vonage?secret={SECRET}"), cfg) is None and upgrade_authorized(hs(f"ws://x/ws/vonage?secret={SECRET}"), cfg)
     assert authenticate(hs(authorization=f"Bearer {SECRET}"), cfg) is None
+    assert authenticate(hs(authorization=SECRET), cfg) is None and upgrade_authorized(hs(authorization=SECRET), cfg)
+    assert "wrong" in authenticate(hs(authorization="ApiKey guess"), cfg)
     assert authenticate(hs(), cfg) is None and not upgrade_authorized(hs(), cfg)  # must come in websocket:connected
     assert "wrong" in authenticate(hs("ws://x/ws/vonage?secret=nope"), cfg)
     claims = {"iat": int(time.time()), "jti": str(uuid.uuid4()), "application_id": cfg.application_id}

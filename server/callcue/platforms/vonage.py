@@ -14,8 +14,9 @@ the party on this leg; a second leg with the same call id joins the call (the ot
 
 Authentication, on by default: a shared secret, passed in the NCCO `headers`
 (`"secret": ...`, so it arrives in `websocket:connected`), in the endpoint URL (`?secret=`),
-or as the upgrade's `Authorization: Bearer` (the endpoint's `authorization` of type
-`custom`); or the JWT Vonage signs for the upgrade (`authorization` of type `vonage`),
+or in the upgrade's `Authorization` (the endpoint's `authorization` of type `custom`, sent
+verbatim: `Bearer <secret>` or the bare secret); or the JWT Vonage signs for the upgrade
+(`authorization` of type `vonage`: "the same JWT used for signed webhooks", `Bearer {JWT}`),
 verified with the account's signature secret (HS256). A socket whose credentials were not on
 the upgrade must bring them in its first message, or it is closed with 1008 before any audio.
 """
@@ -161,8 +162,15 @@ def _jwt_ok(token: str, cfg: Any) -> bool:
     return False
 
 
+def _upgrade_secret(hs: Handshake) -> str | None:
+    """`?secret=`, or the endpoint's `authorization` of type `custom`, which Vonage sends
+    verbatim (`Bearer <secret>`, or the bare secret)."""
+    raw = hs.headers.get("authorization", "").strip()
+    return hs.query.get("secret") or bearer_token(hs.headers) or raw or None
+
+
 def upgrade_authorized(hs: Handshake, cfg: Any) -> bool:
-    given = hs.query.get("secret") or bearer_token(hs.headers)
+    given = _upgrade_secret(hs)
     if token_matches(given, cfg.secrets):
         return True
     token = bearer_token(hs.headers)
@@ -172,8 +180,7 @@ def upgrade_authorized(hs: Handshake, cfg: Any) -> bool:
 def authenticate(hs: Handshake, cfg: Any) -> str | None:
     """Credentials on the upgrade are checked here; wrong ones are refused. None given: the
     secret must come in `websocket:connected` (the NCCO headers), checked by the parser."""
-    given = hs.query.get("secret") or bearer_token(hs.headers)
-    if given is None:
+    if _upgrade_secret(hs) is None:
         return None if cfg.secrets else "no shared secret is configured for /ws/vonage"
     return None if upgrade_authorized(hs, cfg) else "wrong shared secret or JWT on the upgrade"
 
