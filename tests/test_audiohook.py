@@ -472,6 +472,10 @@ async def test_pause_recording_asks_genesys_to_pause(tmp_path: Path) -> None:
             await ah.audio(b"\xff" * 800)
             await ah.close("end")
             assert ah.protocol_errors == []
+        for _ in range(200):  # detached once the call's stop (after `closed` went out) is done
+            if conv not in calls.remotes:
+                break
+            await asyncio.sleep(0.05)
         assert conv not in calls.remotes
 
 
@@ -485,3 +489,37 @@ def test_positions_as_javascript_prints_them() -> None:
     with pytest.raises(ProtocolError, match="ISO 8601"):
         c.position = "1e-7"  # type: ignore[assignment]
         c.send("ping")
+
+
+async def test_transcript_events_go_back_to_genesys_before_closed(tmp_path: Path) -> None:
+    """`transcript_events = true` (a Transcription Connector integration): every final comes
+    back as an `event` with a `transcript` entity, offsets on the session's stream, the
+    channel as its index in the selected media; the last ones before `closed`."""
+    audio = real_call(require_shared())
+    frames = media_frames(audio, STEREO_PCMU)
+    s = make_settings(tmp_path, platforms={"audiohook": {"transcript_events": True}})
+    async with server(s) as (base, _app):
+        sid, conv = str(uuid.uuid4()), str(uuid.uuid4())
+        async with connect_audiohook(f"{base}/ws/audiohook", sid) as ws:
+            ah = AudioHookSession(ws, sid)
+            await ah.open(conv)
+            await ah.stream(frames, speed=4.0)
+            await ah.close("end")
+            assert ah.protocol_errors == []
+        types = [m["type"] for m in ah.received]
+        assert types[-1] == "closed" and "event" in types
+        entities = [m["parameters"]["entities"][0] for m in ah.received if m["type"] == "event"]
+        assert all(e["type"] == "transcript" and e["data"]["isFinal"] for e in entities)
+        by_channel = {0: "", 1: ""}
+        for e in entities:
+            d = e["data"]
+            alt = d["alternatives"][0]
+            assert 0.0 <= alt["confidence"] <= 1.0 and alt["interpretations"][0]["type"] == "display"
+            offset = float(d["offset"][2:-1])
+            assert 0.0 <= offset <= audio.duration and float(d["duration"][2:-1]) > 0
+            for tok in alt["interpretations"][0]["tokens"]:
+                assert tok["type"] == "word" and float(tok["offset"][2:-1]) >= offset - 0.5
+            by_channel[d["channelId"]] += " " + alt["interpretations"][0]["transcript"].lower()
+        # external (index 0 of the selected media) is the customer: JFK; internal the agent
+        assert "country" in by_channel[0] and "country" not in by_channel[1], by_channel
+        assert "glad" in by_channel[1] or "phil" in by_channel[1], by_channel

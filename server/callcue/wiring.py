@@ -164,6 +164,7 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
     )  # fmt: skip
     calls = CallManager(deps, reconnect_grace_s=settings.platforms.reconnect_grace_s)
     live["calls"] = calls
+    sink.final_listeners.append(calls.on_final)
     access = CallAccess(calls, store, sink, engine)
     auth = Authenticator(settings.auth)
     failures = FailureLimiter(settings.auth.max_failures_per_minute)

@@ -70,6 +70,13 @@ class CallManager:
         if not held:
             self.remotes.pop(call_id, None)
 
+    def on_final(self, t: object) -> None:
+        """A final transcript (masked) to the call's platform sessions that take them back."""
+        for r in self.remotes.get(getattr(t, "call_id", ""), []):
+            fn = getattr(r, "transcript", None)
+            if callable(fn):
+                fn(t)
+
     def remote(self, call_id: str, control: str) -> int:
         """Ask the call's platform sessions to `pause` or `resume` sending audio; how many could."""
         n = 0

@@ -42,6 +42,9 @@ class Sink:
         # per live call: when the audio behind what is being decided arrived (hint latency)
         self._latest_audio: dict[str, Callable[[], float]] = {}
         self._agents: dict[str, str | None] = {}
+        #: called with every stored final, masked as clients see it (a platform that takes
+        #: transcripts back, AudioHook's transcript events, is one)
+        self.final_listeners: list[Callable[[Transcript], None]] = []
 
     # ---------------------------------------------------------------- call lifecycle
     async def resume_point(self, call_id: str) -> dict[str, Any] | None:
@@ -75,6 +78,9 @@ class Sink:
         if stored is not None:
             await stored
         self._fanout.publish(t.call_id, t.to_dict())
+        if t.is_final:
+            for listener in self.final_listeners:
+                listener(t)
         metrics.STAGE_LATENCY.labels("transcript_final" if t.is_final else "transcript_partial").observe(
             max(0.0, time.time() - t.audio_received_at))
 

@@ -31,6 +31,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -110,7 +111,7 @@ class AudioHookProtocol:
     def __init__(self, *, session_id: str | None, organization_id: str | None, correlation_id: str | None = None,
                  max_message_bytes: int = 64 * 1024, customer: str = "external", languages: tuple[str, ...] = ("en-US",),
                  refused: str | None = None, max_gap_seconds: float = 3600.0, gap_slack_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+                 transcript_events: bool = False, clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.session_id, self.organization_id, self.correlation_id = session_id, organization_id, correlation_id
         self.max_message_bytes = max_message_bytes
         self.names: dict[str, Channel] = {"external": "customer" if customer == "external" else "agent",
@@ -137,6 +138,12 @@ class AudioHookProtocol:
         self.pause_requested = False
         self.client_errors: list[dict[str, Any]] = []
         self._out: list[str | bytes] = []
+        #: send finals back as `event` messages with `transcript` entities (the Transcription
+        #: Connector extension); off for a plain AudioHook Monitor integration
+        self.transcript_events = transcript_events
+        #: the call clock where this session's stream position 0 sits (a continued session)
+        self.clock_base = 0.0
+        self._closed_pending = False
 
     # -- what the server may say on its own ------------------------------------------------
     def pause(self) -> None:
@@ -155,6 +162,36 @@ class AudioHookProtocol:
         if self.state in ("new", "active", "paused"):
             self._send("disconnect", {"reason": reason, **({"info": info[:400]} if info else {})})
             self.state = "disconnecting"
+
+    def finish_close(self) -> None:
+        """The call's part is flushed: the `closed` held back for the last transcripts."""
+        if self._closed_pending:
+            self._closed_pending = False
+            self._send("closed", {})
+
+    def transcript(self, t: Any) -> None:
+        """A final of this call as AudioHook's `event` with a `transcript` entity: offsets on
+        this session's stream, the channel as its index in the selected media."""
+        if not self.transcript_events or self.media is None or not t.text:
+            return
+        if self.state not in ("active", "paused") and not self._closed_pending:
+            return
+        theirs = {ours: name for name, ours in self.names.items()}
+        name = theirs.get(t.channel)
+        if name not in self.media["channels"]:
+            return
+        rel = lambda x: max(0.0, x - self.clock_base)  # noqa: E731
+        tokens = [{"type": "word", "value": w.text, "confidence": round(min(1.0, max(0.0, w.conf)), 3),
+                   "offset": duration(rel(w.start)), "duration": duration(max(0.0, w.end - w.start))} for w in t.words]  # fmt: skip
+        alt: dict[str, Any] = {"confidence": round(min(1.0, max(0.0, t.confidence)), 3),
+                               "interpretations": [{"type": "display", "transcript": t.text, "tokens": tokens}]}  # fmt: skip
+        if self.language:
+            alt["languages"] = [self.language]
+        self._send("event", {"entities": [{"type": "transcript", "data": {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{t.call_id}/{t.channel}/{t.segment_id}")),
+            "channelId": self.media["channels"].index(name), "isFinal": True,
+            "offset": duration(rel(t.start)), "duration": duration(max(0.0, t.end - t.start)),
+            "alternatives": [alt]}}]})
 
     def fail(self, error: ProtocolError) -> bool:
         """A protocol error (ours or from the call side) becomes `disconnect` reason `error`:
@@ -372,8 +409,13 @@ class AudioHookProtocol:
         reason = p.get("reason")
         if reason not in CLOSE_REASONS:
             log.info("audiohook: close with unknown reason %r", str(reason)[:30])
-        self._send("closed", {})
         was = self.state
+        if self.transcript_events and self.call_id is not None and reason != "reconnect":
+            # the last words are still being recognized: their events go first, `closed`
+            # after them (`finish_close`, once the call's part has been flushed)
+            self._closed_pending = True
+        else:
+            self._send("closed", {})
         self.state = "closed"
         events: list[IngressEvent] = []
         if self.call_id is not None:
@@ -413,7 +455,8 @@ def _parser(max_bytes: int, cfg: Any, hs: Handshake, refused: str | None = None)
     h = hs.headers
     return AudioHookProtocol(session_id=h.get("audiohook-session-id"), organization_id=h.get("audiohook-organization-id"),
                              correlation_id=h.get("audiohook-correlation-id"), max_message_bytes=max_bytes,
-                             customer=cfg.customer_channel, languages=tuple(cfg.languages), refused=refused)  # fmt: skip
+                             customer=cfg.customer_channel, languages=tuple(cfg.languages), refused=refused,
+                             transcript_events=cfg.transcript_events)  # fmt: skip
 
 
 def _refusal(why: str, max_bytes: int, cfg: Any, hs: Handshake) -> AudioHookProtocol:

@@ -148,6 +148,10 @@ class IngressSession:
             attach = getattr(self.calls, "attach_remote", None)
             if attach is not None and callable(getattr(self.parser, "pause", None)):
                 attach(ev.call_id, self.parser)
+            if hasattr(self.parser, "clock_base"):
+                # a continued session's stream starts at 0 where the call's clock already ran
+                chans = [getattr(c, "audio_seconds", 0.0) for c in self.call.channels.values()]
+                self.parser.clock_base = max(chans, default=0.0)
         elif isinstance(ev, AudioIn):
             if call is None or ev.call_id != call.call_id:
                 raise ProtocolError(1008, f"audio for unknown call {ev.call_id!r}")
@@ -172,11 +176,15 @@ class IngressSession:
         elif isinstance(ev, Heartbeat):
             self.last_audio = time.monotonic()
         elif isinstance(ev, CloseConnection):
-            pass
+            finish = getattr(self.parser, "finish_close", None)
+            if callable(finish):
+                finish()  # the platform's last reply, after what the stop flushed
         elif isinstance(ev, CallStop):
             if call is not None:
-                self._detach(call.call_id)
-                await self.calls.stop(call.call_id, ev.reason, leg=call, linger=ev.linger)
+                try:
+                    await self.calls.stop(call.call_id, ev.reason, leg=call, linger=ev.linger)
+                finally:  # after the stop: its flushed finals may still go back to the platform
+                    self._detach(call.call_id)
             self.call = None
 
     def idle_left(self, idle_timeout_s: float | None) -> float | None:
