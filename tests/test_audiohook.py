@@ -33,6 +33,7 @@ from callcue.platforms.base import (
     CallStart,
     CallStop,
     CloseConnection,
+    EndUtterance,
     GapFilled,
     Handshake,
     Heartbeat,
@@ -93,7 +94,7 @@ def test_open_audio_ping_close_follow_the_protocol() -> None:
     [pong] = c.replies()
     assert (pong["type"], pong["seq"], pong["clientseq"], pong["parameters"]) == ("pong", 2, 2, {})
     assert p.rtt == pytest.approx(0.045)
-    assert c.send("update", {"language": "es-ES"}) == [] and p.language == "es-ES"
+    assert c.send("update", {"language": "es-ES"}) == [EndUtterance(CONV)] and p.language == "es-ES"
     stop, close = c.send("close", {"reason": "end"})
     assert isinstance(stop, CallStop) and not stop.linger and isinstance(close, CloseConnection)
     assert c.replies()[0]["type"] == "closed"
@@ -176,8 +177,8 @@ def test_pause_resume_and_discarded_keep_the_call_clock() -> None:
     p.receive_bytes(b"\xff" * 800)
     p.pause()
     assert c.replies()[0]["type"] == "pause"
-    [paused] = c.send("paused")
-    assert isinstance(paused, Paused) and p.state == "paused"
+    paused, ends = c.send("paused")
+    assert isinstance(paused, Paused) and isinstance(ends, EndUtterance) and p.state == "paused"
     with pytest.raises(ProtocolError, match="audio in state paused"):
         p.receive_bytes(b"\xff" * 160)
     p.resume()
@@ -186,6 +187,9 @@ def test_pause_resume_and_discarded_keep_the_call_clock() -> None:
     resumed, gap, silence = c.send("resumed", {"start": "PT0.1S", "discarded": "PT2S"})
     assert isinstance(resumed, Resumed) and isinstance(gap, GapFilled) and gap.missing_seconds == 2.0
     assert silence.payload == b"\xff" * 16000 and silence.offset == pytest.approx(0.1)
+    # a discard the position does not show (the audio came anyway) is no gap
+    assert c.send("discarded", {"start": "PT2.1S", "discarded": "PT0.5S"}) == []
+    c.position = 2.6  # the stream ran on 0.5 s with nothing sent: that is the gap
     gap2, more = c.send("discarded", {"start": "PT9.0S", "discarded": "PT0.5S"})
     assert more.offset == pytest.approx(2.1) and len(more.payload) == 4000
     [a] = p.receive_bytes(b"\x00" * 80)
@@ -195,6 +199,7 @@ def test_pause_resume_and_discarded_keep_the_call_clock() -> None:
 def test_gaps_cannot_run_ahead_of_the_session() -> None:
     p, c = proto(gap_slack_s=5.0)
     c.open(media=[MONO_PCMU])
+    c.position = 600.0
     with pytest.raises(ProtocolError, match="gaps"):
         c.send("discarded", {"start": "PT0S", "discarded": "PT600S"})
 

@@ -148,9 +148,9 @@ class AudioHookPlatformConfig(_PlatformLimits):
     customer_channel: Literal["external", "internal"] = "external"
     # answered when `open` asks for supportedLanguages
     languages: list[str] = Field(default_factory=lambda: ["en-US"])
-    # send each final transcript back to Genesys as an `event` (a Transcription Connector
-    # integration shows them); off for an AudioHook Monitor integration
-    transcript_events: bool = False
+    # send each final transcript (masked) back to Genesys as `event`s, one per utterance: a
+    # Transcription Connector integration shows them, a Monitor integration ignores them
+    transcript_events: bool = True
     # the wss:// URL configured in Genesys, when a proxy changes it on the way here (it is
     # signed: @request-target and @authority); by default the URL the request came to
     public_url: str | None = None

@@ -127,6 +127,9 @@ class Call:
     async def audio(self, channel: Channel, payload: bytes) -> None:
         await self.channels[channel].feed(payload)
 
+    async def end_utterance(self) -> None:
+        await asyncio.gather(*(c.end_utterance() for c in self.channels.values()))
+
     def dtmf(self) -> None:
         """A keypad press: clients learn that one happened; the digit itself is never
         forwarded or stored (keypad entry is how cards are typed)."""

@@ -121,6 +121,15 @@ class ChannelPipeline:
             self.audio_seconds += seconds
             self._cond.notify_all()
 
+    async def end_utterance(self) -> None:
+        """Finalize the open segment at this point of the audio (queued in order with it);
+        speech that goes on opens the next segment."""
+        if self._closing:
+            return
+        async with self._cond:
+            self._pending.append((None, time.time()))  # type: ignore[arg-type]
+            self._cond.notify_all()
+
     async def finish(self) -> None:
         """Flush everything (final results for an open segment) and stop the worker."""
         async with self._cond:
@@ -164,6 +173,11 @@ class ChannelPipeline:
         out: list[Transcript] = []
         skipped_partial = False
         for payload, arrived in batch:
+            if payload is None:  # end_utterance()
+                if self._in_segment:
+                    self._finalize(arrived, out, self._clock)
+                    self._open_segment(self._clock)
+                continue
             pcm = decode(self.encoding, payload)
             if self._resampler is not None:
                 pcm = self._resampler.process(pcm)
@@ -191,12 +205,7 @@ class ChannelPipeline:
         if isinstance(ev, SpeechStarted):
             if self._in_segment:
                 self._finalize(arrived, out, self._base + ev.offset)
-            self._in_segment = True
-            self._segment_id += 1
-            self._revision = 0
-            self._seg_start = self._base + ev.offset
-            self._last_partial_text = ""
-            self._stream.begin_segment()
+            self._open_segment(self._base + ev.offset)
         elif isinstance(ev, SpeechAudio):
             if not self._in_segment:
                 return
@@ -206,6 +215,14 @@ class ChannelPipeline:
         elif isinstance(ev, SpeechEnded):
             if self._in_segment:
                 self._finalize(arrived, out, self._base + ev.offset)
+
+    def _open_segment(self, start: float) -> None:
+        self._in_segment = True
+        self._segment_id += 1
+        self._revision = 0
+        self._seg_start = start
+        self._last_partial_text = ""
+        self._stream.begin_segment()
 
     def _finalize(self, arrived: float, out: list[Transcript], end: float) -> None:
         for hyp in self._stream.end_segment():

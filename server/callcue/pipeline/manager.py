@@ -47,6 +47,9 @@ class Leg:
     def dtmf(self) -> None:
         self.call.dtmf()
 
+    async def end_utterance(self) -> None:
+        await asyncio.gather(*(self.call.channels[theirs].end_utterance() for theirs in self.names.values()))
+
 
 class CallManager:
     def __init__(self, deps: PipelineDeps, reconnect_grace_s: float = 10.0) -> None:

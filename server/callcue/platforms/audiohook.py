@@ -45,6 +45,7 @@ from callcue.platforms.base import (
     CallStart,
     CallStop,
     CloseConnection,
+    EndUtterance,
     GapFilled,
     Handshake,
     Heartbeat,
@@ -144,6 +145,9 @@ class AudioHookProtocol:
         #: the call clock where this session's stream position 0 sits (a continued session)
         self.clock_base = 0.0
         self._closed_pending = False
+        #: (call-clock time, seconds) of every gap filled on this session: Genesys counts
+        #: transcript offsets on the audio it sent, so they are taken out again
+        self._gaps: list[tuple[float, float]] = []
 
     # -- what the server may say on its own ------------------------------------------------
     def pause(self) -> None:
@@ -170,8 +174,9 @@ class AudioHookProtocol:
             self._send("closed", {})
 
     def transcript(self, t: Any) -> None:
-        """A final of this call as AudioHook's `event` with a `transcript` entity: offsets on
-        this session's stream, the channel as its index in the selected media."""
+        """A final of this call as AudioHook `event`s with `transcript` entities, one per
+        utterance (sentence) of it, as a transcription connector shows them: offsets on this
+        session's stream, the channel as its index in the selected media."""
         if not self.transcript_events or self.media is None or not t.text:
             return
         if self.state not in ("active", "paused") and not self._closed_pending:
@@ -180,18 +185,28 @@ class AudioHookProtocol:
         name = theirs.get(t.channel)
         if name not in self.media["channels"]:
             return
-        rel = lambda x: max(0.0, x - self.clock_base)  # noqa: E731
-        tokens = [{"type": "word", "value": w.text, "confidence": round(min(1.0, max(0.0, w.conf)), 3),
-                   "offset": duration(rel(w.start)), "duration": duration(max(0.0, w.end - w.start))} for w in t.words]  # fmt: skip
-        alt: dict[str, Any] = {"confidence": round(min(1.0, max(0.0, t.confidence)), 3),
-                               "interpretations": [{"type": "display", "transcript": t.text, "tokens": tokens}]}  # fmt: skip
+        for i, (text, words, start, end) in enumerate(utterances(t)):
+            self._send("event", {"entities": [{"type": "transcript", "data": {
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{t.call_id}/{t.channel}/{t.segment_id}/{i}")),
+                "channelId": self.media["channels"].index(name), "isFinal": True,
+                "offset": duration(self.sent_clock(start)), "duration": duration(max(0.0, self.sent_clock(end) - self.sent_clock(start))),
+                "alternatives": [self._alternative(text, words, t.confidence)]}}]})
+
+    def sent_clock(self, call_time: float) -> float:
+        """A call-clock time on the clock of the audio this session's client sent: without
+        this session's earlier stream (a continued session) and without the gaps filled."""
+        filled = sum(min(sec, max(0.0, call_time - at)) for at, sec in self._gaps)
+        return max(0.0, call_time - self.clock_base - filled)
+
+    def _alternative(self, text: str, words: list[Any], confidence: float) -> dict[str, Any]:
+        tokens = [{"type": "word", "value": w.text.strip(), "confidence": _unit(w.conf),
+                   "offset": duration(self.sent_clock(w.start)),
+                   "duration": duration(max(0.0, self.sent_clock(w.end) - self.sent_clock(w.start)))} for w in words]  # fmt: skip
+        conf = sum(w.conf for w in words) / len(words) if words else confidence
+        alt: dict[str, Any] = {"confidence": _unit(conf), "interpretations": [{"type": "display", "transcript": text, "tokens": tokens}]}
         if self.language:
             alt["languages"] = [self.language]
-        self._send("event", {"entities": [{"type": "transcript", "data": {
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{t.call_id}/{t.channel}/{t.segment_id}")),
-            "channelId": self.media["channels"].index(name), "isFinal": True,
-            "offset": duration(rel(t.start)), "duration": duration(max(0.0, t.end - t.start)),
-            "alternatives": [alt]}}]})
+        return alt
 
     def fail(self, error: ProtocolError) -> bool:
         """A protocol error (ours or from the call side) becomes `disconnect` reason `error`:
@@ -352,7 +367,8 @@ class AudioHookProtocol:
             return []
         self.state = "paused"
         self.pause_requested = False
-        return [Paused(self.call_id)] if self.call_id else []
+        # what was said up to the pause is one utterance; what follows the resume another
+        return [Paused(self.call_id), EndUtterance(self.call_id)] if self.call_id else []
 
     def _on_resumed(self, p: dict[str, Any]) -> list[IngressEvent]:
         if self.state != "paused":
@@ -369,9 +385,15 @@ class AudioHookProtocol:
 
     def _gap(self, p: dict[str, Any], mtype: str, why: str) -> list[IngressEvent]:
         """Audio the client did not send (paused, or dropped) still passed on the call clock:
-        silence of that length keeps word times and the other channel aligned."""
+        silence of that length keeps word times and the other channel aligned. How much is
+        missing is what the message's `position` is ahead of the audio received (the same
+        socket carries both, in order), at most what it says was discarded: a client that
+        reports a discard but sent the audio anyway (the reference test suite's does) gets
+        no gap, one whose stream position ran on while paused gets exactly that gap."""
         parse_duration(p.get("start"), f"{mtype}.start")  # well-formed; Genesys may report it ahead of position
-        missing = parse_duration(p.get("discarded"), f"{mtype}.discarded")
+        claimed = parse_duration(p.get("discarded"), f"{mtype}.discarded")
+        behind = self.position - self.samples / RATE
+        missing = min(claimed, behind) if behind > 0.02 else 0.0
         if missing <= 0 or self.call_id is None or self.media is None:
             return []
         if missing > self.max_gap_seconds:
@@ -382,6 +404,7 @@ class AudioHookProtocol:
                                       f"{self._clock() - self._opened_at:.0f} s")  # fmt: skip
         n = round(missing * RATE)
         at = self.samples / RATE
+        self._gaps.append((self.clock_base + at, missing))
         self.samples += n
         self.gap_seconds += missing
         silence = SILENCE[self.media["format"]] * n
@@ -395,7 +418,8 @@ class AudioHookProtocol:
         if not isinstance(language, str) or not 1 <= len(language) <= 35:
             raise ProtocolError(1007, "update.language must be a language code")
         self.language = language
-        return []
+        # a new language is a new utterance (a transcription connector restarts there)
+        return [EndUtterance(self.call_id)] if self.call_id else []
 
     def _on_error(self, p: dict[str, Any]) -> list[IngressEvent]:
         code, message = p.get("code"), p.get("message")
@@ -423,6 +447,33 @@ class AudioHookProtocol:
             events.append(CallStop(self.call_id, ours.get(reason, "end"),  # type: ignore[arg-type]
                                    linger=reason == "reconnect" and was != "disconnecting"))  # fmt: skip
         return events + [CloseConnection(1000, "closed")]
+
+
+SENTENCE_END = (".", "?", "!")
+#: a pause this long between words ends an utterance even without punctuation
+UTTERANCE_GAP_S = 0.6
+
+
+def utterances(t: Any) -> list[tuple[str, list[Any], float, float]]:
+    """A final split where its words end a sentence or pause: (text, words, start, end). A
+    VAD segment often holds several utterances ("Hi. Thanks for calling. How can I help?")
+    that a transcript display shows as lines of their own. Without word times: the whole."""
+    words = list(t.words)
+    if not words:
+        return [(t.text, [], t.start, t.end)]
+    out, cur = [], []
+    for i, w in enumerate(words):
+        cur.append(w)
+        last = i == len(words) - 1
+        gap = not last and words[i + 1].start - w.end >= UTTERANCE_GAP_S
+        if last or gap or w.text.rstrip().endswith(SENTENCE_END):
+            out.append((" ".join(x.text.strip() for x in cur).strip(), cur, cur[0].start, cur[-1].end))
+            cur = []
+    return [u for u in out if any(ch.isalnum() for ch in u[0])]  # not a lone "." on noise
+
+
+def _unit(x: float) -> float:
+    return round(min(1.0, max(0.0, float(x))), 3)
 
 
 def _count(v: Any) -> bool:

@@ -101,6 +101,15 @@ class Resumed:
 
 
 @dataclass(slots=True)
+class EndUtterance:
+    """The platform says the utterance in progress ends here (AudioHook: the client paused,
+    or changed the language): open speech segments are finalized and speech that goes on
+    starts a new one."""
+
+    call_id: str
+
+
+@dataclass(slots=True)
 class Heartbeat:
     """A keep-alive (AudioHook `ping`): the peer is there even when no audio flows."""
 
@@ -114,7 +123,8 @@ class CloseConnection:
     reason: str = ""
 
 
-IngressEvent = CallStart | AudioIn | GapFilled | Dtmf | Mark | CallStop | Paused | Resumed | Heartbeat | CloseConnection
+IngressEvent = (CallStart | AudioIn | GapFilled | Dtmf | Mark | CallStop | Paused | Resumed | EndUtterance | Heartbeat
+                | CloseConnection)
 
 
 class ProtocolError(Exception):

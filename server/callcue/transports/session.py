@@ -8,6 +8,7 @@ recorded (`RejectionRecorder`), never the application's state.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from callcue.platforms.base import (
     CallStop,
     CloseConnection,
     Dtmf,
+    EndUtterance,
     GapFilled,
     Handshake,
     IngressEvent,
@@ -36,6 +38,8 @@ from callcue.platforms.base import (
 )
 
 log = logging.getLogger(__name__)
+#: longest a platform's closing reply waits for the call's last words to be recognized
+CLOSE_WAIT_S = 5.0
 
 
 class LiveCall(Protocol):
@@ -76,6 +80,7 @@ class IngressSession:
         self.close_request: CloseConnection | None = None
         #: the platform paused the audio on purpose: the idle timeout does not run meanwhile
         self.paused = False
+        self._stopping: asyncio.Future[None] | None = None
         #: monotonic time of the last audio or keep-alive (or of the connection): the idle
         #: timeout counts from here
         self.last_audio = time.monotonic()
@@ -114,6 +119,11 @@ class IngressSession:
 
     async def eof(self) -> None:
         """The peer is gone: the parser may still end the call; whatever it says, it ends."""
+        if self._stopping is not None:  # a stop that outlived the platform's close deadline
+            try:
+                await self._stopping
+            except Exception:
+                log.exception("stopping the call failed", extra={"platform": self.platform})
         try:
             await self._apply_all(self.parser.receive_eof())
         except ProtocolError as e:
@@ -123,6 +133,12 @@ class IngressSession:
                 self._detach(self.call.call_id)
             if self.call is not None and not self.call.ended:
                 await self.calls.stop(self.call.call_id, self.end_reason, leg=self.call)
+
+    async def _stop(self, call: LiveCall, ev: CallStop) -> None:
+        try:
+            await self.calls.stop(call.call_id, ev.reason, leg=call, linger=ev.linger)
+        finally:  # after the stop: its flushed finals may still go back to the platform
+            self._detach(call.call_id)
 
     def _detach(self, call_id: str) -> None:
         detach = getattr(self.calls, "detach_remote", None)
@@ -175,16 +191,25 @@ class IngressSession:
             self.last_audio = time.monotonic()
         elif isinstance(ev, Heartbeat):
             self.last_audio = time.monotonic()
+        elif isinstance(ev, EndUtterance):
+            end = getattr(call, "end_utterance", None)
+            if call is not None and callable(end):
+                await end()
         elif isinstance(ev, CloseConnection):
             finish = getattr(self.parser, "finish_close", None)
             if callable(finish):
                 finish()  # the platform's last reply, after what the stop flushed
         elif isinstance(ev, CallStop):
             if call is not None:
-                try:
-                    await self.calls.stop(call.call_id, ev.reason, leg=call, linger=ev.linger)
-                finally:  # after the stop: its flushed finals may still go back to the platform
-                    self._detach(call.call_id)
+                stop = asyncio.ensure_future(self._stop(call, ev))
+                if callable(getattr(self.parser, "finish_close", None)):
+                    # the platform's closing reply waits for the flushed finals, but never past
+                    # its close deadline (AudioHook's client gives up after 10 s): the stop
+                    # then finishes in the background
+                    self._stopping = stop
+                    await asyncio.wait({stop}, timeout=CLOSE_WAIT_S)
+                else:
+                    await stop
             self.call = None
 
     def idle_left(self, idle_timeout_s: float | None) -> float | None:
