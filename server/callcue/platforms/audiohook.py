@@ -31,7 +31,6 @@ import json
 import logging
 import re
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +39,7 @@ import numpy as np
 from callcue import wire
 from callcue.events import Channel
 from callcue.platforms.audiohook_auth import verify_upgrade
+from callcue.platforms.audiohook_transcripts import duration, transcript_entities
 from callcue.platforms.base import (
     AudioIn,
     CallStart,
@@ -71,11 +71,6 @@ SILENCE = {"PCMU": b"\xff", "L16": b"\x00\x00"}
 MEDIA_CHANNELS = ("external", "internal")
 CLOSE_REASONS = ("end", "error", "disconnect", "reconnect")
 HEADERS = ("audiohook-organization-id", "audiohook-session-id", "audiohook-correlation-id", "x-api-key")
-
-
-def duration(seconds: float) -> str:
-    """AudioHook's position format: ISO 8601 seconds, no exponent."""
-    return f"PT{seconds:.3f}".rstrip("0").rstrip(".") + "S"
 
 
 def parse_duration(v: Any, path: str) -> float:
@@ -174,39 +169,23 @@ class AudioHookProtocol:
             self._send("closed", {})
 
     def transcript(self, t: Any) -> None:
-        """A final of this call as AudioHook `event`s with `transcript` entities, one per
-        utterance (sentence) of it, as a transcription connector shows them: offsets on this
-        session's stream, the channel as its index in the selected media."""
+        """A final of this call back to Genesys as `event`s, one per utterance
+        (`audiohook_transcripts`), on the clock of the audio this client sent."""
         if not self.transcript_events or self.media is None or not t.text:
             return
         if self.state not in ("active", "paused") and not self._closed_pending:
             return
-        theirs = {ours: name for name, ours in self.names.items()}
-        name = theirs.get(t.channel)
+        name = {ours: theirs for theirs, ours in self.names.items()}.get(t.channel)
         if name not in self.media["channels"]:
             return
-        for i, (text, words, start, end) in enumerate(utterances(t)):
-            self._send("event", {"entities": [{"type": "transcript", "data": {
-                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{t.call_id}/{t.channel}/{t.segment_id}/{i}")),
-                "channelId": self.media["channels"].index(name), "isFinal": True,
-                "offset": duration(self.sent_clock(start)), "duration": duration(max(0.0, self.sent_clock(end) - self.sent_clock(start))),
-                "alternatives": [self._alternative(text, words, t.confidence)]}}]})
+        for entity in transcript_entities(t, self.media["channels"].index(name), self.sent_clock, self.language):
+            self._send("event", {"entities": [entity]})
 
     def sent_clock(self, call_time: float) -> float:
         """A call-clock time on the clock of the audio this session's client sent: without
         this session's earlier stream (a continued session) and without the gaps filled."""
         filled = sum(min(sec, max(0.0, call_time - at)) for at, sec in self._gaps)
         return max(0.0, call_time - self.clock_base - filled)
-
-    def _alternative(self, text: str, words: list[Any], confidence: float) -> dict[str, Any]:
-        tokens = [{"type": "word", "value": w.text.strip(), "confidence": _unit(w.conf),
-                   "offset": duration(self.sent_clock(w.start)),
-                   "duration": duration(max(0.0, self.sent_clock(w.end) - self.sent_clock(w.start)))} for w in words]  # fmt: skip
-        conf = sum(w.conf for w in words) / len(words) if words else confidence
-        alt: dict[str, Any] = {"confidence": _unit(conf), "interpretations": [{"type": "display", "transcript": text, "tokens": tokens}]}
-        if self.language:
-            alt["languages"] = [self.language]
-        return alt
 
     def fail(self, error: ProtocolError) -> bool:
         """A protocol error (ours or from the call side) becomes `disconnect` reason `error`:
@@ -447,33 +426,6 @@ class AudioHookProtocol:
             events.append(CallStop(self.call_id, ours.get(reason, "end"),  # type: ignore[arg-type]
                                    linger=reason == "reconnect" and was != "disconnecting"))  # fmt: skip
         return events + [CloseConnection(1000, "closed")]
-
-
-SENTENCE_END = (".", "?", "!")
-#: a pause this long between words ends an utterance even without punctuation
-UTTERANCE_GAP_S = 0.6
-
-
-def utterances(t: Any) -> list[tuple[str, list[Any], float, float]]:
-    """A final split where its words end a sentence or pause: (text, words, start, end). A
-    VAD segment often holds several utterances ("Hi. Thanks for calling. How can I help?")
-    that a transcript display shows as lines of their own. Without word times: the whole."""
-    words = list(t.words)
-    if not words:
-        return [(t.text, [], t.start, t.end)]
-    out, cur = [], []
-    for i, w in enumerate(words):
-        cur.append(w)
-        last = i == len(words) - 1
-        gap = not last and words[i + 1].start - w.end >= UTTERANCE_GAP_S
-        if last or gap or w.text.rstrip().endswith(SENTENCE_END):
-            out.append((" ".join(x.text.strip() for x in cur).strip(), cur, cur[0].start, cur[-1].end))
-            cur = []
-    return [u for u in out if any(ch.isalnum() for ch in u[0])]  # not a lone "." on noise
-
-
-def _unit(x: float) -> float:
-    return round(min(1.0, max(0.0, float(x))), 3)
 
 
 def _count(v: Any) -> bool:
