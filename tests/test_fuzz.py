@@ -392,7 +392,7 @@ audiofork_meta = st.one_of(
 @FUZZ
 @given(st.lists(st.one_of(audiofork_meta, st.binary(max_size=700)), max_size=8), st.booleans())
 def test_audiofork_parser_refuses_only_with_protocol_errors(frames: list[str | bytes], need_secret: bool) -> None:
-    feed_all(AudioForkProtocol(max_message_bytes=4096, secrets=("s3cret",) if need_secret else ()), frames)
+    feed_all(AudioForkProtocol(max_message_bytes=4096, secrets=("s3cret",), authorized=not need_secret), frames)
 
 
 audiosocket_bytes = st.lists(st.one_of(

@@ -30,7 +30,6 @@ from callcue.platforms.base import Platform
 from callcue.platforms.registry import PLATFORMS
 from callcue.transports.session import IngressPolicy, StreamCounter
 from callcue.transports.tcp import serve_tcp
-from callcue.transports.webrtc import WebRTCSessions
 from callcue.transports.webrtc_http import webrtc_mount
 from callcue.transports.websocket import run_websocket
 from callcue.wiring import Runtime, assemble
@@ -93,20 +92,11 @@ def _enabled(settings: Settings, platform: Platform) -> bool:
 def create_app(settings: Settings) -> Starlette:
     slot = RuntimeSlot()
     streams = StreamCounter()  # open streams per platform, for each platform's max_streams
-    rtc: dict[str, WebRTCSessions] = {}
-
-    def webrtc_sessions() -> WebRTCSessions:
-        slot.get()
-        return rtc["sessions"]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         rt = await assemble(settings)
         slot.set(rt)
-        wcfg = settings.platforms.webrtc
-        rtc["sessions"] = WebRTCSessions(rt.calls, rt.sink.rejection, ice_servers=wcfg.ice_servers,
-                                         idle_timeout_s=settings.platforms.idle_timeout_s,
-                                         max_sessions=wcfg.max_streams or settings.server.max_calls)  # fmt: skip
         listeners: list[asyncio.Server] = []
         try:
             for p in PLATFORMS.values():
@@ -116,7 +106,6 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             for srv in listeners:
                 srv.close()
-            await rtc.pop("sessions").close()
             slot.set(None)
             await rt.close()
 
@@ -167,7 +156,8 @@ def create_app(settings: Settings) -> Starlette:
         *supervisor_routes(supervisor),
     ]
     if settings.platforms.webrtc.enabled:
-        routes.append(webrtc_mount(webrtc_sessions, lambda r: authenticate(r, header_only=True), settings.platforms.webrtc))
+        routes.append(webrtc_mount(lambda: slot.get().webrtc, lambda r: authenticate(r, header_only=True),
+                                   settings.platforms.webrtc))  # fmt: skip
     if settings.server.serve_client and CLIENT_DIR.is_dir():
         routes.append(Route("/", lambda r: RedirectResponse("/agent/agent.html")))
         routes.append(Mount("/agent", app=StaticFiles(directory=CLIENT_DIR), name="client"))

@@ -10,9 +10,9 @@ import base64
 import hmac
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from callcue.config import AuthConfig
 
@@ -30,6 +30,16 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     """The token of an `Authorization: Bearer <token>` header (lower-case header names)."""
     auth = headers.get("authorization", "")
     return auth[7:].strip() or None if auth[:7].lower() == "bearer " else None
+
+
+def secret_in(message: Mapping[str, Any], names: Sequence[str], accepted: Sequence[str], *, bearer: bool = False) -> bool:
+    """A shared secret carried in a platform's first message (the audio fork's metadata,
+    Vonage's NCCO headers): the first string among `names` (with `bearer`, a `Bearer ` prefix
+    is allowed), compared like every other token."""
+    given = next((message[k] for k in names if isinstance(message.get(k), str)), None)
+    if bearer and given is not None and given[:7].lower() == "bearer ":
+        given = given[7:]
+    return token_matches(given, list(accepted))
 
 
 def token_matches(given: str | None, accepted: list[str]) -> bool:

@@ -35,6 +35,7 @@ from callcue.egress.supervisor_api import SupervisorCommands
 from callcue.learning.store import Learning
 from callcue.pipeline.deps import PipelineDeps
 from callcue.pipeline.manager import CallManager
+from callcue.transports.webrtc import WebRTCSessions
 from callcue.pipeline.sink import Sink
 from callcue.store.calls import CallStore
 from callcue.store.db import Database
@@ -67,8 +68,10 @@ class Runtime:
     access: CallAccess
     agents: AgentGateway
     auth_failures: FailureLimiter
+    webrtc: WebRTCSessions
 
     async def close(self) -> None:
+        await self.webrtc.close()
         await self.calls.shutdown()
         await self.engine.close()
         await self.store.close()
@@ -171,7 +174,10 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
     agents = AgentGateway(auth=auth, hub=hub, access=access, rejected=sink.rejection,
                           supervisor_handler=supervisor.handle_supervisor_message, failures=failures,
                           allowed_origins=tuple(settings.server.allowed_origins))  # fmt: skip
+    wcfg = settings.platforms.webrtc
+    webrtc = WebRTCSessions(calls, sink.rejection, ice_servers=wcfg.ice_servers, idle_timeout_s=settings.platforms.idle_timeout_s,
+                            max_sessions=wcfg.max_streams or settings.server.max_calls)  # fmt: skip
     return Runtime(settings=settings, started_at=time.time(), asr_pool=asr_pool, detect_pool=detect_pool, db=db,
                    store=store, audit=audit, learning=learning, hub=hub, sink=sink, auth=auth, asr=asr,
                    asr_note=asr_note, understanding=understanding, engine=engine, supervisor=supervisor,
-                   calls=calls, access=access, agents=agents, auth_failures=failures)  # fmt: skip
+                   calls=calls, access=access, agents=agents, auth_failures=failures, webrtc=webrtc)  # fmt: skip

@@ -57,8 +57,8 @@ class CallManager:
         self.calls: dict[str, Call] = {}
         self.legs: dict[str, list[Leg]] = {}
         self.reconnect_grace_s = reconnect_grace_s
-        self._lingering: dict[str, asyncio.Task[None]] = {}
-        self._left_at: dict[str, float] = {}
+        #: calls whose last leg left to come back: the expiry task and when the leg left
+        self._lingering: dict[str, tuple[asyncio.Task[None], float]] = {}
         #: per call, the platform sessions that can be asked to stop and restart sending audio
         #: (AudioHook `pause`/`resume`): how a `pause_recording` reaches the platform
         self.remotes: dict[str, list[object]] = {}
@@ -147,11 +147,10 @@ class CallManager:
         for theirs in names.values():
             call.open_channel(theirs, start.encoding, start.sample_rate)
         lingering = self._lingering.pop(start.call_id, None)
-        left = self._left_at.pop(start.call_id, None)
-        if lingering is not None:
-            lingering.cancel()
         leg = Leg(call, names)
-        if lingering is not None and left is not None:
+        if lingering is not None:
+            expiry, left = lingering
+            expiry.cancel()
             leg.resume_gap = min(time.monotonic() - left, self.reconnect_grace_s)
         legs.append(leg)
         log.info("stream joined call", extra={"call_id": call.call_id, "channels": list(names.values()),
@@ -178,18 +177,17 @@ class CallManager:
                 await call.finish_channels([c for c in leg.names.values() if c not in still])
                 return
             if linger and self.reconnect_grace_s > 0:
-                self._lingering[call_id] = asyncio.create_task(self._expire(call_id, reason), name=f"linger-{call_id}")
-                self._left_at[call_id] = time.monotonic()
+                expiry = asyncio.create_task(self._expire(call_id, reason), name=f"linger-{call_id}")
+                self._lingering[call_id] = (expiry, time.monotonic())
                 return
         try:
             await call.stop(reason)
         finally:
             self.calls.pop(call_id, None)
             self.legs.pop(call_id, None)
-            self._left_at.pop(call_id, None)
             lingering = self._lingering.pop(call_id, None)
-            if lingering is not None and lingering is not asyncio.current_task():
-                lingering.cancel()
+            if lingering is not None and lingering[0] is not asyncio.current_task():
+                lingering[0].cancel()
             metrics.ACTIVE_CALLS.dec()
             self.deps.sink.call_closed(call_id, reason)
             if self.deps.decider is not None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from callcue import wire
-from callcue.auth import bearer_token, token_matches
+from callcue.auth import bearer_token, secret_in, token_matches
 from callcue.platforms.base import (
     AudioIn,
     CallStart,
@@ -30,14 +30,15 @@ from callcue.platforms.base import (
 SUBPROTOCOLS = ("audio.jambonz.org", "audio.drachtio.org", "audiostream.drachtio.org")
 RATES = (8000, 16000, 24000, 32000, 48000, 64000)
 MIX_TYPES = ("mono", "stereo", "mixed")
+SECRET_FIELDS = ("secret", "token", "callcue_secret")
 
 
 class AudioForkProtocol:
     def __init__(self, *, max_message_bytes: int = 64 * 1024, default_rate: int = 8000, default_mix: str = "mono",
-                 customer: str = "left", secrets: tuple[str, ...] = ()) -> None:  # fmt: skip
+                 customer: str = "left", secrets: tuple[str, ...] = (), authorized: bool = True) -> None:  # fmt: skip
         self.max_message_bytes = max_message_bytes
-        #: non-empty: the upgrade brought no valid secret, so the metadata must carry one of these
-        self.secrets = secrets
+        #: False: the upgrade brought no valid secret, so the metadata must carry one of `secrets`
+        self.secrets, self.authorized = secrets, authorized
         self.default_rate, self.default_mix, self.customer = default_rate, default_mix, customer
         self.call_id: str | None = None
         self.mix = default_mix
@@ -47,12 +48,11 @@ class AudioForkProtocol:
         if self.state != "new":
             raise ProtocolError(1008, "only the first frame may be text (the metadata)")
         meta = json_object(text, self.max_message_bytes, "metadata frame")
-        if self.secrets:
-            given = next((meta[k] for k in ("secret", "token", "callcue_secret") if isinstance(meta.get(k), str)), None)
-            if not token_matches(given, list(self.secrets)):
+        if not self.authorized:
+            if not secret_in(meta, SECRET_FIELDS, self.secrets):
                 raise ProtocolError(1008, "missing or wrong shared secret (?secret= in the fork URL, Authorization: "
                                           "Bearer, or 'secret' in the metadata)")  # fmt: skip
-            self.secrets = ()
+            self.authorized = True
         call_id = meta.get("callSid") or meta.get("call_sid") or meta.get("uuid") or meta.get("callId")
         try:
             call_id = wire.ident(call_id, "callSid")
@@ -70,7 +70,7 @@ class AudioForkProtocol:
             raise ProtocolError(1003, f"unsupported mixType {str(mix)[:20]!r}; supported: mono, stereo, mixed")
         self.call_id, self.mix, self.state = call_id, mix, "started"
         channels = ("customer", "agent") if mix == "stereo" else ("customer",)
-        public = {k: v for k, v in meta.items() if k not in ("secret", "token", "callcue_secret")}
+        public = {k: v for k, v in meta.items() if k not in SECRET_FIELDS}
         return [CallStart(call_id=call_id, encoding="L16", sample_rate=int(rate), channels=channels,  # type: ignore[arg-type]
                           agent_id=agent_id, platform="audiofork", metadata={"mix_type": mix, "fork": public})]
 
@@ -121,10 +121,9 @@ def authenticate(hs: Handshake, cfg: Any) -> str | None:
 
 
 def _parser(max_bytes: int, cfg: Any, hs: Handshake) -> AudioForkProtocol:
-    given = _upgrade_secret(hs)
     return AudioForkProtocol(max_message_bytes=max_bytes, default_rate=cfg.default_sample_rate,
-                             default_mix=cfg.default_mix_type, customer=cfg.customer_channel,
-                             secrets=() if token_matches(given, cfg.secrets) else tuple(cfg.secrets) or ("\0",))  # fmt: skip
+                             default_mix=cfg.default_mix_type, customer=cfg.customer_channel, secrets=tuple(cfg.secrets),
+                             authorized=token_matches(_upgrade_secret(hs), cfg.secrets))  # fmt: skip
 
 
 PLATFORM = Platform("audiofork", "/ws/audiofork", _parser, authenticate=authenticate, subprotocols=SUBPROTOCOLS)

@@ -31,7 +31,7 @@ from typing import Any
 import jwt
 
 from callcue import wire
-from callcue.auth import bearer_token, token_matches
+from callcue.auth import bearer_token, secret_in, token_matches
 from callcue.events import Channel
 from callcue.platforms.base import (
     AudioIn,
@@ -118,10 +118,7 @@ class VonageProtocol:
 
     def _connected(self, msg: dict[str, Any]) -> list[IngressEvent]:
         if not self.authorized:
-            given = next((msg[k] for k in SECRET_FIELDS if isinstance(msg.get(k), str)), None)
-            if given is not None and given.lower().startswith("bearer "):
-                given = given[7:]
-            if given is None or not token_matches(given, list(self.secrets)):
+            if not secret_in(msg, SECRET_FIELDS, self.secrets, bearer=True):
                 raise ProtocolError(1008, "missing or wrong shared secret (NCCO headers 'secret', ?secret= in the "
                                           "endpoint URL, Authorization: Bearer, or Vonage's signed JWT)")  # fmt: skip
             self.authorized = True
