@@ -162,3 +162,24 @@ def test_real_recording_streams_partials_and_timed_finals(engine: VoskEngine, sh
     assert any(not h.is_final for h in hyps) and any(h.is_final and h.text for h in hyps)
     for f in [h for h in hyps if h.is_final and h.text]:
         _assert_words_sane(f, dur)
+
+def test_partials_are_rationed_per_audio_interval(ko_model_dir: Path, shared_data: Path) -> None:
+    """Each PartialResult walks the open lattice, so the stream asks at most once per interval
+    of audio however small the chunks; finals do not depend on how often partials were asked."""
+    with wave.open(str(shared_data / "speech" / "vosk_example" / "test.wav")) as w:
+        pcm = w.readframes(w.getnframes())
+    dur = len(pcm) / 2 / RATE
+    results = {}
+    for every in (0.02, 0.5):
+        eng = VoskEngine(ko_model_dir, partial_interval_s=every)
+        stream = eng.open_stream()
+        stream.begin_segment()
+        hyps = _feed(stream, pcm) + stream.end_segment()
+        assert stream.partials_asked <= dur / every + 1
+        results[every] = (stream.partials_asked, [h.text for h in hyps if h.is_final and h.text],
+                          [h for h in hyps if not h.is_final])
+        assert eng.describe()["partial_interval_s"] == every
+    (many, finals_many, _), (few, finals_few, partials_few) = results[0.02], results[0.5]
+    assert many > 10 * few > 0, (many, few)
+    assert partials_few, "a rationed stream still shows partials"
+    assert finals_many == finals_few

@@ -130,7 +130,8 @@ def load_engine(cfg: Any, search_dirs: Iterable[str | Path] | None = None) -> Lo
     if choice.engine == "vosk":
         from callcue.asr.vosk_engine import VoskEngine
 
-        return LoadedEngine(VoskEngine(choice.model_path), choice.reason)
+        every = float(_get(cfg, "vosk_partial_interval_s", 0.2) or 0.2)
+        return LoadedEngine(VoskEngine(choice.model_path, partial_interval_s=every), choice.reason)
     from callcue.asr.whisper_engine import WhisperEngine
 
     interval = _get(cfg, "partial_interval_s")
