@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 
 from callcue import metrics
-from callcue.asr.base import AsrEngine, AsrHypothesis
+from callcue.asr.base import AsrEngine, AsrHypothesis, RecognizerStream
 from callcue.audio.codecs import BYTES_PER_SAMPLE, Resampler, decode
 from callcue.audio.vad import SpeechAudio, SpeechEnded, SpeechStarted, VadSegmenter
 from callcue.config import PipelineConfig, VadConfig
@@ -68,7 +68,10 @@ class ChannelPipeline:
             hangover_ms=vad_cfg.hangover_ms,
             max_segment_s=vad_cfg.max_segment_s,
         )
-        self._stream = engine.open_stream()
+        # opened and closed on the executor by the worker: a Kaldi recognizer takes ~70 ms to
+        # build and ~100 ms (more after a long call) to free, time the event loop cannot give
+        self._stream: RecognizerStream | None = None
+        self._partial_is_costly = bool(getattr(engine, "partial_is_costly", False))
         self._pending: list[tuple[bytes, float]] = []
         self._pending_bytes = 0
         self._cond = asyncio.Condition()
@@ -106,6 +109,12 @@ class ChannelPipeline:
     def backlog_seconds(self) -> float:
         return self._pending_bytes / self._bytes_per_second
 
+    @property
+    def lag_seconds(self) -> float:
+        """Audio received but not yet through the recognizer: how far behind real time this
+        channel is (unlike `backlog_seconds`, it includes the batch being decoded now)."""
+        return max(0.0, self.audio_seconds - self._clock)
+
     async def feed(self, payload: bytes) -> None:
         """Queue encoded audio; waits (back-pressure) while the backlog is over its bound."""
         if self._closing:
@@ -140,6 +149,16 @@ class ChannelPipeline:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        try:
+            self._stream = await loop.run_in_executor(self.executor, self.engine.open_stream)
+        except Exception:
+            log.exception("recognizer could not be opened", extra={"call_id": self.call_id, "channel": self.channel})
+            async with self._cond:
+                self._closing = True
+                self._pending, self._pending_bytes = [], 0
+                self._cond.notify_all()
+            return
+        self._partial_is_costly = self._stream.partial_is_costly
         while True:
             async with self._cond:
                 while not self._pending and not self._closing:
@@ -151,7 +170,7 @@ class ChannelPipeline:
             backlog = batch_bytes / self._bytes_per_second
             metrics.QUEUE_DEPTH_HIST.observe(backlog)
             # only costly partials (Whisper re-decodes) are shed; Vosk partials are nearly free
-            allow_partial = backlog <= self.pipe_cfg.shed_backlog_seconds or not self._stream.partial_is_costly
+            allow_partial = backlog <= self.pipe_cfg.shed_backlog_seconds or not self._partial_is_costly
             t0 = time.perf_counter()
             try:
                 results = await loop.run_in_executor(self.executor, self._decode_batch, batch, allow_partial, closing)
@@ -165,7 +184,7 @@ class ChannelPipeline:
             for t in results:
                 await self.emit(t)
             if closing:
-                self._stream.close()
+                await loop.run_in_executor(self.executor, self._stream.close)
                 return
 
     # -- decoder-thread side ---------------------------------------------------------
@@ -186,7 +205,7 @@ class ChannelPipeline:
             self._clock += len(pcm) / (2 * self.rate)
             for ev in self._vad.feed(pcm):
                 self._handle_vad(ev, allow_partial, arrived, out)
-            skipped_partial |= self._in_segment and not allow_partial and self._stream.partial_is_costly
+            skipped_partial |= self._in_segment and not allow_partial and self._partial_is_costly
         if closing:
             tail = self._resampler.flush() if self._resampler is not None else b""
             events = self._vad.feed(tail) if tail else []
