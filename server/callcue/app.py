@@ -26,6 +26,7 @@ from callcue.auth import Principal
 from callcue.config import Settings
 from callcue.egress.agent_ws import agent_endpoint
 from callcue.egress.supervisor_api import supervisor_routes
+from callcue.pipeline.load import node_load
 from callcue.platforms.base import Platform
 from callcue.platforms.registry import PLATFORMS
 from callcue.transports.session import IngressPolicy, StreamCounter
@@ -109,10 +110,23 @@ def create_app(settings: Settings) -> Starlette:
             slot.set(None)
             await rt.close()
 
+    def load() -> dict[str, Any]:
+        rt = slot.get()
+        srv = rt.settings.server
+        return node_load(rt.calls.calls.values(), srv.max_calls, srv.ready_max_backlog_s).as_dict()
+
     async def healthz(request: Request) -> JSONResponse:
+        """Liveness: 200 while the process serves, with its load for dashboards."""
         rt = slot.get()
         return JSONResponse({"status": "ok", "version": __version__, "engine": rt.asr.describe(),
-                             "active_calls": len(rt.calls.calls)})  # fmt: skip
+                             "active_calls": len(rt.calls.calls), "load": load()})  # fmt: skip
+
+    async def readyz(request: Request) -> JSONResponse:
+        """Readiness for a load balancer: 503 while the node is full (max_calls reached, or
+        its recognizers are behind real time), so new calls go to another node; calls it
+        holds keep running."""
+        body = load()
+        return JSONResponse(body, status_code=200 if body["accepting"] else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -148,6 +162,7 @@ def create_app(settings: Settings) -> Starlette:
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
+        Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
         Route("/api/v1/calls/{call_id}", call_record),
         *[WebSocketRoute(p.path, _ingress(slot, p, settings, streams)) for p in PLATFORMS.values()

@@ -26,6 +26,8 @@ class ServerConfig(_Strict):
     port: int = Field(8080, ge=0, le=65535)
     max_frame_bytes: int = Field(64 * 1024, ge=1024, description="largest WebSocket message accepted from a platform")
     max_calls: int = Field(200, ge=1)
+    # /readyz says 503 (send new calls elsewhere) while any channel's recognizer is this far behind
+    ready_max_backlog_s: float = Field(2.0, gt=0, le=600)
     serve_client: bool = True
     # browser pages on these origins may open /ws/agent besides the server's own origin
     allowed_origins: list[str] = Field(default_factory=list)
@@ -38,6 +40,8 @@ class AsrConfig(_Strict):
     whisper_model_path: str | None = None
     threads: int = Field(0, ge=0, description="decoder threads; 0 = number of cores")
     partial_interval_s: float = Field(0.6, gt=0, le=5)
+    # Vosk: ask for a partial at most once per this much audio (each ask walks the lattice)
+    vosk_partial_interval_s: float = Field(0.2, ge=0.02, le=2)
 
 
 class VadConfig(_Strict):
