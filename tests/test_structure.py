@@ -39,7 +39,7 @@ LAYERS: list[set[str]] = [
     {"callcue.understand", "callcue.learning"},
     {"callcue.decide"},
     {"callcue.pipeline"},
-    {"callcue.transports", "callcue.egress"},
+    {"callcue.transports", "callcue.egress", "callcue.cluster"},
     {"callcue.wiring"},
     {"callcue.app", "callcue.cli", "callcue.clients", "callcue.evaluation"},
 ]

@@ -216,6 +216,26 @@ class LoggingConfig(_Strict):
     json_format: bool = True
 
 
+class ClusterConfig(_Strict):
+    """Several nodes on one Redis (and one PostgreSQL store); empty `redis_url` = one node."""
+
+    redis_url: str = ""
+    # how this node is named to the others; "" = host:port of this server
+    node_id: str = ""
+    # ownership keys (call -> node) and the node's own key live this long unless refreshed
+    owner_ttl_s: float = Field(15.0, ge=2, le=600)
+    heartbeat_s: float = Field(5.0, ge=0.2, le=300)
+    # a command for a call another node holds waits this long for that node's answer
+    control_timeout_s: float = Field(5.0, ge=0.1, le=120)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, v: str) -> str:
+        if v and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix:// (or be empty for one node)")
+        return v
+
+
 class Settings(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     asr: AsrConfig = Field(default_factory=AsrConfig)
@@ -227,6 +247,7 @@ class Settings(_Strict):
     understanding: UnderstandingConfig = Field(default_factory=UnderstandingConfig)
     decision: DecisionConfig = Field(default_factory=DecisionConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     # directory that relative file names in this config resolve against
     config_dir: str = Field(default=str(REPO_CONFIG_DIR), exclude=True)
 

@@ -22,6 +22,8 @@ from callcue.asr.select import load_engine
 from callcue.audit.kpis import kpis
 from callcue.audit.log import AuditLog
 from callcue.auth import Authenticator, FailureLimiter
+from callcue.cluster.bus import RedisBus
+from callcue.cluster.node import ClusterNode
 from callcue.config import Settings
 from callcue.decide.actions.dispatcher import ActionDispatcher
 from callcue.decide.decider import PlaybookDecider
@@ -31,9 +33,10 @@ from callcue.decide.playbooks import PlaybookSet
 from callcue.egress.access import CallAccess
 from callcue.egress.agent_ws import AgentGateway
 from callcue.egress.hub import Hub
-from callcue.egress.supervisor_api import SupervisorCommands
+from callcue.egress.supervisor_api import CommandError, SupervisorCommands
 from callcue.learning.store import Learning
 from callcue.pipeline.deps import PipelineDeps
+from callcue.pipeline.load import node_load
 from callcue.pipeline.manager import CallManager
 from callcue.transports.webrtc import WebRTCSessions
 from callcue.pipeline.sink import Sink
@@ -69,10 +72,13 @@ class Runtime:
     agents: AgentGateway
     auth_failures: FailureLimiter
     webrtc: WebRTCSessions
+    cluster: ClusterNode | None = None
 
     async def close(self) -> None:
         await self.webrtc.close()
         await self.calls.shutdown()
+        if self.cluster is not None:  # after the calls: their last events and leases go out first
+            await self.cluster.close()
         await self.engine.close()
         await self.store.close()
         await self.db.close()
@@ -177,7 +183,31 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
     wcfg = settings.platforms.webrtc
     webrtc = WebRTCSessions(calls, sink.rejection, ice_servers=wcfg.ice_servers, idle_timeout_s=settings.platforms.idle_timeout_s,
                             max_sessions=wcfg.max_streams or settings.server.max_calls)  # fmt: skip
+    cluster = await _join_cluster(settings, hub=hub, calls=calls, engine=engine, supervisor=supervisor,
+                                  access=access, learning=learning)  # fmt: skip
+    if cluster is not None:
+        opened.append(cluster.close)
     return Runtime(settings=settings, started_at=time.time(), asr_pool=asr_pool, detect_pool=detect_pool, db=db,
                    store=store, audit=audit, learning=learning, hub=hub, sink=sink, auth=auth, asr=asr,
                    asr_note=asr_note, understanding=understanding, engine=engine, supervisor=supervisor,
-                   calls=calls, access=access, agents=agents, auth_failures=failures, webrtc=webrtc)  # fmt: skip
+                   calls=calls, access=access, agents=agents, auth_failures=failures, webrtc=webrtc,
+                   cluster=cluster)  # fmt: skip
+
+
+async def _join_cluster(settings: Settings, **parts: Any) -> ClusterNode | None:
+    """Cluster mode when `[cluster] redis_url` is set: this node joins the others on Redis."""
+    cfg = settings.cluster
+    if not cfg.redis_url:
+        return None
+    if settings.storage.url.startswith("sqlite:"):
+        log.warning("cluster mode with a SQLite store: each node keeps its own calls and audit chain; "
+                    "use one PostgreSQL database for all nodes (docs/deploy.md)")  # fmt: skip
+    srv = settings.server
+    address = f"{srv.host}:{srv.port}"
+    bus = RedisBus(cfg.redis_url, cfg.node_id or address, address=address, owner_ttl_s=cfg.owner_ttl_s,
+                   heartbeat_s=cfg.heartbeat_s, control_timeout_s=cfg.control_timeout_s)  # fmt: skip
+    calls = parts["calls"]
+    node = ClusterNode(bus, load=lambda: node_load(calls.calls.values(), srv.max_calls, srv.ready_max_backlog_s).as_dict(),
+                       command_error=CommandError, **parts)  # fmt: skip
+    await node.start()
+    return node

@@ -108,6 +108,24 @@ class HumanControl(Lifecycle):
                                                       "call_id": call_id, "by": user, "reason": reason})  # fmt: skip
         return n
 
+    async def mirror_pause(self, playbook_id: str, user: str, paused: bool, reason: str = "") -> int:
+        """Another cluster node threw (or released) the kill switch and audited it: apply it
+        here too, cancelling this node's pending and in-flight work of the playbook (each
+        cancellation audited by this node, which holds those actions)."""
+        pb = self._playbook(playbook_id)
+        if not paused:
+            self._paused.discard(pb.id)
+            self.anomalies.reset(pb.id)
+            return 0
+        self._paused.add(pb.id)
+        n = 0
+        for rec in self.actions(playbook_id=pb.id):
+            if rec.state in ("pending_approval", "suggested", "proposed", "approved", "dispatched"):
+                with contextlib.suppress(InvalidTransition):
+                    await self.cancel(rec.action_id, user, reason=f"playbook paused: {reason}".rstrip(": "))
+                    n += 1
+        return n
+
     async def resume(self, playbook_id: str, user: str, call_id: str | None = None) -> None:
         pb = self._playbook(playbook_id)
         if call_id is None:

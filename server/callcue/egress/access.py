@@ -29,9 +29,15 @@ class CallAccess:
         self.store = store  # reads only: every write goes through the Sink
         self.sink = sink
         self.engine = engine
+        #: cluster mode: runs feedback on the node holding the hint's call, None = here
+        self.feedback_route: Callable[[Principal, dict[str, Any], str], Any] | None = None
 
     def visible_calls(self, principal: Principal) -> list[dict[str, Any]]:
-        return [c.info() for c in self.calls.calls.values() if principal.may_see(c.agent_id)]
+        """Live calls this principal may see: this node's and, in a cluster, the other nodes'."""
+        here = [c.info() for c in self.calls.calls.values() if principal.may_see(c.agent_id)]
+        remote = getattr(self.sink, "remote_calls", lambda: {})()
+        return here + [info for cid, info in remote.items()
+                       if cid not in self.calls.calls and principal.may_see(info.get("agent_id"))]
 
     async def call_agent(self, call_id: str) -> str | None | bool:
         """The call's agent, None if it has none, False if there is no such call. The stored
@@ -45,7 +51,11 @@ class CallAccess:
     async def call_record(self, call_id: str) -> dict[str, Any]:
         return await self.store.call_record(call_id)
 
-    async def record_feedback(self, principal: Principal, req: dict[str, Any]) -> dict[str, Any]:
+    async def record_feedback_here(self, principal: Principal, req: dict[str, Any]) -> dict[str, Any]:
+        """Feedback another cluster node routed here because this node holds the call."""
+        return await self.record_feedback(principal, req, here=True)
+
+    async def record_feedback(self, principal: Principal, req: dict[str, Any], here: bool = False) -> dict[str, Any]:
         hint_id = req.get("hint_id")
         action = req.get("action")
         if not isinstance(hint_id, str) or not hint_id:
@@ -64,6 +74,10 @@ class CallAccess:
         call_id, agent_id = found
         if not principal.may_see(agent_id):
             return {"type": "error", "code": "forbidden", "message": f"not allowed to give feedback on {hint_id!r}"}
+        if self.feedback_route is not None and not here:
+            routed = await self.feedback_route(principal, req, call_id)
+            if routed is not None:
+                return routed
         await self.sink.feedback(hint_id, call_id, principal.user_id, action, reason, correction)
         if self.engine is not None:
             try:

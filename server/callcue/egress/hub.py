@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,10 +37,20 @@ class Subscriber:
         return self.all_calls or call_id in self.calls
 
 
+#: (call_id or None, agent_id, event, supervisors_only): hands a local event to other nodes
+Forward = Callable[[str | None, str | None, dict[str, Any], bool], None]
+
+
 class Hub:
     def __init__(self) -> None:
         self._subs: set[Subscriber] = set()
         self._call_agents: dict[str, str | None] = {}
+        #: cluster mode: every event published here also goes to the other nodes
+        self.forward: Forward | None = None
+        #: cluster mode: live calls other nodes hold, from their call_started/call_ended events
+        self.remote_calls: dict[str, dict[str, Any]] = {}
+        #: cluster mode: told (call_id, True) when this node opens a call, (call_id, False) when it lets go
+        self.on_local_call: Callable[[str, bool], None] | None = None
 
     def register(self, sub: Subscriber) -> None:
         self._subs.add(sub)
@@ -49,9 +60,13 @@ class Hub:
 
     def call_opened(self, call_id: str, agent_id: str | None) -> None:
         self._call_agents[call_id] = agent_id
+        self.remote_calls.pop(call_id, None)  # a call taken over from another node is ours now
+        if self.on_local_call is not None:
+            self.on_local_call(call_id, True)
 
     def call_closed(self, call_id: str) -> None:
-        self._call_agents.pop(call_id, None)
+        if self._call_agents.pop(call_id, 0) != 0 and self.on_local_call is not None:
+            self.on_local_call(call_id, False)
 
     def agent_of(self, call_id: str) -> str | None:
         return self._call_agents.get(call_id)
@@ -62,6 +77,23 @@ class Hub:
     def publish(self, call_id: str, event: dict[str, Any]) -> int:
         """Queue `event` for every subscriber allowed and wanting to see `call_id`."""
         agent_id = self._call_agents.get(call_id)
+        if self.forward is not None:
+            self.forward(call_id, agent_id, event, False)
+        return self._publish_here(call_id, agent_id, event)
+
+    def deliver(self, call_id: str | None, agent_id: str | None, event: dict[str, Any], supervisors_only: bool) -> int:
+        """An event another node published: to this node's subscribers only."""
+        if supervisors_only or call_id is None:
+            return self._supervisors_here(event)
+        kind = event.get("type")
+        if kind == "call_started":
+            self.remote_calls[call_id] = {k: event.get(k) for k in ("call_id", "agent_id", "platform", "channels",
+                                                                     "started_at", "metadata")}  # fmt: skip
+        elif kind == "call_ended":
+            self.remote_calls.pop(call_id, None)
+        return self._publish_here(call_id, agent_id, event)
+
+    def _publish_here(self, call_id: str, agent_id: str | None, event: dict[str, Any]) -> int:
         n = 0
         for sub in list(self._subs):
             if sub.wants(call_id, agent_id):
@@ -70,6 +102,11 @@ class Hub:
         return n
 
     def publish_supervisors(self, event: dict[str, Any]) -> int:
+        if self.forward is not None:
+            self.forward(None, None, event, True)
+        return self._supervisors_here(event)
+
+    def _supervisors_here(self, event: dict[str, Any]) -> int:
         n = 0
         for sub in list(self._subs):
             if sub.principal.role == "supervisor":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, Protocol
 
@@ -96,6 +96,10 @@ class SupervisorCommands:
             "promote_intent_dataset": self.promote_intent_dataset,
             "rollback_intent_dataset": self.rollback_intent_dataset,
         }  # fmt: skip
+        self._type_of = {op.__name__: kind for kind, op in self._ops.items()}
+        #: cluster mode: runs a command on the node that holds its call, or returns None to
+        #: run it here (`callcue.cluster.node.ClusterNode.route`)
+        self.route: Callable[[str, PrincipalLike, dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None
 
     @property
     def operations(self) -> list[str]:
@@ -116,10 +120,15 @@ class SupervisorCommands:
         return {"type": f"{kind}_result", "ok": True, **out}
 
     async def run(self, op: Callable[[PrincipalLike, dict[str, Any]], Any], principal: PrincipalLike,
-                  args: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-        """Run an operation mapping the engine's refusals to CommandError."""
+                  args: dict[str, Any], *, here: bool = False) -> dict[str, Any]:  # fmt: skip
+        """Run an operation mapping the engine's refusals to CommandError; in a cluster, on the
+        node that holds its call unless `here` (a command another node routed to this one)."""
         try:
             args = wire.clean_tree(args, "request", depth=16, max_items=20_000)
+            if self.route is not None and not here:
+                routed = await self.route(self._type_of.get(getattr(op, "__name__", ""), ""), principal, args)
+                if routed is not None:
+                    return routed
             return await op(principal, args)
         except CommandError:
             raise

@@ -42,6 +42,10 @@ class ThresholdVersions(LearningBase):
         )
         return ThresholdVersion.from_row(row) if row else None
 
+    def forget_thresholds(self) -> None:
+        """Another cluster node promoted or rolled back a threshold: read them afresh."""
+        self._active_cache.clear()
+
     async def threshold_for(self, playbook_id: str, default: float) -> float:
         """The confidence threshold the engine should apply now: the active version's, else the
         playbook file's `default`. Cached in memory and refreshed by promote/rollback (of this process)."""

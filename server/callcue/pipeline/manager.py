@@ -193,6 +193,24 @@ class CallManager:
             if self.deps.decider is not None:
                 await self.deps.decider.call_ended(call_id)
 
+    async def hand_over(self, call_id: str) -> bool:
+        """Another cluster node took the call (its platform reconnected there): flush and drop
+        it here without ending it, since it goes on over there."""
+        call = self.calls.pop(call_id, None)
+        if call is None:
+            return False
+        self.legs.pop(call_id, None)
+        lingering = self._lingering.pop(call_id, None)
+        if lingering is not None:
+            lingering[0].cancel()
+        try:
+            await call.stop("handed_over")
+        finally:
+            metrics.ACTIVE_CALLS.dec()
+            self.deps.sink.call_released(call_id)
+        log.info("call handed over to another node", extra={"call_id": call_id})
+        return True
+
     async def _expire(self, call_id: str, reason: str) -> None:
         await asyncio.sleep(self.reconnect_grace_s)
         if self.legs.get(call_id):

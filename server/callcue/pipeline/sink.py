@@ -70,6 +70,12 @@ class Sink:
         self._latest_audio.pop(call_id, None)
         self._agents.pop(call_id, None)
 
+    def call_released(self, call_id: str) -> None:
+        """The call goes on on another node: forget it here, store and tell nobody it ended."""
+        self._fanout.call_closed(call_id)
+        self._latest_audio.pop(call_id, None)
+        self._agents.pop(call_id, None)
+
     # ---------------------------------------------------------------- what a call produces
     async def transcript(self, t: Transcript) -> None:
         """Durable, then sent: a final reaches a screen only once its row is committed, so
@@ -126,6 +132,10 @@ class Sink:
     async def feedback(self, hint_id: str, call_id: str, user_id: str, action: str, reason: str | None,
                        correction: str | None) -> None:  # fmt: skip
         await self._store.feedback(hint_id, call_id, user_id, action, reason, correction)
+
+    def remote_calls(self) -> dict[str, dict[str, Any]]:
+        """Live calls other cluster nodes hold (empty on a single node)."""
+        return dict(getattr(self._fanout, "remote_calls", {}))
 
     def rejection(self, platform: str, call_id: str | None, code: int, reason: str) -> None:
         metrics.INGRESS_ERRORS.labels(platform, str(code)).inc()
