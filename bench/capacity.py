@@ -335,8 +335,12 @@ def capacity(rows: list[Row], budget: float, final_budget: float) -> int:
     return best
 
 
-def server_config(tmp: Path, engine: str, vosk_model: str | None, max_calls: int) -> Path:
+def server_config(tmp: Path, engine: str, vosk_model: str | None, max_calls: int,
+                  whisper_final_window: float | None = None) -> Path:  # fmt: skip
     text = (REPO / "config" / "callcue.toml").read_text()
+    if whisper_final_window is not None:  # A/B of the final window against the shipped one
+        text = re.sub(r"^whisper_final_window_s = [0-9.]+", f"whisper_final_window_s = {whisper_final_window}", text,
+                      count=1, flags=re.MULTILINE)  # fmt: skip
     text = re.sub(r'^engine = "auto".*$', f'engine = "{engine}"' + (f'\nvosk_model_path = "{vosk_model}"' if vosk_model else ""),
                   text, count=1, flags=re.MULTILINE)
     text = re.sub(r"^max_calls = \d+", f"max_calls = {max_calls}", text, count=1, flags=re.MULTILINE)
@@ -370,7 +374,8 @@ async def amain(a: argparse.Namespace) -> int:
     print("calls: " + ", ".join(f"{c.name} ({c.duration:.0f} s)" for c in calls), flush=True)
     plan = [int(x) for x in a.ramp.split(",")]
     rows: list[Row] = []
-    srv = SpawnedServer(server_config(tmp, a.engine, a.vosk_model, max(plan) * 2 + 10), tmp / "server.log")
+    srv = SpawnedServer(server_config(tmp, a.engine, a.vosk_model, max(plan) * 2 + 10, a.whisper_final_window),
+                        tmp / "server.log")  # fmt: skip
     try:
         await srv.wait_ready()
         tag = f"{int(time.time()) % 100000:05d}"
@@ -418,6 +423,8 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=4.0)
     ap.add_argument("--vosk-server", default=None, help="path of alphacep/vosk-server's websocket/asr_server.py")
     ap.add_argument("--vosk-server-python", default=sys.executable, help="interpreter with vosk and websockets<14")
+    ap.add_argument("--whisper-final-window", type=float, default=None,
+                    help="asr.whisper_final_window_s for this run (default: the shipped config's)")
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--json-out", default=None)
     a = ap.parse_args()

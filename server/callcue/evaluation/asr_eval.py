@@ -235,13 +235,14 @@ def available_engines(threads: int = 1, which: Iterable[str] = ("whisper", "vosk
     cfg = load_settings().asr
     out: list[EngineSpec] = []
     if "whisper" in which:
-        from callcue.asr.whisper_engine import WhisperEngine, WhisperSettings
+        from callcue.asr.select import whisper_settings
+        from callcue.asr.whisper_engine import WhisperEngine
 
         try:
             choice = choose_engine({"engine": "whisper", "whisper_model_path": cfg.whisper_model_path})
-            eng = WhisperEngine(choice.model_path, threads=threads,
-                                settings=WhisperSettings(partial_interval_s=cfg.partial_interval_s or 0.6))
-            out.append(EngineSpec("whisper", eng, "en", f"{threads} thread(s), partials every {eng.settings.partial_interval_s} s"))
+            eng = WhisperEngine(choice.model_path, threads=threads, settings=whisper_settings(cfg))
+            out.append(EngineSpec("whisper", eng, "en", f"{threads} thread(s), partials every {eng.settings.partial_interval_s} s, "
+                                  f"final window {eng.settings.final_window_s:g} s"))
         except (ModelNotFoundError, FileNotFoundError) as e:
             out.append(EngineSpec("whisper", None, "en", f"not run: {e}"))
     if "vosk" in which:
