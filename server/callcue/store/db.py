@@ -41,6 +41,9 @@ _DDL_TOKENS: dict[str, dict[Dialect, str]] = {
 }
 
 
+_MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at {float} NOT NULL)"
+
+
 class DatabaseError(RuntimeError):
     """Raised for misuse of the facade (bad URL, closed database)."""
 
@@ -320,12 +323,12 @@ class Database:
         if not name:
             raise ValueError("migration name must be non-empty")
         stmts = [statements] if isinstance(statements, str) else list(statements)
-        await self.execute(
-            self.ddl("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at {float} NOT NULL)")
-        )
         async with self.transaction():
             if self.dialect == "postgresql":
                 await self.execute("SELECT pg_advisory_xact_lock(?)", (0x43616C6C437565,))  # "CallCue"
+            # under the lock: two PostgreSQL sessions running CREATE TABLE IF NOT EXISTS at once
+            # collide on the catalog (UniqueViolation), as two cluster nodes starting together did
+            await self.execute(self.ddl(_MIGRATIONS_TABLE))
             done = await self.fetchone("SELECT name FROM schema_migrations WHERE name = ?", (name,))
             if done:
                 return False
@@ -336,8 +339,9 @@ class Database:
 
     async def applied_migrations(self) -> list[str]:
         """Names of applied migrations in the order they ran."""
-        await self.execute(
-            self.ddl("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at {float} NOT NULL)")
-        )
+        async with self.transaction():
+            if self.dialect == "postgresql":
+                await self.execute("SELECT pg_advisory_xact_lock(?)", (0x43616C6C437565,))
+            await self.execute(self.ddl(_MIGRATIONS_TABLE))
         rows = await self.fetchall("SELECT name FROM schema_migrations ORDER BY applied_at, name")
         return [r["name"] for r in rows]
