@@ -267,10 +267,10 @@ class WhisperEngine(AsrEngine):
         alignment, as `transcribe` computes them.
 
         Why: the encoder's cost grows faster than its window (tiny.en on this box: 1.47 s at
-        30 s, 0.48 s at 20 s), and a final pays it once per VAD segment. The audio is padded
-        with zeros before the features are computed, as Whisper itself does (padding the
-        spectrogram instead doubled WER on the shared set); the token budget is bounded by
-        the audio length so a short window cannot loop on itself.
+        30 s, 0.48 s at 20 s), and a final pays it once per VAD segment. The spectrogram is
+        padded with zeros as `transcribe` pads it (zero-padding the audio instead misheard
+        words `transcribe` gets right); the token budget is bounded by the audio length so a
+        short window cannot loop on itself.
         """
         import ctranslate2
         from faster_whisper.transcribe import merge_punctuations
@@ -279,7 +279,12 @@ class WhisperEngine(AsrEngine):
         seconds = len(audio) / sr
         window = min(30.0, max(seconds + 1.0, self.settings.final_window_s))
         frames = int(window * 100)  # 10 ms hop
-        feats = self._model.feature_extractor(audio, padding=max(0, int(window * sr) - len(audio)))[:, :frames]
+        # the log-mel of the segment, then zeros up to the window: what `transcribe` feeds the
+        # encoder (it pads the spectrogram of each 30 s slice with 0), so a shorter window
+        # changes only how much padding the encoder sees
+        mel = self._model.feature_extractor(audio)
+        feats = np.zeros((mel.shape[0], frames), dtype=np.float32)
+        feats[:, : min(frames, mel.shape[1])] = mel[:, :frames]
         enc = self._model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(feats[None], dtype=np.float32)))
         prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
         result = self._model.model.generate(
