@@ -336,8 +336,14 @@ def capacity(rows: list[Row], budget: float, final_budget: float) -> int:
 
 
 def server_config(tmp: Path, engine: str, vosk_model: str | None, max_calls: int,
-                  whisper_final_window: float | None = None) -> Path:  # fmt: skip
+                  whisper_final_window: float | None = None, overrides: list[str] | None = None) -> Path:  # fmt: skip
     text = (REPO / "config" / "callcue.toml").read_text()
+    for item in overrides or []:  # --set key=value: the first `key = ...` line of the shipped config
+        key, _, value = item.partition("=")
+        text, n = re.subn(rf"^{re.escape(key.strip())} = .*$", f"{key.strip()} = {value.strip()}", text, count=1,
+                          flags=re.MULTILINE)  # fmt: skip
+        if not n:
+            raise SystemExit(f"--set {item}: no key {key.strip()!r} in config/callcue.toml")
     if whisper_final_window is not None:  # A/B of the final window against the shipped one
         text = re.sub(r"^whisper_final_window_s = [0-9.]+", f"whisper_final_window_s = {whisper_final_window}", text,
                       count=1, flags=re.MULTILINE)  # fmt: skip
@@ -374,7 +380,7 @@ async def amain(a: argparse.Namespace) -> int:
     print("calls: " + ", ".join(f"{c.name} ({c.duration:.0f} s)" for c in calls), flush=True)
     plan = [int(x) for x in a.ramp.split(",")]
     rows: list[Row] = []
-    srv = SpawnedServer(server_config(tmp, a.engine, a.vosk_model, max(plan) * 2 + 10, a.whisper_final_window),
+    srv = SpawnedServer(server_config(tmp, a.engine, a.vosk_model, max(plan) * 2 + 10, a.whisper_final_window, a.set),
                         tmp / "server.log")  # fmt: skip
     try:
         await srv.wait_ready()
@@ -425,6 +431,8 @@ def main() -> int:
     ap.add_argument("--vosk-server-python", default=sys.executable, help="interpreter with vosk and websockets<14")
     ap.add_argument("--whisper-final-window", type=float, default=None,
                     help="asr.whisper_final_window_s for this run (default: the shipped config's)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a key of the shipped config for this run (TOML value), e.g. partial_interval_s=0.5")
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--json-out", default=None)
     a = ap.parse_args()
