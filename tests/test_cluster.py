@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import httpx
 import pytest
 from callcue.audit.log import AuditLog
 from callcue.clients.audio_file import read_call_audio
+from callcue.clients.audiohook_client import STEREO_PCMU, AudioHookSession, connect_audiohook, media_frames
 from callcue.clients.demo import free_port
 from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, mulaw_frames
 from callcue.store.db import Database
@@ -30,7 +32,7 @@ from callcue.store.db import Database
 from tests.conftest import require_shared
 from tests.pg import fresh_postgres_url, postgres_unavailable_reason
 from tests.rediskit import fresh_redis_url
-from tests.serverkit import SUPERVISOR_TOKEN, agent, espeak_wav, make_settings, server
+from tests.serverkit import SUPERVISOR_TOKEN, agent, espeak_wav, make_settings, real_call, server
 from tests.test_decisions_e2e import APPROVAL_PLAYBOOKS, Receiver, live_call, sup_http
 
 pytestmark = pytest.mark.slow
@@ -123,6 +125,48 @@ async def test_agents_anywhere_controls_reach_the_owner_kill_switch_everywhere(
             await db.close()
     finally:
         recv.close()
+
+
+async def test_a_session_continued_on_another_node_is_handed_over_not_ended(
+        tmp_path: Path, backends: tuple[str, str]) -> None:  # fmt: skip
+    """AudioHook closes with reason=reconnect on node A (A keeps the call for the reconnect
+    grace) and continues the session on node B: B takes the lease, A lets the call go without
+    ending it, and the call ends once, when the platform ends it on B."""
+    pg, rd = backends
+    audio = real_call(require_shared())
+    frames = media_frames(audio, STEREO_PCMU)
+    half = len(frames) // 2
+    pdir = Path(__file__).resolve().parents[1] / "config" / "playbooks"
+    sa, sb = (node_settings(tmp_path, n, pg, rd, pdir) for n in ("node-a", "node-b"))
+    conv = str(uuid.uuid4())
+    async with server(sa) as (base_a, app_a), server(sb) as (base_b, app_b), agent(base_a, SUPERVISOR_TOKEN) as desk:
+        calls_a, calls_b = app_a.state.runtime.get().calls, app_b.state.runtime.get().calls
+        sid1 = str(uuid.uuid4())
+        async with connect_audiohook(f"{base_a}/ws/audiohook", sid1) as ws:
+            first = AudioHookSession(ws, sid1)
+            await first.open(conv)
+            await first.stream(frames[:half], speed=4.0)
+            await first.close("reconnect")
+        assert conv in calls_a.calls  # lingering on A for the continued session
+        sid2 = str(uuid.uuid4())
+        async with connect_audiohook(f"{base_b}/ws/audiohook", sid2) as ws:
+            second = AudioHookSession(ws, sid2)
+            opened = await second.open(conv, continued=[{"id": sid1, "serverseq": first.serverseq, "clientseq": first.seq}])
+            assert opened["type"] == "opened"
+            for _ in range(100):  # well inside A's 10 s reconnect grace
+                if conv not in calls_a.calls and conv in calls_b.calls:
+                    break
+                await asyncio.sleep(0.05)
+            assert conv not in calls_a.calls and conv in calls_b.calls, "A did not hand the call over"
+            assert not [e for e in desk.events if e.get("type") == "call_ended"], "handing over must not end the call"
+            await second.stream(frames[half:], speed=4.0)
+            await second.close("end")
+        await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == conv, 90)
+        await asyncio.sleep(0.5)
+        assert len([e for e in desk.events if e.get("type") == "call_ended" and e["call_id"] == conv]) == 1
+        finals = [e for e in desk.events if e.get("type") == "transcript" and e["is_final"] and e["call_id"] == conv]
+        segs = [(f["channel"], f["segment_id"]) for f in finals]
+        assert len(segs) == len(set(segs)) and finals[-1]["end"] <= audio.duration + 2.0
 
 
 # ----------------------------------------------------------------------------- failover

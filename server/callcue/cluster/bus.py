@@ -183,6 +183,15 @@ class RedisBus:
         script = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
         await self._redis.eval(script, 1, env.owner_key(call_id), self.node_id)
 
+    async def alive(self, node: str) -> bool:
+        """Whether `node`'s process is still connected: a dead process's sockets close with it,
+        so its reply channel has no subscriber the moment it dies (leases outlive it by a TTL)."""
+        try:
+            counts = await self._redis.pubsub_numsub(env.reply_channel(node))
+        except Exception:
+            return False
+        return bool(counts and counts[0][1])
+
     async def owner_of(self, call_id: str) -> str | None:
         v = await self._redis.get(env.owner_key(call_id))
         return v.decode() if v else None

@@ -54,6 +54,7 @@ class ClusterNode:
         self.hub.on_local_call = self._local_call
         self.supervisor.route = self.route
         self.access.feedback_route = self.feedback
+        self.calls.claim = self.claim
         await self.bus.start(BusHandlers(on_event=self._remote_event, on_state=self._state,
                                          on_request=self._request, load=self._load))  # fmt: skip
 
@@ -62,6 +63,7 @@ class ClusterNode:
         self.hub.on_local_call = None
         self.supervisor.route = None
         self.access.feedback_route = None
+        self.calls.claim = None
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.bus.close()
 
@@ -95,6 +97,21 @@ class ClusterNode:
         if previous is not None:
             log.info("call taken over from node %s", previous, extra={"call_id": call_id})
             await self.bus.broadcast_state("taken", call_id=call_id)
+
+    async def claim(self, call_id: str) -> None:
+        """Before this node opens a call: take its lease and, if a live node still holds it (a
+        session continued here while the old node waits for it), have that node flush and let
+        go first, so this node resumes after the old node's last stored words."""
+        previous = await self.bus.own(call_id)
+        if previous is None or not await self.bus.alive(previous):
+            return
+        reply = await self.bus.request(previous, {"user_id": self.node_id, "role": "node"}, {"call_id": call_id},
+                                       kind="hand_over")  # fmt: skip
+        if reply is None:
+            log.warning("node %s did not hand the call over within %.0f s; resuming anyway", previous,
+                        self.bus.control_timeout_s, extra={"call_id": call_id})  # fmt: skip
+        else:
+            log.info("call handed over by node %s", previous, extra={"call_id": call_id})
 
     async def _state(self, st: env.StateChange) -> None:
         a = st.args
@@ -181,6 +198,10 @@ class ClusterNode:
 
     async def _request(self, req: env.ControlRequest) -> dict[str, Any]:
         """A command another node routed here: run it as the principal that sent it."""
+        if req.kind == "hand_over":
+            call_id = str(req.message.get("call_id"))
+            self.bus.forget(call_id)
+            return {"out": {"handed_over": await self.calls.hand_over(call_id)}}
         p = Principal(user_id=str(req.principal.get("user_id")), role=req.principal.get("role", "agent"))
         if req.kind == "feedback":
             return {"out": await self.access.record_feedback_here(p, req.message)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from callcue import metrics
 from callcue.audio.codecs import silence
@@ -59,6 +60,8 @@ class CallManager:
         self.reconnect_grace_s = reconnect_grace_s
         #: calls whose last leg left to come back: the expiry task and when the leg left
         self._lingering: dict[str, tuple[asyncio.Task[None], float]] = {}
+        #: cluster mode: awaited before a call is opened here, so a node still holding it lets go first
+        self.claim: Callable[[str], Awaitable[None]] | None = None
         #: per call, the platform sessions that can be asked to stop and restart sending audio
         #: (AudioHook `pause`/`resume`): how a `pause_recording` reaches the platform
         self.remotes: dict[str, list[object]] = {}
@@ -96,6 +99,8 @@ class CallManager:
             return await self._joined(live, start)
         if len(self.calls) >= self.deps.max_calls:
             raise ProtocolError(1013, f"server at capacity ({len(self.calls)} calls); try again later")
+        if self.claim is not None:
+            await self.claim(start.call_id)
         point = await self.deps.sink.resume_point(start.call_id)
         if point is not None and point["agent_id"] != start.agent_id:
             # a stored call is its first agent's: a stream reusing its id cannot take it over
