@@ -169,6 +169,57 @@ async def test_a_session_continued_on_another_node_is_handed_over_not_ended(
         assert len(segs) == len(set(segs)) and finals[-1]["end"] <= audio.duration + 2.0
 
 
+async def test_an_approval_pending_on_the_old_node_is_decided_on_the_new_one(
+        tmp_path: Path, backends: tuple[str, str]) -> None:  # fmt: skip
+    """A call moves from A to B with a supervisor approval still pending: B brings it back from
+    the audit log, A forgets it, and the approval sent to A runs once, on B."""
+    pg, rd = backends
+    recv = Receiver()
+    pdir = tmp_path / "playbooks"
+    pdir.mkdir()
+    (pdir / "test.yaml").write_text(APPROVAL_PLAYBOOKS.format(recv=recv.url))
+    manager = read_call_audio(espeak_wav("I want to speak to a manager.", tmp_path / "m.wav", pad=(0.3, 1.5)))
+    frames = media_frames(manager, STEREO_PCMU)
+    conv = str(uuid.uuid4())
+    try:
+        async with server(node_settings(tmp_path, "node-a", pg, rd, pdir)) as (base_a, app_a), \
+                server(node_settings(tmp_path, "node-b", pg, rd, pdir)) as (base_b, app_b), \
+                agent(base_a, SUPERVISOR_TOKEN) as sup, sup_http(base_b) as http_b:  # fmt: skip
+            engine_a, engine_b = app_a.state.runtime.get().engine, app_b.state.runtime.get().engine
+            sid1 = str(uuid.uuid4())
+            async with connect_audiohook(f"{base_a}/ws/audiohook", sid1) as ws:
+                first = AudioHookSession(ws, sid1)
+                await first.open(conv)
+                await first.stream(frames, speed=2.0)
+                req = await sup.wait_for(lambda e: e.get("type") == "approval_request"
+                                         and e["playbook_id"] == "manager_callback", timeout=60)  # fmt: skip
+                aid = req["actions"][0]["action_id"]
+                assert engine_a.action(aid).state == "pending_approval"
+                await first.close("reconnect")
+            sid2 = str(uuid.uuid4())
+            async with connect_audiohook(f"{base_b}/ws/audiohook", sid2) as ws:
+                second = AudioHookSession(ws, sid2)
+                await second.open(conv, continued=[{"id": sid1, "serverseq": first.serverseq, "clientseq": first.seq}])
+                for _ in range(100):
+                    if aid in {r.action_id for r in engine_b.actions()}:
+                        break
+                    await asyncio.sleep(0.05)
+                assert engine_b.action(aid).state == "pending_approval", "B did not restore the pending approval"
+                assert aid not in {r.action_id for r in engine_a.actions()}, "A still holds the moved approval"
+                pending = (await http_b.get("/api/v1/actions", params={"state": "pending_approval"})).json()["actions"]
+                assert [a["action_id"] for a in pending] == [aid]
+                await sup.send({"type": "approve", "action_id": aid, "note": "after the move"})
+                ok = await sup.wait_for(lambda e: e.get("type") in ("approve_result", "error"))
+                assert ok["type"] == "approve_result", ok
+                posts = await recv.wait_for(1)
+                assert posts[0]["json"]["call_id"] == conv
+                await second.close("end")
+            await asyncio.sleep(1.0)
+            assert len(recv.snapshot()) == 1, "the approved action ran more than once"
+    finally:
+        recv.close()
+
+
 # ----------------------------------------------------------------------------- failover
 def spawn_node(tmp_path: Path, name: str, port: int, pg: str, rd: str) -> subprocess.Popen:
     cfg = tmp_path / f"{name}.toml"

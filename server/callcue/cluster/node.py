@@ -103,15 +103,20 @@ class ClusterNode:
         session continued here while the old node waits for it), have that node flush and let
         go first, so this node resumes after the old node's last stored words."""
         previous = await self.bus.own(call_id)
-        if previous is None or not await self.bus.alive(previous):
+        if previous is None:
             return
-        reply = await self.bus.request(previous, {"user_id": self.node_id, "role": "node"}, {"call_id": call_id},
-                                       kind="hand_over")  # fmt: skip
-        if reply is None:
-            log.warning("node %s did not hand the call over within %.0f s; resuming anyway", previous,
-                        self.bus.control_timeout_s, extra={"call_id": call_id})  # fmt: skip
-        else:
-            log.info("call handed over by node %s", previous, extra={"call_id": call_id})
+        if await self.bus.alive(previous):
+            reply = await self.bus.request(previous, {"user_id": self.node_id, "role": "node"}, {"call_id": call_id},
+                                           kind="hand_over")  # fmt: skip
+            if reply is None:
+                log.warning("node %s did not hand the call over within %.0f s; resuming anyway", previous,
+                            self.bus.control_timeout_s, extra={"call_id": call_id})  # fmt: skip
+            else:
+                log.info("call handed over by node %s", previous, extra={"call_id": call_id})
+        restored = await self.engine.restore_call(call_id)
+        if restored:
+            log.info("%d pending approval(s) of the call restored from the audit log", restored,
+                     extra={"call_id": call_id})  # fmt: skip
 
     async def _state(self, st: env.StateChange) -> None:
         a = st.args
@@ -201,7 +206,9 @@ class ClusterNode:
         if req.kind == "hand_over":
             call_id = str(req.message.get("call_id"))
             self.bus.forget(call_id)
-            return {"out": {"handed_over": await self.calls.hand_over(call_id)}}
+            handed = await self.calls.hand_over(call_id)
+            self.engine.forget_call(call_id)  # after the flush: the new holder restores what is pending
+            return {"out": {"handed_over": handed}}
         p = Principal(user_id=str(req.principal.get("user_id")), role=req.principal.get("role", "agent"))
         if req.kind == "feedback":
             return {"out": await self.access.record_feedback_here(p, req.message)}

@@ -103,6 +103,29 @@ class DecisionEngine(Gating, HumanControl):
             self._timers[fid] = asyncio.create_task(self._expire_after(pb, fid, left))
             log.info("restored %d pending approval(s) of firing %s; deadline in %.0f s", len(recs), fid, left)
 
+    async def restore_call(self, call_id: str) -> int:
+        """A call this node took over from another cluster node: bring back its approvals
+        still pending, from the shared audit log, with their deadlines. How many came back."""
+        it = getattr(self.audit, "iter_entries", None)
+        if it is None:
+            return 0
+        before = len(self._actions)
+        await self._restore_pending(lambda **kw: it(call_id=call_id, **kw))
+        return len(self._actions) - before
+
+    def forget_call(self, call_id: str) -> None:
+        """The call goes on on another node, which restores its pending decisions from the
+        audit log: drop them here without a state change (no timer may expire them twice)."""
+        for fid in [f for f, ids in self._firings.items() if ids and self._actions[ids[0]].call_id == call_id]:
+            t = self._timers.pop(fid, None)
+            if t:
+                t.cancel()
+            for aid in self._firings.pop(fid):
+                rec = self._actions.pop(aid, None)
+                if rec is not None and rec.hint_id:
+                    self._by_hint.pop(rec.hint_id, None)
+        self._calls.pop(call_id, None)
+
     async def drain(self) -> None:
         """Wait for in-flight executions (tests, graceful shutdown)."""
         while self._tasks:
