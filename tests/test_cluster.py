@@ -195,6 +195,10 @@ async def test_an_approval_pending_on_the_old_node_is_decided_on_the_new_one(
                                          and e["playbook_id"] == "manager_callback", timeout=60)  # fmt: skip
                 aid = req["actions"][0]["action_id"]
                 assert engine_a.action(aid).state == "pending_approval"
+                # a per-call switch thrown while the call is on A must hold on B too
+                await sup.send({"type": "pause_playbook", "playbook_id": "cancel_hold", "call_id": conv})
+                paused = await sup.wait_for(lambda e: e.get("type") in ("pause_playbook_result", "error"))
+                assert paused["type"] == "pause_playbook_result", paused
                 await first.close("reconnect")
             sid2 = str(uuid.uuid4())
             async with connect_audiohook(f"{base_b}/ws/audiohook", sid2) as ws:
@@ -205,6 +209,7 @@ async def test_an_approval_pending_on_the_old_node_is_decided_on_the_new_one(
                         break
                     await asyncio.sleep(0.05)
                 assert engine_b.action(aid).state == "pending_approval", "B did not restore the pending approval"
+                assert engine_b.is_paused("cancel_hold", conv) and not engine_b.is_paused("cancel_hold")
                 assert aid not in {r.action_id for r in engine_a.actions()}, "A still holds the moved approval"
                 pending = (await http_b.get("/api/v1/actions", params={"state": "pending_approval"})).json()["actions"]
                 assert [a["action_id"] for a in pending] == [aid]

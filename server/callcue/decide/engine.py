@@ -104,11 +104,19 @@ class DecisionEngine(Gating, HumanControl):
             log.info("restored %d pending approval(s) of firing %s; deadline in %.0f s", len(recs), fid, left)
 
     async def restore_call(self, call_id: str) -> int:
-        """A call this node took over from another cluster node: bring back its approvals
-        still pending, from the shared audit log, with their deadlines. How many came back."""
+        """A call this node took over from another cluster node: bring back its per-call pause
+        switches and its approvals still pending (with their deadlines), both from the shared
+        audit log. Returns how many approvals came back."""
         it = getattr(self.audit, "iter_entries", None)
         if it is None:
             return 0
+        state: dict[str, bool] = {}
+        async for e in it(call_id=call_id, kind=["paused", "resumed"]):
+            if e.playbook_id in self.playbooks:
+                state[e.playbook_id] = e.kind == "paused"
+        paused = {pid for pid, on in state.items() if on}
+        if paused:
+            self._calls.setdefault(call_id, _CallState(CallInfo(call_id, started_at=self.clock()))).paused |= paused
         before = len(self._actions)
         await self._restore_pending(lambda **kw: it(call_id=call_id, **kw))
         return len(self._actions) - before
