@@ -26,7 +26,7 @@ from callcue.auth import Principal
 from callcue.config import Settings
 from callcue.egress.agent_ws import agent_endpoint
 from callcue.egress.supervisor_api import supervisor_routes
-from callcue.pipeline.load import node_load
+from callcue.pipeline.load import load_report
 from callcue.platforms.base import Platform
 from callcue.platforms.registry import PLATFORMS
 from callcue.transports.session import IngressPolicy, StreamCounter
@@ -112,8 +112,7 @@ def create_app(settings: Settings) -> Starlette:
 
     def load() -> dict[str, Any]:
         rt = slot.get()
-        srv = rt.settings.server
-        return node_load(rt.calls.calls.values(), srv.max_calls, srv.ready_max_backlog_s).as_dict()
+        return load_report(rt.calls, rt.settings.server)
 
     async def healthz(request: Request) -> JSONResponse:
         """Liveness: 200 while the process serves, with its load for dashboards."""

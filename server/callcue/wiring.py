@@ -36,7 +36,7 @@ from callcue.egress.hub import Hub
 from callcue.egress.supervisor_api import CommandError, SupervisorCommands
 from callcue.learning.store import Learning
 from callcue.pipeline.deps import PipelineDeps
-from callcue.pipeline.load import node_load
+from callcue.pipeline.load import load_report
 from callcue.pipeline.manager import CallManager
 from callcue.transports.webrtc import WebRTCSessions
 from callcue.pipeline.sink import Sink
@@ -207,7 +207,6 @@ async def _join_cluster(settings: Settings, **parts: Any) -> ClusterNode | None:
     bus = RedisBus(cfg.redis_url, cfg.node_id or address, address=address, owner_ttl_s=cfg.owner_ttl_s,
                    heartbeat_s=cfg.heartbeat_s, control_timeout_s=cfg.control_timeout_s)  # fmt: skip
     calls = parts["calls"]
-    node = ClusterNode(bus, load=lambda: node_load(calls.calls.values(), srv.max_calls, srv.ready_max_backlog_s).as_dict(),
-                       command_error=CommandError, **parts)  # fmt: skip
+    node = ClusterNode(bus, load=lambda: load_report(calls, srv), command_error=CommandError, **parts)
     await node.start()
     return node

@@ -51,7 +51,7 @@ class ClusterNode:
 
     async def start(self) -> None:
         self.hub.forward = self._forward
-        self.hub.on_local_call = self._local_call
+        self.hub.on_local_call_closed = self._local_call_closed
         self.supervisor.route = self.route
         self.access.feedback_route = self.feedback
         self.calls.claim = self.claim
@@ -60,7 +60,7 @@ class ClusterNode:
 
     async def close(self) -> None:
         self.hub.forward = None
-        self.hub.on_local_call = None
+        self.hub.on_local_call_closed = None
         self.supervisor.route = None
         self.access.feedback_route = None
         self.calls.claim = None
@@ -89,14 +89,9 @@ class ClusterNode:
         self._note_action(ev.event)
         self.hub.deliver(ev.call_id, ev.agent_id, ev.event, ev.supervisors_only)
 
-    def _local_call(self, call_id: str, opened: bool) -> None:
-        self._spawn(self._own(call_id) if opened else self.bus.release(call_id))
-
-    async def _own(self, call_id: str) -> None:
-        previous = await self.bus.own(call_id)
-        if previous is not None:
-            log.info("call taken over from node %s", previous, extra={"call_id": call_id})
-            await self.bus.broadcast_state("taken", call_id=call_id)
+    def _local_call_closed(self, call_id: str) -> None:
+        # its lease was taken by `claim`, before the call opened here
+        self._spawn(self.bus.release(call_id))
 
     async def claim(self, call_id: str) -> None:
         """Before this node opens a call: take its lease and, if a live node still holds it (a
@@ -130,10 +125,6 @@ class ClusterNode:
                 self.learning.forget_thresholds()
             elif self.learning.on_dataset_change is not None:
                 await self.learning.on_dataset_change()
-        elif st.op == "taken":
-            call_id = str(a.get("call_id"))
-            self.bus.forget(call_id)
-            await self.calls.hand_over(call_id)
 
     # ------------------------------------------------------------------ commands
     async def route(self, kind: str, principal: Any, args: dict[str, Any]) -> dict[str, Any] | None:

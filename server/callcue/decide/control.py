@@ -96,12 +96,7 @@ class HumanControl(Lifecycle):
             self._paused.add(pb.id)
         else:
             self._calls.setdefault(call_id, _CallState(CallInfo(call_id, started_at=self.clock()))).paused.add(pb.id)
-        n = 0
-        for rec in self.actions(playbook_id=pb.id, call_id=call_id):
-            if rec.state in ("pending_approval", "suggested", "proposed", "approved", "dispatched"):
-                with contextlib.suppress(InvalidTransition):  # finished while we were cancelling others
-                    await self.cancel(rec.action_id, user, reason=f"playbook paused: {reason}".rstrip(": "))
-                    n += 1
+        n = await self._cancel_open_work(pb.id, user, reason, call_id)
         await self._audit("paused", call_id=call_id, playbook_id=pb.id, playbook_version=pb.version, actor=user,
                           payload={"scope": "call" if call_id else "global", "reason": reason, "cancelled": n})  # fmt: skip
         await self.dispatcher.publish_to_supervisors({"type": "playbook_paused", "playbook_id": pb.id,
@@ -118,10 +113,14 @@ class HumanControl(Lifecycle):
             self.anomalies.reset(pb.id)
             return 0
         self._paused.add(pb.id)
+        return await self._cancel_open_work(pb.id, user, reason)
+
+    async def _cancel_open_work(self, playbook_id: str, user: str, reason: str, call_id: str | None = None) -> int:
+        """Cancel the playbook's pending and in-flight actions (in that scope); how many."""
         n = 0
-        for rec in self.actions(playbook_id=pb.id):
+        for rec in self.actions(playbook_id=playbook_id, call_id=call_id):
             if rec.state in ("pending_approval", "suggested", "proposed", "approved", "dispatched"):
-                with contextlib.suppress(InvalidTransition):
+                with contextlib.suppress(InvalidTransition):  # finished while we were cancelling others
                     await self.cancel(rec.action_id, user, reason=f"playbook paused: {reason}".rstrip(": "))
                     n += 1
         return n

@@ -52,14 +52,19 @@ class DecisionEngine(Gating, HumanControl):
         it = getattr(self.audit, "iter_entries", None)
         if it is None:
             return sorted(self._paused)
-        state: dict[str, bool] = {}
-        async for e in it(kind=["paused", "resumed"]):
-            if e.call_id is None and e.playbook_id in self.playbooks:
-                state[e.playbook_id] = e.kind == "paused"
+        state = await self._pause_switches(it(kind=["paused", "resumed"]), None)
         for pid, paused in state.items():
             (self._paused.add if paused else self._paused.discard)(pid)
         await self._restore_pending(it)
         return sorted(self._paused)
+
+    async def _pause_switches(self, entries: Any, call_id: str | None) -> dict[str, bool]:
+        """The last pause/resume of each loaded playbook in one scope (global: `call_id` None)."""
+        state: dict[str, bool] = {}
+        async for e in entries:
+            if e.call_id == call_id and e.playbook_id in self.playbooks:
+                state[e.playbook_id] = e.kind == "paused"
+        return state
 
     async def _restore_pending(self, it: Any) -> None:
         """Approvals are at most an hour long: the last two hours of action entries say which
@@ -110,10 +115,7 @@ class DecisionEngine(Gating, HumanControl):
         it = getattr(self.audit, "iter_entries", None)
         if it is None:
             return 0
-        state: dict[str, bool] = {}
-        async for e in it(call_id=call_id, kind=["paused", "resumed"]):
-            if e.playbook_id in self.playbooks:
-                state[e.playbook_id] = e.kind == "paused"
+        state = await self._pause_switches(it(call_id=call_id, kind=["paused", "resumed"]), call_id)
         paused = {pid for pid, on in state.items() if on}
         if paused:
             self._calls.setdefault(call_id, _CallState(CallInfo(call_id, started_at=self.clock()))).paused |= paused

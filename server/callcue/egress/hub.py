@@ -49,8 +49,8 @@ class Hub:
         self.forward: Forward | None = None
         #: cluster mode: live calls other nodes hold, from their call_started/call_ended events
         self.remote_calls: dict[str, dict[str, Any]] = {}
-        #: cluster mode: told (call_id, True) when this node opens a call, (call_id, False) when it lets go
-        self.on_local_call: Callable[[str, bool], None] | None = None
+        #: cluster mode: told the id of each call this node lets go (ended or handed over)
+        self.on_local_call_closed: Callable[[str], None] | None = None
 
     def register(self, sub: Subscriber) -> None:
         self._subs.add(sub)
@@ -61,12 +61,12 @@ class Hub:
     def call_opened(self, call_id: str, agent_id: str | None) -> None:
         self._call_agents[call_id] = agent_id
         self.remote_calls.pop(call_id, None)  # a call taken over from another node is ours now
-        if self.on_local_call is not None:
-            self.on_local_call(call_id, True)
 
     def call_closed(self, call_id: str) -> None:
-        if self._call_agents.pop(call_id, 0) != 0 and self.on_local_call is not None:
-            self.on_local_call(call_id, False)
+        if call_id in self._call_agents:
+            del self._call_agents[call_id]
+            if self.on_local_call_closed is not None:
+                self.on_local_call_closed(call_id)
 
     def agent_of(self, call_id: str) -> str | None:
         return self._call_agents.get(call_id)

@@ -42,6 +42,12 @@ class NodeLoad:
                 "load_1m": round(self.load_1m, 2), "cores": self.cores}  # fmt: skip
 
 
+def load_report(manager: Any, server: Any) -> dict[str, Any]:
+    """What /healthz, /readyz and the cluster heartbeat say: the load of a `CallManager`'s
+    calls against the `[server]` limits."""
+    return node_load(manager.calls.values(), server.max_calls, server.ready_max_backlog_s).as_dict()
+
+
 def node_load(calls: Iterable[Any], max_calls: int, ready_max_backlog_s: float) -> NodeLoad:
     """The load of the calls a `CallManager` holds (each with `.channels` of pipelines)."""
     calls = list(calls)

@@ -66,12 +66,11 @@ class Sink:
     def call_closed(self, call_id: str, reason: str) -> None:
         self._store.call_ended(call_id, reason)
         self._fanout.publish(call_id, {"type": "call_ended", "call_id": call_id, "reason": reason})
-        self._fanout.call_closed(call_id)
-        self._latest_audio.pop(call_id, None)
-        self._agents.pop(call_id, None)
+        self.call_released(call_id)
 
     def call_released(self, call_id: str) -> None:
-        """The call goes on on another node: forget it here, store and tell nobody it ended."""
+        """Forget the call here; alone (not through `call_closed`) when it goes on on another
+        node: nothing is stored and nobody is told it ended."""
         self._fanout.call_closed(call_id)
         self._latest_audio.pop(call_id, None)
         self._agents.pop(call_id, None)

@@ -323,12 +323,7 @@ class Database:
         if not name:
             raise ValueError("migration name must be non-empty")
         stmts = [statements] if isinstance(statements, str) else list(statements)
-        async with self.transaction():
-            if self.dialect == "postgresql":
-                await self.execute("SELECT pg_advisory_xact_lock(?)", (0x43616C6C437565,))  # "CallCue"
-            # under the lock: two PostgreSQL sessions running CREATE TABLE IF NOT EXISTS at once
-            # collide on the catalog (UniqueViolation), as two cluster nodes starting together did
-            await self.execute(self.ddl(_MIGRATIONS_TABLE))
+        async with self._migrations_locked():
             done = await self.fetchone("SELECT name FROM schema_migrations WHERE name = ?", (name,))
             if done:
                 return False
@@ -337,11 +332,20 @@ class Database:
             await self.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
         return True
 
-    async def applied_migrations(self) -> list[str]:
-        """Names of applied migrations in the order they ran."""
+    @asynccontextmanager
+    async def _migrations_locked(self) -> AsyncIterator[None]:
+        """A transaction holding the migration lock, with the bookkeeping table created under it:
+        two PostgreSQL sessions running CREATE TABLE IF NOT EXISTS at once collide on the
+        catalog (UniqueViolation), as two cluster nodes starting together did."""
         async with self.transaction():
             if self.dialect == "postgresql":
-                await self.execute("SELECT pg_advisory_xact_lock(?)", (0x43616C6C437565,))
+                await self.execute("SELECT pg_advisory_xact_lock(?)", (0x43616C6C437565,))  # "CallCue"
             await self.execute(self.ddl(_MIGRATIONS_TABLE))
+            yield
+
+    async def applied_migrations(self) -> list[str]:
+        """Names of applied migrations in the order they ran."""
+        async with self._migrations_locked():
+            pass
         rows = await self.fetchall("SELECT name FROM schema_migrations ORDER BY applied_at, name")
         return [r["name"] for r in rows]
