@@ -336,7 +336,7 @@ def capacity(rows: list[Row], budget: float, final_budget: float) -> int:
 
 
 def server_config(tmp: Path, engine: str, vosk_model: str | None, max_calls: int,
-                  whisper_final_window: float | None = None, overrides: list[str] | None = None) -> Path:  # fmt: skip
+                  overrides: list[str] | None = None) -> Path:  # fmt: skip
     text = (REPO / "config" / "callcue.toml").read_text()
     for item in overrides or []:  # --set key=value: the first `key = ...` line of the shipped config
         key, _, value = item.partition("=")
@@ -344,9 +344,6 @@ def server_config(tmp: Path, engine: str, vosk_model: str | None, max_calls: int
                           flags=re.MULTILINE)  # fmt: skip
         if not n:
             raise SystemExit(f"--set {item}: no key {key.strip()!r} in config/callcue.toml")
-    if whisper_final_window is not None:  # A/B of the final window against the shipped one
-        text = re.sub(r"^whisper_final_window_s = [0-9.]+", f"whisper_final_window_s = {whisper_final_window}", text,
-                      count=1, flags=re.MULTILINE)  # fmt: skip
     text = re.sub(r'^engine = "auto".*$', f'engine = "{engine}"' + (f'\nvosk_model_path = "{vosk_model}"' if vosk_model else ""),
                   text, count=1, flags=re.MULTILINE)
     text = re.sub(r"^max_calls = \d+", f"max_calls = {max_calls}", text, count=1, flags=re.MULTILINE)
@@ -369,19 +366,25 @@ async def ramp(plan: list[int], round_fn: Any, a: argparse.Namespace) -> list[Ro
     return rows
 
 
-async def amain(a: argparse.Namespace) -> int:
-    tmp = Path(a.cache_dir or tempfile.mkdtemp(prefix="callcue-capacity-"))
-    tmp.mkdir(parents=True, exist_ok=True)
+def bench_calls(a: argparse.Namespace, tmp: Path) -> list[CallAudio]:
+    """The callgen calls of `--call` (default: the shipped specs whose data is here) with the
+    real two-party recording second, printed once."""
     specs = a.call or [s for s in DEFAULT_SPECS if s == "demo" or (SHARED_DIALOGUES / s.split(":")[0]).exists()]
     calls = prepare_calls(specs, tmp, a.max_call_seconds)
     real = real_recording_call()
     if real is not None:
         calls.insert(1, real)
     print("calls: " + ", ".join(f"{c.name} ({c.duration:.0f} s)" for c in calls), flush=True)
+    return calls
+
+
+async def amain(a: argparse.Namespace) -> int:
+    tmp = Path(a.cache_dir or tempfile.mkdtemp(prefix="callcue-capacity-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    calls = bench_calls(a, tmp)
     plan = [int(x) for x in a.ramp.split(",")]
     rows: list[Row] = []
-    srv = SpawnedServer(server_config(tmp, a.engine, a.vosk_model, max(plan) * 2 + 10, a.whisper_final_window, a.set),
-                        tmp / "server.log")  # fmt: skip
+    srv = SpawnedServer(server_config(tmp, a.engine, a.vosk_model, max(plan) * 2 + 10, a.set), tmp / "server.log")
     try:
         await srv.wait_ready()
         tag = f"{int(time.time()) % 100000:05d}"
@@ -438,6 +441,8 @@ def main() -> int:
     a = ap.parse_args()
     if a.engine == "vosk" and not a.vosk_model:
         ap.error("--engine vosk needs --vosk-model")
+    if a.whisper_final_window is not None:  # a shorthand for the A/B runs RESULTS.md records
+        a.set.append(f"whisper_final_window_s={a.whisper_final_window}")
     return asyncio.run(amain(a))
 
 

@@ -46,27 +46,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from capacity import (  # noqa: E402
     PeakRss,
     Row,
+    bench_calls,
     capacity,
     final_latencies,
-    real_recording_call,
     rss_mb,
     server_config,
     shed_total,
     table,
 )
 from latency import (  # noqa: E402
-    DEFAULT_SPECS,
     FRAME_S,
-    SHARED_DIALOGUES,
     AgentRecorder,
     CallAudio,
     CpuProbe,
+    SpawnedServer,
     StreamResult,
     _loadavg,
     free_port,
     hint_latencies,
     pct,
-    prepare_calls,
     stream_call,
     twilio_messages,
     word_latencies,
@@ -77,56 +75,21 @@ from callcue.clients.twilio_stream import TwilioMessages, twilio_headers  # noqa
 REPO = Path(__file__).resolve().parents[1]
 
 
-class Node:
+class Node(SpawnedServer):
     """One `callcue serve` of the cluster, its own log, the shared store and Redis."""
 
     def __init__(self, name: str, config: Path, pg_url: str, log: Path) -> None:
+        super().__init__(config, log, storage_url=pg_url, ready_path="/readyz")
         self.name = name
-        self.port = free_port()
-        exe = Path(sys.executable).parent / "callcue"
-        self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([str(exe), "serve", "--config", str(config), "--host", "127.0.0.1", "--port",
-                                      str(self.port), "--storage-url", pg_url], stdout=self.log,
-                                     stderr=subprocess.STDOUT, cwd=str(config.parent))  # fmt: skip
-        self.http_url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}"
-
-    async def wait_ready(self, timeout: float = 180.0) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=2) as c:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"node {self.name} exited; see {self.log.name}")
-                try:
-                    if (await c.get(self.http_url + "/readyz")).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.5)
-        raise RuntimeError(f"node {self.name} not ready; see {self.log.name}")
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
-
 
 def node_config(tmp: Path, name: str, a: argparse.Namespace, redis_url: str, max_calls: int) -> Path:
-    base = server_config(tmp, a.engine, a.vosk_model, max_calls).read_text()
-    text = base.replace('redis_url = ""', f'redis_url = "{redis_url}"').replace('node_id = ""', f'node_id = "{name}"')
-    text = re.sub(r"^heartbeat_s = [0-9.]+", "heartbeat_s = 1.0", text, count=1, flags=re.MULTILINE)
-    text = re.sub(r"^owner_ttl_s = [0-9.]+", "owner_ttl_s = 5.0", text, count=1, flags=re.MULTILINE)
+    text = server_config(tmp, a.engine, a.vosk_model, max_calls, [
+        f'redis_url="{redis_url}"', f'node_id="{name}"', "heartbeat_s=1.0", "owner_ttl_s=5.0"]).read_text()
     p = tmp / f"{name}.toml"
     # each node its own AudioSocket listener port
     p.write_text(re.sub(r"(\[platforms\.audiosocket\][^\[]*?port = )\d+", lambda m: m.group(1) + str(free_port()),
@@ -287,12 +250,7 @@ async def failover(nodes: list[Node], calls: list[CallAudio], m: int, tag: str, 
 async def amain(a: argparse.Namespace) -> int:
     tmp = Path(a.cache_dir or tempfile.mkdtemp(prefix="callcue-cluster-"))
     tmp.mkdir(parents=True, exist_ok=True)
-    specs = a.call or [s for s in DEFAULT_SPECS if s == "demo" or (SHARED_DIALOGUES / s.split(":")[0]).exists()]
-    calls = prepare_calls(specs, tmp, a.max_call_seconds)
-    real = real_recording_call()
-    if real is not None:
-        calls.insert(1, real)
-    print("calls: " + ", ".join(f"{c.name} ({c.duration:.0f} s)" for c in calls), flush=True)
+    calls = bench_calls(a, tmp)
     redis_proc = None
     redis_url = a.redis_url
     if not redis_url:
@@ -314,7 +272,7 @@ async def amain(a: argparse.Namespace) -> int:
             nodes = [Node(f"node{j + 1}", node_config(tmp, f"node{j + 1}", a, redis_url, max(plan) * 2 + 10), pg_url,
                           tmp / f"node{j + 1}-k{k}.log") for j in range(k)]  # fmt: skip
             try:
-                await asyncio.gather(*(nd.wait_ready() for nd in nodes))
+                await asyncio.gather(*(nd.wait_ready(180.0) for nd in nodes))
                 for n in plan:
                     row = await cluster_round(nodes, calls, n, a.settle, tag)
                     rows.append(row)

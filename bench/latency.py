@@ -489,12 +489,15 @@ def free_port() -> int:
 class SpawnedServer:
     """`callcue serve` on a free loopback port, stopped (by its own pid) when we are done."""
 
-    def __init__(self, config: Path | None, log_path: Path) -> None:
+    def __init__(self, config: Path | None, log_path: Path, storage_url: str | None = None,
+                 ready_path: str = "/healthz") -> None:  # fmt: skip
+        """`storage_url` (default: its own SQLite beside the log, never the checkout's var/);
+        `ready_path` is polled by `wait_ready` (a cluster node answers /readyz once it joined)."""
         self.port = free_port()
+        self.ready_path = ready_path
         exe = Path(sys.executable).parent / "callcue"
-        # its own database beside the log, never the checkout's var/
-        db = log_path.parent / "bench-server.db"
-        cmd = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--storage-url", f"sqlite:///{db}"]
+        storage_url = storage_url or f"sqlite:///{log_path.parent / 'bench-server.db'}"
+        cmd = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--storage-url", storage_url]
         if config:
             cmd += ["--config", str(config)]
         self.log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the server; closed in stop()
@@ -509,7 +512,7 @@ class SpawnedServer:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"callcue serve exited with {self.proc.returncode}; see {self.log.name}")
                 try:
-                    if (await c.get(self.http_url + "/healthz")).status_code == 200:
+                    if (await c.get(self.http_url + self.ready_path)).status_code == 200:
                         return
                 except httpx.HTTPError:
                     pass
