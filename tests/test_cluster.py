@@ -33,7 +33,8 @@ from tests.conftest import require_shared
 from tests.pg import fresh_postgres_url, postgres_unavailable_reason
 from tests.rediskit import fresh_redis_url
 from tests.serverkit import SUPERVISOR_TOKEN, agent, espeak_wav, make_settings, real_call, server
-from tests.test_decisions_e2e import APPROVAL_PLAYBOOKS, Receiver, live_call, sup_http
+from tests.test_decisions_e2e import APPROVAL_PLAYBOOKS, Receiver, live_call, receiver, sup_http  # noqa: F401 - fixture
+from tests.test_durability import ready
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +50,15 @@ def backends() -> tuple[str, str]:
     return pg, rd
 
 
+@pytest.fixture
+def approval_playbooks(tmp_path: Path, receiver: Receiver) -> Path:
+    """The approval-gated playbooks of the decision tests, posting to `receiver`."""
+    pdir = tmp_path / "playbooks"
+    pdir.mkdir()
+    (pdir / "test.yaml").write_text(APPROVAL_PLAYBOOKS.format(recv=receiver.url))
+    return pdir
+
+
 def node_settings(tmp_path: Path, name: str, pg: str, rd: str, playbooks: Path) -> Any:
     d = tmp_path / name
     d.mkdir()
@@ -57,74 +67,68 @@ def node_settings(tmp_path: Path, name: str, pg: str, rd: str, playbooks: Path) 
 
 
 async def test_agents_anywhere_controls_reach_the_owner_kill_switch_everywhere(
-        tmp_path: Path, backends: tuple[str, str]) -> None:  # fmt: skip
+        tmp_path: Path, backends: tuple[str, str], receiver: Receiver, approval_playbooks: Path) -> None:  # fmt: skip
     pg, rd = backends
-    recv = Receiver()
-    pdir = tmp_path / "playbooks"
-    pdir.mkdir()
-    (pdir / "test.yaml").write_text(APPROVAL_PLAYBOOKS.format(recv=recv.url))
+    recv, pdir = receiver, approval_playbooks
     manager = read_call_audio(espeak_wav("I want to speak to a manager.", tmp_path / "m.wav", pad=(0.3, 0.9)))
+    async with server(node_settings(tmp_path, "node-a", pg, rd, pdir)) as (base_a, _), \
+            server(node_settings(tmp_path, "node-b", pg, rd, pdir)) as (base_b, _), \
+            agent(base_a, SUPERVISOR_TOKEN) as sup_a, agent(base_a) as desk_a, \
+            sup_http(base_a) as http_a, sup_http(base_b) as http_b:  # fmt: skip
+        nodes = (await http_a.get("/healthz")).json()
+        assert nodes["status"] == "ok"
+        async with live_call(base_b) as call:  # the platform streams to node B only
+            await call.say(manager)
+            # the supervisor on A gets B's approval request, the agent on A B's transcript
+            req = await sup_a.wait_for(lambda e: e.get("type") == "approval_request"
+                                       and e["playbook_id"] == "manager_callback", timeout=60)  # fmt: skip
+            assert req["call_id"] == call.call_id
+            aid = req["actions"][0]["action_id"]
+            final = await desk_a.wait_for(lambda e: e.get("type") == "transcript" and e["is_final"], timeout=60)
+            assert final["call_id"] == call.call_id and "manager" in final["text"].lower()
+            started = next(e for e in desk_a.events if e.get("type") == "call_started")
+            assert started["call_id"] == call.call_id
+            # the pending approval B holds is listed by A
+            pending = (await http_a.get("/api/v1/actions", params={"state": "pending_approval"})).json()
+            assert [a["action_id"] for a in pending["actions"]] == [aid], pending
+            # approve on A: it runs on B, which holds the call; the webhook fires once
+            await sup_a.send({"type": "approve", "action_id": aid, "note": "from node A"})
+            ok = await sup_a.wait_for(lambda e: e.get("type") in ("approve_result", "error"))
+            assert ok["type"] == "approve_result", ok
+            posts = await recv.wait_for(1)
+            assert posts[0]["json"]["call_id"] == call.call_id
+            await sup_a.wait_for(lambda e: e.get("type") == "action_update" and e["action_id"] == aid
+                                 and e["state"] == "succeeded")  # fmt: skip
+            # kill switch on A: B stops the playbook at once
+            r = await http_a.post("/api/v1/playbooks/manager_callback/pause", json={"reason": "cluster test"})
+            assert r.status_code == 200, r.text
+            for _ in range(50):
+                pbs = (await http_b.get("/api/v1/playbooks")).json()["playbooks"]
+                if next(p for p in pbs if p["id"] == "manager_callback")["paused"]:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"node B never paused manager_callback: {pbs}")
+            before = len([e for e in sup_a.events if e.get("type") == "approval_request"])
+            await call.say(manager)
+            await desk_a.wait_for(lambda e: e.get("type") == "transcript" and e["is_final"]
+                                  and e is not final, timeout=60)  # fmt: skip
+            await asyncio.sleep(1.0)
+            assert len([e for e in sup_a.events if e.get("type") == "approval_request"]) == before
+            assert len(recv.snapshot()) == 1
+        await desk_a.wait_for(lambda e: e.get("type") == "call_ended", timeout=60)
+    # both nodes wrote to one audit trail, and it is one valid chain
+    db = await Database.connect(pg)
     try:
-        async with server(node_settings(tmp_path, "node-a", pg, rd, pdir)) as (base_a, _), \
-                server(node_settings(tmp_path, "node-b", pg, rd, pdir)) as (base_b, _), \
-                agent(base_a, SUPERVISOR_TOKEN) as sup_a, agent(base_a) as desk_a, \
-                sup_http(base_a) as http_a, sup_http(base_b) as http_b:  # fmt: skip
-            nodes = (await http_a.get("/healthz")).json()
-            assert nodes["status"] == "ok"
-            async with live_call(base_b) as call:  # the platform streams to node B only
-                await call.say(manager)
-                # the supervisor on A gets B's approval request, the agent on A B's transcript
-                req = await sup_a.wait_for(lambda e: e.get("type") == "approval_request"
-                                           and e["playbook_id"] == "manager_callback", timeout=60)  # fmt: skip
-                assert req["call_id"] == call.call_id
-                aid = req["actions"][0]["action_id"]
-                final = await desk_a.wait_for(lambda e: e.get("type") == "transcript" and e["is_final"], timeout=60)
-                assert final["call_id"] == call.call_id and "manager" in final["text"].lower()
-                started = next(e for e in desk_a.events if e.get("type") == "call_started")
-                assert started["call_id"] == call.call_id
-                # the pending approval B holds is listed by A
-                pending = (await http_a.get("/api/v1/actions", params={"state": "pending_approval"})).json()
-                assert [a["action_id"] for a in pending["actions"]] == [aid], pending
-                # approve on A: it runs on B, which holds the call; the webhook fires once
-                await sup_a.send({"type": "approve", "action_id": aid, "note": "from node A"})
-                ok = await sup_a.wait_for(lambda e: e.get("type") in ("approve_result", "error") and e.get("request") != "x")
-                assert ok["type"] == "approve_result", ok
-                posts = await recv.wait_for(1)
-                assert posts[0]["json"]["call_id"] == call.call_id
-                await sup_a.wait_for(lambda e: e.get("type") == "action_update" and e["action_id"] == aid
-                                     and e["state"] == "succeeded")  # fmt: skip
-                # kill switch on A: B stops the playbook at once
-                r = await http_a.post("/api/v1/playbooks/manager_callback/pause", json={"reason": "cluster test"})
-                assert r.status_code == 200, r.text
-                for _ in range(50):
-                    pbs = (await http_b.get("/api/v1/playbooks")).json()["playbooks"]
-                    if next(p for p in pbs if p["id"] == "manager_callback")["paused"]:
-                        break
-                    await asyncio.sleep(0.1)
-                else:
-                    raise AssertionError(f"node B never paused manager_callback: {pbs}")
-                before = len([e for e in sup_a.events if e.get("type") == "approval_request"])
-                await call.say(manager)
-                await desk_a.wait_for(lambda e: e.get("type") == "transcript" and e["is_final"]
-                                      and e is not final, timeout=60)  # fmt: skip
-                await asyncio.sleep(1.0)
-                assert len([e for e in sup_a.events if e.get("type") == "approval_request"]) == before
-                assert len(recv.snapshot()) == 1
-            await desk_a.wait_for(lambda e: e.get("type") == "call_ended", timeout=60)
-        # both nodes wrote to one audit trail, and it is one valid chain
-        db = await Database.connect(pg)
-        try:
-            log = AuditLog(db)
-            result = await log.verify()
-            assert result.ok, result
-            kinds = [e.kind async for e in log.iter_entries(call_id=call.call_id)]
-            assert "action_approved" in kinds and "action_succeeded" in kinds
-            paused = [e async for e in log.iter_entries(kind=["paused"])]
-            assert len(paused) == 1, "the kill switch is audited once, by the node that threw it"
-        finally:
-            await db.close()
+        log = AuditLog(db)
+        result = await log.verify()
+        assert result.ok, result
+        kinds = [e.kind async for e in log.iter_entries(call_id=call.call_id)]
+        assert "action_approved" in kinds and "action_succeeded" in kinds
+        paused = [e async for e in log.iter_entries(kind=["paused"])]
+        assert len(paused) == 1, "the kill switch is audited once, by the node that threw it"
     finally:
-        recv.close()
+        await db.close()
 
 
 async def test_a_session_continued_on_another_node_is_handed_over_not_ended(
@@ -170,59 +174,53 @@ async def test_a_session_continued_on_another_node_is_handed_over_not_ended(
 
 
 async def test_an_approval_pending_on_the_old_node_is_decided_on_the_new_one(
-        tmp_path: Path, backends: tuple[str, str]) -> None:  # fmt: skip
+        tmp_path: Path, backends: tuple[str, str], receiver: Receiver, approval_playbooks: Path) -> None:  # fmt: skip
     """A call moves from A to B with a supervisor approval still pending: B brings it back from
     the audit log, A forgets it, and the approval sent to A runs once, on B."""
     pg, rd = backends
-    recv = Receiver()
-    pdir = tmp_path / "playbooks"
-    pdir.mkdir()
-    (pdir / "test.yaml").write_text(APPROVAL_PLAYBOOKS.format(recv=recv.url))
+    recv, pdir = receiver, approval_playbooks
     manager = read_call_audio(espeak_wav("I want to speak to a manager.", tmp_path / "m.wav", pad=(0.3, 1.5)))
     frames = media_frames(manager, STEREO_PCMU)
     conv = str(uuid.uuid4())
-    try:
-        async with server(node_settings(tmp_path, "node-a", pg, rd, pdir)) as (base_a, app_a), \
-                server(node_settings(tmp_path, "node-b", pg, rd, pdir)) as (base_b, app_b), \
-                agent(base_a, SUPERVISOR_TOKEN) as sup, sup_http(base_b) as http_b:  # fmt: skip
-            engine_a, engine_b = app_a.state.runtime.get().engine, app_b.state.runtime.get().engine
-            sid1 = str(uuid.uuid4())
-            async with connect_audiohook(f"{base_a}/ws/audiohook", sid1) as ws:
-                first = AudioHookSession(ws, sid1)
-                await first.open(conv)
-                await first.stream(frames, speed=2.0)
-                req = await sup.wait_for(lambda e: e.get("type") == "approval_request"
-                                         and e["playbook_id"] == "manager_callback", timeout=60)  # fmt: skip
-                aid = req["actions"][0]["action_id"]
-                assert engine_a.action(aid).state == "pending_approval"
-                # a per-call switch thrown while the call is on A must hold on B too
-                await sup.send({"type": "pause_playbook", "playbook_id": "cancel_hold", "call_id": conv})
-                paused = await sup.wait_for(lambda e: e.get("type") in ("pause_playbook_result", "error"))
-                assert paused["type"] == "pause_playbook_result", paused
-                await first.close("reconnect")
-            sid2 = str(uuid.uuid4())
-            async with connect_audiohook(f"{base_b}/ws/audiohook", sid2) as ws:
-                second = AudioHookSession(ws, sid2)
-                await second.open(conv, continued=[{"id": sid1, "serverseq": first.serverseq, "clientseq": first.seq}])
-                for _ in range(100):
-                    if aid in {r.action_id for r in engine_b.actions()}:
-                        break
-                    await asyncio.sleep(0.05)
-                assert engine_b.action(aid).state == "pending_approval", "B did not restore the pending approval"
-                assert engine_b.is_paused("cancel_hold", conv) and not engine_b.is_paused("cancel_hold")
-                assert aid not in {r.action_id for r in engine_a.actions()}, "A still holds the moved approval"
-                pending = (await http_b.get("/api/v1/actions", params={"state": "pending_approval"})).json()["actions"]
-                assert [a["action_id"] for a in pending] == [aid]
-                await sup.send({"type": "approve", "action_id": aid, "note": "after the move"})
-                ok = await sup.wait_for(lambda e: e.get("type") in ("approve_result", "error"))
-                assert ok["type"] == "approve_result", ok
-                posts = await recv.wait_for(1)
-                assert posts[0]["json"]["call_id"] == conv
-                await second.close("end")
-            await asyncio.sleep(1.0)
-            assert len(recv.snapshot()) == 1, "the approved action ran more than once"
-    finally:
-        recv.close()
+    async with server(node_settings(tmp_path, "node-a", pg, rd, pdir)) as (base_a, app_a), \
+            server(node_settings(tmp_path, "node-b", pg, rd, pdir)) as (base_b, app_b), \
+            agent(base_a, SUPERVISOR_TOKEN) as sup, sup_http(base_b) as http_b:  # fmt: skip
+        engine_a, engine_b = app_a.state.runtime.get().engine, app_b.state.runtime.get().engine
+        sid1 = str(uuid.uuid4())
+        async with connect_audiohook(f"{base_a}/ws/audiohook", sid1) as ws:
+            first = AudioHookSession(ws, sid1)
+            await first.open(conv)
+            await first.stream(frames, speed=2.0)
+            req = await sup.wait_for(lambda e: e.get("type") == "approval_request"
+                                     and e["playbook_id"] == "manager_callback", timeout=60)  # fmt: skip
+            aid = req["actions"][0]["action_id"]
+            assert engine_a.action(aid).state == "pending_approval"
+            # a per-call switch thrown while the call is on A must hold on B too
+            await sup.send({"type": "pause_playbook", "playbook_id": "cancel_hold", "call_id": conv})
+            paused = await sup.wait_for(lambda e: e.get("type") in ("pause_playbook_result", "error"))
+            assert paused["type"] == "pause_playbook_result", paused
+            await first.close("reconnect")
+        sid2 = str(uuid.uuid4())
+        async with connect_audiohook(f"{base_b}/ws/audiohook", sid2) as ws:
+            second = AudioHookSession(ws, sid2)
+            await second.open(conv, continued=[{"id": sid1, "serverseq": first.serverseq, "clientseq": first.seq}])
+            for _ in range(100):
+                if aid in {r.action_id for r in engine_b.actions()}:
+                    break
+                await asyncio.sleep(0.05)
+            assert engine_b.action(aid).state == "pending_approval", "B did not restore the pending approval"
+            assert engine_b.is_paused("cancel_hold", conv) and not engine_b.is_paused("cancel_hold")
+            assert aid not in {r.action_id for r in engine_a.actions()}, "A still holds the moved approval"
+            pending = (await http_b.get("/api/v1/actions", params={"state": "pending_approval"})).json()["actions"]
+            assert [a["action_id"] for a in pending] == [aid]
+            await sup.send({"type": "approve", "action_id": aid, "note": "after the move"})
+            ok = await sup.wait_for(lambda e: e.get("type") in ("approve_result", "error"))
+            assert ok["type"] == "approve_result", ok
+            posts = await recv.wait_for(1)
+            assert posts[0]["json"]["call_id"] == conv
+            await second.close("end")
+        await asyncio.sleep(1.0)
+        assert len(recv.snapshot()) == 1, "the approved action ran more than once"
 
 
 # ----------------------------------------------------------------------------- failover
@@ -233,28 +231,11 @@ def spawn_node(tmp_path: Path, name: str, port: int, pg: str, rd: str) -> subpro
     text = text.replace('redis_url = ""', f'redis_url = "{rd}"').replace('node_id = ""', f'node_id = "{name}"')
     text = text.replace("heartbeat_s = 5.0", "heartbeat_s = 0.5").replace("owner_ttl_s = 15.0", "owner_ttl_s = 3.0")
     text = text.replace("port = 9092", f"port = {free_port()}")  # each node its own AudioSocket listener
-    cfg.write_text(text)
-    # relative file names in the config resolve against its directory: point them at the repo's
-    for f in repo_cfg.parent.iterdir():
-        if not (tmp_path / f.name).exists():
-            (tmp_path / f.name).symlink_to(f)
+    # relative file names (phrases, playbooks) resolve against the repo's config folder
+    cfg.write_text(f'config_dir = "{repo_cfg.parent}"\n' + text)
     log = open(tmp_path / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
     return subprocess.Popen([sys.executable, "-m", "callcue.cli", "serve", "--config", str(cfg), "--port", str(port),
                              "--storage-url", pg], stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)  # fmt: skip
-
-
-async def ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=2) as c:
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "node exited during start-up"
-            try:
-                if (await c.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.3)
-    raise AssertionError("node not ready")
 
 
 async def test_killed_node_call_resumes_on_another_node(tmp_path: Path, backends: tuple[str, str]) -> None:
@@ -265,7 +246,7 @@ async def test_killed_node_call_resumes_on_another_node(tmp_path: Path, backends
     a, b = spawn_node(tmp_path, "node-a", pa, pg, rd), spawn_node(tmp_path, "node-b", pb, pg, rd)
     msgs = TwilioMessages(call_sid="CAfailover", agent_id="agent-1")
     try:
-        await asyncio.gather(ready(pa, a), ready(pb, b))
+        await asyncio.gather(ready(pa, a, path="/readyz"), ready(pb, b, path="/readyz"))
         async with agent(f"ws://127.0.0.1:{pb}") as desk_b:  # the agent's desktop is on B
             async with connect_twilio(f"ws://127.0.0.1:{pa}/ws/twilio") as tw:
                 await tw.send(msgs.connected())

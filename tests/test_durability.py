@@ -34,13 +34,14 @@ def spawn(tmp_path: Path, port: int) -> subprocess.Popen:
                             cwd=tmp_path)  # fmt: skip
 
 
-async def ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+async def ready(port: int, proc: subprocess.Popen, timeout: float = 120, path: str = "/healthz") -> None:
+    """Until `path` answers 200 (a cluster node's /readyz once it joined the others)."""
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=2) as c:
         while time.monotonic() < deadline:
             assert proc.poll() is None, "server exited during start-up"
             try:
-                if (await c.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                if (await c.get(f"http://127.0.0.1:{port}{path}")).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
