@@ -176,6 +176,21 @@ async def shed_total(http_url: str) -> float:
     return sum(float(m.group(1)) for m in re.finditer(r"^callcue_shed_total\{[^}]*\} ([0-9.e+]+)$", text, re.MULTILINE))
 
 
+async def batch_counts(http_url: str) -> tuple[float, float]:
+    """(partial decodes, partial batches) so far: their ratio is the mean batch size."""
+    try:
+        async with httpx.AsyncClient(timeout=5) as c:
+            text = (await c.get(http_url + "/metrics")).text
+    except httpx.HTTPError:
+        return float("nan"), float("nan")
+
+    def one(name: str) -> float:
+        m = re.search(rf'^callcue_asr_batch_size_{name}{{kind="partial"}} ([0-9.e+]+)$', text, re.MULTILINE)
+        return float(m.group(1)) if m else 0.0
+
+    return one("sum"), one("count")
+
+
 # ------------------------------------------------------------------ one CallCue round
 @dataclass
 class Row:
@@ -202,6 +217,7 @@ async def callcue_round(srv: SpawnedServer, calls: list[CallAudio], n: int, ingr
     cpu = CpuProbe(srv.http_url, srv.proc.pid)
     idle_rss = rss_mb(srv.proc.pid)
     shed0, cpu0 = await shed_total(srv.http_url), await cpu.read()
+    batch0 = await batch_counts(srv.http_url)
     streamer = stream_call if ingress == "twilio" else stream_call_native
     with PeakRss(srv.proc.pid) as peak:
         jobs = []
@@ -211,6 +227,7 @@ async def callcue_round(srv: SpawnedServer, calls: list[CallAudio], n: int, ingr
         results = await asyncio.gather(*jobs)
         await asyncio.sleep(settle)
     cpu1, shed1 = await cpu.read(), await shed_total(srv.http_url)
+    batch1 = await batch_counts(srv.http_url)
     await agent.stop()
     row = Row("callcue", n, load=_loadavg())
     h, w, f = [], [], []
@@ -224,6 +241,9 @@ async def callcue_round(srv: SpawnedServer, calls: list[CallAudio], n: int, ingr
         row.cpu_per_call_s = (cpu1 - cpu0) / row.call_seconds
     row.rss_per_call_mb = (peak.peak - idle_rss) / n
     row.shed = shed1 - shed0
+    decodes, batches = batch1[0] - batch0[0], batch1[1] - batch0[1]
+    if batches > 0:
+        print(f"  N={n}: {decodes:.0f} partial decodes in {batches:.0f} batches (mean {decodes / batches:.2f})", flush=True)
     row.errors = [f"{r.call_sid}: {r.error}" for r in results if r.error]
     return row
 

@@ -42,6 +42,8 @@ class AsrConfig(_Strict):
     partial_interval_s: float = Field(0.6, gt=0, le=5)
     # Whisper: encoder window of a final (30 = Whisper's own; shorter is cheaper, see docs/asr.md)
     whisper_final_window_s: float = Field(25.0, ge=5, le=30)
+    # Whisper: most decodes of one window length run together as one batch (1 = never batch)
+    whisper_max_batch: int = Field(4, ge=1, le=16)
     # Vosk: ask for a partial at most once per this much audio (each ask walks the lattice)
     vosk_partial_interval_s: float = Field(0.2, ge=0.02, le=2)
 

@@ -49,6 +49,8 @@ class Transcript:
     words: list[Word] = field(default_factory=list)
     confidence: float = 0.0
     engine: str = ""
+    # a partial's leading words that later partials of the segment keep (0 = any may change)
+    stable_words: int = 0
     # wall-clock (time.time()) when the newest audio covered by this result reached the
     # server, and when the result was produced: the difference is recognition latency.
     audio_received_at: float = 0.0

@@ -26,6 +26,8 @@ RTF = Histogram(
     ["engine"],
     buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0),
 )
+ASR_BATCH = Histogram("callcue_asr_batch_size", "Decodes run together in one recognizer batch", ["kind"],
+                      buckets=(1, 2, 3, 4, 6, 8, 16))
 SHED = Counter("callcue_shed_total", "Work skipped to keep up with real time", ["kind"])
 INGRESS_ERRORS = Counter("callcue_ingress_errors_total", "Rejected platform frames", ["platform", "code"])
 GAPS = Counter("callcue_audio_gaps_total", "Audio gaps filled with silence", ["platform"])

@@ -124,6 +124,15 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
     sink = Sink(store, audit, hub)
 
     asr, asr_note = await loop.run_in_executor(asr_pool, load_engine, settings.asr)
+    wanted = int(getattr(asr, "stream_threads", 0) or 0)
+    if wanted > (settings.asr.threads or os.cpu_count() or 2):  # Whisper: channels queue on its batcher, not on threads
+        asr_pool.shutdown(wait=False)
+        asr_pool = ThreadPoolExecutor(wanted, thread_name_prefix="asr")
+
+        async def _stop_stream_pool(pool: ThreadPoolExecutor = asr_pool) -> None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+        opened.append(_stop_stream_pool)
     asr = with_injected_faults(asr)  # off unless the fault benchmark turns it on
     log.info("ASR engine ready: %s", asr_note)
     understanding = await build_understanding(settings, detect_pool)

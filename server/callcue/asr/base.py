@@ -26,6 +26,8 @@ class AsrHypothesis:
     is_final: bool
     words: list[AsrWord] = field(default_factory=list)
     confidence: float = 0.0
+    # leading words of a partial the engine will not take back within the segment
+    stable_words: int = 0
 
 
 class RecognizerStream(ABC):

@@ -122,9 +122,11 @@ def whisper_settings(cfg: Any) -> WhisperSettings:
     """The Whisper knobs of an asr config (pydantic, dataclass or dict), defaults for the rest."""
     interval = _get(cfg, "partial_interval_s")
     window = _get(cfg, "whisper_final_window_s")
+    batch = _get(cfg, "whisper_max_batch")
     d = WhisperSettings()
     return WhisperSettings(partial_interval_s=float(interval) if interval else d.partial_interval_s,
-                           final_window_s=float(window) if window else d.final_window_s)  # fmt: skip
+                           final_window_s=float(window) if window else d.final_window_s,
+                           max_batch=int(batch) if batch else d.max_batch)  # fmt: skip
 
 
 def load_engine(cfg: Any, search_dirs: Iterable[str | Path] | None = None) -> LoadedEngine:

@@ -1,25 +1,30 @@
 """faster-whisper engine: the fallback when no Vosk English model is installed.
 
-Whisper is not a streaming recognizer: it decodes a whole window at once and its encoder
-always runs over a 30 s (padded) window, so every partial costs about as much as a final
-(~0.6 s of CPU for tiny.en on this box). Hence: buffer the segment, re-decode for a partial
-at most every `partial_interval_s` of *new* audio and only when the pipeline allows it
-(`partial_is_costly = True` lets the pipeline shed partials first), bound partials to the
-last `partial_window_s` seconds, and do the one careful decode (word timestamps, small beam)
-when the VAD closes the segment.
+Whisper is not a streaming recognizer: it decodes a whole window at once, so a partial is a
+re-decode. Hence: buffer the segment, re-decode for a partial at most every
+`partial_interval_s` of *new* audio and only when the pipeline allows it (`partial_is_costly
+= True` lets the pipeline shed partials first), on a short encoder window over the last
+`partial_window_s` seconds, and do the one careful decode (word timestamps, small beam) on a
+`final_window_s` encoder window when the VAD closes the segment. All decodes go through one
+queue (`whisper_batch.py`): finals first, then the partials that waited longest, and partials
+of equal windows that wait at the same moment are decoded as one batch.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from callcue import metrics
 from callcue.asr.base import AsrEngine, AsrHypothesis, AsrWord, RecognizerStream
+from callcue.asr.whisper_batch import DecodeQueue
 
 #: files CTranslate2 needs to load a faster-whisper model directory
 WHISPER_REQUIRED_FILES = ("model.bin", "config.json")
@@ -73,6 +78,11 @@ class WhisperSettings:
     # encoder window of a final: 30 = Whisper's own padded window through `transcribe`;
     # shorter cuts the encoder's cost (see WhisperEngine._decode_final_window)
     final_window_s: float = 25.0
+    # most decodes of one window length run as one CTranslate2 batch (1 = never batch)
+    max_batch: int = 4
+    # a partial re-decode that waited this long for the model is dropped (shed), not run;
+    # 0 = never (measured: dropping hit the channels that had waited longest, bench/RESULTS.md)
+    partial_max_wait_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.partial_interval_s > 0:
@@ -83,9 +93,35 @@ class WhisperSettings:
             raise ValueError(f"final_window_s must be 5..30, got {self.final_window_s}")
         if not 1 <= self.final_beam_size <= 10:
             raise ValueError(f"final_beam_size must be 1..10, got {self.final_beam_size}")
+        if not 1 <= self.max_batch <= 16:
+            raise ValueError(f"max_batch must be 1..16, got {self.max_batch}")
+
+
+def _norm(word: str) -> str:
+    return word.strip(".,!?;:\"'()[]").lower()
+
+
+def agreed_prefix(a: list[str], b: list[str]) -> int:
+    """How many leading words two hypotheses share (case and punctuation aside)."""
+    n = 0
+    for x, y in zip(a, b):
+        if _norm(x) != _norm(y):
+            break
+        n += 1
+    return n
 
 
 class WhisperStream(RecognizerStream):
+    """One channel's open segment, re-decoded for partials.
+
+    Whisper rewrites its whole guess at every re-decode. Each partial says how many of its
+    leading words the previous decode agreed on (`stable_words`: the LocalAgreement-2 test of
+    whisper-streaming, Machacek et al. 2023), so a desk can draw those as settled and the rest
+    as tentative. The decodes are not forced to keep agreed words: forcing them as a decoder
+    prefix, and showing committed words ahead of each decode's tail, both made partials miss
+    words that plain re-decodes show (bench/RESULTS.md), so the text is each decode's own.
+    """
+
     partial_is_costly = True
 
     def __init__(self, engine: WhisperEngine) -> None:
@@ -93,14 +129,16 @@ class WhisperStream(RecognizerStream):
         self._rate = engine.sample_rate
         self._chunks: list[bytes] = []
         self._samples = 0
-        self._samples_at_last_partial = 0
-        self._last_partial = ""
+        self.shed_partials = 0
+        self.begin_segment()
 
     def begin_segment(self) -> None:
         self._chunks.clear()
         self._samples = 0
         self._samples_at_last_partial = 0
         self._last_partial = ""
+        self._previous: list[str] = []  # the last decode's words
+        self._waiting_since: float | None = None  # when audio no partial has covered began arriving
 
     def _audio(self, last_s: float | None = None) -> np.ndarray:
         pcm = b"".join(self._chunks)
@@ -116,14 +154,27 @@ class WhisperStream(RecognizerStream):
         if pcm:
             self._chunks.append(pcm)
             self._samples += len(pcm) // 2
+            if self._waiting_since is None:
+                self._waiting_since = time.monotonic()
         s = self._engine.settings
         due = (self._samples - self._samples_at_last_partial) >= s.partial_interval_s * self._rate
         if not (allow_partial and due) or self._samples < MIN_DECODE_S * self._rate:
             return []
-        self._samples_at_last_partial = self._samples
-        hyp = self._engine.decode(self._audio(s.partial_window_s), final=False)
-        if not hyp.text or hyp.text == self._last_partial:
+        at_last, self._samples_at_last_partial = self._samples_at_last_partial, self._samples
+        waited, self._waiting_since = self._waiting_since, None
+        if self._samples > s.partial_window_s * self._rate:
+            self._previous = []  # the window slid past the segment's start: nothing to agree with
+        hyp = self._engine.decode_partial(self._audio(s.partial_window_s), waiting_since=waited)
+        if hyp is None:  # shed by the queue: still owed, and first in line next time
+            self._samples_at_last_partial, self._waiting_since = at_last, waited
+            self.shed_partials += 1
+            metrics.SHED.labels("partial_stale").inc()
             return []
+        words = hyp.text.split()
+        if not words or hyp.text == self._last_partial:
+            return []
+        hyp.stable_words = agreed_prefix(self._previous, words)
+        self._previous = words
         self._last_partial = hyp.text
         return [hyp]
 
@@ -181,6 +232,15 @@ class WhisperEngine(AsrEngine):
 
         self._tokenizer = Tokenizer(self._model.hf_tokenizer, self._model.model.is_multilingual,
                                     task="transcribe", language=self.settings.language)
+        self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        # as many queue workers as CTranslate2 runs decodes at once: each takes a batch
+        # finals are not batched: they seldom coincide, and a batch of two 25 s windows would
+        # make the first wait for the second; partials waiting past `partial_max_wait_s` are
+        # shed (the channel asks again with newer audio)
+        self.queue = DecodeQueue({"partial": self._run_partials, "final": self._run_finals},
+                                 workers=self.num_workers, max_batch={"partial": self.settings.max_batch, "final": 1},
+                                 stale_after={"partial": self.settings.partial_max_wait_s}
+                                 if self.settings.partial_max_wait_s > 0 else None)  # fmt: skip
 
     def open_stream(self) -> WhisperStream:
         return WhisperStream(self)
@@ -191,7 +251,15 @@ class WhisperEngine(AsrEngine):
             "path": str(self.model_path),
             "cpu_threads": self.cpu_threads,
             "num_workers": self.num_workers,
+            "max_batch": self.settings.max_batch,
         }
+
+    @property
+    def stream_threads(self) -> int:
+        """Executor threads the pipeline should give Whisper channels: more than the decode
+        workers, so that channels waiting at the same moment are queued together and batched
+        instead of waiting for a free thread one by one."""
+        return 2 * self.num_workers * self.settings.max_batch if self.settings.max_batch > 1 else 0
 
     def decode(self, audio: np.ndarray, final: bool) -> AsrHypothesis:
         """Blocking decode of float32 16 kHz mono. Partials: greedy, no timestamps (cheapest);
@@ -209,7 +277,7 @@ class WhisperEngine(AsrEngine):
                 audio, beam_size=self.settings.final_beam_size, word_timestamps=True, **common
             )
         else:
-            return self._decode_partial(audio)
+            return self.decode_partial(audio) or AsrHypothesis(text="", is_final=False)
         segs = list(segments)  # the generator does the actual decoding
         text = " ".join(s.text.strip() for s in segs if s.text.strip())
         words: list[AsrWord] = []
@@ -230,37 +298,44 @@ class WhisperEngine(AsrEngine):
         return AsrHypothesis(text=text, is_final=final, words=words, confidence=confidence)
 
 
-    def _decode_partial(self, audio: np.ndarray) -> AsrHypothesis:
-        """A provisional re-decode with a short encoder window.
+    def decode_partial(self, audio: np.ndarray, waiting_since: float | None = None) -> AsrHypothesis | None:
+        """A provisional re-decode with a short encoder window, through the batch queue.
 
         Whisper's encoder is trained on 30 s windows, and `transcribe` always pads to 30 s, so
         a 2 s partial pays for 28 s of silence. CTranslate2 accepts shorter inputs: encoding
         max(audio + 1 s, `partial_min_window_s` = 10 s) cut a partial from 1138 to 352 ms for
         1.6 WER points (0.161 -> 0.177) on the 37 shared 16 kHz and telephone clips (measured
         on the shared 2-core box; 4 s and 6 s windows saved little more and cost 4-8 points).
-        Finals keep the full window, beam search and word timestamps. The token budget is
-        bounded by the audio length so a confused decoder cannot loop.
+        The window is rounded up to whole seconds so that channels share batches. The token
+        budget is bounded by the audio length so a confused decoder cannot loop. None: the
+        request waited too long in the queue and was shed.
         """
-        import ctranslate2
-
         seconds = len(audio) / self.sample_rate
-        window = min(30.0, max(seconds + 1.0, self.settings.partial_min_window_s))
+        window = min(30.0, max(math.ceil(seconds + 1.0), self.settings.partial_min_window_s))
         frames = int(window * 100)  # 10 ms hop
         feats = self._model.feature_extractor(audio, padding=self.sample_rate)
         if feats.shape[-1] < frames:
             feats = np.pad(feats, ((0, 0), (0, frames - feats.shape[-1])), constant_values=float(feats.min()))
-        feats = np.ascontiguousarray(feats[None, :, :frames], dtype=np.float32)
-        prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
-        result = self._model.model.generate(
-            ctranslate2.StorageView.from_array(feats), [prompt], beam_size=1,
-            max_length=len(prompt) + int(seconds * 6) + 8, return_scores=True, suppress_blank=True,
-        )[0]
-        ids = [i for i in result.sequences_ids[0] if i < self._tokenizer.eot]
-        text = self._tokenizer.decode(ids).strip()
-        score = result.scores[0] if result.scores else 0.0
-        confidence = math.exp(score) if score <= 0 else 0.0
-        return AsrHypothesis(text=text, is_final=False, words=[], confidence=confidence)
+        feats = np.ascontiguousarray(feats[:, :frames], dtype=np.float32)
+        prompt = self._prompt
+        budget = len(prompt) + int(seconds * 6) + 8
+        return self.queue.run("partial", feats.shape, (feats, prompt, budget), waiting_since)
 
+    def _run_partials(self, jobs: Sequence[tuple[np.ndarray, list[int], int]]) -> list[AsrHypothesis]:
+        import ctranslate2
+
+        feats = np.ascontiguousarray(np.stack([f for f, _, _ in jobs]), dtype=np.float32)
+        results = self._model.model.generate(
+            ctranslate2.StorageView.from_array(feats), [p for _, p, _ in jobs], beam_size=1,
+            max_length=max(b for _, _, b in jobs), return_scores=True, suppress_blank=True,
+        )  # fmt: skip
+        out = []
+        for (_, _, budget), result in zip(jobs, results):
+            ids = [i for i in result.sequences_ids[0][: budget - len(self._prompt)] if i < self._tokenizer.eot]
+            score = result.scores[0] if result.scores else 0.0
+            confidence = math.exp(score) if score <= 0 else 0.0
+            out.append(AsrHypothesis(text=self._tokenizer.decode(ids).strip(), is_final=False, confidence=confidence))
+        return out
 
     def _decode_final_window(self, audio: np.ndarray) -> AsrHypothesis:
         """A final on a shorter encoder window, with word times from the cross-attention
@@ -272,11 +347,7 @@ class WhisperEngine(AsrEngine):
         words `transcribe` gets right); the token budget is bounded by the audio length so a
         short window cannot loop on itself.
         """
-        import ctranslate2
-        from faster_whisper.transcribe import merge_punctuations
-
-        sr = self.sample_rate
-        seconds = len(audio) / sr
+        seconds = len(audio) / self.sample_rate
         window = min(30.0, max(seconds + 1.0, self.settings.final_window_s))
         frames = int(window * 100)  # 10 ms hop
         # the log-mel of the segment, then zeros up to the window: what `transcribe` feeds the
@@ -285,17 +356,34 @@ class WhisperEngine(AsrEngine):
         mel = self._model.feature_extractor(audio)
         feats = np.zeros((mel.shape[0], frames), dtype=np.float32)
         feats[:, : min(frames, mel.shape[1])] = mel[:, :frames]
-        enc = self._model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(feats[None], dtype=np.float32)))
-        prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
-        result = self._model.model.generate(
-            enc, [prompt], beam_size=self.settings.final_beam_size, max_length=len(prompt) + int(seconds * 8) + 10,
-            return_scores=True, suppress_blank=True,
-        )[0]
-        ids = [i for i in result.sequences_ids[0] if i < self._tokenizer.eot]
-        text = self._tokenizer.decode(ids).strip()
-        words: list[AsrWord] = []
-        if ids:
-            alignment = self._model.find_alignment(self._tokenizer, [ids], enc, int(seconds * 100))[0]
+        return self.queue.run("final", feats.shape, (feats, seconds))
+
+    def _run_finals(self, jobs: Sequence[tuple[np.ndarray, float]]) -> list[AsrHypothesis]:
+        import ctranslate2
+        from faster_whisper.transcribe import merge_punctuations
+
+        enc = self._model.model.encode(ctranslate2.StorageView.from_array(
+            np.ascontiguousarray(np.stack([f for f, _ in jobs]), dtype=np.float32)))  # fmt: skip
+        results = self._model.model.generate(
+            enc, [self._prompt] * len(jobs), beam_size=self.settings.final_beam_size,
+            max_length=len(self._prompt) + int(max(s for _, s in jobs) * 8) + 10, return_scores=True, suppress_blank=True,
+        )  # fmt: skip
+        token_ids = []
+        for (_, seconds), result in zip(jobs, results):
+            budget = int(seconds * 8) + 10
+            token_ids.append([i for i in result.sequences_ids[0][:budget] if i < self._tokenizer.eot])
+        spoken = [k for k, ids in enumerate(token_ids) if ids]
+        alignments: dict[int, list[dict]] = {}
+        if spoken:
+            sub = enc if len(spoken) == len(jobs) else ctranslate2.StorageView.from_array(
+                np.ascontiguousarray(np.asarray(enc)[spoken]))  # fmt: skip
+            found = self._model.find_alignment(self._tokenizer, [token_ids[k] for k in spoken], sub,
+                                               [int(jobs[k][1] * 100) for k in spoken])  # fmt: skip
+            alignments = dict(zip(spoken, found))
+        out = []
+        for k, ((_, seconds), result) in enumerate(zip(jobs, results)):
+            words: list[AsrWord] = []
+            alignment = alignments.get(k, [])
             merge_punctuations(alignment, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、")
             for w in alignment:
                 t = str(w["word"]).strip()
@@ -304,12 +392,14 @@ class WhisperEngine(AsrEngine):
                 start = min(max(0.0, float(w["start"])), seconds)
                 words.append(AsrWord(text=t, start=start, end=min(max(start, float(w["end"])), seconds),
                                      conf=float(w["probability"])))  # fmt: skip
-        if words:
-            confidence = sum(w.conf for w in words) / len(words)
-        else:
-            score = result.scores[0] if result.scores else 0.0
-            confidence = math.exp(score) if ids and score <= 0 else 0.0
-        return AsrHypothesis(text=text, is_final=True, words=words, confidence=confidence)
+            if words:
+                confidence = sum(w.conf for w in words) / len(words)
+            else:
+                score = result.scores[0] if result.scores else 0.0
+                confidence = math.exp(score) if token_ids[k] and score <= 0 else 0.0
+            out.append(AsrHypothesis(text=self._tokenizer.decode(token_ids[k]).strip(), is_final=True, words=words,
+                                     confidence=confidence))  # fmt: skip
+        return out
 
 
 def _model_name(path: Path) -> str:

@@ -269,6 +269,7 @@ class ChannelPipeline:
                 words=words,
                 confidence=hyp.confidence,
                 engine=self.engine.name,
+                stable_words=0 if final else hyp.stable_words,
                 audio_received_at=arrived,
             )
         )
