@@ -28,6 +28,8 @@ class ServerConfig(_Strict):
     max_calls: int = Field(200, ge=1)
     # /readyz says 503 (send new calls elsewhere) while any channel's recognizer is this far behind
     ready_max_backlog_s: float = Field(2.0, gt=0, le=600)
+    # an ended call stays listed on desks and can be opened (replayed) this long after it ended
+    ended_call_visible_s: float = Field(8 * 3600, ge=0)
     serve_client: bool = True
     # browser pages on these origins may open /ws/agent besides the server's own origin
     allowed_origins: list[str] = Field(default_factory=list)

@@ -188,7 +188,8 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
     failures = FailureLimiter(settings.auth.max_failures_per_minute)
     agents = AgentGateway(auth=auth, hub=hub, access=access, rejected=sink.rejection,
                           supervisor_handler=supervisor.handle_supervisor_message, failures=failures,
-                          allowed_origins=tuple(settings.server.allowed_origins))  # fmt: skip
+                          allowed_origins=tuple(settings.server.allowed_origins),
+                          ended_call_visible_s=settings.server.ended_call_visible_s)  # fmt: skip
     wcfg = settings.platforms.webrtc
     webrtc = WebRTCSessions(calls, sink.rejection, ice_servers=wcfg.ice_servers, idle_timeout_s=settings.platforms.idle_timeout_s,
                             max_sessions=wcfg.max_streams or settings.server.max_calls)  # fmt: skip

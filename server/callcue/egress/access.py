@@ -21,6 +21,10 @@ class CallReader(Protocol):
     async def call_agent(self, call_id: str) -> str | None | bool: ...
     async def hint_call(self, hint_id: str) -> tuple[str, str | None] | None: ...
     async def call_record(self, call_id: str) -> dict[str, Any]: ...
+    async def events_after(self, call_id: str, after: int, audiences: tuple[str, ...],
+                           limit: int = 1000) -> list[dict[str, Any]]: ...  # fmt: skip
+    async def ended_calls(self, since: float) -> list[dict[str, Any]]: ...
+    async def call_ended_at(self, call_id: str) -> float | None: ...
 
 
 class CallAccess:
@@ -38,6 +42,20 @@ class CallAccess:
         remote = getattr(self.sink, "remote_calls", lambda: {})()
         return here + [info for cid, info in remote.items()
                        if cid not in self.calls.calls and principal.may_see(info.get("agent_id"))]
+
+    async def recent_calls(self, principal: Principal, since: float) -> list[dict[str, Any]]:
+        """Calls this principal may see that ended at or after `since`, newest first."""
+        live = set(self.calls.calls)
+        return [c for c in await self.store.ended_calls(since)
+                if c["call_id"] not in live and principal.may_see(c.get("agent_id"))]  # fmt: skip
+
+    async def call_ended_at(self, call_id: str) -> float | None:
+        if call_id in self.calls.calls:
+            return None
+        return await self.store.call_ended_at(call_id)
+
+    async def read_events(self, call_id: str, after: int, audiences: tuple[str, ...], limit: int) -> list[dict[str, Any]]:
+        return await self.store.events_after(call_id, after, audiences, limit)
 
     async def call_agent(self, call_id: str) -> str | None | bool:
         """The call's agent, None if it has none, False if there is no such call. The stored

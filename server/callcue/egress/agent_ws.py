@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from callcue.auth import Authenticator, FailureLimiter
 from callcue.egress.access import CallAccess, SupervisorHandler
 from callcue.egress.hub import Hub, Subscriber
+from callcue.egress.replay import replay
 from callcue.egress.serializers import SerializerError, choose
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class AgentGateway:
     supervisor_handler: SupervisorHandler | None = None
     failures: FailureLimiter | None = None
     allowed_origins: tuple[str, ...] = ()
+    #: ended calls stay listed and openable this long
+    ended_call_visible_s: float = 8 * 3600
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
@@ -124,19 +127,10 @@ async def handle_client_message(gw: AgentGateway, sub: Subscriber, req: dict[str
         return ev
 
     if kind == "subscribe":
-        call_id = req.get("call_id", "*")
-        if call_id == "*":
-            sub.all_calls = True
-            return reply({"type": "subscribed", "call_id": "*", "active_calls": gw.access.visible_calls(sub.principal)})
-        if not isinstance(call_id, str) or not call_id:
-            return reply({"type": "error", "code": "bad_request", "message": "call_id must be a non-empty string or '*'"})
-        agent = await gw.access.call_agent(call_id)
-        if agent is False:
-            return reply({"type": "error", "code": "unknown_call", "message": f"no call {call_id!r}"})
-        if not sub.principal.may_see(agent):
-            return reply({"type": "error", "code": "forbidden", "message": f"not allowed to see call {call_id!r}"})
-        sub.calls.add(call_id)
-        return reply({"type": "subscribed", "call_id": call_id})
+        try:
+            return reply(await _subscribe(gw, sub, req))
+        except ValueError as e:
+            return reply({"type": "error", "code": "bad_request", "message": str(e)})
     if kind == "unsubscribe":
         call_id = req.get("call_id", "*")
         if not isinstance(call_id, str) or not call_id:
@@ -154,6 +148,63 @@ async def handle_client_message(gw: AgentGateway, sub: Subscriber, req: dict[str
     if sub.principal.role == "supervisor" and gw.supervisor_handler is not None:
         return reply(await gw.supervisor_handler(sub.principal, req))
     return reply({"type": "error", "code": "unknown_type", "message": f"unknown message type {kind!r}"})
+
+
+def _cursor(v: Any, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"{what} must be a non-negative integer event number")
+    return v
+
+
+async def _subscribe(gw: AgentGateway, sub: Subscriber, req: dict[str, Any]) -> dict[str, Any]:
+    """Start watching one call or all of them, replaying what the client lacks first.
+
+    One call: its stored events after `since` (default: all of them; `history: false`:
+    none). "*": with `since` (a reconnect: {call_id: last seq}) the named calls after their
+    numbers, and every other live call, or call that ended after `since_time`, from the
+    start; with `history: true` every live call from the start; else nothing.
+    """
+    call_id = req.get("call_id", "*")
+    history = req.get("history")
+    if history is not None and not isinstance(history, bool):
+        raise ValueError("history must be true or false")
+    since = req.get("since")
+    read = gw.access.read_events
+    now = time.time()
+    if call_id == "*":
+        if since is not None and (not isinstance(since, dict) or len(since) > 5000):
+            raise ValueError("since must map call ids to event numbers (at most 5000)")
+        cursors = {str(k): _cursor(v, f"since[{k!r}]") for k, v in (since or {}).items()}
+        since_time = req.get("since_time") or 0
+        if not isinstance(since_time, (int, float)) or isinstance(since_time, bool):
+            raise ValueError("since_time must be a unix time")
+        sub.all_calls = True
+        active = gw.access.visible_calls(sub.principal)
+        recent = await gw.access.recent_calls(sub.principal, now - gw.ended_call_visible_s)
+        targets: dict[str, int] = {}
+        if since is not None or history:
+            targets = {c["call_id"]: cursors.get(c["call_id"], 0) for c in active}
+            for c in recent:
+                if c["call_id"] in cursors or (since is not None and since_time and (c.get("ended_at") or 0) >= since_time):
+                    targets[c["call_id"]] = cursors.get(c["call_id"], 0)
+        replayed = {cid: await replay(sub, cid, after, read) for cid, after in targets.items()}
+        return {"type": "subscribed", "call_id": "*", "active_calls": active, "recent_calls": recent,
+                "replayed": replayed}  # fmt: skip
+    if not isinstance(call_id, str) or not call_id:
+        raise ValueError("call_id must be a non-empty string or '*'")
+    agent = await gw.access.call_agent(call_id)
+    if agent is False:
+        return {"type": "error", "code": "unknown_call", "message": f"no call {call_id!r}"}
+    if not sub.principal.may_see(agent):
+        return {"type": "error", "code": "forbidden", "message": f"not allowed to see call {call_id!r}"}
+    ended = await gw.access.call_ended_at(call_id)
+    if ended is not None and ended < now - gw.ended_call_visible_s:
+        return {"type": "error", "code": "expired",
+                "message": f"call {call_id!r} ended more than {gw.ended_call_visible_s:.0f} s ago; its record is in the call REST API"}
+    after = _cursor(since, "since") if since is not None else 0
+    sub.calls.add(call_id)
+    n = await replay(sub, call_id, after, read) if since is not None or history is not False else 0
+    return {"type": "subscribed", "call_id": call_id, "ended": ended is not None, "replayed": {call_id: n}}
 
 
 async def _send(ws: WebSocket, ser: Any, event: dict[str, Any]) -> None:

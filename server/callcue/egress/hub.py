@@ -27,6 +27,8 @@ class Subscriber:
     all_calls: bool = False  # "*": every call this principal may see
     queue: asyncio.Queue[dict[str, Any] | None] = field(init=False)
     overflowed: bool = False
+    #: calls whose stored events are being replayed to this subscriber: live ones wait here
+    holding: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.queue_size)
@@ -74,9 +76,11 @@ class Hub:
     def knows(self, call_id: str) -> bool:
         return call_id in self._call_agents
 
-    def publish(self, call_id: str, event: dict[str, Any]) -> int:
-        """Queue `event` for every subscriber allowed and wanting to see `call_id`."""
-        agent_id = self._call_agents.get(call_id)
+    def publish(self, call_id: str, event: dict[str, Any], agent_id: Any = ...) -> int:
+        """Queue `event` for every subscriber allowed and wanting to see `call_id` (whose
+        agent is `agent_id` when given: a call's last events go out after it let go)."""
+        if agent_id is ...:
+            agent_id = self._call_agents.get(call_id)
         if self.forward is not None:
             self.forward(call_id, agent_id, event, False)
         return self._publish_here(call_id, agent_id, event)
@@ -97,7 +101,7 @@ class Hub:
         n = 0
         for sub in list(self._subs):
             if sub.wants(call_id, agent_id):
-                n += self._offer(sub, event)
+                n += self._offer(sub, event, call_id)
         metrics.EVENTS_OUT.labels(str(event.get("type", "?"))).inc(n)
         return n
 
@@ -110,13 +114,17 @@ class Hub:
         n = 0
         for sub in list(self._subs):
             if sub.principal.role == "supervisor":
-                n += self._offer(sub, event)
+                n += self._offer(sub, event, event.get("call_id"))
         metrics.EVENTS_OUT.labels(str(event.get("type", "?"))).inc(n)
         return n
 
-    def _offer(self, sub: Subscriber, event: dict[str, Any]) -> int:
+    def _offer(self, sub: Subscriber, event: dict[str, Any], call_id: Any = None) -> int:
         if sub.overflowed:
             return 0
+        held = sub.holding.get(call_id) if isinstance(call_id, str) else None
+        if held is not None:  # its replay is being read: live events wait behind it
+            held.append(event)
+            return 1
         try:
             sub.queue.put_nowait(event)
             return 1

@@ -19,6 +19,7 @@ from callcue import metrics
 from callcue.audit.entries import AuditEntry
 from callcue.audit.log import AuditLog
 from callcue.events import Hint, Signal, Transcript
+from callcue.pipeline.sequencer import Sequencer
 from callcue.platforms.base import CallStart
 from callcue.store.calls import CallStore
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 class Fanout(Protocol):
     """Client fan-out (egress/hub.py implements it); publishing never awaits a client."""
 
-    def publish(self, call_id: str, event: dict[str, Any]) -> int: ...
+    def publish(self, call_id: str, event: dict[str, Any], agent_id: Any = ...) -> int: ...
     def publish_supervisors(self, event: dict[str, Any]) -> int: ...
     def call_opened(self, call_id: str, agent_id: str | None) -> None: ...
     def call_closed(self, call_id: str) -> None: ...
@@ -45,11 +46,17 @@ class Sink:
         #: called with every stored final, masked as clients see it (a platform that takes
         #: transcripts back, AudioHook's transcript events, is one)
         self.final_listeners: list[Callable[[Transcript], None]] = []
+        #: numbers, stores and sends (in order, once stored) every event of a live call
+        self.events = Sequencer(store.event, self._send)
 
     # ---------------------------------------------------------------- call lifecycle
     async def resume_point(self, call_id: str) -> dict[str, Any] | None:
-        """Where a known call left off (a read, so a reconnect can continue it)."""
-        return await self._store.resume_point(call_id)
+        """Where a known call left off (a read, so a reconnect can continue it); its events'
+        numbering goes on from there."""
+        point = await self._store.resume_point(call_id)
+        if point is not None:
+            self.events.resume(call_id, int(point.get("last_seq") or 0))
+        return point
 
     def call_opened(self, start: CallStart, info: dict[str, Any], latest_audio: Callable[[], float],
                     reopened: bool = False) -> None:  # fmt: skip
@@ -61,11 +68,11 @@ class Sink:
             self._store.call_started(start.call_id, start.agent_id, start.platform, start.encoding,
                                      start.sample_rate, list(start.channels), start.metadata)  # fmt: skip
         self._fanout.call_opened(start.call_id, start.agent_id)
-        self._fanout.publish(start.call_id, {"type": "call_started", **info})
+        self._emit(start.call_id, {"type": "call_started", **info})
 
     def call_closed(self, call_id: str, reason: str) -> None:
         self._store.call_ended(call_id, reason)
-        self._fanout.publish(call_id, {"type": "call_ended", "call_id": call_id, "reason": reason})
+        self._emit(call_id, {"type": "call_ended", "call_id": call_id, "reason": reason})
         self.call_released(call_id)
 
     def call_released(self, call_id: str) -> None:
@@ -74,15 +81,38 @@ class Sink:
         self._fanout.call_closed(call_id)
         self._latest_audio.pop(call_id, None)
         self._agents.pop(call_id, None)
+        self.events.forget(call_id)
+
+    def _emit(self, call_id: str, event: dict[str, Any], audience: str = "call",
+              also_stored: Any = None, record: dict[str, Any] | None = None) -> Any:  # fmt: skip
+        """A live call's event: numbered and stored, then sent (to the agent the call had when
+        it was emitted, so a call_ended still reaches its desk after the call let go)."""
+        event.setdefault("call_id", call_id)
+        return self.events.emit(call_id, event, audience, also_stored, route=self._agents.get(call_id), record=record)
+
+    def _send(self, call_id: str, audience: str, agent_id: str | None, event: dict[str, Any]) -> None:
+        if audience == "supervisors":
+            self._fanout.publish_supervisors(event)
+        else:
+            self._fanout.publish(call_id, event, agent_id)
 
     # ---------------------------------------------------------------- what a call produces
     async def transcript(self, t: Transcript) -> None:
         """Durable, then sent: a final reaches a screen only once its row is committed, so
         what a client was shown survives a crash (partials are not stored, so not awaited)."""
-        stored = self._store.transcript(t)
-        if stored is not None:
-            await stored
-        self._fanout.publish(t.call_id, t.to_dict())
+        if not t.is_final:  # partials: at once, unnumbered, unstored
+            self._fanout.publish(t.call_id, t.to_dict())
+        elif t.call_id not in self._agents:  # a call no longer live here: stored, then sent unnumbered
+            stored = self._store.transcript(t)
+            if stored is not None:
+                await stored
+            self._fanout.publish(t.call_id, t.to_dict())
+        else:
+            stored = self._store.transcript(t)
+            event = t.to_dict()
+            # storage paused: the text was shown, not kept; a replay says so instead
+            record = None if stored is not None else {**event, "text": "", "words": [], "storage_paused": True}
+            await self._emit(t.call_id, event, also_stored=stored, record=record)
         if t.is_final:
             for listener in self.final_listeners:
                 listener(t)
@@ -90,8 +120,11 @@ class Sink:
             max(0.0, time.time() - t.audio_received_at))
 
     async def signal(self, s: Signal) -> None:
-        await self._store.signal(s)
-        self._fanout.publish(s.call_id, s.to_dict())
+        if s.call_id in self._agents:
+            await self._emit(s.call_id, s.to_dict(), also_stored=self._store.signal(s))
+        else:
+            await self._store.signal(s)
+            self._fanout.publish(s.call_id, s.to_dict())
 
     async def hint(self, h: Hint) -> None:
         """Committed before it is published, so feedback on a hint the agent sees finds its
@@ -99,8 +132,11 @@ class Sink:
         if not h.audio_received_at:
             latest = self._latest_audio.get(h.call_id)
             h.audio_received_at = latest() if latest is not None else 0.0
-        await self._store.hint(h)
-        self._fanout.publish(h.call_id, h.to_dict())
+        if h.call_id in self._agents:
+            await self._emit(h.call_id, h.to_dict(), also_stored=self._store.hint(h))
+        else:
+            await self._store.hint(h)
+            self._fanout.publish(h.call_id, h.to_dict())
         if h.audio_received_at:
             metrics.STAGE_LATENCY.labels("hint").observe(max(0.0, time.time() - h.audio_received_at))
 
@@ -113,11 +149,20 @@ class Sink:
         self.event(call_id, event)
 
     async def to_supervisors(self, event: dict[str, Any]) -> None:
-        self._fanout.publish_supervisors(event)
+        """Supervisor events of a live call (approval requests, action updates, alerts) are
+        numbered with the call's, so a console opened late is replayed them too."""
+        call_id = event.get("call_id")
+        if isinstance(call_id, str) and call_id in self._agents:
+            await self._emit(call_id, event, audience="supervisors")
+        else:
+            self._fanout.publish_supervisors(event)
 
     def event(self, call_id: str, event: dict[str, Any]) -> None:
         """An event for whoever watches the call (DTMF, call controls, retractions)."""
-        self._fanout.publish(call_id, event)
+        if call_id in self._agents:
+            self._emit(call_id, event)
+        else:
+            self._fanout.publish(call_id, event)
 
     # ---------------------------------------------------------------- audit trail
     async def append(self, kind: str, **fields: Any) -> AuditEntry:

@@ -60,6 +60,15 @@ class CallStore:
 
     async def open(self) -> None:
         await self.db.migrate("calls_v1", _schema(self.db))
+        real = "DOUBLE PRECISION" if self.db.dialect == "postgresql" else "REAL"
+        await self.db.migrate("call_events_v1", [
+            # what each watcher of a call was sent, in order: late joiners and reconnecting
+            # clients are replayed from here (seq is per call, gaps allowed)
+            f"""CREATE TABLE IF NOT EXISTS call_events (
+                call_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, audience TEXT NOT NULL,
+                body TEXT NOT NULL, created_at {real}, PRIMARY KEY (call_id, seq))""",
+            "CREATE INDEX IF NOT EXISTS calls_ended ON calls(ended_at)",
+        ])  # fmt: skip
         closed = await self.close_abandoned()
         if closed:
             log.warning("closed %d call(s) a previous run left open", closed)
@@ -172,7 +181,9 @@ class CallStore:
         rows = await self.db.fetchall(
             "SELECT channel, MAX(end_s) AS end_s, MAX(segment_id) AS seg FROM transcripts WHERE call_id = ? GROUP BY channel",
             (call_id,))
+        seq = await self.db.fetchone("SELECT MAX(seq) AS seq FROM call_events WHERE call_id = ?", (call_id,))
         return {"agent_id": call["agent_id"], "ended": call["ended_at"] is not None,
+                "last_seq": int((seq or {}).get("seq") or 0),
                 "channels": {r["channel"]: (float(r["end_s"] or 0.0), int(r["seg"] or 0)) for r in rows}}
 
     async def close_abandoned(self, reason: str = "server_restart") -> int:
@@ -230,6 +241,13 @@ class CallStore:
              json.dumps(h.signal_ids), json.dumps(h.attrs, default=str), h.emitted_at),
         )
 
+    def event(self, call_id: str, seq: int, kind: str, audience: str, body: dict[str, Any]) -> asyncio.Future[None]:
+        """One event as its watchers were sent it; await the result before sending it."""
+        return self._put(
+            "INSERT INTO call_events (call_id, seq, kind, audience, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (call_id, seq, kind, audience, json.dumps(body, default=str), time.time()),
+        )
+
     def rejection(self, platform: str, call_id: str | None, code: int, reason: str) -> None:
         self._put(
             "INSERT INTO ingress_rejections (platform, call_id, close_code, reason, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -256,6 +274,27 @@ class CallStore:
         """The call's agent id, None when it has none, False when there is no such call."""
         row = await self.db.fetchone("SELECT agent_id FROM calls WHERE call_id = ?", (call_id,))
         return False if row is None else row["agent_id"]
+
+    async def events_after(self, call_id: str, after: int, audiences: tuple[str, ...], limit: int = 1000) -> list[dict[str, Any]]:
+        """The call's stored events with seq above `after`, oldest first, for these audiences."""
+        await self.flush()
+        marks = ", ".join("?" for _ in audiences)
+        rows = await self.db.fetchall(
+            f"SELECT body FROM call_events WHERE call_id = ? AND seq > ? AND audience IN ({marks}) ORDER BY seq LIMIT ?",
+            (call_id, after, *audiences, limit))
+        return [json.loads(r["body"]) for r in rows]
+
+    async def ended_calls(self, since: float) -> list[dict[str, Any]]:
+        """Calls that ended at or after `since`, newest first: what a desk still lists."""
+        rows = await self.db.fetchall(
+            "SELECT call_id, agent_id, platform, channels, metadata, started_at, ended_at, end_reason FROM calls "
+            "WHERE ended_at IS NOT NULL AND ended_at >= ? ORDER BY ended_at DESC LIMIT 500", (since,))
+        return [{**r, "channels": json.loads(r["channels"] or "[]"), "metadata": json.loads(r["metadata"] or "{}")}
+                for r in rows]  # fmt: skip
+
+    async def call_ended_at(self, call_id: str) -> float | None:
+        row = await self.db.fetchone("SELECT ended_at FROM calls WHERE call_id = ?", (call_id,))
+        return None if row is None or row["ended_at"] is None else float(row["ended_at"])
 
     async def call_record(self, call_id: str) -> dict[str, Any]:
         await self.flush()
