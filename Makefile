@@ -14,7 +14,7 @@ $(BIN)/callcue: pyproject.toml
 install: $(BIN)/callcue
 
 demo: install
-	$(BIN)/callcue demo
+	$(BIN)/callcue demo --serve
 
 serve: install
 	$(BIN)/callcue serve

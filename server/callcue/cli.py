@@ -79,18 +79,54 @@ def demo(speed: float = typer.Option(1.0, help="playback speed of the demo call"
          partials: bool = typer.Option(True, help="print partial transcripts"),
          wav: Optional[Path] = typer.Option(None, help="another call to play instead of the shipped demo"),
          port: Optional[int] = typer.Option(None, help="port (default: from config)"),
-         serve_after: bool = typer.Option(False, "--serve", help="keep the server running after the demo"),
+         serve_after: bool = typer.Option(True, "--serve/--no-serve",
+                                          help="keep the server running after the demo call (Ctrl-C stops it)"),
          config: Optional[Path] = ConfigOpt) -> None:
-    """Start the server and play the shipped demo call into it as Twilio would."""
+    """Start the server, play the shipped demo call into it as Twilio would, and keep serving."""
     from callcue.clients.demo import demo as run
 
     s = _settings(config)
     if port is not None:
         s.server.port = port
     _logging(s, quiet=True)
-    events = asyncio.run(run(s, wav=wav, speed=speed, show_partials=partials, keep_serving=serve_after))
+    try:
+        events = asyncio.run(run(s, wav=wav, speed=speed, show_partials=partials, keep_serving=serve_after))
+    except KeyboardInterrupt:
+        typer.echo("\nstopped")
+        return
     if not any(e.get("type") == "hint" for e in events):
         typer.echo("warning: the demo produced no hint", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def play(wav: Path = typer.Argument(..., exists=True, dir_okay=False, help="16-bit WAV; mono = customer, stereo = customer left / agent right"),
+         url: str = typer.Option("http://127.0.0.1:8080", help="the running server's base URL"),
+         speed: float = typer.Option(1.0, help="playback speed; 1 = real time"),
+         call_id: Optional[str] = typer.Option(None, help="the call's id (Twilio CallSid); default: a new one"),
+         agent: str = typer.Option("agent-1", help="agent the call is for (Twilio customParameters agent_id)"),
+         partials: bool = typer.Option(True, help="print partial transcripts"),
+         config: Optional[Path] = ConfigOpt) -> None:
+    """Play a recording into a running server as a Twilio Media Stream and print what the desk is sent.
+
+    Tokens: $CALLCUE_AGENT_TOKEN and $CALLCUE_TWILIO_AUTH_TOKEN, else the demo ones in the config."""
+    import os
+
+    from callcue.clients.demo import agent_token
+    from callcue.clients.play import play as run
+
+    if speed <= 0:
+        typer.echo("error: --speed must be above 0", err=True)
+        raise typer.Exit(2)
+    s = _settings(config)
+    desk = os.environ.get("CALLCUE_AGENT_TOKEN") or agent_token(s, agent)
+    twilio = os.environ.get("CALLCUE_TWILIO_AUTH_TOKEN") or next(iter(s.platforms.twilio.auth_tokens), "")
+    try:
+        events = asyncio.run(run(wav, url, desk, twilio, speed=speed, agent_id=agent, call_id=call_id, show_partials=partials))
+    except (OSError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    if not any(e.get("type") == "call_ended" for e in events):
         raise typer.Exit(1)
 
 

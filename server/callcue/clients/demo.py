@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -62,16 +63,31 @@ def agent_token(settings: Settings, user_id: str = "agent-1") -> str:
     raise RuntimeError(f"config has no token for {user_id!r}; add one under [[auth.tokens]]")
 
 
+def supervisor_token(settings: Settings) -> str | None:
+    return next((t.token for t in settings.auth.tokens if t.role == "supervisor"), None)
+
+
+def page_urls(settings: Settings) -> list[str]:
+    """The two pages with the demo tokens in the fragment (it never leaves the browser)."""
+    root = f"http://{settings.server.host}:{settings.server.port}/agent"
+    lines = [f"Agent desktop:      {root}/agent.html#token={agent_token(settings)}"]
+    sup = supervisor_token(settings)
+    if sup:
+        lines.append(f"Supervisor console: {root}/supervisor.html#token={sup}")
+    return lines
+
+
 async def demo(settings: Settings, wav: Path | None = None, speed: float = 1.0, show_partials: bool = True,
                out: Callable[[str], None] = print, keep_serving: bool = False) -> list[dict]:
     wav = wav or demo_call_path()
     audio = read_call_audio(wav)
-    printer = EventPrinter(out, show_partials)
+    printer = EventPrinter(out, show_partials, speed=speed)
     events = printer.events
     async with running_server(settings) as (base, app):
         rt = app.state.runtime.get()
         out(f"CallCue serving on http://{settings.server.host}:{settings.server.port}  (ASR: {rt.asr_note})")
-        out(f"Agent desktop: http://{settings.server.host}:{settings.server.port}/agent/agent.html#token={agent_token(settings)}")
+        for line in page_urls(settings):
+            out(line)
         out(f"Playing {wav.name} ({audio.duration:.0f} s) as a Twilio Media Stream at {speed:g}x ...\n")
         headers = {"Authorization": f"Bearer {agent_token(settings)}"}
         async with connect(f"{base}/ws/agent", additional_headers=headers, subprotocols=["callcue.v1.json"]) as agent:
@@ -85,12 +101,17 @@ async def demo(settings: Settings, wav: Path | None = None, speed: float = 1.0, 
             listener = asyncio.create_task(listen())
             tokens = settings.platforms.twilio.auth_tokens
             async with connect_twilio(f"{base}/ws/twilio", tokens[0] if tokens else "") as tw:
+                printer.started_at = time.time()
                 await stream_call(tw, audio, TwilioMessages(agent_id="agent-1"), speed=speed)
             await asyncio.wait_for(listener, timeout=60)
+            printer.close()
         hints = [e for e in events if e.get("type") == "hint"]
         finals = [e for e in events if e.get("type") == "transcript" and e.get("is_final")]
         out(f"\nDemo finished: {len(finals)} final transcript segments, {len(hints)} hints.")
         if keep_serving:
-            out("Server still running; Ctrl-C to stop.")
+            out("\nThe server keeps running: open the pages above (the call stays listed and opens with its "
+                "history); play more calls with\n"
+                f"  callcue play FILE.wav --url http://{settings.server.host}:{settings.server.port}\n"
+                "Ctrl-C stops the server.")
             await asyncio.Event().wait()
     return events

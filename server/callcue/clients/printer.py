@@ -1,9 +1,23 @@
-"""Human-readable rendering of the agent event stream, for `replay` and `demo`."""
+"""Human-readable rendering of the agent event stream, for `demo`, `play` and `replay`.
+
+Every line starts with where in the call it happened (mm:ss.s on the call's clock), and lines
+come out in that order: the two channels' recognizers and the detectors finish at slightly
+different moments, so lines wait in a short buffer (`hold_s` of call time) and leave it
+sorted; the call's end flushes it.
+"""
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import time
 from collections.abc import Callable
 from typing import Any
+
+
+def fmt_clock(t: float) -> str:
+    t = max(0.0, t)
+    return f"{int(t // 60):02d}:{t % 60:04.1f}"
 
 
 def format_event(ev: dict[str, Any], show_partials: bool = True) -> str | None:
@@ -21,7 +35,7 @@ def format_event(ev: dict[str, Any], show_partials: bool = True) -> str | None:
     if kind == "hint":
         lines = [f"{'':19} >>> HINT [{ev['severity']}] {ev['title']}: {ev['body']}"]
         if ev.get("suggested_reply"):
-            lines.append(f"{'':23} say: \"{ev['suggested_reply']}\"")
+            lines.append(f"{'':19}     say: \"{ev['suggested_reply']}\"")
         return "\n".join(lines)
     if kind in ("call_started", "call_ended"):
         return f"--- {kind.replace('_', ' ')}: {ev.get('call_id')} {ev.get('reason', '')}".rstrip()
@@ -35,16 +49,47 @@ def format_event(ev: dict[str, Any], show_partials: bool = True) -> str | None:
 
 
 class EventPrinter:
-    """Collects a call's events and prints each as it arrives; `feed` says when the call ended."""
+    """Collects a call's events and prints each, stamped and in call-time order; `feed` says
+    when the call ended. `started_at`: wall time the call's audio started (default: when the
+    first event came), `speed`: how much faster than real time it is played."""
 
-    def __init__(self, out: Callable[[str], None], show_partials: bool = True) -> None:
+    def __init__(self, out: Callable[[str], None], show_partials: bool = True, speed: float = 1.0,
+                 hold_s: float = 1.5) -> None:  # fmt: skip
         self.out = out
         self.show_partials = show_partials
+        self.speed = speed if speed > 0 else 1.0
+        self.hold_s = hold_s
+        self.started_at: float | None = None
         self.events: list[dict[str, Any]] = []
+        self._held: list[tuple[float, int, str]] = []
+        self._order = itertools.count()
+        self._latest = 0.0
+
+    def call_time(self, ev: dict[str, Any]) -> float:
+        """Where in the call `ev` happened: a transcript's audio end, else when it was made."""
+        if ev.get("type") == "transcript" and isinstance(ev.get("end"), (int, float)):
+            return float(ev["end"])
+        if self.started_at is None:
+            self.started_at = time.time()
+        made = ev.get("emitted_at") if isinstance(ev.get("emitted_at"), (int, float)) else time.time()
+        return max(0.0, (float(made) - self.started_at) * self.speed)
 
     def feed(self, ev: dict[str, Any]) -> bool:
         self.events.append(ev)
         line = format_event(ev, self.show_partials)
+        ended = ev.get("type") == "call_ended"
         if line:
-            self.out(line)
-        return ev.get("type") == "call_ended"
+            t = self.call_time(ev) if not ended else max(self._latest, self.call_time(ev))
+            self._latest = max(self._latest, t)
+            stamp = f"{fmt_clock(t)} "
+            heapq.heappush(self._held, (t, next(self._order), "\n".join(stamp + ln if i == 0 else " " * len(stamp) + ln
+                                                                        for i, ln in enumerate(line.split("\n")))))
+        self._flush(everything=ended)
+        return ended
+
+    def _flush(self, everything: bool = False) -> None:
+        while self._held and (everything or self._held[0][0] <= self._latest - self.hold_s):
+            self.out(heapq.heappop(self._held)[2])
+
+    def close(self) -> None:
+        self._flush(everything=True)

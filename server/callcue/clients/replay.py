@@ -29,7 +29,8 @@ async def replay(path: str | Path, settings: Settings, speed: float = 1.0, show_
     sub = Subscriber(Principal("replay", "supervisor"), queue_size=100_000)
     sub.all_calls = True
     rt.hub.register(sub)
-    printer = EventPrinter(out, show_partials)
+    # speed 0 (as fast as possible) has no call clock but the transcripts' own times
+    printer = EventPrinter(out, show_partials, speed=speed or 1.0)
 
     async def print_events() -> None:
         while (ev := await sub.queue.get()) is not None:
@@ -44,6 +45,7 @@ async def replay(path: str | Path, settings: Settings, speed: float = 1.0, show_
     try:
         call = await rt.calls.start(start)
         t0 = time.monotonic()
+        printer.started_at = time.time()
         for offset, frames in audio.chunks(20):
             if speed > 0:
                 delay = t0 + offset / speed - time.monotonic()
@@ -53,6 +55,7 @@ async def replay(path: str | Path, settings: Settings, speed: float = 1.0, show_
                 await call.audio(ch, pcm)
         await rt.calls.stop(call_id, "end_of_file")
         await asyncio.wait_for(ptask, timeout=30)
+        printer.close()
     finally:
         await rt.close()
     return printer.events
