@@ -1,10 +1,9 @@
 // CallCue agent desktop: live transcript per channel, signal chips, hint cards with feedback.
 // Dependency-free on purpose: it is served as static files and must run in any browser an
 // agent has, without a build step. Protocol: docs/agent-protocol.md (callcue.v1.json).
-"use strict";
+import { el, button, fmtTime, fmtClock, initialToken, Connection } from "./desk.js";
 
 (() => {
-  const { el, button, fmtTime, fmtClock, initialToken, Connection } = window.CallCue;
   const $ = (id) => document.getElementById(id);
   const DISMISS_REASONS = ["not relevant", "already handled", "wrong intent", "customer declined", "other"];
 
@@ -19,7 +18,6 @@
   const conn = new Connection({
     onEvent: handle,
     onStatus: (text, ok) => { const s = $("status"); s.textContent = text; s.className = ok ? "ok" : "bad"; },
-    onOpen: () => conn.send({ type: "subscribe", call_id: "*" }),
   });
 
   function call(id) {
@@ -40,6 +38,7 @@
         break;
       case "subscribed":
         for (const info of ev.active_calls || []) Object.assign(call(info.call_id).info, info);
+        for (const info of ev.recent_calls || []) { Object.assign(call(info.call_id).info, info); call(info.call_id).ended = true; }
         renderCalls();
         break;
       case "call_started":
@@ -60,7 +59,7 @@
       }
       case "signal":
         call(ev.call_id).signals.set(ev.signal_id, ev);
-        if (ev.call_id === state.selected) renderSignals();
+        if (ev.call_id === state.selected) { renderSignals(); renderMood(); }
         break;
       case "hint":
         call(ev.call_id).hints.unshift({ ev, status: "", kind: "", form: null, retracted: false });
@@ -112,7 +111,7 @@
     if (!state.calls.size) return box.append(el("p", "empty", "No calls yet."));
     for (const [id, c] of state.calls) {
       const b = button(`${c.ended ? "■" : "●"} ${id.slice(0, 16)}`, (id === state.selected ? "sel " : "") + (c.ended ? "ended" : ""),
-                       () => { state.selected = id; renderAll(); }, id);
+                       () => { state.selected = id; if (c.ended) conn.openCall(id); renderAll(); }, id);
       b.dataset.callId = id;
       b.append(el("span", "sub", `${c.info.platform || ""} ${c.info.agent_id ? "· " + c.info.agent_id : ""} ${c.ended ? "· ended" : "· live"}`));
       box.append(b);
@@ -162,8 +161,16 @@
     card.dataset.hintId = ev.hint_id;
     card.append(el("h4", "", ev.title || "Hint"));
     if (ev.body) card.append(el("div", "body", ev.body));
-    if (ev.suggested_reply) card.append(el("div", "reply", `“${ev.suggested_reply}”`));
+    card.dataset.emittedAt = String(ev.emitted_at || 0);
+    if (ev.suggested_reply) {
+      card.append(el("div", "reply", `“${ev.suggested_reply}”`));
+      const copy = button("Copy reply", "copy", () => copyReply(h, copy), "Copy the suggested reply (y)");
+      card.append(copy);
+    }
     card.append(el("div", "meta", [ev.source, fmtClock(ev.emitted_at), h.retracted ? "retracted by supervisor" : ""].filter(Boolean).join(" · ")));
+    const why = button(h.why ? "Hide why" : "Why?", "why", () => { h.why = !h.why; renderHints(); }, "What this hint is based on (w)");
+    card.append(why);
+    if (h.why) card.append(whyPanel(h));
     const acts = el("div", "acts");
     if (h.status) acts.append(el("span", `state ${h.kind}`, h.status));
     if (h.kind !== "ok" && h.kind !== "wait" && !h.retracted) {
@@ -179,6 +186,52 @@
     }
     card.append(acts);
     return card;
+  }
+
+  /** The evidence behind a hint: its playbook and version, and each signal that raised it
+   *  with its detector, confidence and the words it was found in (what the audit trail's
+   *  hint_shown and signal entries record for it). */
+  function whyPanel(h) {
+    const box = el("div", "whybox");
+    const [pb, ver] = String(h.ev.source || "").split("@");
+    box.append(el("div", "", `Playbook ${pb || "?"}${ver ? ` version ${ver}` : ""}${h.ev.attrs && h.ev.attrs.autonomy ? ` · ${h.ev.attrs.autonomy}` : ""}`));
+    const c = state.calls.get(h.ev.call_id);
+    const ids = h.ev.signal_ids || [];
+    if (!ids.length) box.append(el("div", "muted", "no detector signal: a phrase rule of the pipeline"));
+    for (const id of ids) {
+      const sig = c && c.signals.get(id);
+      if (!sig) { box.append(el("div", "muted", `signal ${id} (not on this page)`)); continue; }
+      const e = sig.evidence || {};
+      const line = el("div", "ev");
+      line.append(el("b", "", `${sig.kind}/${sig.name}`),
+                  document.createTextNode(` ${(100 * (sig.confidence || 0)).toFixed(0)}% by ${sig.detector}@${sig.detector_version}`));
+      if (e.text) {
+        const q = el("q", "", "");
+        const hit = new Set((e.words || []).map((w) => String(w).toLowerCase()));
+        String(e.text).split(/(\s+)/).forEach((w) => {
+          q.append(hit.has(w.toLowerCase().replace(/[.,!?;:]/g, "")) ? el("mark", "", w) : document.createTextNode(w));
+        });
+        line.append(document.createTextNode(` · ${e.channel || "?"} at ${fmtTime(e.start)}: `), q);
+      }
+      box.append(line);
+    }
+    return box;
+  }
+
+  async function copyReply(h, btn) {
+    const text = h.ev.suggested_reply || "";
+    try { await navigator.clipboard.writeText(text); btn.textContent = "Copied"; }
+    catch { btn.textContent = "Copy failed: select the text"; }
+    setTimeout(() => { btn.textContent = "Copy reply"; }, 1500);
+  }
+
+  const SEVERITY_RANK = { critical: 0, warning: 1, info: 2 };
+  /** Open hints first, most urgent first, newest first within a severity. */
+  function ranked(hints) {
+    const open = (h) => (h.kind === "ok" || h.retracted ? 1 : 0);
+    return [...hints].sort((a, b) => open(a) - open(b)
+      || (SEVERITY_RANK[a.ev.severity] ?? 2) - (SEVERITY_RANK[b.ev.severity] ?? 2)
+      || (b.ev.emitted_at || 0) - (a.ev.emitted_at || 0));
   }
 
   function dismissForm(h) {
@@ -216,8 +269,53 @@
     box.replaceChildren();
     const c = state.calls.get(state.selected);
     if (!c || !c.hints.length) return box.append(el("p", "empty", "No hints for this call yet."));
-    for (const h of c.hints) box.append(hintCard(h));
+    for (const h of ranked(c.hints)) box.append(hintCard(h));
   }
+
+  /** The selected call's mood and risks: the customer's latest sentiment with the last few
+   *  before it, and the risks raised and not retracted. */
+  function renderMood() {
+    const box = $("mood");
+    box.replaceChildren();
+    const c = state.calls.get(state.selected);
+    if (!c) return;
+    const sigs = [...c.signals.values()].filter((s) => !s.retracted);
+    const senti = sigs.filter((s) => s.kind === "sentiment" && (!s.evidence || s.evidence.channel !== "agent"));
+    const last = senti.slice(-5);
+    const now = last.length ? last[last.length - 1].name : "neutral";
+    const m = el("span", `mood ${now}`, `Customer: ${now}`);
+    m.title = last.map((s) => s.name).join(" → ") || "no sentiment yet";
+    box.append(m);
+    const risks = [...new Set(sigs.filter((s) => s.kind === "risk").map((s) => s.name))];
+    box.append(el("span", `risk ${risks.length ? "on" : ""}`, risks.length ? `Risk: ${risks.join(", ")}` : "No risk flags"));
+  }
+
+  // keyboard: the top open hint (or the one holding focus) takes a / d / c / y / w
+  function targetHint() {
+    const c = state.calls.get(state.selected);
+    if (!c) return null;
+    const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest("article.hint");
+    if (focused) return c.hints.find((h) => h.ev.hint_id === focused.dataset.hintId) || null;
+    return ranked(c.hints).find((h) => h.kind !== "ok" && h.kind !== "wait" && !h.retracted) || null;
+  }
+
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const t = e.target;
+    if (t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA")) return;
+    const h = targetHint();
+    if (!h) return;
+    const key = e.key.toLowerCase();
+    if (key === "a") feedback(h, "accepted");
+    else if (key === "d") { h.form = "dismiss"; renderHints(); focusForm(h.ev.hint_id); }
+    else if (key === "c") { h.form = "correct"; renderHints(); focusForm(h.ev.hint_id); }
+    else if (key === "w") { h.why = !h.why; renderHints(); }
+    else if (key === "y" && h.ev.suggested_reply) {
+      const b = document.querySelector(`article[data-hint-id="${CSS.escape(h.ev.hint_id)}"] button.copy`);
+      if (b) copyReply(h, b);
+    } else return;
+    e.preventDefault();
+  });
 
   function renderSignals() {
     const box = $("signals");
@@ -246,6 +344,7 @@
     renderTranscript();
     renderHints();
     renderSignals();
+    renderMood();
     renderBanner();
   }
 

@@ -1,10 +1,9 @@
 // CallCue softphone: your microphone to the server over WebRTC (POST /webrtc/offer, Opus),
 // your transcript and hints back over /ws/agent. The token goes in the Authorization header
 // and the WebSocket subprotocol, never in a URL. Dependency-free like the other pages.
-"use strict";
+import { el, initialToken, Connection } from "./desk.js";
 
 (() => {
-  const { el, initialToken, Connection } = window.CallCue;
   const $ = (id) => document.getElementById(id);
   let pc = null, location_ = null, stream = null, callId = null, meterTimer = null;
   const segs = new Map(); // channel:segment -> node
@@ -29,7 +28,7 @@
       }
     },
     onStatus: () => {},
-    onOpen: () => callId && conn.send({ type: "subscribe", call_id: callId }),
+    onHello: () => callId && conn.openCall(callId),
   });
 
   function iceDone(peer) {

@@ -2,10 +2,9 @@
 // kill switch per playbook (global or per call) and hint KPIs. Dependency-free and without a
 // build step like the agent desktop. Commands go over /ws/agent (docs/playbooks.md, "Human
 // control"); KPIs come from REST so the console also proves the bearer-token REST path.
-"use strict";
+import { el, button, fmtClock, initialToken, Connection } from "./desk.js";
 
 (() => {
-  const { el, button, fmtClock, initialToken, Connection } = window.CallCue;
   const $ = (id) => document.getElementById(id);
   const FEED_MAX = 300;
   const FEED_TYPES = new Set(["hint", "alert", "escalation", "action_update", "approval_request", "anomaly",
@@ -13,8 +12,9 @@
 
   const state = {
     token: "",
-    calls: new Map(), // call_id -> {info, ended, finals: Map(key -> transcript)}
+    calls: new Map(), // call_id -> {info, ended, finals: Map(key -> transcript), moods: [names], risks: Set}
     selected: null,
+    sort: ["duration", -1], // [column, 1 ascending | -1 descending]
     approvals: new Map(), // firing_id -> {req, result, busy}
     playbooks: [],
     feed: [], // newest first: {ev, at}
@@ -27,11 +27,10 @@
   const conn = new Connection({
     onEvent: handle,
     onStatus: (text, ok) => { const s = $("status"); s.textContent = text; s.className = ok ? "ok" : "bad"; },
-    onOpen: () => conn.send({ type: "subscribe", call_id: "*" }),
   });
 
   function call(id) {
-    if (!state.calls.has(id)) state.calls.set(id, { info: { call_id: id }, ended: false, finals: new Map() });
+    if (!state.calls.has(id)) state.calls.set(id, { info: { call_id: id }, ended: false, finals: new Map(), moods: [], risks: new Set() });
     return state.calls.get(id);
   }
 
@@ -56,6 +55,7 @@
         break;
       case "subscribed":
         for (const info of ev.active_calls || []) Object.assign(call(info.call_id).info, info);
+        for (const info of ev.recent_calls || []) { Object.assign(call(info.call_id).info, info); call(info.call_id).ended = true; }
         renderCalls();
         refreshAll();
         break;
@@ -68,6 +68,7 @@
         break;
       case "call_ended":
         call(ev.call_id).ended = true;
+        call(ev.call_id).endedAt = ev.emitted_at || Date.now() / 1000;
         // pending approvals die with their call (the engine cancels them): drop them here too
         for (const [fid, a] of state.approvals) if (a.req.call_id === ev.call_id && !a.result) state.approvals.delete(fid);
         renderCalls();
@@ -79,12 +80,21 @@
           if (ev.call_id === state.selected) renderLines();
         }
         break;
+      case "signal": {
+        const c = call(ev.call_id);
+        if (ev.kind === "sentiment" && !ev.retracted && (!ev.evidence || ev.evidence.channel !== "agent")) c.moods.push(ev.name);
+        if (ev.kind === "risk") (ev.retracted ? c.risks.delete(ev.name) : c.risks.add(ev.name));
+        scheduleCalls();
+        break;
+      }
       case "approval_request":
-        state.approvals.set(ev.firing_id, { req: ev, result: "", busy: false });
+        state.approvals.set(ev.firing_id, { req: { ...ev, deadline_at: ev.deadline_at || Date.now() / 1000 + (ev.deadline_s || 0) },
+                                            result: "", busy: false });
         renderApprovals();
         break;
       case "action_update":
         if (ev.from === "pending_approval") settleApproval(ev);
+        if (ev.call_id === state.selected) loadTrail();
         break;
       case "playbook_paused":
       case "playbook_resumed":
@@ -184,20 +194,144 @@
       return;
     }
     renderKpis(by, body.kpis || []);
+    drawCharts(by, body.kpis || []);
+    const other = by === "playbook" ? "agent" : "playbook";
+    try {
+      const r2 = await fetch(`/api/v1/kpis?by=${other}`, { headers: { Authorization: `Bearer ${state.token}` } });
+      if (r2.ok) drawCharts(other, (await r2.json()).kpis || []);
+    } catch { /* the table above already says what failed */ }
+  }
+
+  const charts = {};
+  /** Acceptance per playbook / per agent as stacked bars (accepted, dismissed, corrected,
+   *  no answer), drawn by Chart.js from client_js/node_modules (npm install). */
+  function drawCharts(by, rows) {
+    const Chart = window.Chart;
+    if (!Chart) { $("chartnote").textContent = "Charts need Chart.js: run npm install in client_js."; return; }
+    const labels = rows.map((r) => r[`${by}_id`] ?? "(none)");
+    const part = (k) => rows.map((r) => r[k] || 0);
+    const unanswered = rows.map((r) => Math.max(0, (r.shown || 0) - (r.accepted || 0) - (r.dismissed || 0) - (r.corrected || 0)));
+    const data = {
+      labels,
+      datasets: [
+        { label: "accepted", data: part("accepted"), backgroundColor: "#2da44e" },
+        { label: "corrected", data: part("corrected"), backgroundColor: "#1f6feb" },
+        { label: "dismissed", data: part("dismissed"), backgroundColor: "#bf8700" },
+        { label: "no answer", data: unanswered, backgroundColor: "#d0d7de" },
+      ],
+    };
+    if (charts[by]) { charts[by].data = data; charts[by].update("none"); return; }
+    charts[by] = new Chart($(`chart-${by}`), {
+      type: "bar", data,
+      options: { animation: false, responsive: true, indexAxis: "y", plugins: { legend: { position: "bottom", labels: { boxWidth: 10 } } },
+                 scales: { x: { stacked: true, title: { display: true, text: "hints shown" }, ticks: { precision: 0 } }, y: { stacked: true } } },
+    });
   }
 
   // ------------------------------------------------------------------ rendering
 
+  const MOOD_MARK = { positive: "▲", neutral: "▬", negative: "▼" };
+  let callsTimer = null;
+  /** Signals arrive in bursts: redraw the calls table at most every 300 ms. */
+  function scheduleCalls() {
+    if (callsTimer) return;
+    callsTimer = setTimeout(() => { callsTimer = null; renderCalls(); }, 300);
+  }
+
+  function duration(c) {
+    const start = c.info.started_at;
+    if (typeof start !== "number") return 0;
+    const end = c.ended ? (c.info.ended_at || c.endedAt || Date.now() / 1000) : Date.now() / 1000;
+    return Math.max(0, end - start);
+  }
+
+  const COLS = [
+    ["call", "Call", (id) => id], ["agent", "Agent", (id, c) => c.info.agent_id || ""],
+    ["duration", "Duration", (id, c) => duration(c)], ["mood", "Sentiment", (id, c) => c.moods.filter((m) => m === "negative").length],
+    ["risk", "Risk", (id, c) => c.risks.size],
+  ];
+
+  /** Live and recent calls as a table: sortable by any column, filtered by text and risk. */
   function renderCalls() {
     const box = $("calls");
     box.replaceChildren();
     if (!state.calls.size) return box.append(el("p", "empty", "No calls yet."));
-    for (const [id, c] of state.calls) {
-      const b = button(`${c.ended ? "■" : "●"} ${id.slice(0, 16)}`, (id === state.selected ? "sel " : "") + (c.ended ? "ended" : ""),
-                       () => { state.selected = id; renderCalls(); renderLines(); renderPlaybooks(); renderFeed(); }, id);
+    const q = ($("callfilter").value || "").trim().toLowerCase();
+    const riskOnly = $("riskonly").checked;
+    const [key, dir] = state.sort;
+    const col = COLS.find((c) => c[0] === key) || COLS[2];
+    const rows = [...state.calls.entries()]
+      .filter(([id, c]) => (!q || id.toLowerCase().includes(q) || String(c.info.agent_id || "").toLowerCase().includes(q))
+                           && (!riskOnly || c.risks.size > 0))
+      .sort((x, y) => { const a = col[2](...x), b = col[2](...y); return (a > b ? 1 : a < b ? -1 : 0) * dir; });
+    const table = el("table", "calls");
+    const head = el("tr");
+    for (const [k, label] of COLS) {
+      const th = el("th", k === key ? "sorted" : "");
+      const b = button(`${label}${k === key ? (dir > 0 ? " ↑" : " ↓") : ""}`, "sort", () => {
+        state.sort = [k, k === key ? -dir : (k === "duration" || k === "risk" || k === "mood" ? -1 : 1)];
+        renderCalls();
+      }, `sort by ${label.toLowerCase()}`);
+      th.append(b);
+      th.setAttribute("aria-sort", k === key ? (dir > 0 ? "ascending" : "descending") : "none");
+      head.append(th);
+    }
+    const thead = el("thead");
+    thead.append(head);
+    const tb = el("tbody");
+    for (const [id, c] of rows) {
+      const tr = el("tr", (id === state.selected ? "sel " : "") + (c.risks.size ? "atrisk" : ""));
+      const b = button(`${c.ended ? "■" : "●"} ${id.slice(0, 14)}`, c.ended ? "ended" : "",
+                       () => select(id), `open call ${id} (${c.ended ? "ended" : "live"})`);
       b.dataset.callId = id;
-      b.append(el("span", "sub", `${c.info.agent_id || "no agent"} · ${c.info.platform || "?"} · ${c.ended ? "ended" : "live"}`));
-      box.append(b);
+      const td0 = el("td");
+      td0.append(b);
+      const moods = el("td", "moods");
+      for (const m of c.moods.slice(-8)) moods.append(el("span", `m ${m}`, MOOD_MARK[m] || "·"));
+      moods.title = c.moods.slice(-8).join(" → ") || "no sentiment yet";
+      const dur = el("td", "dur num", fmtDur(duration(c)));
+      dur.dataset.callId = id;
+      const risk = el("td", c.risks.size ? "risk on" : "risk", c.risks.size ? `⚠ ${c.risks.size}` : "—");
+      risk.title = [...c.risks].join(", ") || "no risk flags";
+      tr.append(td0, el("td", "", c.info.agent_id || "—"), dur, moods, risk);
+      tb.append(tr);
+    }
+    table.append(thead, tb);
+    box.append(table);
+    if (!rows.length) box.append(el("p", "empty", "No call matches the filter."));
+  }
+
+  function fmtDur(s) {
+    const m = Math.floor(s / 60);
+    return `${m}:${String(Math.floor(s % 60)).padStart(2, "0")}`;
+  }
+
+  function select(id) {
+    state.selected = id;
+    if (state.calls.get(id).ended) conn.openCall(id);
+    renderCalls(); renderLines(); renderPlaybooks(); renderFeed(); loadTrail();
+  }
+
+  /** The selected call's decision trail, from the audit log (what fired, on which signals,
+   *  under which playbook version, and what people did about it). */
+  async function loadTrail() {
+    const id = state.selected;
+    if (!id) return;
+    const r = await conn.request({ type: "audit_query", call_id: id, limit: 300 });
+    if (id !== state.selected) return;
+    const box = $("trail");
+    box.replaceChildren();
+    if (r.type === "error") return box.append(el("p", "empty", `trail: ${r.message || r.code}`));
+    const entries = r.entries || [];
+    if (!entries.length) return box.append(el("p", "empty", "Nothing decided on this call yet."));
+    for (const e of entries.slice(-60).reverse()) {
+      const p = e.payload || {};
+      const li = el("li", `tr ${e.kind}`);
+      li.dataset.kind = e.kind;
+      const what = p.title || p.action || p.state || p.name || p.reason || "";
+      li.append(el("span", "t", fmtClock(e.ts || e.created_at)), el("b", "", e.kind.replace(/_/g, " ")),
+                document.createTextNode(` ${e.playbook_id ? e.playbook_id + (e.playbook_version ? " v" + e.playbook_version : "") : ""} ${what}`));
+      box.append(li);
     }
   }
 
@@ -206,8 +340,8 @@
     box.replaceChildren();
     const c = state.calls.get(state.selected);
     if (!c) return;
-    box.append(el("h2", "", "Last words"));
-    const finals = [...c.finals.values()].sort((a, b) => a.start - b.start).slice(-8);
+    box.append(el("h2", "", "Transcript"));
+    const finals = [...c.finals.values()].sort((a, b) => a.start - b.start).slice(-40);
     if (!finals.length) box.append(el("p", "empty", "No final transcript yet."));
     for (const t of finals) {
       const d = el("div", `ln ${t.channel}`);
@@ -234,6 +368,11 @@
       card.dataset.firingId = fid;
       card.append(el("h4", "", `${r.playbook_id} v${r.playbook_version}`));
       card.append(el("div", "meta", `call ${r.call_id} · agent ${r.agent_id || "?"}${r.deadline_s ? ` · decide within ${r.deadline_s} s` : ""}${r.on_expiry ? ` (then ${r.on_expiry})` : ""}`));
+      if (!a.result && r.deadline_at) {
+        const cd = el("div", "countdown", "");
+        cd.dataset.deadline = String(r.deadline_at);
+        card.append(cd);
+      }
       for (const act of r.actions || []) card.append(el("div", "", `→ ${describeAction(act)}`));
       if (r.why && r.why.when && r.why.when !== "True") card.append(el("div", "meta", `rule: ${r.why.when}`));
       const acts = el("div", "acts");
@@ -415,6 +554,27 @@
                                                               : { ok: true, text: `${verb === "rollback" ? "rolled back" : "cancelled"}: now ${r.action.state}`, ev });
       renderFeed();
     }, verb === "rollback" ? "Undo what this action did" : "Stop this action"));
+    // override: replace the action with a note of the supervisor's own to the agent, or drop it
+    const ov = button("Override", "override", () => {
+      const inp = el("input", "override-text");
+      inp.placeholder = "say this to the agent instead (empty: drop it)";
+      inp.setAttribute("aria-label", "replacement hint");
+      inp.maxLength = 300;
+      const send = button("Send override", "send", async () => {
+        const text = inp.value.trim();
+        const action = text ? { kind: "hint", title: text, body: "From your supervisor", severity: "warning" } : null;
+        state.actionNotes.set(ev.action_id, { ok: true, text: "override…", ev });
+        renderFeed();
+        const r = await command({ type: "override", action_id: ev.action_id, action, reason: "from the supervisor console" });
+        state.actionNotes.set(ev.action_id, r.type === "error" ? { ok: false, text: `override refused: ${r.message || r.code}`, ev }
+                                                                : { ok: true, text: r.replacement ? "overridden: replacement sent" : "overridden: dropped", ev });
+        renderFeed();
+      });
+      inp.addEventListener("keydown", (e) => { if (e.key === "Enter") send.click(); if (e.key === "Escape") renderFeed(); });
+      ov.replaceWith(inp, send);
+      inp.focus();
+    }, "Replace this action with your own words to the agent, or drop it");
+    box.append(ov);
     return box;
   }
 
@@ -437,6 +597,21 @@
     loadPlaybooks();
   });
   setInterval(() => { if (conn.open) loadKpis(); }, 15000);
+  // once a second: approval countdowns and live call durations
+  setInterval(() => {
+    const now = Date.now() / 1000;
+    for (const cd of document.querySelectorAll(".countdown")) {
+      const left = Math.max(0, Number(cd.dataset.deadline) - now);
+      cd.textContent = left > 0 ? `${Math.ceil(left)} s left to decide` : "deadline passed";
+      cd.classList.toggle("urgent", left < 15);
+    }
+    for (const td of document.querySelectorAll("#calls td.dur")) {
+      const c = state.calls.get(td.dataset.callId);
+      if (c && !c.ended) td.textContent = fmtDur(duration(c));
+    }
+  }, 1000);
+  $("callfilter").addEventListener("input", renderCalls);
+  $("riskonly").addEventListener("change", renderCalls);
 
   state.token = initialToken();
   $("token").value = state.token;

@@ -256,6 +256,15 @@ async def test_agent_and_supervisor_pages_in_chromium(tmp_path: Path, playwright
     for name in ("agent.png", "supervisor.png"):
         assert (shots / name).stat().st_size > 10_000, f"{name} screenshot missing or blank"
 
+    # a desk opened mid-call showed the call so far (replayed), hint card included
+    late = result["late"]
+    assert late["finals_shown"] >= late["agent_finals_before"] >= 1, late
+    assert late["status"].startswith("connected as agent-1"), late
+    # both pages fit a desktop and a ~380 px CRM side panel without sideways scrolling
+    for name, box in result["layout"].items():
+        assert box["scroll_width"] <= box["width"] + 1, (name, box)
+        assert (shots / f"{name}.png").stat().st_size > 8_000, f"{name}.png missing or blank"
+
 
 async def test_pages_reconnect_after_a_server_restart_and_never_retry_a_bad_token(
     tmp_path: Path, playwright_installed: None

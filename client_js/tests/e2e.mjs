@@ -90,6 +90,18 @@ try {
       reply: await card.locator(".reply").textContent().catch(() => ""),
     };
     step(`agent: hint card ${result.agent.hint.title}`);
+    // a desk opened now, mid-call, must show the call so far (late join: replayed history)
+    const before = await agent.locator("#tr-customer .seg.final").count();
+    const late = await ctx.newPage();
+    watch(late, "late agent");
+    const opened = Date.now();
+    await late.goto(`${BASE}/agent/agent.html#token=${encodeURIComponent(AGENT_TOKEN)}`);
+    await late.waitForFunction((n) => document.querySelectorAll("#tr-customer .seg.final").length >= n, before, { timeout: 20000 });
+    await late.locator("article.hint", { hasText: "Retention offer" }).first().waitFor({ timeout: 20000 });
+    result.late = { agent_finals_before: before, finals_shown: await late.locator("#tr-customer .seg.final").count(),
+                    ms: Date.now() - opened, status: await late.textContent("#status") };
+    step(`late desk: ${result.late.finals_shown} customer finals after ${result.late.ms} ms`);
+    await late.close();
     await card.getByRole("button", { name: "Accept" }).click();
     await card.locator(".state.ok").waitFor({ timeout: 15000 });
     result.agent.accept_state = await card.locator(".state").textContent();
@@ -199,6 +211,17 @@ try {
   result.agent.call_ended_shown = true;
   result.supervisor.feed_types = await sup.locator("#feed li").evaluateAll((li) => li.map((x) => x.dataset.type));
   step("call ended on both pages");
+  // both pages at a desktop and in a ~380 px CRM side panel: screenshots, and no sideways scroll
+  result.layout = {};
+  for (const [w, h] of [[1280, 720], [380, 720]]) {
+    for (const [name, page] of [["agent", agent], ["supervisor", sup]]) {
+      await page.setViewportSize({ width: w, height: h });
+      await page.waitForTimeout(300);
+      await page.screenshot({ path: join(SHOTS, `${name}-${w}.png`) });
+      result.layout[`${name}-${w}`] = await page.evaluate(() => ({ scroll_width: document.documentElement.scrollWidth,
+                                                                   width: window.innerWidth }));
+    }
+  }
   result.ok = true;
 } catch (e) {
   result.ok = false;

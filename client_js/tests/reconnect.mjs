@@ -1,4 +1,4 @@
-// Real-browser check of the connection handling shared by both pages (common.js): a page
+// Real-browser check of the connection handling shared by both pages (desk.js, on the library callcue.js): a page
 // whose server goes away says so and reconnects with backoff once it is back; a bad token is
 // refused once and never retried. Driven by tests/test_browser.py over stdout (JSON lines):
 //   {"event":"ready"}    both pages loaded: the driver may stop the server now
