@@ -130,18 +130,30 @@ import { el, button, fmtTime, fmtClock, initialToken, Connection } from "./desk.
     const box = $(`tr-${ev.channel}`);
     if (!box) return; // a channel this page does not know
     const scroller = $("trbox");
-    const atBottom = scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 20;
+    // follow the bottom, deciding once per frame: reading the scroll position after every
+    // insert would force a layout per event (thousands on a long call's replay)
+    if (followBottom === null) {
+      followBottom = scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 20;
+      requestAnimationFrame(() => {
+        if (followBottom) scroller.scrollTop = scroller.scrollHeight;
+        followBottom = null;
+      });
+    }
     const node = segNode(ev);
     const old = segNodes.get(key);
     if (old) {
       old.replaceWith(node);
     } else {
-      const after = [...box.children].find((n) => Number(n.dataset.start) > ev.start);
+      // the common case is a segment later than all shown: append without scanning (a
+      // 60-minute call has thousands of segments and replays them all on late join)
+      const last = box.lastElementChild;
+      const after = !last || Number(last.dataset.start) <= ev.start ? null
+        : [...box.children].find((n) => Number(n.dataset.start) > ev.start);
       box.insertBefore(node, after || null);
     }
     segNodes.set(key, node);
-    if (atBottom) scroller.scrollTop = scroller.scrollHeight;
   }
+  let followBottom = null;
 
   function renderTranscript() {
     const c = state.calls.get(state.selected);
