@@ -274,19 +274,31 @@ async def test_pages_reconnect_after_a_server_restart_and_never_retry_a_bad_toke
     page with a wrong token must show the refusal and not hammer the server with retries."""
     settings = make_settings(tmp_path)
     script: Script | None = None
+    audio = read_call_audio(DEMO)
+    first = CallAudio(audio.sample_rate, {ch: pcm[: 8000 * 14] for ch, pcm in audio.channels.items()})
+    second = CallAudio(audio.sample_rate, {ch: pcm[8000 * 14 : 8000 * 26] for ch, pcm in audio.channels.items()})
     try:
         async with server(settings) as (base, _app):
-            env = {**os.environ, "CALLCUE_URL": base.replace("ws://", "http://"), "CALLCUE_AGENT_TOKEN": AGENT_TOKEN}
+            env = {**os.environ, "CALLCUE_URL": base.replace("ws://", "http://"), "CALLCUE_AGENT_TOKEN": AGENT_TOKEN,
+                   "CALLCUE_CALLS": "2"}  # fmt: skip
             proc = await asyncio.create_subprocess_exec("node", str(RECONNECT_SCRIPT), cwd=CLIENT, env=env,
                                                         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
             script = Script(proc)
             await script.wait("ready", "result", timeout=40)
+            # a call that is still live when the server goes down: its end is stored at
+            # shutdown, while the page is disconnected, and must reach the page on resume
+            async with connect_twilio(f"{base}/ws/twilio") as tw:
+                await stream_call(tw, first, TwilioMessages(agent_id="agent-1", call_sid="CAbefore"), speed=SPEED,
+                                  send_stop=False)  # fmt: skip
+                await asyncio.sleep(2.0)
         down = time.monotonic()
         await script.wait("down", "result", timeout=30)
         await asyncio.sleep(3.5)  # stay down long enough for refused retries: backoff has to grow
-        async with server(settings):
+        async with server(settings) as (base, _app):
             restarted_after = time.monotonic() - down
-            result = await script.wait("result", timeout=60)
+            async with connect_twilio(f"{base}/ws/twilio") as tw2:
+                await stream_call(tw2, second, TwilioMessages(agent_id="agent-1", call_sid="CAafter"), speed=SPEED)
+            result = await script.wait("result", timeout=150)
     finally:
         if script is not None:
             await script.close()
@@ -299,6 +311,13 @@ async def test_pages_reconnect_after_a_server_restart_and_never_retry_a_bad_toke
     assert result["bad_status"] == "rejected: missing or invalid bearer token" == result["bad_status_later"]
     assert result["sockets"]["bad"] == 1, result["sockets"]  # refused once, never retried
     assert result["sockets"]["good"] >= 3, result["sockets"]  # first, at least one refused retry, the reconnect
+    # nothing missed, nothing twice: each call's finals on the page are exactly the stored ones
+    db = sqlite3.connect(tmp_path / "callcue.db")
+    for call_id in ("CAbefore", "CAafter"):
+        stored = sorted(r[0] for r in db.execute("SELECT text FROM transcripts WHERE call_id = ?", (call_id,)))
+        shown = sorted(re.sub(r"^\d+:\d\d", "", t) for t in result["calls"][call_id]["finals"])  # the m:ss stamp
+        assert stored and shown == stored, (call_id, shown, stored)
+    db.close()
     print(f"reconnected {result['reconnected_after_s']:.1f} s after the page saw the drop "
           f"(server back after {restarted_after:.1f} s); {result['sockets']['good']} sockets; page said {result['down']!r}")
 

@@ -45,6 +45,19 @@ try {
   result.again = await page.textContent("#status");
   result.bad_status_later = await bad.textContent("#status");
   result.sockets = sockets;
+  // CALLCUE_CALLS: the driver played that many calls around the restart (one live while the
+  // server went down): once all show ended, count each call's finals as the page shows them
+  const want = Number(process.env.CALLCUE_CALLS || "0");
+  if (want) {
+    await page.waitForFunction((n) => document.querySelectorAll("#calls button.ended").length >= n, want, { timeout: 120000 });
+    result.calls = {};
+    for (const b of await page.locator("#calls button[data-call-id]").all()) {
+      const id = await b.getAttribute("data-call-id");
+      await b.click();
+      await page.waitForTimeout(300);
+      result.calls[id] = { finals: await page.locator(".seg.final").allTextContents() };
+    }
+  }
   result.ok = true;
 } catch (e) {
   result.ok = false;
