@@ -39,7 +39,9 @@ import { el, button, fmtTime, fmtClock, initialToken, Connection } from "./desk.
       case "subscribed":
         for (const info of ev.active_calls || []) Object.assign(call(info.call_id).info, info);
         for (const info of ev.recent_calls || []) { Object.assign(call(info.call_id).info, info); call(info.call_id).ended = true; }
-        renderCalls();
+        // opened after a call ended (the demo's, say): show that call with its history
+        if (state.selected && state.calls.get(state.selected).ended) { conn.openCall(state.selected); renderAll(); }
+        else renderCalls();
         break;
       case "call_started":
         Object.assign(call(ev.call_id).info, ev);

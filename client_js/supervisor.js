@@ -56,6 +56,12 @@ import { el, button, fmtClock, initialToken, Connection } from "./desk.js";
       case "subscribed":
         for (const info of ev.active_calls || []) Object.assign(call(info.call_id).info, info);
         for (const info of ev.recent_calls || []) { Object.assign(call(info.call_id).info, info); call(info.call_id).ended = true; }
+        if (!state.selected && ev.call_id === "*" && state.calls.size) {
+          // a live call first, else the call that ended last (recent_calls are newest first)
+          const live = (ev.active_calls || [])[0], recent = (ev.recent_calls || [])[0];
+          const pick = (live || recent || {}).call_id;
+          if (pick) { select(pick); refreshAll(); break; }
+        }
         renderCalls();
         refreshAll();
         break;

@@ -256,6 +256,13 @@ async def test_agent_and_supervisor_pages_in_chromium(tmp_path: Path, playwright
     for name in ("agent.png", "supervisor.png"):
         assert (shots / name).stat().st_size > 10_000, f"{name} screenshot missing or blank"
 
+    # pages opened after the call ended show it with its history: transcript, hints, decision trail
+    after = result["after"]
+    db = sqlite3.connect(tmp_path / "callcue.db")
+    (stored_finals,) = db.execute("SELECT COUNT(*) FROM transcripts WHERE call_id = ?", (call_id,)).fetchone()
+    db.close()
+    assert after["ended_listed"] == 1 and after["agent_finals"] == stored_finals >= len(ag["customer_finals"]) + len(ag["agent_finals"]), (after, stored_finals)
+    assert after["agent_hints"] >= 3 and after["supervisor_lines"] >= 5 and after["supervisor_trail"] >= 5, after
     # a desk opened mid-call showed the call so far (replayed), hint card included
     late = result["late"]
     assert late["finals_shown"] >= late["agent_finals_before"] >= 1, late

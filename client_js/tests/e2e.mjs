@@ -211,6 +211,23 @@ try {
   result.agent.call_ended_shown = true;
   result.supervisor.feed_types = await sup.locator("#feed li").evaluateAll((li) => li.map((x) => x.dataset.type));
   step("call ended on both pages");
+  // pages opened after the call ended (a newcomer after `make demo`): the call is there, with its history
+  const after = { agent: await ctx.newPage(), supervisor: await ctx.newPage() };
+  watch(after.agent, "agent opened after the call");
+  watch(after.supervisor, "supervisor opened after the call");
+  await after.agent.goto(`${BASE}/agent/agent.html#token=${encodeURIComponent(AGENT_TOKEN)}`);
+  await after.supervisor.goto(`${BASE}/agent/supervisor.html#token=${encodeURIComponent(SUP_TOKEN)}`);
+  await after.agent.locator("#tr-customer .seg.final").first().waitFor({ timeout: 20000 });
+  await after.supervisor.locator("#lines .ln").first().waitFor({ timeout: 20000 });
+  await after.supervisor.locator("#trail li").first().waitFor({ timeout: 20000 });
+  result.after = { agent_finals: await after.agent.locator(".seg.final").count(),
+                   agent_hints: await after.agent.locator("article.hint").count(),
+                   supervisor_lines: await after.supervisor.locator("#lines .ln").count(),
+                   supervisor_trail: await after.supervisor.locator("#trail li").count(),
+                   ended_listed: await after.agent.locator("#calls button.ended").count() };
+  step(`pages opened after the call: ${JSON.stringify(result.after)}`);
+  await after.agent.close();
+  await after.supervisor.close();
   // both pages at a desktop and in a ~380 px CRM side panel: screenshots, and no sideways scroll
   result.layout = {};
   for (const [w, h] of [[1280, 720], [380, 720]]) {
