@@ -159,3 +159,39 @@ def test_a_partial_that_waited_too_long_is_shed_not_decoded() -> None:
     finally:
         q.close()
     assert q.stats.stale == 1 and gate.batches == [["first"], ["final"]]
+
+
+def test_a_channel_a_hint_may_hang_on_goes_ahead_of_older_partials() -> None:
+    gate = _Gate()
+    q = DecodeQueue({"partial": gate, "final": gate}, workers=1, max_batch=1)
+    try:
+        with ThreadPoolExecutor(4) as ex:
+            first = ex.submit(q.run, "partial", (1,), "first", 0.0)
+            assert gate.started.wait(10)
+            old = ex.submit(q.run, "partial", (1,), "old", 1.0)
+            hot = ex.submit(q.run, "partial", (1,), "hot", 9.0, 1)
+            fin = ex.submit(q.run, "final", (1,), "fin", 20.0)
+            while q.pending() < 3:
+                time.sleep(0.005)
+            gate.release.set()
+            assert [f.result(10) for f in (first, old, hot, fin)] == ["FIRST", "OLD", "HOT", "FIN"]
+    finally:
+        q.close()
+    # finals still first; among partials the urgent one beat the one waiting longer
+    assert gate.batches[1:] == [["fin"], ["hot"], ["old"]]
+
+
+async def test_the_urgency_stage_marks_the_signal_channel_and_a_hint_clears_it() -> None:
+    from callcue.events import Evidence, Hint, Signal
+    from callcue.pipeline.stages import UrgencyProcessor
+
+    marks: list[tuple[str, float]] = []
+    cleared: list[bool] = []
+    stage = UrgencyProcessor(lambda ch, s: marks.append((ch, s)), lambda: cleared.append(True), seconds=2.5)
+    ev = Evidence("customer", "i want to cancel", 1.0, 2.0, 3, 1, False)
+    sig = Signal(call_id="c", kind="intent", name="cancel_request", confidence=0.8, detector="intent",
+                 detector_version="1", evidence=ev)
+    assert [x async for x in stage.process(sig)] == [sig]
+    hint = Hint(call_id="c", title="Retention", body="offer")
+    assert [x async for x in stage.process(hint)] == [hint]
+    assert marks == [("customer", 2.5)] and cleared == [True]

@@ -36,6 +36,9 @@ class RecognizerStream(ABC):
     #: True when producing a partial costs a full re-decode (Whisper); the pipeline sheds
     #: these first when it falls behind. False when partials are nearly free (Vosk).
     partial_is_costly: bool = False
+    #: set by the pipeline before each call: 1 while a hint may hang on this channel's next
+    #: words (a signal was just raised on it), so an engine that queues decodes serves it first
+    priority: int = 0
 
     @abstractmethod
     def begin_segment(self) -> None:

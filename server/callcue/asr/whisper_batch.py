@@ -9,9 +9,10 @@ Nothing waits *for* a batch: a lone request runs at once; batches only form from
 exists anyway, which is exactly when the saving is needed.
 
 The order is the schedule the pipeline cannot make from inside one channel: a final (it
-commits words, and the channel's next segment waits behind it) goes before any partial, and
-among partials the channel that has gone longest without one goes first, so under overload
-every channel's partials get later together instead of some channels starving.
+commits words, and the channel's next segment waits behind it) goes before any partial; among
+partials, a channel a hint may hang on (a signal was just raised on it: its next words make or
+confirm the hint) goes first; then the channel that has gone longest without one, so under
+overload every other channel's partials get later together instead of some starving.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ class DecodeJob:
     waiting_since: float  # when the channel's oldest undecoded audio arrived
     future: Future = field(default_factory=Future)
     queued_at: float = field(default_factory=time.monotonic)
+    priority: int = 0  # higher first among jobs of one kind: a channel a hint may hang on
 
-    def order(self) -> tuple[int, float]:
-        return (0 if self.kind == "final" else 1, self.waiting_since)
+    def order(self) -> tuple[int, int, float]:
+        return (0 if self.kind == "final" else 1, -self.priority, self.waiting_since)
 
 
 @dataclass(slots=True)
@@ -79,11 +81,13 @@ class DecodeQueue:
         for t in self._threads:
             t.start()
 
-    def run(self, kind: str, shape: tuple[int, ...], payload: Any, waiting_since: float | None = None) -> Any:
+    def run(self, kind: str, shape: tuple[int, ...], payload: Any, waiting_since: float | None = None,
+            priority: int = 0) -> Any:  # fmt: skip
         """Queue one decode and block the calling (executor) thread until it is done."""
         if kind not in self._runners:
             raise ValueError(f"no runner for {kind!r}")
-        job = DecodeJob(kind, shape, payload, time.monotonic() if waiting_since is None else waiting_since)
+        job = DecodeJob(kind, shape, payload, time.monotonic() if waiting_since is None else waiting_since,
+                        priority=priority)  # fmt: skip
         with self._cv:
             if self._closed:
                 raise RuntimeError("decode queue is closed")

@@ -164,7 +164,7 @@ class WhisperStream(RecognizerStream):
         waited, self._waiting_since = self._waiting_since, None
         if self._samples > s.partial_window_s * self._rate:
             self._previous = []  # the window slid past the segment's start: nothing to agree with
-        hyp = self._engine.decode_partial(self._audio(s.partial_window_s), waiting_since=waited)
+        hyp = self._engine.decode_partial(self._audio(s.partial_window_s), waiting_since=waited, priority=self.priority)
         if hyp is None:  # shed by the queue: still owed, and first in line next time
             self._samples_at_last_partial, self._waiting_since = at_last, waited
             self.shed_partials += 1
@@ -298,7 +298,8 @@ class WhisperEngine(AsrEngine):
         return AsrHypothesis(text=text, is_final=final, words=words, confidence=confidence)
 
 
-    def decode_partial(self, audio: np.ndarray, waiting_since: float | None = None) -> AsrHypothesis | None:
+    def decode_partial(self, audio: np.ndarray, waiting_since: float | None = None,
+                       priority: int = 0) -> AsrHypothesis | None:  # fmt: skip
         """A provisional re-decode with a short encoder window, through the batch queue.
 
         Whisper's encoder is trained on 30 s windows, and `transcribe` always pads to 30 s, so
@@ -319,7 +320,7 @@ class WhisperEngine(AsrEngine):
         feats = np.ascontiguousarray(feats[:, :frames], dtype=np.float32)
         prompt = self._prompt
         budget = len(prompt) + int(seconds * 6) + 8
-        return self.queue.run("partial", feats.shape, (feats, prompt, budget), waiting_since)
+        return self.queue.run("partial", feats.shape, (feats, prompt, budget), waiting_since, priority)
 
     def _run_partials(self, jobs: Sequence[tuple[np.ndarray, list[int], int]]) -> list[AsrHypothesis]:
         import ctranslate2

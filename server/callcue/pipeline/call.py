@@ -24,6 +24,7 @@ from callcue.pipeline.stages import (
     DetectProcessor,
     RedactProcessor,
     SinkProcessor,
+    UrgencyProcessor,
 )
 from callcue.platforms.base import CallStart
 from callcue.understand.base import AudioFrame, CallContext
@@ -60,6 +61,7 @@ class Call:
             RedactProcessor(deps.redactor_factory(start.call_id) if deps.redactor_factory else None),
             DetectProcessor(deps.detectors, self.ctx, deps.detect_pool, deps.pipeline.history_finals),
             DecideProcessor(deps.decider, self.info_for_decisions),
+            UrgencyProcessor(self._mark_urgent, self._clear_urgent),
             SinkProcessor(deps.sink),
         ])
         done = (resume or {}).get("channels", {})
@@ -73,6 +75,15 @@ class Call:
         for chp in self.channels.values():
             chp.start()
         self.ended = False
+
+    def _mark_urgent(self, channel: str, seconds: float) -> None:
+        chp = self.channels.get(channel)
+        if chp is not None:
+            chp.mark_urgent(seconds)
+
+    def _clear_urgent(self) -> None:
+        for chp in self.channels.values():
+            chp.clear_urgent()
 
     def _channel(self, ch: Channel, encoding: str, rate: int, clock_base: float, segment_base: int) -> ChannelPipeline:
         return ChannelPipeline(

@@ -86,6 +86,8 @@ class ChannelPipeline:
         self._clock = clock_base  # seconds of audio processed on this channel
         self._last_partial_text = ""
         self.shed = 0
+        # until when (monotonic) a hint may hang on this channel's next words
+        self._urgent_until = 0.0
         self.audio_seconds = clock_base
         self._audio_seconds_metric = metrics.AUDIO_SECONDS.labels(channel)  # per frame: look the child up once
 
@@ -104,6 +106,13 @@ class ChannelPipeline:
     def close_soon(self) -> None:
         """Stop taking audio and flush in the background (a replaced channel)."""
         asyncio.get_running_loop().create_task(self.finish())
+
+    def mark_urgent(self, seconds: float) -> None:
+        """A signal was raised on this channel: for `seconds`, its partials go first."""
+        self._urgent_until = max(self._urgent_until, time.monotonic() + seconds)
+
+    def clear_urgent(self) -> None:
+        self._urgent_until = 0.0
 
     @property
     def backlog_seconds(self) -> float:
@@ -190,6 +199,8 @@ class ChannelPipeline:
     # -- decoder-thread side ---------------------------------------------------------
     def _decode_batch(self, batch: list[tuple[bytes, float]], allow_partial: bool, closing: bool) -> list[Transcript]:
         out: list[Transcript] = []
+        if self._stream is not None:
+            self._stream.priority = 1 if time.monotonic() < self._urgent_until else 0
         skipped_partial = False
         for payload, arrived in batch:
             if payload is None:  # end_utterance()

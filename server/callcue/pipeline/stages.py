@@ -14,12 +14,12 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
 
 from callcue import metrics
 from callcue.decide.state import CallInfo
-from callcue.events import Signal, Transcript
+from callcue.events import Hint, Signal, Transcript
 from callcue.pipeline.deps import Decider, Redactor
 from callcue.pipeline.processor import Processor
 from callcue.pipeline.sink import Sink
@@ -111,6 +111,31 @@ class DecideProcessor(Processor):
         if isinstance(item, Signal) and self.decider is not None:
             for out in await self.decider.decide(self.call, item):
                 yield out
+
+
+class UrgencyProcessor(Processor):
+    """Tells the recognizer which channel a hint may hang on.
+
+    A signal raised on a channel (an intent, a risk, on a partial or a final) is where the
+    playbooks are deciding: the channel's next words make or confirm the hint, so for
+    `seconds` its partial re-decodes go ahead of other channels' in the recognizer's queue
+    (Whisper's decode queue reads it; engines with cheap partials ignore it). A hint shown
+    ends it for the call.
+    """
+
+    name = "urgency"
+
+    def __init__(self, mark: Callable[[str, float], None], clear: Callable[[], None], seconds: float = 3.0) -> None:
+        self.mark = mark
+        self.clear = clear
+        self.seconds = seconds
+
+    async def process(self, item: object) -> AsyncIterator[object]:
+        if isinstance(item, Signal) and item.evidence is not None and not item.retracted:
+            self.mark(item.evidence.channel, self.seconds)
+        elif isinstance(item, Hint):
+            self.clear()
+        yield item
 
 
 class SinkProcessor(Processor):
