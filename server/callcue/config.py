@@ -217,6 +217,12 @@ class DecisionConfig(_Strict):
     playbooks_dir: str = "playbooks"
 
 
+class QaConfig(_Strict):
+    # score every call that ends with every scorecard in this folder (config/scorecards)
+    enabled: bool = True
+    scorecards_dir: str = "scorecards"
+
+
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = True
@@ -252,6 +258,7 @@ class Settings(_Strict):
     platforms: PlatformsConfig = Field(default_factory=PlatformsConfig)
     understanding: UnderstandingConfig = Field(default_factory=UnderstandingConfig)
     decision: DecisionConfig = Field(default_factory=DecisionConfig)
+    qa: QaConfig = Field(default_factory=QaConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     # directory that relative file names in this config resolve against

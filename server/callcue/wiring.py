@@ -38,6 +38,8 @@ from callcue.learning.store import Learning
 from callcue.pipeline.deps import PipelineDeps
 from callcue.pipeline.load import load_report
 from callcue.pipeline.manager import CallManager
+from callcue.pipeline.post_call import PostCallQA
+from callcue.qa.card import load_cards
 from callcue.transports.webrtc import WebRTCSessions
 from callcue.pipeline.sink import Sink
 from callcue.store.calls import CallStore
@@ -73,10 +75,13 @@ class Runtime:
     auth_failures: FailureLimiter
     webrtc: WebRTCSessions
     cluster: ClusterNode | None = None
+    qa: PostCallQA | None = None
 
     async def close(self) -> None:
         await self.webrtc.close()
         await self.calls.shutdown()
+        if self.qa is not None:  # the calls that ended just now are scored before the store closes
+            await self.qa.close()
         if self.cluster is not None:  # after the calls: their last events and leases go out first
             await self.cluster.close()
         await self.engine.close()
@@ -197,11 +202,17 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
                                   access=access, learning=learning)  # fmt: skip
     if cluster is not None:
         opened.append(cluster.close)
+    qa = None
+    if settings.qa.enabled:
+        cards = load_cards(settings.resolve(settings.qa.scorecards_dir))
+        qa = PostCallQA(cards, store.call_record, sink.qa_evaluation, detect_pool)
+        sink.call_end_listeners.append(qa.call_ended)
+        log.info("QA ready: %s", ", ".join(f"{c.id} v{c.version}" for c in cards) or "no scorecards")
     return Runtime(settings=settings, started_at=time.time(), asr_pool=asr_pool, detect_pool=detect_pool, db=db,
                    store=store, audit=audit, learning=learning, hub=hub, sink=sink, auth=auth, asr=asr,
                    asr_note=asr_note, understanding=understanding, engine=engine, supervisor=supervisor,
                    calls=calls, access=access, agents=agents, auth_failures=failures, webrtc=webrtc,
-                   cluster=cluster)  # fmt: skip
+                   cluster=cluster, qa=qa)  # fmt: skip
 
 
 async def _join_cluster(settings: Settings, **parts: Any) -> ClusterNode | None:

@@ -46,6 +46,8 @@ class Sink:
         #: called with every stored final, masked as clients see it (a platform that takes
         #: transcripts back, AudioHook's transcript events, is one)
         self.final_listeners: list[Callable[[Transcript], None]] = []
+        #: called with the id of every call that ended here (post-call QA is one)
+        self.call_end_listeners: list[Callable[[str], None]] = []
         #: numbers, stores and sends (in order, once stored) every event of a live call
         self.events = Sequencer(store.event, self._send)
 
@@ -74,6 +76,11 @@ class Sink:
         self._store.call_ended(call_id, reason)
         self._emit(call_id, {"type": "call_ended", "call_id": call_id, "reason": reason})
         self.call_released(call_id)
+        for listener in self.call_end_listeners:
+            try:
+                listener(call_id)
+            except Exception:
+                log.exception("call end listener failed", extra={"call_id": call_id})
 
     def call_released(self, call_id: str) -> None:
         """Forget the call here; alone (not through `call_closed`) when it goes on on another
@@ -180,6 +187,13 @@ class Sink:
     def remote_calls(self) -> dict[str, dict[str, Any]]:
         """Live calls other cluster nodes hold (empty on a single node)."""
         return dict(getattr(self._fanout, "remote_calls", {}))
+
+    async def qa_evaluation(self, call_id: str, result: dict[str, Any]) -> None:
+        """A scorecard's result for an ended call: stored, then announced to supervisors."""
+        await self._store.qa_evaluation(call_id, result)
+        self._fanout.publish_supervisors({"type": "qa_scored", "call_id": call_id, "card_id": result["card_id"],
+                                          "card_version": result["card_version"], "score": result.get("score"),
+                                          "auto_failed": result.get("auto_failed")})  # fmt: skip
 
     def rejection(self, platform: str, call_id: str | None, code: int, reason: str) -> None:
         metrics.INGRESS_ERRORS.labels(platform, str(code)).inc()

@@ -69,6 +69,14 @@ class CallStore:
                 body TEXT NOT NULL, created_at {real}, PRIMARY KEY (call_id, seq))""",
             "CREATE INDEX IF NOT EXISTS calls_ended ON calls(ended_at)",
         ])  # fmt: skip
+        pk = "BIGSERIAL PRIMARY KEY" if self.db.dialect == "postgresql" else "INTEGER PRIMARY KEY AUTOINCREMENT"
+        await self.db.migrate("qa_v1", [
+            # one row per scorecard applied to a call: the score and every answer with its evidence
+            f"""CREATE TABLE IF NOT EXISTS qa_evaluations (
+                id {pk}, call_id TEXT NOT NULL, card_id TEXT NOT NULL, card_version INTEGER NOT NULL,
+                card_digest TEXT, score {real}, source TEXT NOT NULL, result TEXT NOT NULL, created_at {real})""",
+            "CREATE INDEX IF NOT EXISTS qa_evaluations_call ON qa_evaluations(call_id)",
+        ])  # fmt: skip
         closed = await self.close_abandoned()
         if closed:
             log.warning("closed %d call(s) a previous run left open", closed)
@@ -248,6 +256,14 @@ class CallStore:
             (call_id, seq, kind, audience, json.dumps(body, default=str), time.time()),
         )
 
+    def qa_evaluation(self, call_id: str, result: dict[str, Any], source: str = "auto") -> asyncio.Future[None]:
+        return self._put(
+            "INSERT INTO qa_evaluations (call_id, card_id, card_version, card_digest, score, source, result, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (call_id, result["card_id"], result["card_version"], result.get("card_digest"), result.get("score"), source,
+             json.dumps(result, default=str), time.time()),
+        )  # fmt: skip
+
     def rejection(self, platform: str, call_id: str | None, code: int, reason: str) -> None:
         self._put(
             "INSERT INTO ingress_rejections (platform, call_id, close_code, reason, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -302,4 +318,7 @@ class CallStore:
         for table, order in (("transcripts", "start_s"), ("signals", "created_at"), ("hints", "created_at"),
                              ("feedback", "created_at")):
             out[table] = await self.db.fetchall(f"SELECT * FROM {table} WHERE call_id = ? ORDER BY {order}", (call_id,))
+        rows = await self.db.fetchall("SELECT result, source, created_at FROM qa_evaluations WHERE call_id = ? ORDER BY id",
+                                      (call_id,))  # fmt: skip
+        out["qa"] = [{**json.loads(r["result"]), "source": r["source"], "created_at": r["created_at"]} for r in rows]
         return out

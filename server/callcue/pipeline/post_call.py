@@ -1,0 +1,61 @@
+"""After a call ends: every scorecard applied to it, and the results stored.
+
+Why when the call ends and from the store: what was required but never happened (a disclosure
+whose deadline the call did not reach, a closing never said) can only be judged once nothing
+more can be said, and the store holds the whole call as its agents were shown it (masked),
+also for a call that moved between nodes. Scoring is regex and set work over the call's rows,
+run on an executor so a 60-minute call does not hold the event loop; `close` waits for the
+calls that ended during shutdown, so none goes unscored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from callcue.qa.card import Scorecard
+from callcue.qa.scoring import facts_from_record, score_call
+
+log = logging.getLogger(__name__)
+
+ReadRecord = Callable[[str], Awaitable[dict[str, Any]]]
+WriteResult = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class PostCallQA:
+    def __init__(self, cards: list[Scorecard], read: ReadRecord, write: WriteResult, executor: Executor | None = None) -> None:
+        self.cards = cards
+        self._read = read
+        self._write = write
+        self._executor = executor
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.scored = 0
+
+    def call_ended(self, call_id: str) -> None:
+        if not self.cards:
+            return
+        task = asyncio.get_running_loop().create_task(self._score(call_id), name=f"qa-{call_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def score(self, call_id: str) -> list[dict[str, Any]]:
+        """Score a stored call with every card (also for `callcue ingest` and re-scoring)."""
+        record = await self._read(call_id)
+        facts = facts_from_record(record)
+        loop = asyncio.get_running_loop()
+        return [await loop.run_in_executor(self._executor, score_call, card, facts) for card in self.cards]
+
+    async def _score(self, call_id: str) -> None:
+        try:
+            for result in await self.score(call_id):
+                await self._write(call_id, result)
+                self.scored += 1
+        except Exception:
+            log.exception("post-call QA failed", extra={"call_id": call_id})
+
+    async def close(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

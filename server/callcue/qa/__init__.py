@@ -1,0 +1,1 @@
+"""Automated QA: versioned scorecards answered from what the pipeline knows about a call."""

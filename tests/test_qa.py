@@ -1,0 +1,174 @@
+"""QA scorecards: the card format, the scoring rules (N/A, auto-fail scopes, bands, choices),
+and a real call scored when it ends, through the real server, with its evidence."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from callcue.clients.audio_file import read_call_audio
+from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, stream_call
+from callcue.config import REPO_CONFIG_DIR
+from callcue.qa.card import CardError, Scorecard, load_card, load_cards
+from callcue.qa.rules import CallFacts, Segment, Sig
+from callcue.qa.scoring import score_call
+
+from tests.serverkit import SUPERVISOR_TOKEN, make_settings, server
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "server" / "callcue" / "data" / "demo_call.wav"
+
+CARD = {
+    "id": "t", "version": 1, "title": "test", "scoring": "section",
+    "sections": [
+        {"id": "a", "title": "A", "weight": 3, "questions": [
+            {"id": "greet", "text": "greeted?", "answer": {"said": {"by": "agent", "within_s": 10, "patterns": ["\\bhello\\b"]}}},
+            {"id": "verify_first", "text": "verified first?", "weight": 2,
+             "answer": {"before": {"first": {"said": {"by": "agent", "patterns": ["verify"]}},
+                                   "then": {"said": {"by": "agent", "patterns": ["balance is"]}}}}},
+        ]},
+        {"id": "b", "title": "B", "weight": 1, "questions": [
+            {"id": "notice", "text": "notice read?", "answer": {"disclosure": "recording_notice"},
+             "auto_fail": {"answers": ["no"], "scope": "section"}},
+            {"id": "empathy", "text": "empathy?", "applies_when": {"signal": {"kind": "sentiment", "name": "negative", "by": "customer"}},
+             "answer": {"said": {"by": "agent", "patterns": ["sorry"]}}},
+        ]},
+        {"id": "c", "title": "C", "weight": 1, "questions": [
+            {"id": "dead_air", "text": "dead air", "type": "numeric", "answer": {"count": {"signal": {"name": "dead_air"}}},
+             "bands": [{"max": 0, "score": 1}, {"max": 2, "score": 0.5}, {"score": 0}]},
+            {"id": "outcome", "text": "outcome", "type": "choice", "choices": {"resolved": 1, "none": 0},
+             "answer": {"choose": {"cases": [{"when": {"said": {"by": "agent", "patterns": ["refund"]}}, "answer": "resolved"}],
+                                   "otherwise": "none"}}},
+            {"id": "promise", "text": "no promises", "answer": {"absent": {"signal": {"name": "prohibited_promise"}}},
+             "auto_fail": {"answers": ["no"], "scope": "card"}},
+        ]},
+    ],
+}  # fmt: skip
+
+
+def seg(ch: str, t: float, text: str) -> Segment:
+    return Segment(ch, t, t + 2, text, int(t))
+
+
+def sig(name: str, t: float, ch: str = "customer", kind: str = "risk", **attrs: object) -> Sig:
+    return Sig(kind, name, ch, t, t + 1, "", dict(attrs), f"s{t}")
+
+
+def answers(result: dict) -> dict[str, dict]:
+    return {a["question_id"]: a for a in result["answers"]}
+
+
+def test_na_is_left_out_and_a_section_auto_fail_zeroes_only_its_section() -> None:
+    card = Scorecard.model_validate(CARD)
+    facts = CallFacts("c1", [seg("agent", 1, "hello, this is Ana"), seg("agent", 30, "I will refund it")],
+                      [sig("disclosure_missing", 30, "agent", "compliance", disclosure_id="recording_notice", deadline_s=30),
+                       sig("dead_air", 40, "agent", "acoustic")], 60.0)  # fmt: skip
+    r = score_call(card, facts)
+    a = answers(r)
+    assert a["greet"]["answer"] == "yes" and a["greet"]["evidence"][0]["start"] == 1
+    # no account details were given: verification-first does not apply, and weighs nothing
+    assert a["verify_first"]["answer"] == "na" and a["verify_first"]["score"] is None
+    assert a["empathy"]["answer"] == "na" and a["empathy"]["justification"].startswith("not applicable")
+    assert a["notice"]["answer"] == "no" and a["notice"]["auto_fail"] and "deadline" in a["notice"]["justification"]
+    assert a["dead_air"]["answer"] == "1" and a["dead_air"]["score"] == 0.5
+    assert a["outcome"]["answer"] == "resolved" and a["outcome"]["score"] == 1.0
+    secs = {s["id"]: s for s in r["sections"]}
+    assert secs["a"]["score"] == 100.0  # greet only: verify_first was N/A
+    assert secs["b"]["score"] == 0.0 and secs["b"]["auto_failed"]  # notice failed its section
+    assert secs["c"]["score"] == pytest.approx(100 * (0.5 + 1 + 1) / 3, abs=0.1)
+    assert r["score"] == pytest.approx((3 * 100 + 1 * 0 + 1 * secs["c"]["score"]) / 5, abs=0.1)
+    assert r["auto_failed"] is None
+
+
+def test_a_card_auto_fail_zeroes_the_card_and_order_decides_verification() -> None:
+    card = Scorecard.model_validate(CARD)
+    facts = CallFacts("c2", [seg("agent", 1, "hello"), seg("agent", 10, "your balance is 20 dollars"),
+                             seg("agent", 20, "let me verify your date of birth"), seg("agent", 25, "I guarantee it"),
+                             seg("agent", 28, "I am sorry about that")],
+                      [sig("negative", 5, kind="sentiment"), sig("prohibited_promise", 25, "agent", "compliance"),
+                       sig("disclosure_given", 3, "agent", "compliance", disclosure_id="recording_notice")], 30.0)  # fmt: skip
+    r = score_call(card, facts)
+    a = answers(r)
+    assert a["verify_first"]["answer"] == "no" and "only after" in a["verify_first"]["justification"]
+    assert a["empathy"]["answer"] == "yes" and a["notice"]["answer"] == "yes"
+    assert a["promise"]["answer"] == "no" and r["auto_failed"] == {"scope": "card", "questions": ["promise"]}
+    assert r["score"] == 0.0
+    assert a["dead_air"]["answer"] == "0" and a["dead_air"]["score"] == 1.0
+
+
+def test_question_scoring_weighs_questions_not_sections() -> None:
+    card = Scorecard.model_validate({**CARD, "scoring": "question"})
+    facts = CallFacts("c3", [seg("agent", 1, "hello")], [sig("disclosure_given", 3, "agent", "compliance",
+                                                            disclosure_id="recording_notice")], 10.0)  # fmt: skip
+    r = score_call(card, facts)
+    # greet 1 (w1), notice 1 (w1), dead_air 1 (w1), outcome none 0 (w1), promise 1 (w1); N/A: verify, empathy
+    assert r["score"] == 80.0
+
+
+def test_cards_are_validated_with_the_file_and_the_reason(tmp_path: Path) -> None:
+    def write(card: dict) -> Path:
+        p = tmp_path / "c.yaml"
+        p.write_text(yaml.safe_dump(card))
+        return p
+
+    bad_rule = {**CARD, "sections": [{**CARD["sections"][0], "questions": [
+        {"id": "x", "text": "x", "answer": {"hears": {}}}]}]}  # fmt: skip
+    with pytest.raises(CardError, match="c.yaml: question x answer: unknown rule 'hears'"):
+        load_card(write(bad_rule))
+    bad_re = {**CARD, "sections": [{**CARD["sections"][0], "questions": [
+        {"id": "x", "text": "x", "answer": {"said": {"patterns": ["(unclosed"]}}}]}]}  # fmt: skip
+    with pytest.raises(CardError, match="bad pattern"):
+        load_card(write(bad_re))
+    dup = {**CARD, "sections": [CARD["sections"][0], {**CARD["sections"][1], "questions": [CARD["sections"][0]["questions"][0]]}]}
+    with pytest.raises(CardError, match="appears twice"):
+        load_card(write(dup))
+    no_choices = {**CARD, "sections": [{**CARD["sections"][0], "questions": [
+        {"id": "x", "text": "x", "type": "choice", "answer": {"choose": {"cases": [], "otherwise": "a"}}}]}]}  # fmt: skip
+    with pytest.raises(CardError, match="needs choices"):
+        load_card(write(no_choices))
+
+
+def test_the_shipped_starter_card_loads() -> None:
+    cards = load_cards(REPO_CONFIG_DIR / "scorecards")
+    assert [(c.id, c.version) for c in cards] == [("bank_telco", 1)]
+    assert {q.id for _s, q in cards[0].questions()} >= {"greeting", "recording_notice", "verified_before_details",
+                                                         "no_prohibited_promise", "empathy_on_complaint", "closing"}
+
+
+async def test_a_live_call_is_scored_when_it_ends_with_evidence(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    audio = read_call_audio(DEMO)
+    async with server(settings) as (base, _app):
+        async with connect_twilio(f"{base}/ws/twilio") as tw:
+            await stream_call(tw, audio, TwilioMessages(agent_id="agent-1", call_sid="CAqa1"), speed=3.0)
+        http = base.replace("ws://", "http://")
+        async with httpx.AsyncClient(base_url=http, headers={"Authorization": f"Bearer {SUPERVISOR_TOKEN}"}) as c:
+            for _ in range(200):
+                rec = (await c.get("/api/v1/calls/CAqa1")).json()
+                if rec.get("qa") and rec["call"]["ended_at"]:
+                    break
+                await asyncio.sleep(0.2)
+    (ev,) = rec["qa"]
+    print(f"\nscore {ev['score']}: " + "; ".join(f"{q['question_id']}={q['answer']}" for q in ev["answers"]))
+    assert ev["card_id"] == "bank_telco" and ev["card_version"] == 1 and ev["source"] == "auto"
+    a = answers(ev)
+    # the demo's agent opens with "Thank you for calling Northwind Bank ...": greeting and name
+    assert a["greeting"]["answer"] == "yes" and a["greeting"]["evidence"][0]["channel"] == "agent"
+    assert a["identification"]["answer"] == "yes"
+    # nobody reads the recording notice in the demo: judged missing, its section zeroed
+    assert a["recording_notice"]["answer"] == "no" and a["recording_notice"]["auto_fail"]
+    secs = {s["id"]: s for s in ev["sections"]}
+    assert secs["compliance"]["score"] == 0.0
+    # the customer is frustrated and the agent says sorry / understands
+    assert a["empathy_on_complaint"]["answer"] == "yes", a["empathy_on_complaint"]
+    assert a["resolution_offered"]["answer"] == "transferred", a["resolution_offered"]
+    # it ends on "please hold while I transfer you": no closing, and the opening does not count
+    assert a["closing"]["answer"] == "no", a["closing"]
+    for q in a.values():
+        assert q["justification"], q
+        for e in q["evidence"]:
+            assert e["type"] in ("transcript", "signal") and e["start"] >= 0
+    assert ev["score"] is not None and 0 < ev["score"] < 100
