@@ -2,7 +2,7 @@
 // kill switch per playbook (global or per call) and hint KPIs. Dependency-free and without a
 // build step like the agent desktop. Commands go over /ws/agent (docs/playbooks.md, "Human
 // control"); KPIs come from REST so the console also proves the bearer-token REST path.
-import { el, button, fmtClock, initialToken, Connection } from "./desk.js";
+import { el, button, fmtClock, fmtTime, initialToken, Connection } from "./desk.js";
 
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -105,6 +105,9 @@ import { el, button, fmtClock, initialToken, Connection } from "./desk.js";
       case "playbook_paused":
       case "playbook_resumed":
         loadPlaybooks();
+        break;
+      case "qa_scored":
+        if (ev.call_id === state.selected) loadScorecard();
         break;
       default:
         break;
@@ -315,7 +318,67 @@ import { el, button, fmtClock, initialToken, Connection } from "./desk.js";
   function select(id) {
     state.selected = id;
     if (state.calls.get(id).ended) conn.openCall(id);
-    renderCalls(); renderLines(); renderPlaybooks(); renderFeed(); loadTrail();
+    renderCalls(); renderLines(); renderPlaybooks(); renderFeed(); loadTrail(); loadScorecard();
+  }
+
+  /** The selected call's QA scorecard: the latest evaluation (a review if there is one),
+   *  each answer with its justification and the call time of its evidence; a lead can change
+   *  answers with a reason (audited, re-scored; the automatic evaluation stays). */
+  async function loadScorecard() {
+    const id = state.selected;
+    const box = $("scorecard");
+    if (!id || !box) return;
+    const r = await conn.request({ type: "get_scorecard", call_id: id });
+    if (id !== state.selected) return;
+    box.replaceChildren();
+    const evals = r.type === "error" ? [] : (r.evaluations || []);
+    if (!evals.length) {
+      box.append(el("p", "empty", state.calls.get(id) && state.calls.get(id).ended ? "Not scored yet." : "Scored when the call ends."));
+      return;
+    }
+    const ev = evals[evals.length - 1];
+    const head = el("div", "qahead");
+    head.append(el("b", "qascore", ev.score === null || ev.score === undefined ? "–" : `${ev.score}`),
+                document.createTextNode(` / 100 · ${ev.card_id} v${ev.card_version} · ${ev.source}`));
+    if (ev.auto_failed) head.append(el("span", "qafail", ` auto-fail: ${ev.auto_failed.questions.join(", ")}`));
+    box.append(head);
+    const changes = {};
+    for (const sec of ev.sections || []) {
+      box.append(el("div", `qasec${sec.auto_failed ? " failed" : ""}`, `${sec.title}: ${sec.score ?? "N/A"}${sec.auto_failed ? " (auto-fail)" : ""}`));
+      for (const a of (ev.answers || []).filter((x) => x.section_id === sec.id)) {
+        const row = el("div", `qa ${a.answer}`);
+        row.dataset.questionId = a.question_id;
+        const when = (a.evidence || []).length ? ` @${fmtTime(a.evidence[0].start)}` : "";
+        row.append(el("span", "qq", a.text), el("span", "qa-ans", `${a.answer}${when}`));
+        row.title = a.justification || "";
+        let change;
+        if (a.options) {
+          change = el("select", "qa-change");
+          for (const opt of ["", ...a.options]) change.append(new Option(opt || "change…", opt));
+        } else {
+          change = el("input", "qa-change");
+          change.type = "number";
+          change.placeholder = "change…";
+        }
+        change.setAttribute("aria-label", `change answer: ${a.question_id}`);
+        change.addEventListener("change", () => { if (change.value) changes[a.question_id] = change.value; else delete changes[a.question_id]; });
+        row.append(change, el("div", "qj", a.justification || ""));
+        box.append(row);
+      }
+    }
+    const reason = el("input", "qa-reason");
+    reason.placeholder = "reason for the changes (required)";
+    reason.setAttribute("aria-label", "review reason");
+    const save = button("Save review", "qa-save", async () => {
+      if (!Object.keys(changes).length || !reason.value.trim()) return note("review: pick at least one answer and give a reason", false);
+      const res = await conn.request({ type: "qa_review", call_id: id, card_id: ev.card_id, answers: changes, reason: reason.value.trim() });
+      if (res.type === "error") return note(`review: ${res.message || res.code}`, false);
+      note(`review saved: ${res.evaluation.score} (was ${ev.score})`, true);
+      loadScorecard();
+    });
+    const form = el("div", "qaform");
+    form.append(reason, save);
+    box.append(form);
   }
 
   /** The selected call's decision trail, from the audit log (what fired, on which signals,

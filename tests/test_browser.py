@@ -263,6 +263,9 @@ async def test_agent_and_supervisor_pages_in_chromium(tmp_path: Path, playwright
     db.close()
     assert after["ended_listed"] == 1 and after["agent_finals"] == stored_finals >= len(ag["customer_finals"]) + len(ag["agent_finals"]), (after, stored_finals)
     assert after["agent_hints"] >= 3 and after["supervisor_lines"] >= 5 and after["supervisor_trail"] >= 5, after
+    # the console shows the ended call's QA scorecard, every question of the shipped card
+    assert re.match(r"^\d+(\.\d)? / 100 · bank_telco v1 · auto", result["scorecard"]["head"]), result["scorecard"]
+    assert result["scorecard"]["rows"] == 10, result["scorecard"]
     # a desk opened mid-call showed the call so far (replayed), hint card included
     late = result["late"]
     assert late["finals_shown"] >= late["agent_finals_before"] >= 1, late

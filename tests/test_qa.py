@@ -16,7 +16,8 @@ from callcue.qa.card import CardError, Scorecard, load_card, load_cards
 from callcue.qa.rules import CallFacts, Segment, Sig
 from callcue.qa.scoring import score_call
 
-from tests.serverkit import SUPERVISOR_TOKEN, make_settings, server
+from tests.pg import fresh_postgres_url, postgres_unavailable_reason
+from tests.serverkit import AGENT_TOKEN, SUPERVISOR_TOKEN, make_settings, server
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "server" / "callcue" / "data" / "demo_call.wav"
@@ -138,8 +139,15 @@ def test_the_shipped_starter_card_loads() -> None:
                                                          "no_prohibited_promise", "empathy_on_complaint", "closing"}
 
 
-async def test_a_live_call_is_scored_when_it_ends_with_evidence(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_a_live_call_is_scored_when_it_ends_and_a_review_is_audited_and_measured(tmp_path: Path, backend: str) -> None:
+    sections = {}
+    if backend == "postgresql":
+        url = fresh_postgres_url()
+        if url is None:
+            pytest.skip(f"PostgreSQL tests skipped: {postgres_unavailable_reason()}")
+        sections = {"storage": {"url": url}}
+    settings = make_settings(tmp_path, **sections)
     audio = read_call_audio(DEMO)
     async with server(settings) as (base, _app):
         async with connect_twilio(f"{base}/ws/twilio") as tw:
@@ -151,6 +159,14 @@ async def test_a_live_call_is_scored_when_it_ends_with_evidence(tmp_path: Path) 
                 if rec.get("qa") and rec["call"]["ended_at"]:
                     break
                 await asyncio.sleep(0.2)
+            # a QA lead changes two answers with a reason: audited, re-scored, a new evaluation
+            review = (await c.post("/api/v1/calls/CAqa1/scorecard/review", json={
+                "answers": {"recording_notice": "yes", "closing": "yes"}, "reason": "notice read before the fork started"})).json()
+            bad = await c.post("/api/v1/calls/CAqa1/scorecard/review", json={"answers": {"closing": "maybe"}, "reason": "x"})
+            card = (await c.get("/api/v1/calls/CAqa1/scorecard")).json()
+            agree = (await c.get("/api/v1/qa/agreement", params={"card_id": "bank_telco"})).json()
+            audit = (await c.get("/api/v1/audit", params={"call_id": "CAqa1", "kind": "qa_reviewed"})).json()["entries"]
+            as_agent = await c.get("/api/v1/calls/CAqa1/scorecard", headers={"Authorization": f"Bearer {AGENT_TOKEN}"})
     (ev,) = rec["qa"]
     print(f"\nscore {ev['score']}: " + "; ".join(f"{q['question_id']}={q['answer']}" for q in ev["answers"]))
     assert ev["card_id"] == "bank_telco" and ev["card_version"] == 1 and ev["source"] == "auto"
@@ -172,3 +188,40 @@ async def test_a_live_call_is_scored_when_it_ends_with_evidence(tmp_path: Path) 
         for e in q["evidence"]:
             assert e["type"] in ("transcript", "signal") and e["start"] >= 0
     assert ev["score"] is not None and 0 < ev["score"] < 100
+
+    # the review
+    rev = review["evaluation"]
+    ra = answers(rev)
+    assert ra["recording_notice"]["answer"] == "yes" and ra["recording_notice"]["auto_answer"] == "no"
+    assert ra["closing"]["reviewed_by"] == "supervisor-1" and "fork started" in ra["closing"]["justification"]
+    assert {s["id"]: s for s in rev["sections"]}["compliance"]["auto_failed"] is False
+    assert rev["score"] > ev["score"] and rev["review"]["auto_score"] == ev["score"]
+    assert bad.status_code == 400 and "answer yes, no or na" in bad.json()["error"]["message"]
+    assert [e["source"] for e in card["evaluations"]] == ["auto", "human:supervisor-1"]
+    (entry,) = audit
+    assert entry["actor"] == "supervisor-1" and entry["payload"]["changes"]["closing"] == {"from": "no", "to": "yes"}
+    assert entry["payload"]["reason"] == "notice read before the fork started"
+    assert as_agent.status_code == 403  # scorecards are a supervisor's
+    # agreement: one reviewed call; the two changed questions disagree, the rest agree
+    assert agree["reviewed_calls"] == 1
+    per_q = {q["question_id"]: q for q in agree["questions"]}
+    assert per_q["closing"]["accuracy"] == 0.0 and per_q["recording_notice"]["disagreements"] == 1
+    assert per_q["greeting"]["accuracy"] == 1.0 and per_q["greeting"]["kappa"] is None  # one label: kappa undefined
+
+
+def test_agreement_per_question_has_accuracy_and_cohens_kappa() -> None:
+    from callcue.qa.review import agreement, apply_review
+
+    card = Scorecard.model_validate(CARD)
+    calls = [CallFacts(f"c{i}", [seg("agent", 1, "hello")] if i % 2 else [seg("agent", 1, "hi")], [], 20.0) for i in range(6)]
+    autos = [score_call(card, f) for f in calls]  # greet: no, yes, no, yes, no, yes
+    # the reviewer agrees on four calls and says "yes" where the rule said "no" on two
+    humans = [apply_review(card, a, {"greet": "yes"} if i in (0, 2) else {}, "lead", "said hi") for i, a in enumerate(autos)]
+    rows = {r["question_id"]: r for r in agreement(card, list(zip(autos, humans, strict=True)))}
+    g = rows["greet"]
+    assert g["n"] == 6 and g["disagreements"] == 2 and g["accuracy"] == pytest.approx(4 / 6, abs=1e-3)
+    # auto: N Y N Y N Y, human: Y Y Y Y N Y -> kappa = (p_o - p_e) / (1 - p_e) with p_o 4/6, p_e 1/2
+    assert g["kappa"] == pytest.approx((4 / 6 - 0.5) / 0.5, abs=1e-3)
+    assert rows["outcome"]["accuracy"] == 1.0 and rows["outcome"]["kappa"] is None
+    with pytest.raises(ValueError, match="no question 'nope'"):
+        apply_review(card, autos[0], {"nope": "yes"}, "lead", "x")

@@ -220,6 +220,12 @@ try {
   await after.agent.locator("#tr-customer .seg.final").first().waitFor({ timeout: 20000 });
   await after.supervisor.locator("#lines .ln").first().waitFor({ timeout: 20000 });
   await after.supervisor.locator("#trail li").first().waitFor({ timeout: 20000 });
+  await after.supervisor.locator("#scorecard .qahead").waitFor({ timeout: 30000 });
+  result.scorecard = { head: await after.supervisor.locator("#scorecard .qahead").textContent(),
+                       rows: await after.supervisor.locator("#scorecard .qa").count() };
+  await after.supervisor.setViewportSize({ width: 1280, height: 1000 });
+  await after.supervisor.locator("#scorecard").scrollIntoViewIfNeeded();
+  await after.supervisor.screenshot({ path: join(SHOTS, "supervisor-scorecard.png") });
   result.after = { agent_finals: await after.agent.locator(".seg.final").count(),
                    agent_hints: await after.agent.locator("article.hint").count(),
                    supervisor_lines: await after.supervisor.locator("#lines .ln").count(),

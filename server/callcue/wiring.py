@@ -33,6 +33,7 @@ from callcue.decide.playbooks import PlaybookSet
 from callcue.egress.access import CallAccess
 from callcue.egress.agent_ws import AgentGateway
 from callcue.egress.hub import Hub
+from callcue.egress.qa_api import QaCommands
 from callcue.egress.supervisor_api import CommandError, SupervisorCommands
 from callcue.learning.store import Learning
 from callcue.pipeline.deps import PipelineDeps
@@ -207,6 +208,7 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
         cards = load_cards(settings.resolve(settings.qa.scorecards_dir))
         qa = PostCallQA(cards, store.call_record, sink.qa_evaluation, detect_pool)
         sink.call_end_listeners.append(qa.call_ended)
+        supervisor.add_ops(QaCommands(lambda: qa.cards if qa else [], store, sink).ops())
         log.info("QA ready: %s", ", ".join(f"{c.id} v{c.version}" for c in cards) or "no scorecards")
     return Runtime(settings=settings, started_at=time.time(), asr_pool=asr_pool, detect_pool=detect_pool, db=db,
                    store=store, audit=audit, learning=learning, hub=hub, sink=sink, auth=auth, asr=asr,

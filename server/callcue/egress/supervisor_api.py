@@ -101,6 +101,11 @@ class SupervisorCommands:
         #: run it here (`callcue.cluster.node.ClusterNode.route`)
         self.route: Callable[[str, PrincipalLike, dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None
 
+    def add_ops(self, ops: dict[str, Callable[[PrincipalLike, dict[str, Any]], Any]]) -> None:
+        """Operations another module provides (QA), under the same checks and routing."""
+        self._ops.update(ops)
+        self._type_of.update({op.__name__: kind for kind, op in ops.items()})
+
     @property
     def operations(self) -> list[str]:
         return sorted(self._ops)
@@ -430,6 +435,9 @@ def supervisor_routes(get: Callable[[], tuple[SupervisorCommands, Auth]]) -> lis
           for verb in ("approve", "reject", "cancel", "rollback", "override")],
         Route(f"{PREFIX}/calls/{{call_id}}/override", endpoint("override", body=True), methods=["POST"]),
         Route(f"{PREFIX}/calls/{{call_id}}/disposition", endpoint("disposition", body=True), methods=["POST"]),
+        Route(f"{PREFIX}/calls/{{call_id}}/scorecard", endpoint("get_scorecard", body=False), methods=["GET"]),
+        Route(f"{PREFIX}/calls/{{call_id}}/scorecard/review", endpoint("qa_review", body=True), methods=["POST"]),
+        Route(f"{PREFIX}/qa/agreement", endpoint("qa_agreement", body=False), methods=["GET"]),
         Route(f"{PREFIX}/playbooks", endpoint("list_playbooks", body=False), methods=["GET"]),
         Route(f"{PREFIX}/playbooks/{{playbook_id}}/pause", endpoint("pause_playbook", body=True), methods=["POST"]),
         Route(f"{PREFIX}/playbooks/{{playbook_id}}/resume", endpoint("resume_playbook", body=True), methods=["POST"]),

@@ -188,10 +188,10 @@ class Sink:
         """Live calls other cluster nodes hold (empty on a single node)."""
         return dict(getattr(self._fanout, "remote_calls", {}))
 
-    async def qa_evaluation(self, call_id: str, result: dict[str, Any]) -> None:
+    async def qa_evaluation(self, call_id: str, result: dict[str, Any], source: str = "auto") -> None:
         """A scorecard's result for an ended call: stored, then announced to supervisors."""
-        await self._store.qa_evaluation(call_id, result)
-        self._fanout.publish_supervisors({"type": "qa_scored", "call_id": call_id, "card_id": result["card_id"],
+        await self._store.qa_evaluation(call_id, result, source)
+        self._fanout.publish_supervisors({"type": "qa_scored", "call_id": call_id, "card_id": result["card_id"], "source": source,
                                           "card_version": result["card_version"], "score": result.get("score"),
                                           "auto_failed": result.get("auto_failed")})  # fmt: skip
 

@@ -59,6 +59,13 @@ def _answer(q: Question, f: Finding) -> tuple[str, float | None, str | None]:
     return f"{x:g}", 0.0, f"band:{len(q.bands or [])}"
 
 
+def _options(q: Question) -> dict[str, Any]:
+    """The answers a reviewer may give (numeric: any number)."""
+    if q.type == "choice":
+        return {"options": [*(q.choices or {}), "na"]}
+    return {"options": ["yes", "no", "na"]} if q.type == "yes_no" else {}
+
+
 def score_call(card: Scorecard, facts: CallFacts) -> dict[str, Any]:
     answers: list[dict[str, Any]] = []
     card_failed: list[str] = []
@@ -66,17 +73,18 @@ def score_call(card: Scorecard, facts: CallFacts) -> dict[str, Any]:
     for section, q in card.questions():
         gate = evaluate(q.applies_when, facts) if q.applies_when else None
         if gate is not None and not gate.value:
-            answers.append({"section_id": section.id, "question_id": q.id, "text": q.text, "answer": "na", "score": None,
-                            "weight": q.weight, "evidence": gate.evidence, "justification": f"not applicable: {gate.why}"})  # fmt: skip
+            answers.append({"section_id": section.id, "question_id": q.id, "text": q.text, "type": q.type, "answer": "na",
+                            "score": None, "weight": q.weight, "evidence": gate.evidence,
+                            "justification": f"not applicable: {gate.why}", **_options(q)})  # fmt: skip
             continue
         f = evaluate(q.answer, facts)
         answer, score, band = _answer(q, f)
         fail = q.auto_fail is not None and (answer in q.auto_fail.answers or (band is not None and band in q.auto_fail.answers))
         if fail and q.auto_fail is not None:
             (card_failed.append(q.id) if q.auto_fail.scope == "card" else failed_sections.add(section.id))
-        answers.append({"section_id": section.id, "question_id": q.id, "text": q.text, "answer": answer, "score": score,
-                        "weight": q.weight, "evidence": (gate.evidence if gate else []) + f.evidence,
-                        "justification": f.why, "auto_fail": fail or None})  # fmt: skip
+        answers.append({"section_id": section.id, "question_id": q.id, "text": q.text, "type": q.type, "answer": answer,
+                        "score": score, "weight": q.weight, "evidence": (gate.evidence if gate else []) + f.evidence,
+                        "justification": f.why, "auto_fail": fail or None, **_options(q)})  # fmt: skip
     return _totals(card, answers, card_failed, failed_sections)
 
 

@@ -318,7 +318,20 @@ class CallStore:
         for table, order in (("transcripts", "start_s"), ("signals", "created_at"), ("hints", "created_at"),
                              ("feedback", "created_at")):
             out[table] = await self.db.fetchall(f"SELECT * FROM {table} WHERE call_id = ? ORDER BY {order}", (call_id,))
-        rows = await self.db.fetchall("SELECT result, source, created_at FROM qa_evaluations WHERE call_id = ? ORDER BY id",
-                                      (call_id,))  # fmt: skip
-        out["qa"] = [{**json.loads(r["result"]), "source": r["source"], "created_at": r["created_at"]} for r in rows]
+        out["qa"] = await self.qa_evaluations(call_id=call_id)
         return out
+
+    async def qa_evaluations(self, call_id: str | None = None, card_id: str | None = None,
+                             card_version: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """Stored evaluations, oldest first, each with its source (auto, human:<user>)."""
+        await self.flush()
+        where, params = [], []
+        for col, v in (("call_id", call_id), ("card_id", card_id), ("card_version", card_version)):
+            if v is not None:
+                where.append(f"{col} = ?")
+                params.append(v)
+        rows = await self.db.fetchall(
+            "SELECT call_id, result, source, created_at FROM qa_evaluations"
+            + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id", tuple(params))
+        return [{**json.loads(r["result"]), "call_id": r["call_id"], "source": r["source"], "created_at": r["created_at"]}
+                for r in rows]  # fmt: skip
