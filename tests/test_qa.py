@@ -225,3 +225,49 @@ def test_agreement_per_question_has_accuracy_and_cohens_kappa() -> None:
     assert rows["outcome"]["accuracy"] == 1.0 and rows["outcome"]["kappa"] is None
     with pytest.raises(ValueError, match="no question 'nope'"):
         apply_review(card, autos[0], {"nope": "yes"}, "lead", "x")
+
+
+async def test_a_draft_card_version_is_compared_on_stored_calls_and_scores_no_live_call(tmp_path: Path) -> None:
+    cards = tmp_path / "scorecards"
+    cards.mkdir()
+    v1 = yaml.safe_load((REPO_CONFIG_DIR / "scorecards" / "bank_telco.yaml").read_text())
+    (cards / "bank_telco.yaml").write_text(yaml.safe_dump(v1))
+    v2 = {**v1, "version": 2, "draft": True}
+    # v2 drops the recording notice's auto-fail and adds "no abuse" to the compliance section
+    for sec in v2["sections"]:
+        for q in sec["questions"]:
+            if q["id"] == "recording_notice":
+                q.pop("auto_fail")
+        if sec["id"] == "compliance":
+            sec["questions"].append({"id": "no_abuse", "text": "No abusive language from the agent?",
+                                     "answer": {"absent": {"signal": {"name": "abuse", "by": "agent"}}}})
+    (cards / "bank_telco_v2.yaml").write_text(yaml.safe_dump(v2))
+    settings = make_settings(tmp_path, qa={"scorecards_dir": str(cards)})
+    audio = read_call_audio(DEMO)
+    async with server(settings) as (base, _app):
+        async with connect_twilio(f"{base}/ws/twilio") as tw:
+            await stream_call(tw, audio, TwilioMessages(agent_id="agent-1", call_sid="CAqa2"), speed=3.0)
+        async with httpx.AsyncClient(base_url=base.replace("ws://", "http://"),
+                                     headers={"Authorization": f"Bearer {SUPERVISOR_TOKEN}"}) as c:  # fmt: skip
+            for _ in range(200):
+                card = (await c.get("/api/v1/calls/CAqa2/scorecard")).json()
+                if card.get("evaluations"):
+                    break
+                await asyncio.sleep(0.2)
+            cmp = (await c.get("/api/v1/qa/compare", params={"card_id": "bank_telco", "version_a": 1, "version_b": 2})).json()
+    assert [(e["card_version"], e["source"]) for e in card["evaluations"]] == [(1, "auto")]  # the draft scored nothing live
+    assert cmp["version_a"] == 1 and cmp["version_b"] == 2 and [r["call_id"] for r in cmp["calls"]] == ["CAqa2"]
+    row = cmp["calls"][0]
+    assert row["score_a"] == card["evaluations"][0]["score"]
+    assert row["score_b"] > row["score_a"]  # compliance: notice "no" (0) and no abuse "yes" (1) = 50, not 0
+    assert cmp["only_in_b"] == ["no_abuse"]
+    assert cmp["answers_changed"]["recording_notice"] == 0  # the answer stays "no"; only its auto-fail went
+    assert cmp["answers_changed"]["greeting"] == 0
+
+
+def test_two_live_versions_of_one_card_are_refused(tmp_path: Path) -> None:
+    v1 = yaml.safe_load((REPO_CONFIG_DIR / "scorecards" / "bank_telco.yaml").read_text())
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(v1))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({**v1, "version": 2}))
+    with pytest.raises(CardError, match="two versions of bank_telco are live"):
+        load_cards(tmp_path)

@@ -10,10 +10,13 @@ from typing import Any, Protocol
 from callcue.egress.supervisor_api import CommandError
 from callcue.qa.card import Scorecard
 from callcue.qa.review import ReviewError, agreement, apply_review
+from callcue.qa.scoring import facts_from_record, score_call
 
 
 class QaReader(Protocol):
     async def call_agent(self, call_id: str) -> str | None | bool: ...
+    async def call_record(self, call_id: str) -> dict[str, Any]: ...
+    async def ended_calls(self, since: float) -> list[dict[str, Any]]: ...
     async def qa_evaluations(self, call_id: str | None = None, card_id: str | None = None,
                              card_version: int | None = None) -> list[dict[str, Any]]: ...  # fmt: skip
 
@@ -30,7 +33,8 @@ class QaCommands:
         self.writer = writer
 
     def ops(self) -> dict[str, Callable[[Any, dict[str, Any]], Any]]:
-        return {"get_scorecard": self.get_scorecard, "qa_review": self.qa_review, "qa_agreement": self.qa_agreement}
+        return {"get_scorecard": self.get_scorecard, "qa_review": self.qa_review, "qa_agreement": self.qa_agreement,
+                "qa_compare": self.qa_compare}
 
     def _card(self, card_id: str | None, version: Any = None) -> Scorecard:
         cards = self._cards()
@@ -81,6 +85,34 @@ class QaCommands:
         pairs = [(latest[(cid, "auto")], h) for (cid, kind), h in latest.items() if kind == "human" and (cid, "auto") in latest]
         return {"card_id": card.id, "card_version": card.version, "reviewed_calls": len(pairs),
                 "questions": agreement(card, pairs)}  # fmt: skip
+
+
+    async def qa_compare(self, p: Any, a: dict[str, Any]) -> dict[str, Any]:
+        """Two versions of a card on the same stored calls, before promoting the new one: the
+        score of each call under both, and per question how many answers would change."""
+        card_id = _need(a, "card_id")
+        try:
+            va, vb = int(a.get("version_a") or 0), int(a.get("version_b") or 0)
+            limit = max(1, min(500, int(a.get("limit") or 100)))
+        except (TypeError, ValueError):
+            raise CommandError("bad_request", 400, "version_a, version_b and limit must be integers") from None
+        old, new = self._card(card_id, va), self._card(card_id, vb)
+        calls = (await self.store.ended_calls(0.0))[:limit]
+        rows, changed = [], {q.id: 0 for _s, q in new.questions()}
+        for c in calls:
+            facts = facts_from_record(await self.store.call_record(c["call_id"]))
+            ra, rb = score_call(old, facts), score_call(new, facts)
+            before = {x["question_id"]: x["answer"] for x in ra["answers"]}
+            for x in rb["answers"]:
+                if x["question_id"] in before and before[x["question_id"]] != x["answer"]:
+                    changed[x["question_id"]] += 1
+            rows.append({"call_id": c["call_id"], "score_a": ra["score"], "score_b": rb["score"]})
+        scored = [(r["score_a"], r["score_b"]) for r in rows if r["score_a"] is not None and r["score_b"] is not None]
+        mean = (lambda xs: round(sum(xs) / len(xs), 1) if xs else None)  # noqa: E731
+        return {"card_id": card_id, "version_a": old.version, "version_b": new.version, "calls": rows,
+                "mean_a": mean([x for x, _ in scored]), "mean_b": mean([y for _, y in scored]),
+                "answers_changed": changed,
+                "only_in_b": sorted({q.id for _s, q in new.questions()} - {q.id for _s, q in old.questions()})}  # fmt: skip
 
 
 def _need(a: dict[str, Any], key: str) -> str:

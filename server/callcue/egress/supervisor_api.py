@@ -438,6 +438,7 @@ def supervisor_routes(get: Callable[[], tuple[SupervisorCommands, Auth]]) -> lis
         Route(f"{PREFIX}/calls/{{call_id}}/scorecard", endpoint("get_scorecard", body=False), methods=["GET"]),
         Route(f"{PREFIX}/calls/{{call_id}}/scorecard/review", endpoint("qa_review", body=True), methods=["POST"]),
         Route(f"{PREFIX}/qa/agreement", endpoint("qa_agreement", body=False), methods=["GET"]),
+        Route(f"{PREFIX}/qa/compare", endpoint("qa_compare", body=False), methods=["GET"]),
         Route(f"{PREFIX}/playbooks", endpoint("list_playbooks", body=False), methods=["GET"]),
         Route(f"{PREFIX}/playbooks/{{playbook_id}}/pause", endpoint("pause_playbook", body=True), methods=["POST"]),
         Route(f"{PREFIX}/playbooks/{{playbook_id}}/resume", endpoint("resume_playbook", body=True), methods=["POST"]),

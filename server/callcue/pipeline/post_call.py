@@ -27,7 +27,8 @@ WriteResult = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 class PostCallQA:
     def __init__(self, cards: list[Scorecard], read: ReadRecord, write: WriteResult, executor: Executor | None = None) -> None:
-        self.cards = cards
+        self.cards = cards  # every loaded card, drafts included (review and compare use them)
+        self.live = [c for c in cards if not c.draft]
         self._read = read
         self._write = write
         self._executor = executor
@@ -35,18 +36,18 @@ class PostCallQA:
         self.scored = 0
 
     def call_ended(self, call_id: str) -> None:
-        if not self.cards:
+        if not self.live:
             return
         task = asyncio.get_running_loop().create_task(self._score(call_id), name=f"qa-{call_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def score(self, call_id: str) -> list[dict[str, Any]]:
-        """Score a stored call with every card (also for `callcue ingest` and re-scoring)."""
+        """Score a stored call with every live card (also for re-scoring)."""
         record = await self._read(call_id)
         facts = facts_from_record(record)
         loop = asyncio.get_running_loop()
-        return [await loop.run_in_executor(self._executor, score_call, card, facts) for card in self.cards]
+        return [await loop.run_in_executor(self._executor, score_call, card, facts) for card in self.live]
 
     async def _score(self, call_id: str) -> None:
         try:

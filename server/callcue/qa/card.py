@@ -80,6 +80,9 @@ class Scorecard(_Strict):
     title: str
     description: str = ""
     scoring: Literal["section", "question"] = "section"
+    #: a draft is compared on stored calls (`qa/compare`) but scores no live call; promoting
+    #: a version is dropping its draft flag (and retiring the old file) in the config
+    draft: bool = False
     sections: list[Section] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -130,4 +133,8 @@ def load_cards(folder: str | Path) -> list[Scorecard]:
     dup = {k for k in keys if keys.count(k) > 1}
     if dup:
         raise CardError(f"{d}: scorecard {sorted(dup)[0]} defined twice")
+    live = [c.id for c in cards if not c.draft]
+    twice = sorted({i for i in live if live.count(i) > 1})
+    if twice:
+        raise CardError(f"{d}: two versions of {twice[0]} are live: mark all but one `draft: true`")
     return cards
