@@ -91,6 +91,18 @@ def test_deadline_missing_once_then_late_given(det):
     assert det.check_deadlines(ctx, 90.0) == []
 
 
+def test_a_call_ending_before_the_deadline_is_judged_at_its_end(det):
+    ctx = CallContext("c")
+    assert det.check_deadlines(ctx, 12.0) == []  # still time
+    (miss,) = det.on_call_end(ctx, 12.0)  # the call ended at 12 s: the notice was never read
+    assert miss.name == "disclosure_missing" and miss.attrs["judged_at_end"] is True
+    assert miss.evidence.end == 12.0 and miss.attrs["checked_at"] == 12.0
+    assert det.on_call_end(ctx, 12.0) == []  # once
+    said = CallContext("d")
+    assert given(det, said, RECORDING_PARAPHRASES[1])
+    assert det.on_call_end(said, 20.0) == []  # read in time: nothing to judge
+
+
 def test_detect_checks_deadline_on_every_transcript(det):
     ctx = CallContext("c")
     out = det.detect(tr("hello how can I help", channel="customer", start=31.0), ctx)

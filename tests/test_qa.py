@@ -271,3 +271,25 @@ def test_two_live_versions_of_one_card_are_refused(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text(yaml.safe_dump({**v1, "version": 2}))
     with pytest.raises(CardError, match="two versions of bank_telco are live"):
         load_cards(tmp_path)
+
+
+async def test_a_call_that_ends_before_the_disclosure_deadline_is_judged_missing(tmp_path: Path) -> None:
+    """12 s of the demo: the recording notice's 30 s deadline never arrives during the call."""
+    audio = read_call_audio(DEMO)
+    audio.channels = {ch: pcm[: 8000 * 12] for ch, pcm in audio.channels.items()}
+    settings = make_settings(tmp_path)
+    async with server(settings) as (base, _app):
+        async with connect_twilio(f"{base}/ws/twilio") as tw:
+            await stream_call(tw, audio, TwilioMessages(agent_id="agent-1", call_sid="CAshort"), speed=3.0)
+        async with httpx.AsyncClient(base_url=base.replace("ws://", "http://"),
+                                     headers={"Authorization": f"Bearer {SUPERVISOR_TOKEN}"}) as c:  # fmt: skip
+            for _ in range(200):
+                rec = (await c.get("/api/v1/calls/CAshort")).json()
+                if rec.get("qa"):
+                    break
+                await asyncio.sleep(0.2)
+    missing = [s for s in rec["signals"] if s["name"] == "disclosure_missing"]
+    assert len(missing) == 1 and '"judged_at_end": true' in missing[0]["attrs"], missing
+    a = answers(rec["qa"][0])
+    assert a["recording_notice"]["answer"] == "no"
+    assert "the call ended at" in a["recording_notice"]["justification"], a["recording_notice"]

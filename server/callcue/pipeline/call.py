@@ -199,6 +199,20 @@ class Call:
             for sig in signals:
                 self.push(sig)
 
+    async def _judge_at_end(self) -> None:
+        """What was required and never happened, once every final is in: straight to the Sink
+        (stored and shown), not through the decider, since no action can save it now."""
+        now = self.call_time
+        for d in self._tick_detectors:
+            end = getattr(d, "on_call_end", None)
+            if end is None:
+                continue
+            try:
+                for sig in end(self.ctx, now) or ():
+                    await self.deps.sink.signal(sig)
+            except Exception:
+                log.exception("end-of-call check %s failed", d.name, extra={"call_id": self.call_id})
+
     async def stop(self, reason: str = "stop") -> None:
         if self.ended:
             return
@@ -207,6 +221,7 @@ class Call:
         await asyncio.gather(*(c.finish() for c in self.channels.values()))
         await self._queue.put(_DONE)
         await self._task
+        await self._judge_at_end()
         await self.pipeline.close()
         log.info("call ended", extra={"call_id": self.call_id, "reason": reason,
                                       "audio_s": round(self.call_time, 2)})

@@ -159,7 +159,11 @@ def _disclosure(arg: Any, f: CallFacts) -> Finding:
         return Finding(True, [_sig_ev(g)], f"read at {g.start:.0f} s{late}: \"{g.text[:80]}\"", g.start)
     missing = [s for s in f.signals if s.name == "disclosure_missing" and s.attrs.get("disclosure_id") == did]
     if missing:
-        return Finding(False, [_sig_ev(missing[0])], f"not read by its deadline ({missing[0].attrs.get('deadline_s')} s)")
+        m = missing[0]
+        if m.attrs.get("judged_at_end"):
+            return Finding(False, [_sig_ev(m)], f"never read: the call ended at {m.attrs.get('checked_at', f.duration):.0f} s, "
+                                                f"before its {m.attrs.get('deadline_s')} s deadline")  # fmt: skip
+        return Finding(False, [_sig_ev(m)], f"not read by its deadline ({m.attrs.get('deadline_s')} s)")
     return Finding(False, [], f"never read: the call ended after {f.duration:.0f} s without it")
 
 

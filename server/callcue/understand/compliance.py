@@ -155,19 +155,27 @@ class ComplianceDetector(TextRiskDetector):
     def on_tick(self, ctx: CallContext, call_time: float) -> list[Signal]:
         return self.check_deadlines(ctx, call_time)
 
-    def check_deadlines(self, ctx: CallContext, now_call_time: float) -> list[Signal]:
-        """`disclosure_missing` once per disclosure whose deadline passed unsaid."""
+    def on_call_end(self, ctx: CallContext, call_time: float) -> list[Signal]:
+        """A call that ended before a deadline did not read that disclosure either: judged
+        now, since nothing more can be said (QA scores it; no playbook can act on it)."""
+        return self.check_deadlines(ctx, call_time, at_end=True)
+
+    def check_deadlines(self, ctx: CallContext, now_call_time: float, at_end: bool = False) -> list[Signal]:
+        """`disclosure_missing` once per disclosure whose deadline passed unsaid (or whose
+        call ended, `at_end`)."""
         cs = self._cstate(ctx)
         out = []
         for d in self.required(ctx):
-            if d.id in cs.given or d.id in cs.missing_flagged or now_call_time < d.deadline_s:
+            if d.id in cs.given or d.id in cs.missing_flagged or (now_call_time < d.deadline_s and not at_end):
                 continue
             sig = cs.missing_flagged[d.id] = Signal(
                 call_id=ctx.call_id, kind=self.kind, name="disclosure_missing", confidence=1.0,
                 detector=self.name, detector_version=self.version,
                 # nothing was said: the evidence is the agent channel's silence on it until the deadline
-                evidence=Evidence(channel=self.channel, text="", start=0.0, end=d.deadline_s, segment_id=-1, revision=0, is_final=True),
-                attrs={"disclosure_id": d.id, "description": d.description, "deadline_s": d.deadline_s, "checked_at": round(now_call_time, 3)},
+                evidence=Evidence(channel=self.channel, text="", start=0.0, end=min(d.deadline_s, now_call_time),
+                                  segment_id=-1, revision=0, is_final=True),
+                attrs={"disclosure_id": d.id, "description": d.description, "deadline_s": d.deadline_s,
+                       "checked_at": round(now_call_time, 3), **({"judged_at_end": True} if at_end else {})},
             )
             out.append(sig)
         return out
