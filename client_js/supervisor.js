@@ -107,6 +107,7 @@ import { el, button, fmtClock, fmtTime, initialToken, Connection } from "./desk.
         loadPlaybooks();
         break;
       case "qa_scored":
+      case "summary_ready":
         if (ev.call_id === state.selected) loadScorecard();
         break;
       default:
@@ -321,6 +322,23 @@ import { el, button, fmtClock, fmtTime, initialToken, Connection } from "./desk.
     renderCalls(); renderLines(); renderPlaybooks(); renderFeed(); loadTrail(); loadScorecard();
   }
 
+  /** The post-call summary, each line with the call time of its evidence. */
+  function summaryBlock(sm) {
+    const d = el("div", "summary");
+    const at = (ev) => (ev && ev.length && typeof ev[0].start === "number" ? ` @${fmtTime(ev[0].start)}` : "");
+    const reasons = (sm.reason_for_contact || []).map((r) => `${r.intent.replace(/_/g, " ")}${at(r.evidence)}`).join(", ");
+    d.append(el("div", "", `Reason: ${reasons || "not recognized"}`));
+    d.append(el("div", "", `Outcome: ${sm.outcome ? sm.outcome.outcome : "?"}${sm.outcome ? at(sm.outcome.evidence) : ""}`));
+    const did = (sm.agent_actions || []).slice(0, 6).map((x) => `${x.what.replace(/_/g, " ")}${x.at !== null ? " @" + fmtTime(x.at) : ""}`);
+    if (did.length) d.append(el("div", "", `Agent: ${did.join(" · ")}`));
+    const owed = (sm.follow_ups || []).map((x) => `${x.kind} ${x.value}`);
+    if (owed.length) d.append(el("div", "", `Follow-up: ${owed.join(", ")}`));
+    const q = (sm.sentiment_by_quarter || []).map((x) => x.label ? (MOOD_MARK[x.label] || "·") : "·").join(" ");
+    const talk = Object.entries(sm.talk || {}).map(([ch, t]) => `${ch} ${Math.round(100 * (t.share || 0))}% (${t.words_per_minute || "–"} wpm)`);
+    d.append(el("div", "", `Sentiment by quarter: ${q} · talk: ${talk.join(", ")} · silence ${sm.non_talk_s} s`));
+    return d;
+  }
+
   /** The selected call's QA scorecard: the latest evaluation (a review if there is one),
    *  each answer with its justification and the call time of its evidence; a lead can change
    *  answers with a reason (audited, re-scored; the automatic evaluation stays). */
@@ -331,6 +349,8 @@ import { el, button, fmtClock, fmtTime, initialToken, Connection } from "./desk.
     const r = await conn.request({ type: "get_scorecard", call_id: id });
     if (id !== state.selected) return;
     box.replaceChildren();
+    const sm = r.type === "error" ? null : r.summary;
+    if (sm) box.append(summaryBlock(sm));
     const evals = r.type === "error" ? [] : (r.evaluations || []);
     if (!evals.length) {
       box.append(el("p", "empty", state.calls.get(id) && state.calls.get(id).ended ? "Not scored yet." : "Scored when the call ends."));

@@ -266,6 +266,7 @@ async def test_agent_and_supervisor_pages_in_chromium(tmp_path: Path, playwright
     # the console shows the ended call's QA scorecard, every question of the shipped card
     assert re.match(r"^\d+(\.\d)? / 100 · bank_telco v1 · auto", result["scorecard"]["head"]), result["scorecard"]
     assert result["scorecard"]["rows"] == 10, result["scorecard"]
+    assert "Outcome: escalated" in result["scorecard"]["summary"] and "Reason:" in result["scorecard"]["summary"], result["scorecard"]
     # a desk opened mid-call showed the call so far (replayed), hint card included
     late = result["late"]
     assert late["finals_shown"] >= late["agent_finals_before"] >= 1, late

@@ -156,7 +156,7 @@ async def test_a_live_call_is_scored_when_it_ends_and_a_review_is_audited_and_me
         async with httpx.AsyncClient(base_url=http, headers={"Authorization": f"Bearer {SUPERVISOR_TOKEN}"}) as c:
             for _ in range(200):
                 rec = (await c.get("/api/v1/calls/CAqa1")).json()
-                if rec.get("qa") and rec["call"]["ended_at"]:
+                if rec.get("qa") and rec.get("summary") and rec["call"]["ended_at"]:
                     break
                 await asyncio.sleep(0.2)
             # a QA lead changes two answers with a reason: audited, re-scored, a new evaluation
@@ -188,6 +188,17 @@ async def test_a_live_call_is_scored_when_it_ends_and_a_review_is_audited_and_me
         for e in q["evidence"]:
             assert e["type"] in ("transcript", "signal") and e["start"] >= 0
     assert ev["score"] is not None and 0 < ev["score"] < 100
+
+    # the post-call summary: why they called, what was done, how it ended, how the talking went
+    summ = rec["summary"]
+    assert summ["reason_for_contact"] and summ["reason_for_contact"][0]["evidence"][0]["channel"] == "customer", summ
+    assert any("cancel" in r["intent"] for r in summ["reason_for_contact"]), summ["reason_for_contact"]
+    assert summ["outcome"]["outcome"] == "escalated" and summ["outcome"]["evidence"][0]["channel"] == "agent", summ["outcome"]
+    assert any(d["what"] == "transfer" for d in summ["agent_actions"]), summ["agent_actions"]
+    assert [q["quarter"] for q in summ["sentiment_by_quarter"]] == [1, 2, 3, 4]
+    assert set(summ["talk"]) == {"customer", "agent"} and all(t["talk_s"] > 3 and 60 < t["words_per_minute"] < 300
+                                                               for t in summ["talk"].values()), summ["talk"]
+    assert 0 <= summ["non_talk_s"] < summ["duration_s"]
 
     # the review
     rev = review["evaluation"]
@@ -293,3 +304,25 @@ async def test_a_call_that_ends_before_the_disclosure_deadline_is_judged_missing
     a = answers(rec["qa"][0])
     assert a["recording_notice"]["answer"] == "no"
     assert "the call ended at" in a["recording_notice"]["justification"], a["recording_notice"]
+
+
+def test_summary_talk_time_quarters_and_owed_amounts() -> None:
+    from callcue.qa.summary import summarize
+
+    facts = CallFacts("s1", [seg("agent", 0, "thank you for calling how can I help"), seg("customer", 1, "I want a refund please"),
+                             seg("agent", 10, "I've processed the refund of 20 dollars"), seg("customer", 30, "great thanks")],
+                      [Sig("intent", "refund_request", "customer", 1, 3, "I want a refund please", {}, "i1", 0.91),
+                       Sig("sentiment", "negative", "customer", 1, 3, "", {"score": -0.6}, "n1"),
+                       Sig("sentiment", "positive", "customer", 30, 32, "", {"score": 0.7}, "p1"),
+                       Sig("entity", "money", "agent", 10, 12, "", {"normalized": "20.00 USD"}, "m1"),
+                       Sig("acoustic", "talk_over", "customer", 2, 2.5, "", {}, "t1")], 32.0)  # fmt: skip
+    s = summarize(facts, [{"kind": "feedback", "seq": 7, "payload": {"hint_id": "h1", "action": "accepted"}}])
+    assert s["reason_for_contact"][0] == {"intent": "refund_request", "confidence": 0.91, "mentions": 1, "first_at": 1,
+                                          "evidence": s["reason_for_contact"][0]["evidence"]}  # fmt: skip
+    assert s["outcome"]["outcome"] == "resolved" and s["outcome"]["evidence"][0]["start"] == 10
+    assert s["follow_ups"][0]["value"] == "20.00 USD" and s["follow_ups"][0]["said_by"] == "agent"
+    assert [q["label"] for q in s["sentiment_by_quarter"]] == ["negative", None, None, "positive"]
+    # agent talks 0-2 and 10-12 (4 s), the customer 1-3 and 30-32 (4 s); speech covers 0-3, 10-12, 30-32 = 7 s
+    assert s["talk"]["agent"]["talk_s"] == 4.0 and s["talk"]["customer"]["talk_s"] == 4.0
+    assert s["non_talk_s"] == 25.0 and s["talk"]["customer"]["interruptions"] == 1
+    assert any(d["what"] == "hint_accepted" for d in s["agent_actions"])

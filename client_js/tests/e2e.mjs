@@ -221,7 +221,9 @@ try {
   await after.supervisor.locator("#lines .ln").first().waitFor({ timeout: 20000 });
   await after.supervisor.locator("#trail li").first().waitFor({ timeout: 20000 });
   await after.supervisor.locator("#scorecard .qahead").waitFor({ timeout: 30000 });
+  await after.supervisor.locator("#scorecard .summary").waitFor({ timeout: 30000 });
   result.scorecard = { head: await after.supervisor.locator("#scorecard .qahead").textContent(),
+                       summary: await after.supervisor.locator("#scorecard .summary").textContent(),
                        rows: await after.supervisor.locator("#scorecard .qa").count() };
   await after.supervisor.setViewportSize({ width: 1280, height: 1000 });
   await after.supervisor.locator("#scorecard").scrollIntoViewIfNeeded();

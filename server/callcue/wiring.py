@@ -206,7 +206,11 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
     qa = None
     if settings.qa.enabled:
         cards = load_cards(settings.resolve(settings.qa.scorecards_dir))
-        qa = PostCallQA(cards, store.call_record, sink.qa_evaluation, detect_pool)
+        async def call_audit(call_id: str) -> list[dict[str, Any]]:
+            return [e.to_dict() for e in await audit.query(call_id=call_id, limit=5000)]
+
+        qa = PostCallQA(cards, store.call_record, sink.qa_evaluation, detect_pool, read_audit=call_audit,
+                        write_summary=sink.call_summary)  # fmt: skip
         sink.call_end_listeners.append(qa.call_ended)
         supervisor.add_ops(QaCommands(lambda: qa.cards if qa else [], store, sink).ops())
         log.info("QA ready: %s", ", ".join(f"{c.id} v{c.version}" for c in cards) or "no scorecards")

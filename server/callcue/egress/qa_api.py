@@ -49,7 +49,8 @@ class QaCommands:
         call_id = _need(a, "call_id")
         if await self.store.call_agent(call_id) is False:
             raise CommandError("not_found", 404, f"no call {call_id!r}")
-        return {"call_id": call_id, "evaluations": await self.store.qa_evaluations(call_id=call_id)}
+        record = await self.store.call_record(call_id)
+        return {"call_id": call_id, "evaluations": record.get("qa", []), "summary": record.get("summary")}
 
     async def qa_review(self, p: Any, a: dict[str, Any]) -> dict[str, Any]:
         call_id = _need(a, "call_id")

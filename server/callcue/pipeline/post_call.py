@@ -18,16 +18,21 @@ from typing import Any
 
 from callcue.qa.card import Scorecard
 from callcue.qa.scoring import facts_from_record, score_call
+from callcue.qa.summary import summarize
 
 log = logging.getLogger(__name__)
 
 ReadRecord = Callable[[str], Awaitable[dict[str, Any]]]
+ReadAudit = Callable[[str], Awaitable[list[dict[str, Any]]]]
 WriteResult = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class PostCallQA:
-    def __init__(self, cards: list[Scorecard], read: ReadRecord, write: WriteResult, executor: Executor | None = None) -> None:
+    def __init__(self, cards: list[Scorecard], read: ReadRecord, write: WriteResult, executor: Executor | None = None,
+                 read_audit: ReadAudit | None = None, write_summary: WriteResult | None = None) -> None:  # fmt: skip
         self.cards = cards  # every loaded card, drafts included (review and compare use them)
+        self._read_audit = read_audit
+        self._write_summary = write_summary
         self.live = [c for c in cards if not c.draft]
         self._read = read
         self._write = write
@@ -36,7 +41,7 @@ class PostCallQA:
         self.scored = 0
 
     def call_ended(self, call_id: str) -> None:
-        if not self.live:
+        if not self.live and self._write_summary is None:
             return
         task = asyncio.get_running_loop().create_task(self._score(call_id), name=f"qa-{call_id}")
         self._tasks.add(task)
@@ -49,6 +54,11 @@ class PostCallQA:
         loop = asyncio.get_running_loop()
         return [await loop.run_in_executor(self._executor, score_call, card, facts) for card in self.live]
 
+    async def summary(self, call_id: str) -> dict[str, Any]:
+        record = await self._read(call_id)
+        audit = await self._read_audit(call_id) if self._read_audit is not None else []
+        return await asyncio.get_running_loop().run_in_executor(self._executor, summarize, facts_from_record(record), audit)
+
     async def _score(self, call_id: str) -> None:
         try:
             for result in await self.score(call_id):
@@ -56,6 +66,11 @@ class PostCallQA:
                 self.scored += 1
         except Exception:
             log.exception("post-call QA failed", extra={"call_id": call_id})
+        if self._write_summary is not None:
+            try:
+                await self._write_summary(call_id, await self.summary(call_id))
+            except Exception:
+                log.exception("post-call summary failed", extra={"call_id": call_id})
 
     async def close(self) -> None:
         while self._tasks:

@@ -195,6 +195,12 @@ class Sink:
                                           "card_version": result["card_version"], "score": result.get("score"),
                                           "auto_failed": result.get("auto_failed")})  # fmt: skip
 
+    async def call_summary(self, call_id: str, result: dict[str, Any]) -> None:
+        """The post-call summary: stored, then announced to supervisors."""
+        await self._store.summary(call_id, result)
+        self._fanout.publish_supervisors({"type": "summary_ready", "call_id": call_id,
+                                          "outcome": (result.get("outcome") or {}).get("outcome")})  # fmt: skip
+
     def rejection(self, platform: str, call_id: str | None, code: int, reason: str) -> None:
         metrics.INGRESS_ERRORS.labels(platform, str(code)).inc()
         log.warning("rejected %s frame: %s", platform, reason,

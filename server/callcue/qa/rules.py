@@ -47,6 +47,7 @@ class Sig:
     text: str
     attrs: dict[str, Any]
     signal_id: str
+    confidence: float = 0.0
 
 
 @dataclass(slots=True)

@@ -30,7 +30,7 @@ def facts_from_record(record: dict[str, Any]) -> CallFacts:
         ev = ev or {}
         attrs = json.loads(r["attrs"]) if isinstance(r.get("attrs"), str) else (r.get("attrs") or {})
         sigs.append(Sig(r["kind"], r["name"], ev.get("channel"), float(ev.get("start") or 0), float(ev.get("end") or 0),
-                        ev.get("text") or "", attrs, r["signal_id"]))  # fmt: skip
+                        ev.get("text") or "", attrs, r["signal_id"], float(r.get("confidence") or 0)))  # fmt: skip
     sigs.sort(key=lambda s: s.start)
     segs.sort(key=lambda s: s.start)
     duration = max([s.end for s in segs] + [s.end for s in sigs] + [0.0])

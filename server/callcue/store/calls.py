@@ -77,6 +77,9 @@ class CallStore:
                 card_digest TEXT, score {real}, source TEXT NOT NULL, result TEXT NOT NULL, created_at {real})""",
             "CREATE INDEX IF NOT EXISTS qa_evaluations_call ON qa_evaluations(call_id)",
         ])  # fmt: skip
+        await self.db.migrate("summaries_v1", [
+            f"CREATE TABLE IF NOT EXISTS call_summaries (call_id TEXT PRIMARY KEY, result TEXT NOT NULL, created_at {real})",
+        ])
         closed = await self.close_abandoned()
         if closed:
             log.warning("closed %d call(s) a previous run left open", closed)
@@ -256,6 +259,14 @@ class CallStore:
             (call_id, seq, kind, audience, json.dumps(body, default=str), time.time()),
         )
 
+    def summary(self, call_id: str, result: dict[str, Any]) -> asyncio.Future[None]:
+        """The call's post-call summary; a later one (the call re-scored) replaces it."""
+        return self._put(
+            "INSERT INTO call_summaries (call_id, result, created_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (call_id) DO UPDATE SET result = excluded.result, created_at = excluded.created_at",
+            (call_id, json.dumps(result, default=str), time.time()),
+        )
+
     def qa_evaluation(self, call_id: str, result: dict[str, Any], source: str = "auto") -> asyncio.Future[None]:
         return self._put(
             "INSERT INTO qa_evaluations (call_id, card_id, card_version, card_digest, score, source, result, created_at) "
@@ -319,6 +330,8 @@ class CallStore:
                              ("feedback", "created_at")):
             out[table] = await self.db.fetchall(f"SELECT * FROM {table} WHERE call_id = ? ORDER BY {order}", (call_id,))
         out["qa"] = await self.qa_evaluations(call_id=call_id)
+        row = await self.db.fetchone("SELECT result FROM call_summaries WHERE call_id = ?", (call_id,))
+        out["summary"] = json.loads(row["result"]) if row else None
         return out
 
     async def qa_evaluations(self, call_id: str | None = None, card_id: str | None = None,
