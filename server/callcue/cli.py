@@ -130,6 +130,52 @@ def play(wav: Path = typer.Argument(..., exists=True, dir_okay=False, help="16-b
         raise typer.Exit(1)
 
 
+@app.command()
+def ingest(paths: list[Path] = typer.Argument(..., help="recordings (WAV: PCM, mu-law, A-law; FLAC) or folders of them"),
+           jobs: int = typer.Option(2, help="calls processed at once"),
+           layout: Optional[str] = typer.Option(None, help="channels: stereo (customer left), stereo-agent-left, mono, mono-agent"),
+           agent: Optional[str] = typer.Option(None, help="agent id to file the calls under"),
+           as_json: bool = typer.Option(False, "--json", help="one JSON object per call on stdout (scorecard, summary)"),
+           storage_url: Optional[str] = typer.Option(None, help="database URL instead of the config's [storage] url"),
+           config: Optional[Path] = ConfigOpt) -> None:
+    """Run recorded calls through the pipeline as fast as the machine allows, store everything a
+    live call stores, score and summarize each; a second run skips what is done."""
+    from tqdm import tqdm
+
+    from callcue.clients.ingest import ingest as run
+    from callcue.clients.ingest import print_json, recordings
+
+    s = _settings(config)
+    if storage_url:
+        s.storage.url = storage_url
+    _logging(s, quiet=True)
+    try:
+        files = recordings(paths)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    if not files:
+        typer.echo("error: no recordings found", err=True)
+        raise typer.Exit(2)
+
+    def line(r: dict) -> None:
+        if as_json:
+            print_json(r)
+        else:
+            sc = r.get("scorecard") or {}
+            out = (r.get("summary") or {}).get("outcome") or {}
+            tqdm.write(f"{r['status']:<16} {r['source']}  score {sc.get('score', '–')}  outcome {out.get('outcome', '–')}"
+                       + (f"  ({r['error']})" if r.get("error") else ""), file=sys.stderr)
+
+    with tqdm(total=len(files), unit="call", file=sys.stderr, disable=None) as bar:
+        results = asyncio.run(run(files, s, jobs=jobs, layout=layout, agent_id=agent, on_done=line, progress=bar))
+    failed = [r for r in results if r["status"] == "failed"]
+    typer.echo(f"{len(results) - len(failed)} of {len(results)} recordings done"
+               f"{f', {len(failed)} failed' if failed else ''}", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
 @models_app.command("list")
 def models_list(config: Optional[Path] = ConfigOpt,
                 load: bool = typer.Option(True, help="load each model with its engine to prove it works")) -> None:

@@ -38,6 +38,7 @@ class PostCallQA:
         self._write = write
         self._executor = executor
         self._tasks: set[asyncio.Task[None]] = set()
+        self._by_call: dict[str, asyncio.Task[None]] = {}
         self.scored = 0
 
     def call_ended(self, call_id: str) -> None:
@@ -45,7 +46,15 @@ class PostCallQA:
             return
         task = asyncio.get_running_loop().create_task(self._score(call_id), name=f"qa-{call_id}")
         self._tasks.add(task)
+        self._by_call[call_id] = task
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t: self._by_call.pop(call_id, None) if self._by_call.get(call_id) is t else None)
+
+    async def done(self, call_id: str) -> None:
+        """Until the call's scorecards and summary are written (at once if none is pending)."""
+        task = self._by_call.get(call_id)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
 
     async def score(self, call_id: str) -> list[dict[str, Any]]:
         """Score a stored call with every live card (also for re-scoring)."""
