@@ -326,3 +326,34 @@ def test_summary_talk_time_quarters_and_owed_amounts() -> None:
     assert s["talk"]["agent"]["talk_s"] == 4.0 and s["talk"]["customer"]["talk_s"] == 4.0
     assert s["non_talk_s"] == 25.0 and s["talk"]["customer"]["interruptions"] == 1
     assert any(d["what"] == "hint_accepted" for d in s["agent_actions"])
+
+
+async def test_a_chat_thread_gets_the_same_understanding_scorecard_and_summary(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    turns = [
+        {"role": "agent", "text": "Hello, thank you for contacting Northwind Bank, my name is Ana.", "time": 0},
+        {"role": "customer", "text": "I want to cancel my account, the fees are ridiculous and I am really frustrated.", "time": 8},
+        {"role": "agent", "text": "I'm so sorry to hear that. Let me verify your date of birth first.", "time": 20},
+        {"role": "customer", "text": "It is the 4th of May 1980.", "time": 35},
+        {"role": "agent", "text": "Thank you. Your current balance is 120 dollars. I guarantee you will get a full refund.", "time": 50},
+        {"role": "agent", "text": "Is there anything else I can help you with today?", "time": 70},
+    ]
+    async with server(settings) as (base, _app):
+        async with httpx.AsyncClient(base_url=base.replace("ws://", "http://"), timeout=60) as c:
+            ok = await c.post("/api/v1/interactions", json={"interaction_id": "T1", "channel": "chat", "agent_id": "agent-1",
+                                                            "turns": turns}, headers={"Authorization": "Bearer demo-native-token"})
+            unauth = await c.post("/api/v1/interactions", json={"interaction_id": "T2", "turns": turns})
+            bad = await c.post("/api/v1/interactions", json={"interaction_id": "T3", "turns": [{"role": "bot", "text": "x"}]},
+                               headers={"Authorization": "Bearer demo-native-token"})  # fmt: skip
+            rec = (await c.get("/api/v1/calls/chat-T1", headers={"Authorization": f"Bearer {SUPERVISOR_TOKEN}"})).json()
+    assert unauth.status_code == 401 and bad.status_code == 400 and "role must be customer or agent" in bad.json()["error"]
+    out = ok.json()
+    assert ok.status_code == 200 and out["call_id"] == "chat-T1" and out["finals"] == 6, out
+    a = answers(out["scorecard"])
+    assert a["greeting"]["answer"] == "yes" and a["identification"]["answer"] == "yes"
+    assert a["verified_before_details"]["answer"] == "yes", a["verified_before_details"]  # DOB at 20 s, balance at 50 s
+    assert a["empathy_on_complaint"]["answer"] == "yes" and a["closing"]["answer"] == "yes"
+    # the same detectors ran on text: the prohibited promise was caught and fails the card
+    assert a["no_prohibited_promise"]["answer"] == "no" and out["scorecard"]["score"] == 0.0
+    assert any("cancel" in r["intent"] for r in out["summary"]["reason_for_contact"]), out["summary"]
+    assert rec["call"]["platform"] == "chat" and rec["call"]["end_reason"] == "end_of_thread"

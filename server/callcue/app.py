@@ -155,6 +155,40 @@ def create_app(settings: Settings) -> Starlette:
             return JSONResponse({"error": f"not allowed to see call {call_id!r}"}, status_code=403)
         return JSONResponse(await rt.access.call_record(call_id))
 
+    async def text_interaction(request: Request) -> JSONResponse:
+        """A chat or email thread (JSON turns) through understanding, QA and the summary, as a
+        call without audio; authenticated like the native ingress (`[platforms.native] tokens`)."""
+        import hmac
+        import json
+
+        from callcue.clients.text_channel import TextInteractionError, run_text_interaction
+
+        rt = slot.get()
+        got = request.headers.get("authorization", "")
+        token = got[7:].strip() if got.lower().startswith("bearer ") else ""
+        client = request.client.host if request.client else None
+        if rt.auth_failures.blocked(client) or not any(hmac.compare_digest(token, t) for t in settings.platforms.native.tokens):
+            rt.auth_failures.failed(client)
+            return JSONResponse({"error": "missing or invalid bearer token ([platforms.native] tokens)"}, status_code=401)
+        raw = await request.body()
+        if len(raw) > 4 * 1024 * 1024:
+            return JSONResponse({"error": "body over 4 MiB"}, status_code=413)
+        try:
+            body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise TextInteractionError("body must be a JSON object")
+            call_id = await run_text_interaction(rt.calls, body)
+        except (ValueError, RecursionError) as e:  # TextInteractionError is a ValueError, as is bad JSON
+            rt.sink.rejection("text", None, 400, str(e))
+            return JSONResponse({"error": str(e)}, status_code=400)
+        if rt.qa is not None:
+            await rt.qa.done(call_id)
+        record = await rt.access.call_record(call_id)
+        qa = [e for e in record.get("qa", []) if e.get("source") == "auto"]
+        return JSONResponse({"call_id": call_id, "finals": len(record.get("transcripts", [])),
+                             "signals": len(record.get("signals", [])), "scorecard": qa[-1] if qa else None,
+                             "summary": record.get("summary")})  # fmt: skip
+
     def supervisor() -> tuple[Any, Any]:
         rt = slot.get()
         return rt.supervisor, authenticate
@@ -164,6 +198,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
         Route("/api/v1/calls/{call_id}", call_record),
+        Route("/api/v1/interactions", text_interaction, methods=["POST"]),
         *[WebSocketRoute(p.path, _ingress(slot, p, settings, streams)) for p in PLATFORMS.values()
           if p.transport == "websocket" and _enabled(settings, p)],
         WebSocketRoute("/ws/agent", agent_endpoint(lambda: slot.get().agents)),

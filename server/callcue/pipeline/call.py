@@ -54,6 +54,7 @@ class Call:
                                                          self.ctx.metadata)  # fmt: skip
         self._latest_audio = 0.0
         self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=256)
+        self._text_clock = 0.0
         self._loop = asyncio.get_running_loop()
         self._audio_detectors = [d for d in deps.detectors if "audio" in d.inputs]
         self._tick_detectors = [d for d in deps.detectors if "tick" in d.inputs]
@@ -127,8 +128,15 @@ class Call:
 
     @property
     def call_time(self) -> float:
-        """Seconds of audio received on the longest channel: the call's own clock."""
-        return max((c.audio_seconds for c in self.channels.values()), default=0.0)
+        """Seconds of audio received on the longest channel (or, for a chat, the time of its
+        latest turn): the call's own clock."""
+        return max([c.audio_seconds for c in self.channels.values()] + [self._text_clock])
+
+    async def text(self, t: Transcript) -> None:
+        """A turn of a chat or email thread: it enters where an ASR final does (redaction,
+        detectors, decider, store), so a text interaction gets the same understanding and QA."""
+        self._text_clock = max(self._text_clock, t.end)
+        await self._on_transcript(t)
 
     def info(self) -> dict[str, Any]:
         return {"call_id": self.call_id, "agent_id": self.agent_id, "platform": self.platform,
