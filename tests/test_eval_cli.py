@@ -7,6 +7,7 @@ the printed numbers are in sane ranges (so a broken engine or a detector gone sl
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -82,3 +83,19 @@ def test_eval_latency_quick_prints_every_detector_and_the_load_run() -> None:
     assert m and int(m.group(1)) > 50, out
     assert re.search(r"partial: p50 [\d.]+ ms\s+p95 [\d.]+ ms\s+p99 [\d.]+ ms", out)
     assert re.search(r"50 ms budget \(partial p95\): (MET|NOT MET)", out)
+
+
+def test_eval_qa_prints_per_question_accuracy_against_the_truth(tmp_path: Path) -> None:
+    require_shared("dialogues", "sgd_banking")
+    out = tmp_path / "qa.json"
+    p = _run("qa", "--n", "16", "--json", str(out))
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "16 interactions (text, real banking dialogues)" in p.stdout
+    result = json.loads(out.read_text())
+    q = result["questions"]
+    assert set(q) == {"recording_notice", "verified_before_details", "no_prohibited_promise", "empathy_on_complaint"}
+    # each of the 16 behaviour combinations once: every question has both truths to get right
+    for name, row in q.items():
+        assert row["n"] == 16 and {r["truth"][name] for r in result["rows"]} == {"yes", "no"}
+        assert re.search(rf"^{name}\s+16\s+{row['accuracy']:.3f}", p.stdout, re.MULTILINE), p.stdout
+    assert q["no_prohibited_promise"]["accuracy"] >= 0.75 and q["verified_before_details"]["accuracy"] >= 0.75

@@ -185,6 +185,25 @@ def asr(
         json_out.write_text(json.dumps(rep, indent=2, default=float))
 
 
+@eval_app.command("qa")
+def qa(
+    data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
+    n: int = typer.Option(16, "--n", min=1, help="interactions (each of the 16 behaviour combinations once per 16)"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full result to this JSON file"),
+) -> None:
+    """Scorecard answers vs behaviours known by construction (notice, verification order, promises, empathy)."""
+    import asyncio
+    import json
+
+    from callcue.evaluation.qa_eval import format_report, run_qa_eval
+
+    d = _data_or_exit(data)
+    result = asyncio.run(run_qa_eval(d, n))
+    typer.echo(format_report(result))
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2, default=str))
+
+
 @eval_app.command("latency")
 def latency(
     data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),

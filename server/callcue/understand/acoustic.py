@@ -288,27 +288,35 @@ class AcousticDetector(Detector):
     def __init__(self, cfg: dict[str, Any] | None = None) -> None:
         self.cfg = cfg if cfg is not None else load_risk_config()
 
-    def monitor(self, ctx: CallContext) -> tuple[AcousticMonitor, threading.Lock]:
+    def monitor(self, ctx: CallContext) -> tuple[AcousticMonitor, threading.Lock] | None:
+        """The call's monitor; None for an interaction without audio (a chat): there is no
+        silence, hold or talk-over to hear in text."""
         st = ctx.state.get(self.name)
         if st is None:
             channels = tuple(ctx.metadata.get("channels", CHANNELS))
+            if not channels:
+                return None
             st = ctx.state.setdefault(self.name, (AcousticMonitor(ctx.call_id, self.cfg, channels=channels),
                                                   threading.Lock()))  # fmt: skip
         return st
 
     def on_audio(self, frame: AudioFrame, ctx: CallContext) -> list[Signal]:
-        mon, lock = self.monitor(ctx)
+        if (st := self.monitor(ctx)) is None:
+            return []
+        mon, lock = st
         with lock:
             return mon.feed(frame.channel, frame.offset, frame.pcm, frame.sample_rate, frame.is_speech) or []
 
     def on_tick(self, ctx: CallContext, call_time: float) -> list[Signal]:
-        mon, lock = self.monitor(ctx)
+        if (st := self.monitor(ctx)) is None:
+            return []
+        mon, lock = st
         with lock:
             return mon.tick(call_time) or []
 
     def detect(self, t: Transcript, ctx: CallContext) -> list[Signal]:
-        if not t.is_final:
+        if not t.is_final or (st := self.monitor(ctx)) is None:
             return []
-        mon, lock = self.monitor(ctx)
+        mon, lock = st
         with lock:
             return mon.on_transcript(t) or []
