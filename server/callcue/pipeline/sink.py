@@ -109,29 +109,31 @@ class Sink:
         what a client was shown survives a crash (partials are not stored, so not awaited)."""
         if not t.is_final:  # partials: at once, unnumbered, unstored
             self._fanout.publish(t.call_id, t.to_dict())
-        elif t.call_id not in self._agents:  # a call no longer live here: stored, then sent unnumbered
-            stored = self._store.transcript(t)
-            if stored is not None:
-                await stored
-            self._fanout.publish(t.call_id, t.to_dict())
         else:
             stored = self._store.transcript(t)
             event = t.to_dict()
             # storage paused: the text was shown, not kept; a replay says so instead
             record = None if stored is not None else {**event, "text": "", "words": [], "storage_paused": True}
-            await self._emit(t.call_id, event, also_stored=stored, record=record)
+            await self._stored_then_sent(t.call_id, event, stored, record)
         if t.is_final:
             for listener in self.final_listeners:
                 listener(t)
         metrics.STAGE_LATENCY.labels("transcript_final" if t.is_final else "transcript_partial").observe(
             max(0.0, time.time() - t.audio_received_at))
 
+    async def _stored_then_sent(self, call_id: str, event: dict[str, Any], stored: Any,
+                                record: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """A row's event, never seen before the row (`stored`, None when not kept) commits:
+        numbered with the call's events while it is live here, else sent unnumbered."""
+        if call_id in self._agents:
+            await self._emit(call_id, event, also_stored=stored, record=record)
+            return
+        if stored is not None:
+            await stored
+        self._fanout.publish(call_id, event)
+
     async def signal(self, s: Signal) -> None:
-        if s.call_id in self._agents:
-            await self._emit(s.call_id, s.to_dict(), also_stored=self._store.signal(s))
-        else:
-            await self._store.signal(s)
-            self._fanout.publish(s.call_id, s.to_dict())
+        await self._stored_then_sent(s.call_id, s.to_dict(), self._store.signal(s))
 
     async def hint(self, h: Hint) -> None:
         """Committed before it is published, so feedback on a hint the agent sees finds its
@@ -139,11 +141,7 @@ class Sink:
         if not h.audio_received_at:
             latest = self._latest_audio.get(h.call_id)
             h.audio_received_at = latest() if latest is not None else 0.0
-        if h.call_id in self._agents:
-            await self._emit(h.call_id, h.to_dict(), also_stored=self._store.hint(h))
-        else:
-            await self._store.hint(h)
-            self._fanout.publish(h.call_id, h.to_dict())
+        await self._stored_then_sent(h.call_id, h.to_dict(), self._store.hint(h))
         if h.audio_received_at:
             metrics.STAGE_LATENCY.labels("hint").observe(max(0.0, time.time() - h.audio_received_at))
 
