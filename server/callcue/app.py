@@ -22,7 +22,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from callcue import __version__
-from callcue.auth import Principal
+from callcue.auth import Principal, bearer_token, token_matches
 from callcue.config import Settings
 from callcue.egress.agent_ws import agent_endpoint
 from callcue.egress.supervisor_api import supervisor_routes
@@ -158,16 +158,14 @@ def create_app(settings: Settings) -> Starlette:
     async def text_interaction(request: Request) -> JSONResponse:
         """A chat or email thread (JSON turns) through understanding, QA and the summary, as a
         call without audio; authenticated like the native ingress (`[platforms.native] tokens`)."""
-        import hmac
         import json
 
         from callcue.clients.text_channel import TextInteractionError, run_text_interaction
 
         rt = slot.get()
-        got = request.headers.get("authorization", "")
-        token = got[7:].strip() if got.lower().startswith("bearer ") else ""
         client = request.client.host if request.client else None
-        if rt.auth_failures.blocked(client) or not any(hmac.compare_digest(token, t) for t in settings.platforms.native.tokens):
+        if rt.auth_failures.blocked(client) or not token_matches(bearer_token(request.headers),
+                                                                 list(settings.platforms.native.tokens)):  # fmt: skip
             rt.auth_failures.failed(client)
             return JSONResponse({"error": "missing or invalid bearer token ([platforms.native] tokens)"}, status_code=401)
         raw = await request.body()
