@@ -14,7 +14,7 @@ import copy
 from typing import Any
 
 from callcue.qa.card import Question, Scorecard
-from callcue.qa.scoring import _totals
+from callcue.qa.scoring import totals, auto_fails, band_of
 
 
 class ReviewError(ValueError):
@@ -37,10 +37,7 @@ def _score_of(q: Question, answer: str) -> tuple[float | None, str | None]:
         x = float(answer)
     except ValueError:
         raise ReviewError(f"{q.id}: answer a number or na") from None
-    for i, band in enumerate(q.bands or []):
-        if band.max is None or x <= band.max:
-            return float(band.score), f"band:{i}"
-    return 0.0, f"band:{len(q.bands or [])}"
+    return band_of(q, x)
 
 
 def apply_review(card: Scorecard, auto: dict[str, Any], changes: dict[str, str], reviewer: str,
@@ -66,11 +63,11 @@ def apply_review(card: Scorecard, auto: dict[str, Any], changes: dict[str, str],
             band = None
             if q.type == "numeric" and a["answer"] != "na":
                 _score, band = _score_of(q, a["answer"])
-        fail = q.auto_fail is not None and (a["answer"] in q.auto_fail.answers or (band is not None and band in q.auto_fail.answers))
+        fail = auto_fails(q, a["answer"], band)
         a["auto_fail"] = fail or None
         if fail and q.auto_fail is not None:
             (card_failed.append(q.id) if q.auto_fail.scope == "card" else failed_sections.add(a["section_id"]))
-    out = _totals(card, answers, card_failed, failed_sections)
+    out = totals(card, answers, card_failed, failed_sections)
     out["review"] = {"reviewer": reviewer, "reason": reason, "changed": sorted(changes),
                      "auto_score": auto.get("score")}  # fmt: skip
     return out

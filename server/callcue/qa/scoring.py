@@ -53,10 +53,20 @@ def _answer(q: Question, f: Finding) -> tuple[str, float | None, str | None]:
     if f.value is None:
         return "na", None, None
     x = float(f.value)
+    return (f"{x:g}", *band_of(q, x))
+
+
+def band_of(q: Question, x: float) -> tuple[float, str]:
+    """(score, band label) of a numeric answer: the first band whose `max` holds it."""
     for i, band in enumerate(q.bands or []):
         if band.max is None or x <= band.max:
-            return f"{x:g}", float(band.score), f"band:{i}"
-    return f"{x:g}", 0.0, f"band:{len(q.bands or [])}"
+            return float(band.score), f"band:{i}"
+    return 0.0, f"band:{len(q.bands or [])}"
+
+
+def auto_fails(q: Question, answer: str, band: str | None) -> bool:
+    """Whether this answer (or its numeric band) is one the question fails its scope on."""
+    return q.auto_fail is not None and (answer in q.auto_fail.answers or (band is not None and band in q.auto_fail.answers))
 
 
 def _options(q: Question) -> dict[str, Any]:
@@ -79,16 +89,16 @@ def score_call(card: Scorecard, facts: CallFacts) -> dict[str, Any]:
             continue
         f = evaluate(q.answer, facts)
         answer, score, band = _answer(q, f)
-        fail = q.auto_fail is not None and (answer in q.auto_fail.answers or (band is not None and band in q.auto_fail.answers))
+        fail = auto_fails(q, answer, band)
         if fail and q.auto_fail is not None:
             (card_failed.append(q.id) if q.auto_fail.scope == "card" else failed_sections.add(section.id))
         answers.append({"section_id": section.id, "question_id": q.id, "text": q.text, "type": q.type, "answer": answer,
                         "score": score, "weight": q.weight, "evidence": (gate.evidence if gate else []) + f.evidence,
                         "justification": f.why, "auto_fail": fail or None, **_options(q)})  # fmt: skip
-    return _totals(card, answers, card_failed, failed_sections)
+    return totals(card, answers, card_failed, failed_sections)
 
 
-def _totals(card: Scorecard, answers: list[dict[str, Any]], card_failed: list[str],
+def totals(card: Scorecard, answers: list[dict[str, Any]], card_failed: list[str],
             failed_sections: set[str]) -> dict[str, Any]:  # fmt: skip
     sections = []
     for s in card.sections:
