@@ -14,7 +14,7 @@ import copy
 from typing import Any
 
 from callcue.qa.card import Question, Scorecard
-from callcue.qa.scoring import totals, auto_fails, band_of
+from callcue.qa.scoring import auto_fails, band_of, totals
 
 
 class ReviewError(ValueError):
