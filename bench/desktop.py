@@ -35,8 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from callgen import load_dialogues  # noqa: E402
 
-from callcue.clients.demo import free_port, running_server  # noqa: E402
-from callcue.config import REPO_CONFIG_DIR, load_settings  # noqa: E402
+from callcue.clients.demo import running_server, scratch_settings  # noqa: E402
 from callcue.events import Hint, Transcript  # noqa: E402
 from callcue.platforms.base import CallStart  # noqa: E402
 
@@ -95,14 +94,8 @@ class Probe:
 
 async def one_width(width: int, height: int, minutes: float, seconds: float, shots: Path | None) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="callcue-desktop-"))
-    s = load_settings(REPO_CONFIG_DIR / "callcue.toml")
-    data = s.model_dump()
-    data["storage"]["url"] = f"sqlite:///{tmp}/desk.db"
-    data["server"]["port"] = free_port()
-    data["platforms"]["audiosocket"]["port"] = free_port()
-    data["asr"]["engine"] = "off"  # the transcript is written by the driver: no recognizer needed
-    data["config_dir"] = str(REPO_CONFIG_DIR)
-    settings = type(s).model_validate(data)
+    # the transcript is written by the driver: no recognizer needed
+    settings = scratch_settings(tmp, asr_engine="off")
     async with running_server(settings) as (base, app):
         rt = app.state.runtime.get()
         call_id = f"desk-{width}"

@@ -30,22 +30,8 @@ SHARED = HERE.parent.parent / "shared" / "data"
 DEMO = HERE.parent / "server" / "callcue" / "data" / "demo_call.wav"
 
 
-def settings_for(tmp: Path, engine: str | None = None):  # type: ignore[no-untyped-def]
-    from callcue.clients.demo import free_port
-    from callcue.config import REPO_CONFIG_DIR, load_settings
-
-    s = load_settings(REPO_CONFIG_DIR / "callcue.toml")
-    d = s.model_dump()
-    d["storage"]["url"] = f"sqlite:///{tmp}/ingest.db"
-    d["server"]["port"] = free_port()
-    d["platforms"]["audiosocket"]["port"] = free_port()
-    if engine:
-        d["asr"]["engine"] = engine
-    d["config_dir"] = str(REPO_CONFIG_DIR)
-    return type(s).model_validate(d)
-
-
 def voice(jobs: int, copies: int) -> dict[str, float]:
+    from callcue.clients.demo import scratch_settings
     from callcue.clients.ingest import ingest
 
     tmp = Path(tempfile.mkdtemp(prefix="callcue-bench-ingest-"))
@@ -60,7 +46,7 @@ def voice(jobs: int, copies: int) -> dict[str, float]:
         shutil.copy(DEMO, folder / f"{k}_demo_call.wav")
     files = sorted(folder.glob("*.wav"))
     cpu0, t0 = time.process_time(), time.perf_counter()
-    results = asyncio.run(ingest(files, settings_for(tmp), jobs=jobs))
+    results = asyncio.run(ingest(files, scratch_settings(tmp), jobs=jobs))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     audio = sum(r.get("audio_s", 0.0) for r in results)
     failed = sum(r["status"] == "failed" for r in results)
@@ -70,6 +56,7 @@ def voice(jobs: int, copies: int) -> dict[str, float]:
 
 
 def text(n: int) -> dict[str, float]:
+    from callcue.clients.demo import scratch_settings
     from callcue.clients.text_channel import run_text_interaction
     from callcue.wiring import assemble
 
@@ -87,7 +74,7 @@ def text(n: int) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="callcue-bench-text-"))
 
     async def run() -> float:
-        rt = await assemble(settings_for(tmp, engine="off"))
+        rt = await assemble(scratch_settings(tmp, asr_engine="off"))
         try:
             t0 = time.perf_counter()
             for i, turns in enumerate(threads):

@@ -160,6 +160,7 @@ def create_app(settings: Settings) -> Starlette:
         call without audio; authenticated like the native ingress (`[platforms.native] tokens`)."""
         import json
 
+        from callcue.clients.ingest import post_call_results
         from callcue.clients.text_channel import TextInteractionError, run_text_interaction
 
         rt = slot.get()
@@ -182,10 +183,9 @@ def create_app(settings: Settings) -> Starlette:
         if rt.qa is not None:
             await rt.qa.done(call_id)
         record = await rt.access.call_record(call_id)
-        qa = [e for e in record.get("qa", []) if e.get("source") == "auto"]
-        return JSONResponse({"call_id": call_id, "finals": len(record.get("transcripts", [])),
-                             "signals": len(record.get("signals", [])), "scorecard": qa[-1] if qa else None,
-                             "summary": record.get("summary")})  # fmt: skip
+        done = post_call_results(record)
+        return JSONResponse({"call_id": call_id, "finals": done["finals"], "signals": len(record.get("signals", [])),
+                             "scorecard": done["scorecard"], "summary": done["summary"]})  # fmt: skip
 
     def supervisor() -> tuple[Any, Any]:
         rt = slot.get()

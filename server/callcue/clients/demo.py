@@ -36,6 +36,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def scratch_settings(folder: Path, asr_engine: str | None = None) -> Settings:
+    """The shipped config with its database in `folder` and free loopback ports: a runtime
+    for a batch job or a benchmark that touches nothing of the user's (var/, port 8080)."""
+    from callcue.config import REPO_CONFIG_DIR, load_settings
+
+    s = load_settings(REPO_CONFIG_DIR / "callcue.toml")
+    d = s.model_dump()
+    d["storage"]["url"] = f"sqlite:///{folder}/callcue.db"
+    d["server"]["port"] = free_port()
+    d["platforms"]["audiosocket"]["port"] = free_port()
+    if asr_engine:
+        d["asr"]["engine"] = asr_engine
+    d["config_dir"] = str(REPO_CONFIG_DIR)
+    return Settings.model_validate(d)
+
+
 @contextlib.asynccontextmanager
 async def running_server(settings: Settings):
     """Serve `settings` on loopback until the block exits; yields the base ws:// URL."""

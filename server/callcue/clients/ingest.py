@@ -52,7 +52,7 @@ async def _one(rt: Runtime, path: Path, layout: str | None, agent_id: str | None
     call_id = call_id_for(path)
     existing = await rt.store.call_record(call_id)
     if existing.get("call") and existing["call"].get("ended_at"):
-        return {"call_id": call_id, "source": str(path), "status": "already_ingested", **_results(existing)}
+        return {"call_id": call_id, "source": str(path), "status": "already_ingested", **post_call_results(existing)}
     audio = read_call_audio(path, layout=layout)
     start = CallStart(call_id=call_id, encoding="L16", sample_rate=audio.sample_rate, channels=tuple(audio.channels),
                       agent_id=agent_id, platform="ingest", metadata={"file": str(path), "layout": layout or "auto"})  # fmt: skip
@@ -64,10 +64,12 @@ async def _one(rt: Runtime, path: Path, layout: str | None, agent_id: str | None
     if rt.qa is not None:
         await rt.qa.done(call_id)  # this call's scorecards and summary are written
     record = await rt.store.call_record(call_id)
-    return {"call_id": call_id, "source": str(path), "status": "ingested", "audio_s": round(audio.duration, 2), **_results(record)}
+    return {"call_id": call_id, "source": str(path), "status": "ingested", "audio_s": round(audio.duration, 2), **post_call_results(record)}
 
 
-def _results(record: dict[str, Any]) -> dict[str, Any]:
+def post_call_results(record: dict[str, Any]) -> dict[str, Any]:
+    """What a stored call's post-call work produced: its latest automatic scorecard, all of
+    them, its summary and how many finals (for ingest, the chat endpoint and eval qa)."""
     qa = [e for e in record.get("qa", []) if e.get("source") == "auto"]
     return {"scorecard": qa[-1] if qa else None, "scorecards": qa, "summary": record.get("summary"),
             "finals": len(record.get("transcripts", []))}  # fmt: skip

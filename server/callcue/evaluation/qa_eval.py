@@ -76,20 +76,13 @@ def build(base: list[tuple[str, str]], i: int, notice: bool, verify_first: bool,
 
 
 async def run_qa_eval(data: Path, n: int = 16) -> dict[str, Any]:
-    from callcue.clients.demo import free_port
+    from callcue.clients.demo import scratch_settings
+    from callcue.clients.ingest import post_call_results
     from callcue.clients.text_channel import run_text_interaction
-    from callcue.config import REPO_CONFIG_DIR, load_settings
     from callcue.wiring import assemble
 
     tmp = Path(tempfile.mkdtemp(prefix="callcue-eval-qa-"))
-    s = load_settings(REPO_CONFIG_DIR / "callcue.toml")
-    d = s.model_dump()
-    d["storage"]["url"] = f"sqlite:///{tmp}/eval.db"
-    d["asr"]["engine"] = "off"  # text threads: no recognizer
-    d["server"]["port"] = free_port()
-    d["platforms"]["audiosocket"]["port"] = free_port()
-    d["config_dir"] = str(REPO_CONFIG_DIR)
-    settings = type(s).model_validate(d)
+    settings = scratch_settings(tmp, asr_engine="off")  # text threads: no recognizer
     rt = await assemble(settings)
     rows: list[dict[str, Any]] = []
     try:
@@ -100,7 +93,7 @@ async def run_qa_eval(data: Path, n: int = 16) -> dict[str, Any]:
             if rt.qa is not None:
                 await rt.qa.done(call_id)
             rec = await rt.store.call_record(call_id)
-            ev = next(e for e in rec["qa"] if e["source"] == "auto")
+            ev = post_call_results(rec)["scorecard"]
             got = {a["question_id"]: a["answer"] for a in ev["answers"]}
             rows.append({"call_id": call_id, "truth": truth, "got": {q: got.get(q) for q in QUESTIONS}})
     finally:
