@@ -62,6 +62,25 @@ def answers(result: dict) -> dict[str, dict]:
     return {a["question_id"]: a for a in result["answers"]}
 
 
+async def play_then_poll(base: str, c: httpx.AsyncClient, audio: object, call_sid: str, path: str,
+                         ready: object) -> dict:  # fmt: skip
+    """Stream `audio` as one Twilio call, then poll `path` until `ready(json)`: the post-call
+    work runs after the call ends, so its results come a moment later."""
+    async with connect_twilio(f"{base}/ws/twilio") as tw:
+        await stream_call(tw, audio, TwilioMessages(agent_id="agent-1", call_sid=call_sid), speed=3.0)
+    got: dict = {}
+    for _ in range(200):
+        got = (await c.get(path)).json()
+        if ready(got):  # type: ignore[operator]
+            return got
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{path} never became ready: {got}")
+
+
+def supervisor_http(base: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=base.replace("ws://", "http://"), headers={"Authorization": f"Bearer {SUPERVISOR_TOKEN}"})
+
+
 def test_na_is_left_out_and_a_section_auto_fail_zeroes_only_its_section() -> None:
     card = Scorecard.model_validate(CARD)
     facts = CallFacts("c1", [seg("agent", 1, "hello, this is Ana"), seg("agent", 30, "I will refund it")],
@@ -150,15 +169,9 @@ async def test_a_live_call_is_scored_when_it_ends_and_a_review_is_audited_and_me
     settings = make_settings(tmp_path, **sections)
     audio = read_call_audio(DEMO)
     async with server(settings) as (base, _app):
-        async with connect_twilio(f"{base}/ws/twilio") as tw:
-            await stream_call(tw, audio, TwilioMessages(agent_id="agent-1", call_sid="CAqa1"), speed=3.0)
-        http = base.replace("ws://", "http://")
-        async with httpx.AsyncClient(base_url=http, headers={"Authorization": f"Bearer {SUPERVISOR_TOKEN}"}) as c:
-            for _ in range(200):
-                rec = (await c.get("/api/v1/calls/CAqa1")).json()
-                if rec.get("qa") and rec.get("summary") and rec["call"]["ended_at"]:
-                    break
-                await asyncio.sleep(0.2)
+        async with supervisor_http(base) as c:
+            rec = await play_then_poll(base, c, audio, "CAqa1", "/api/v1/calls/CAqa1",
+                                       lambda r: r.get("qa") and r.get("summary") and r["call"]["ended_at"])  # fmt: skip
             # a QA lead changes two answers with a reason: audited, re-scored, a new evaluation
             review = (await c.post("/api/v1/calls/CAqa1/scorecard/review", json={
                 "answers": {"recording_notice": "yes", "closing": "yes"}, "reason": "notice read before the fork started"})).json()
@@ -256,15 +269,8 @@ async def test_a_draft_card_version_is_compared_on_stored_calls_and_scores_no_li
     settings = make_settings(tmp_path, qa={"scorecards_dir": str(cards)})
     audio = read_call_audio(DEMO)
     async with server(settings) as (base, _app):
-        async with connect_twilio(f"{base}/ws/twilio") as tw:
-            await stream_call(tw, audio, TwilioMessages(agent_id="agent-1", call_sid="CAqa2"), speed=3.0)
-        async with httpx.AsyncClient(base_url=base.replace("ws://", "http://"),
-                                     headers={"Authorization": f"Bearer {SUPERVISOR_TOKEN}"}) as c:  # fmt: skip
-            for _ in range(200):
-                card = (await c.get("/api/v1/calls/CAqa2/scorecard")).json()
-                if card.get("evaluations"):
-                    break
-                await asyncio.sleep(0.2)
+        async with supervisor_http(base) as c:
+            card = await play_then_poll(base, c, audio, "CAqa2", "/api/v1/calls/CAqa2/scorecard", lambda r: r.get("evaluations"))
             cmp = (await c.get("/api/v1/qa/compare", params={"card_id": "bank_telco", "version_a": 1, "version_b": 2})).json()
     assert [(e["card_version"], e["source"]) for e in card["evaluations"]] == [(1, "auto")]  # the draft scored nothing live
     assert cmp["version_a"] == 1 and cmp["version_b"] == 2 and [r["call_id"] for r in cmp["calls"]] == ["CAqa2"]
@@ -290,15 +296,8 @@ async def test_a_call_that_ends_before_the_disclosure_deadline_is_judged_missing
     audio.channels = {ch: pcm[: 8000 * 12] for ch, pcm in audio.channels.items()}
     settings = make_settings(tmp_path)
     async with server(settings) as (base, _app):
-        async with connect_twilio(f"{base}/ws/twilio") as tw:
-            await stream_call(tw, audio, TwilioMessages(agent_id="agent-1", call_sid="CAshort"), speed=3.0)
-        async with httpx.AsyncClient(base_url=base.replace("ws://", "http://"),
-                                     headers={"Authorization": f"Bearer {SUPERVISOR_TOKEN}"}) as c:  # fmt: skip
-            for _ in range(200):
-                rec = (await c.get("/api/v1/calls/CAshort")).json()
-                if rec.get("qa"):
-                    break
-                await asyncio.sleep(0.2)
+        async with supervisor_http(base) as c:
+            rec = await play_then_poll(base, c, audio, "CAshort", "/api/v1/calls/CAshort", lambda r: r.get("qa"))
     missing = [s for s in rec["signals"] if s["name"] == "disclosure_missing"]
     assert len(missing) == 1 and '"judged_at_end": true' in missing[0]["attrs"], missing
     a = answers(rec["qa"][0])
