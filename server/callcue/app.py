@@ -25,6 +25,7 @@ from callcue import __version__
 from callcue.auth import Principal, bearer_token, token_matches
 from callcue.config import Settings
 from callcue.egress.agent_ws import agent_endpoint
+from callcue.egress.analytics_api import ROUTES as ANALYTICS_ROUTES
 from callcue.egress.supervisor_api import supervisor_routes
 from callcue.pipeline.load import load_report
 from callcue.platforms.base import Platform
@@ -200,7 +201,7 @@ def create_app(settings: Settings) -> Starlette:
         *[WebSocketRoute(p.path, _ingress(slot, p, settings, streams)) for p in PLATFORMS.values()
           if p.transport == "websocket" and _enabled(settings, p)],
         WebSocketRoute("/ws/agent", agent_endpoint(lambda: slot.get().agents)),
-        *supervisor_routes(supervisor),
+        *supervisor_routes(supervisor, ANALYTICS_ROUTES),
     ]
     if settings.platforms.webrtc.enabled:
         routes.append(webrtc_mount(lambda: slot.get().webrtc, lambda r: authenticate(r, header_only=True),

@@ -223,6 +223,12 @@ class QaConfig(_Strict):
     scorecards_dir: str = "scorecards"
 
 
+class AnalyticsConfig(_Strict):
+    enabled: bool = True  # a fact row and the uncovered utterances of every call that ends
+    repeat_days: float = Field(default=7.0, gt=0, le=365)  # a contact within this many days is a repeat
+    min_cluster_size: int = Field(default=5, ge=2, le=500)  # the fewest utterances an emerging topic has
+
+
 class LoggingConfig(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_format: bool = True
@@ -259,6 +265,7 @@ class Settings(_Strict):
     understanding: UnderstandingConfig = Field(default_factory=UnderstandingConfig)
     decision: DecisionConfig = Field(default_factory=DecisionConfig)
     qa: QaConfig = Field(default_factory=QaConfig)
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     # directory that relative file names in this config resolve against

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from callcue.analytics.service import Analytics
+from callcue.analytics.store import AnalyticsStore
 from callcue.asr.base import AsrEngine
 from callcue.asr.faults import with_injected_faults
 from callcue.asr.select import load_engine
@@ -33,6 +35,7 @@ from callcue.decide.playbooks import PlaybookSet
 from callcue.egress.access import CallAccess
 from callcue.egress.agent_ws import AgentGateway
 from callcue.egress.hub import Hub
+from callcue.egress.analytics_api import AnalyticsCommands
 from callcue.egress.qa_api import QaCommands
 from callcue.egress.supervisor_api import CommandError, SupervisorCommands
 from callcue.learning.store import Learning
@@ -77,6 +80,7 @@ class Runtime:
     webrtc: WebRTCSessions
     cluster: ClusterNode | None = None
     qa: PostCallQA | None = None
+    analytics: Analytics | None = None
 
     async def close(self) -> None:
         await self.webrtc.close()
@@ -204,13 +208,22 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
     if cluster is not None:
         opened.append(cluster.close)
     qa = None
-    if settings.qa.enabled:
-        cards = load_cards(settings.resolve(settings.qa.scorecards_dir))
+    analytics = None
+    if settings.analytics.enabled:
+        acfg = settings.analytics
+        analytics = Analytics(AnalyticsStore(db), _embed, detect_pool, repeat_days=acfg.repeat_days,
+                              min_cluster_size=acfg.min_cluster_size, datasets=learning)  # fmt: skip
+        await analytics.store.init()
+        supervisor.add_ops(AnalyticsCommands(analytics).ops())
+    if settings.qa.enabled or analytics is not None:
+        cards = load_cards(settings.resolve(settings.qa.scorecards_dir)) if settings.qa.enabled else []
+
         async def call_audit(call_id: str) -> list[dict[str, Any]]:
             return [e.to_dict() for e in await audit.query(call_id=call_id, limit=5000)]
 
         qa = PostCallQA(cards, store.call_record, sink.qa_evaluation, detect_pool, read_audit=call_audit,
-                        write_summary=sink.call_summary)  # fmt: skip
+                        write_summary=sink.call_summary,
+                        after=[analytics.record_call] if analytics is not None else [])  # fmt: skip
         sink.call_end_listeners.append(qa.call_ended)
         supervisor.add_ops(QaCommands(lambda: qa.cards if qa else [], store, sink).ops())
         log.info("QA ready: %s", ", ".join(f"{c.id} v{c.version}" for c in cards) or "no scorecards")
@@ -218,7 +231,14 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
                    store=store, audit=audit, learning=learning, hub=hub, sink=sink, auth=auth, asr=asr,
                    asr_note=asr_note, understanding=understanding, engine=engine, supervisor=supervisor,
                    calls=calls, access=access, agents=agents, auth_failures=failures, webrtc=webrtc,
-                   cluster=cluster, qa=qa)  # fmt: skip
+                   cluster=cluster, qa=qa, analytics=analytics)  # fmt: skip
+
+
+def _embed(texts: list[str]) -> Any:
+    """The intent detector's own sentence encoder (one per process, loaded on first use)."""
+    from callcue.understand.encoder import SentenceEncoder
+
+    return SentenceEncoder.load().embed(texts)
 
 
 async def _join_cluster(settings: Settings, **parts: Any) -> ClusterNode | None:

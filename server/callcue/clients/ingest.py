@@ -55,7 +55,9 @@ async def _one(rt: Runtime, path: Path, layout: str | None, agent_id: str | None
         return {"call_id": call_id, "source": str(path), "status": "already_ingested", **post_call_results(existing)}
     audio = read_call_audio(path, layout=layout)
     start = CallStart(call_id=call_id, encoding="L16", sample_rate=audio.sample_rate, channels=tuple(audio.channels),
-                      agent_id=agent_id, platform="ingest", metadata={"file": str(path), "layout": layout or "auto"})  # fmt: skip
+                      agent_id=agent_id, platform="ingest", metadata={"file": str(path), "layout": layout or "auto",
+                                                            # when it was recorded, for analytics by day
+                                                            "started_at": path.stat().st_mtime})  # fmt: skip
     call = await rt.calls.start(start)
     for _offset, frames in audio.chunks(200):
         for ch, pcm in frames.items():

@@ -24,6 +24,21 @@ class TextInteractionError(ValueError):
     pass
 
 
+def parse_metadata(body: dict[str, Any]) -> dict[str, Any]:
+    """`metadata`: flat strings and numbers the thread carries as a call's would (queue,
+    customer_id for repeat contacts, started_at as Unix time for a thread from the past)."""
+    meta = body.get("metadata", {})
+    if not isinstance(meta, dict) or len(meta) > 50:
+        raise TextInteractionError("metadata must be an object of at most 50 keys")
+    for k, v in meta.items():
+        if not isinstance(k, str) or len(k) > 64 or isinstance(v, bool) or not isinstance(v, (str, int, float)) or (
+                isinstance(v, str) and len(v) > 500):  # fmt: skip
+            raise TextInteractionError(f"metadata {str(k)[:64]!r}: keys are strings, values strings (<= 500) or numbers")
+    if "started_at" in meta and not isinstance(meta["started_at"], (int, float)):
+        raise TextInteractionError("metadata started_at must be a Unix time in seconds")
+    return dict(meta)
+
+
 def parse_turns(body: dict[str, Any]) -> tuple[str, str, str | None, list[tuple[str, float, str]]]:
     """(interaction id, channel kind, agent id, [(role, time, text)]) from a request body."""
     iid = body.get("interaction_id")
@@ -61,9 +76,10 @@ async def run_text_interaction(calls: Any, body: dict[str, Any]) -> str:
     """Open the interaction as a call, feed its turns, end it; returns its call id. QA and the
     summary follow as for any call that ends."""
     iid, kind, agent, turns = parse_turns(body)
+    meta = parse_metadata(body)
     call_id = f"{kind}-{iid}"
     call = await calls.start(CallStart(call_id=call_id, encoding="L16", sample_rate=8000, channels=(), agent_id=agent,
-                                       platform=kind, metadata={"interaction_id": iid, "channel": kind}))  # fmt: skip
+                                       platform=kind, metadata={**meta, "interaction_id": iid, "channel": kind}))  # fmt: skip
     seg = {"customer": 0, "agent": 0}
     for i, (role, at, text) in enumerate(turns):
         seg[role] += 1

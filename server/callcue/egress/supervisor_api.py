@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict
 from typing import Any, Protocol
 
@@ -362,9 +362,11 @@ def routes(engine: DecisionEngine, audit: AuditLog, kpis_fn: KpisFn | None, auth
     return supervisor_routes(lambda: (cmds, auth))
 
 
-def supervisor_routes(get: Callable[[], tuple[SupervisorCommands, Auth]]) -> list[BaseRoute]:
+def supervisor_routes(get: Callable[[], tuple[SupervisorCommands, Auth]],
+                      extra: Sequence[tuple[str, str, bool, str]] = ()) -> list[BaseRoute]:  # fmt: skip
     """The same routes, declared when the app is built and bound to the running server's
-    commands on each request (`get`), so no route is appended after start-up."""
+    commands on each request (`get`), so no route is appended after start-up. `extra`:
+    (path, operation, takes a body, method) of operations other modules add (analytics)."""
 
     def endpoint(op_name: str, *, body: bool) -> Callable[[Request], Any]:
         async def handler(request: Request) -> Response:
@@ -429,6 +431,7 @@ def supervisor_routes(get: Callable[[], tuple[SupervisorCommands, Auth]]) -> lis
                                  headers={"Content-Disposition": 'attachment; filename="callcue-audit.jsonl"'})  # fmt: skip
 
     return [
+        *[Route(f"{PREFIX}{path}", endpoint(op, body=body), methods=[method]) for path, op, body, method in extra],
         Route(f"{PREFIX}/actions", endpoint("list_actions", body=False), methods=["GET"]),
         Route(f"{PREFIX}/actions/{{action_id}}", endpoint("get_action", body=False), methods=["GET"]),
         *[Route(f"{PREFIX}/actions/{{action_id}}/{verb}", endpoint(verb, body=True), methods=["POST"])

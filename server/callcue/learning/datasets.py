@@ -36,7 +36,33 @@ class IntentDatasets(LearningBase):
             if label and text:
                 out.append({"text": text, "intent": label, "source": r["feedback"], "hint_id": r["hint_id"],
                             "call_id": r["call_id"]})  # fmt: skip
+        sql = "SELECT text, intent, source, call_id FROM intent_added_examples"
+        params = []
+        if (s := to_epoch(since)) is not None:
+            sql += " WHERE added_at >= ?"
+            params.append(s)
+        for r in await self.db.fetchall(sql + " ORDER BY id", params):
+            out.append({"text": r["text"], "intent": r["intent"], "source": r["source"], "hint_id": None,
+                        "call_id": r["call_id"]})  # fmt: skip
         return out
+
+    async def add_intent_examples(self, examples: list[dict[str, Any]], *, actor: str) -> DatasetVersion | None:
+        """Labelled examples from outside hint feedback (a topic made into an intent), kept for
+        every later build, then a new dataset version with them, proposed for review."""
+        await self.init()
+        now = float(self.clock())
+        rows = [(str(e["text"]).strip(), str(e["intent"]), str(e.get("source") or "added"), e.get("call_id"), actor, now)
+                for e in examples if str(e.get("text") or "").strip()]  # fmt: skip
+        if not rows:
+            raise LearningError("no examples to add")
+        async with self.db.transaction():
+            await self.db.executemany(
+                "INSERT INTO intent_added_examples (text, intent, source, call_id, added_by, added_at) VALUES (?, ?, ?, ?, ?, ?)",
+                rows)
+            await self.audit.append("intent_examples_added", actor=actor, payload={
+                "dataset": "intents", "n_examples": len(rows), "intents": sorted({r[1] for r in rows}),
+                "sources": sorted({r[2] for r in rows})})  # fmt: skip
+        return await self.build_intent_dataset(actor=actor)
 
     async def build_intent_dataset(self, *, actor: str = "system") -> DatasetVersion | None:
         """Snapshot all confirmed examples as a new dataset version (None if nothing changed).

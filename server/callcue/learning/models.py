@@ -60,6 +60,19 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         "ALTER TABLE intent_datasets ADD COLUMN status TEXT NOT NULL DEFAULT 'proposed'",
         "ALTER TABLE intent_datasets ADD COLUMN replaced_version {bigint}",
     ]),
+    # examples a supervisor labelled outside hint feedback (analytics: "make this an intent");
+    # every later dataset build carries them, as it carries agents' verdicts
+    ("learning_003_added_examples", [
+        """CREATE TABLE intent_added_examples (
+            id {pk},
+            text TEXT NOT NULL,
+            intent TEXT NOT NULL,
+            source TEXT NOT NULL,
+            call_id TEXT,
+            added_by TEXT NOT NULL,
+            added_at {float} NOT NULL
+        )""",
+    ]),
 ]  # fmt: skip
 
 

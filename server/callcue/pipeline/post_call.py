@@ -25,12 +25,17 @@ log = logging.getLogger(__name__)
 ReadRecord = Callable[[str], Awaitable[dict[str, Any]]]
 ReadAudit = Callable[[str], Awaitable[list[dict[str, Any]]]]
 WriteResult = Callable[[str, dict[str, Any]], Awaitable[None]]
+# (call_id, record, summary, evaluations, audit entries)
+AfterCall = Callable[[str, dict[str, Any], dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]], Awaitable[Any]]
 
 
 class PostCallQA:
     def __init__(self, cards: list[Scorecard], read: ReadRecord, write: WriteResult, executor: Executor | None = None,
-                 read_audit: ReadAudit | None = None, write_summary: WriteResult | None = None) -> None:  # fmt: skip
+                 read_audit: ReadAudit | None = None, write_summary: WriteResult | None = None,
+                 after: list[AfterCall] | None = None) -> None:  # fmt: skip
         self.cards = cards  # every loaded card, drafts included (review and compare use them)
+        # what runs once the scorecards and summary exist (analytics' per-call facts)
+        self.after: list[AfterCall] = list(after or [])
         self._read_audit = read_audit
         self._write_summary = write_summary
         self.live = [c for c in cards if not c.draft]
@@ -42,7 +47,7 @@ class PostCallQA:
         self.scored = 0
 
     def call_ended(self, call_id: str) -> None:
-        if not self.live and self._write_summary is None:
+        if not self.live and self._write_summary is None and not self.after:
             return
         task = asyncio.get_running_loop().create_task(self._score(call_id), name=f"qa-{call_id}")
         self._tasks.add(task)
@@ -56,30 +61,47 @@ class PostCallQA:
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
 
-    async def score(self, call_id: str) -> list[dict[str, Any]]:
+    async def score(self, call_id: str, record: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Score a stored call with every live card (also for re-scoring)."""
-        record = await self._read(call_id)
-        facts = facts_from_record(record)
+        facts = facts_from_record(record if record is not None else await self._read(call_id))
         loop = asyncio.get_running_loop()
         return [await loop.run_in_executor(self._executor, score_call, card, facts) for card in self.live]
 
-    async def summary(self, call_id: str) -> dict[str, Any]:
-        record = await self._read(call_id)
-        audit = await self._read_audit(call_id) if self._read_audit is not None else []
+    async def summary(self, call_id: str, record: dict[str, Any] | None = None,
+                      audit: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+        record = record if record is not None else await self._read(call_id)
+        if audit is None:
+            audit = await self._read_audit(call_id) if self._read_audit is not None else []
         return await asyncio.get_running_loop().run_in_executor(self._executor, summarize, facts_from_record(record), audit)
 
     async def _score(self, call_id: str) -> None:
+        """Each part fails alone: a broken card still leaves the summary and the analytics row."""
         try:
-            for result in await self.score(call_id):
+            record = await self._read(call_id)
+            audit = await self._read_audit(call_id) if self._read_audit is not None else []
+        except Exception:
+            log.exception("post-call work could not read the call", extra={"call_id": call_id})
+            return
+        results: list[dict[str, Any]] = []
+        try:
+            for result in await self.score(call_id, record):
                 await self._write(call_id, result)
+                results.append(result)
                 self.scored += 1
         except Exception:
             log.exception("post-call QA failed", extra={"call_id": call_id})
-        if self._write_summary is not None:
+        summary: dict[str, Any] = {}
+        try:
+            summary = await self.summary(call_id, record, audit)
+            if self._write_summary is not None:
+                await self._write_summary(call_id, summary)
+        except Exception:
+            log.exception("post-call summary failed", extra={"call_id": call_id})
+        for fn in self.after:
             try:
-                await self._write_summary(call_id, await self.summary(call_id))
+                await fn(call_id, record, summary, results, audit)
             except Exception:
-                log.exception("post-call summary failed", extra={"call_id": call_id})
+                log.exception("post-call step failed", extra={"call_id": call_id, "step": getattr(fn, "__qualname__", "?")})
 
     async def close(self) -> None:
         while self._tasks:

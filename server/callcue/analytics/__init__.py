@@ -1,0 +1,1 @@
+"""CX analytics across calls: per-call facts, drivers, friction, KPIs and emerging topics."""
