@@ -43,8 +43,9 @@ def test_repeat_contacts_and_first_contact_resolution_follow_the_window() -> Non
     assert flags["c1"] == {"repeat": False, "fcr": False}
     assert flags["c2"] == {"repeat": True, "fcr": True}
     assert flags["c3"] == {"repeat": False, "fcr": True} and flags["c4"]["fcr"] is True and "c5" not in flags
-    # a call whose window is still open is not counted as resolved yet
-    assert reports.repeat_flags(facts[:1], [], 7, now=T0 + DAY)["c1"]["fcr"] is None
+    # a call whose window is still open is not judged yet, either way
+    contacts = [{"customer_key": "k1", "call_id": c, "started_at": t} for c, t in (("c1", T0), ("c2", T0 + 3 * DAY))]
+    assert reports.repeat_flags(facts[:1], contacts, 7, now=T0 + 4 * DAY)["c1"]["fcr"] is None
     k = reports.kpis(facts, flags)
     assert k["overall"]["fcr_rate"] == 0.75 and k["overall"]["fcr_judged"] == 4
     fr = {g["key"]: g for g in reports.friction(facts, flags)["groups"]}
@@ -231,3 +232,85 @@ async def test_analytics_end_to_end_on_postgresql(tmp_path: Path) -> None:
     if url is None:
         pytest.skip(f"PostgreSQL tests skipped: {postgres_unavailable_reason()}")
     await _analytics_loop(tmp_path, url)
+
+
+DRIVER_TURNS = {
+    "billing": ("There is a charge on my bill I do not recognise and I want to dispute it",
+                "Let me transfer you to our billing team.", "This is ridiculous, I am really unhappy with this."),
+    "cancel": ("I want to cancel my account and close everything today",
+               "I'm sorry to hear that, let me see what I can offer.", "No, just cancel it, I'm done with you."),
+    "address": ("I moved house and need to change the address on my account",
+                "I have now updated your address.", "Great, thank you so much, that was easy."),
+    "refund": ("I would like a refund for the duplicate payment you took",
+               "I've now processed the refund, it will show in three days.", "Perfect, thanks a lot."),
+}  # fmt: skip
+
+
+def _seeded_chats(now: float) -> list[dict]:
+    """Four drivers and the uncovered exchange-rate topic over a week, some customers twice."""
+    out = []
+    kinds = list(DRIVER_TURNS)
+    for i in range(16):
+        ask, reply, close = DRIVER_TURNS[kinds[i % 4]]
+        turns = [{"role": "agent", "text": "Hello, thanks for contacting the bank, how can I help?", "time": 0},
+                 {"role": "customer", "text": ask, "time": 4},
+                 {"role": "agent", "text": reply, "time": 10 + i},
+                 {"role": "customer", "text": EXCHANGE[i % len(EXCHANGE)] if i < 12 else "Okay.", "time": 20 + i},
+                 {"role": "agent", "text": "Let me check that for you.", "time": 30 + 2 * i},
+                 {"role": "customer", "text": close, "time": 40 + 2 * i}]  # fmt: skip
+        out.append({"interaction_id": f"p{i}", "agent_id": f"agent-{1 + i % 2}", "channel": "chat", "turns": turns,
+                    "metadata": {"customer_id": f"cust-{i % 11}", "queue": "cards" if i % 3 else "billing",
+                                 "started_at": now - (7 - i // 2.3) * DAY}})  # fmt: skip
+    return out
+
+
+def _browser_missing() -> str | None:
+    import shutil
+
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not Path("/usr/bin/chromium").exists():
+        return "/usr/bin/chromium is missing"
+    if not (Path(__file__).resolve().parents[1] / "client_js" / "node_modules" / "playwright-core").is_dir():
+        return "client_js/node_modules is missing (cd client_js && npm install)"
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_browser_missing() is not None, reason=f"browser test skipped: {_browser_missing()}")
+async def test_the_analytics_page_in_chromium_draws_every_chart_and_makes_a_topic_an_intent(tmp_path: Path) -> None:
+    import asyncio
+    import os
+
+    shots = Path(os.environ.get("CALLCUE_BROWSER_SHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    client = Path(__file__).resolve().parents[1] / "client_js"
+    async with server(make_settings(tmp_path)) as (base, _app):
+        http = base.replace("ws://", "http://")
+        async with httpx.AsyncClient(base_url=http, timeout=60) as c:
+            for body in _seeded_chats(time.time()):
+                r = await c.post("/api/v1/interactions", headers={"Authorization": "Bearer demo-native-token"}, json=body)
+                assert r.status_code == 200, r.text
+            env = {**os.environ, "CALLCUE_URL": http, "CALLCUE_SUPERVISOR_TOKEN": SUPERVISOR_TOKEN, "CALLCUE_SHOTS": str(shots)}
+            proc = await asyncio.create_subprocess_exec("node", str(client / "tests" / "analytics.mjs"), cwd=client, env=env,
+                                                        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
+            out, err = await asyncio.wait_for(proc.communicate(), 120)
+            result = json.loads(out.decode().strip().splitlines()[-1])
+            assert result.get("ok"), f"{result.get('failure')}\n{err.decode()[-3000:]}"
+            sup = {"Authorization": f"Bearer {SUPERVISOR_TOKEN}"}
+            datasets = (await c.get("/api/v1/intent-datasets", headers=sup)).json()
+    assert not result["errors"], result["errors"]
+    assert "token=" not in result["url_after_load"]
+    assert result["status"].startswith("16 calls"), result["status"]
+    assert result["tiles"]["calls"] == "16" and result["tiles"]["QA score"] != "–", result["tiles"]
+    assert result["tiles"]["first-contact resolution"].endswith("%"), result["tiles"]
+    for chart, points in result["charts"].items():
+        assert points > 0, (chart, result["charts"])
+    assert {"billing_dispute", "cancel_account", "address_change", "refund_request"} <= set(result["drivers"]), result["drivers"]
+    assert result["friction_rows"] >= 4
+    assert result["topics"] and any("rate" in t["name"] or "exchange" in t["name"] for t in result["topics"]), result["topics"]
+    assert result["adopted"].startswith("dataset v"), result["adopted"]
+    assert datasets["datasets"][-1]["n_examples"] >= 4, datasets
+    for name, box in result["layout"].items():
+        assert box["scroll_width"] <= box["width"] + 1, (name, box)
+        assert (shots / f"{name}.png").stat().st_size > 10_000, f"{name}.png missing or blank"

@@ -19,6 +19,8 @@ from typing import Any
 CUSTOMER_KEYS = ("customer_id", "customer", "account_id", "caller", "from", "ani", "email")
 QUEUE_KEYS = ("queue", "queue_name", "skill")
 _WORD = re.compile(r"[A-Za-z']+")
+_COURTESY = frozenset("hi hello hey yes yeah yep okay ok alright right sure please thanks thank cheers bye goodbye "
+                      "great perfect lovely brilliant awesome good fine wonderful lot just really sorry".split())  # fmt: skip
 
 
 def _meta(record: dict[str, Any]) -> dict[str, Any]:
@@ -120,11 +122,18 @@ def call_fact(record: dict[str, Any], summary: dict[str, Any], evaluations: list
     }  # fmt: skip
 
 
-def uncovered_utterances(record: dict[str, Any], *, min_words: int = 4) -> list[dict[str, Any]]:
+def content_words(text: str) -> int:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return sum(1 for w in _WORD.findall(text.lower()) if w not in ENGLISH_STOP_WORDS and w not in _COURTESY)
+
+
+def uncovered_utterances(record: dict[str, Any], *, min_words: int = 3) -> list[dict[str, Any]]:
     """The customer's finals that no intent signal points at: what emerging topics cluster.
 
     A final counts as covered when an intent signal's evidence overlaps it in time on the same
-    channel; short ones (a "yes", a name) carry no topic."""
+    channel. One with fewer than `min_words` content words (a "yes", a name, "perfect, thanks
+    a lot") carries no topic: left in, courtesies would be the largest "emerging topic"."""
     call = record.get("call") or {}
     spans = []
     for s in record.get("signals", []):
@@ -137,7 +146,7 @@ def uncovered_utterances(record: dict[str, Any], *, min_words: int = 4) -> list[
         if t.get("channel") != "customer":
             continue
         text = (t.get("text") or "").strip()
-        if len(_WORD.findall(text)) < min_words:
+        if content_words(text) < min_words:
             continue
         a, b = float(t.get("start_s") or 0), float(t.get("end_s") or 0)
         if any(ch in (None, "customer") and lo < b + 0.05 and hi > a - 0.05 for ch, lo, hi in spans):

@@ -4,8 +4,8 @@ Definitions (docs/analytics.md):
 - driver: the call's first reason for contact (its strongest customer intent);
 - repeat contact: the same customer (digest of the call's customer id or number) calls again
   within `repeat_days`; first-contact resolution is the share of calls with no such later call,
-  counted only for calls whose window has fully passed (or the call has a later contact), so
-  yesterday's calls do not flatter the rate;
+  counted only for calls whose window has fully passed, so a recent period is neither
+  flattered nor penalised by calls whose repeat could still come;
 - satisfaction estimate: 1-5 from the customer's sentiment, the ending weighted higher; an
   untrained proxy, not a survey score;
 - playbook impact: outcomes of calls where a hint was accepted, only dismissed, shown with no
@@ -75,7 +75,7 @@ def drivers(facts: list[dict[str, Any]], by: str = "day", top: int = 10) -> dict
 def repeat_flags(facts: list[dict[str, Any]], contacts: list[dict[str, Any]], repeat_days: float,
                  now: float | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Per call with a customer key: is it a repeat (a contact in the days before), and was it
-    resolved first time (no contact in the days after; None while the window is still open)."""
+    resolved first time (no contact in the days after; None until those days have passed)."""
     now = time.time() if now is None else now
     window = repeat_days * DAY
     by_customer: dict[str, list[tuple[float, str]]] = defaultdict(list)
@@ -92,7 +92,9 @@ def repeat_flags(facts: list[dict[str, Any]], contacts: list[dict[str, Any]], re
         others = [(s, cid) for s, cid in by_customer.get(key, []) if cid != f["call_id"]]
         before = any(t - window <= s < t or (s == t and cid < f["call_id"]) for s, cid in others)
         after = any(t < s <= t + window or (s == t and cid > f["call_id"]) for s, cid in others)
-        fcr: bool | None = False if after else (True if now - t >= window else None)
+        # judged only once the window has passed, whatever happened: judging a call with a
+        # repeat at once but one without only later would bias a recent period towards 0
+        fcr: bool | None = None if now - t < window else not after
         out[f["call_id"]] = {"repeat": before, "fcr": fcr}
     return out
 
