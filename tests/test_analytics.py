@@ -314,3 +314,19 @@ async def test_the_analytics_page_in_chromium_draws_every_chart_and_makes_a_topi
     for name, box in result["layout"].items():
         assert box["scroll_width"] <= box["width"] + 1, (name, box)
         assert (shots / f"{name}.png").stat().st_size > 10_000, f"{name}.png missing or blank"
+
+
+def test_the_topic_evaluation_holds_intents_out_of_training_and_scores_on_them() -> None:
+    from callcue.evaluation.topics_eval import split
+
+    rows = [{"text": f"{lab} example {i}", "intent": lab} for lab in "abcdefgh" for i in range(50)]
+    s = split(rows, held=3, seed=1)
+    tr_x, tr_y = s["train"]
+    te_x, te_y = s["test"]
+    assert len(s["held_out"]) == 3 and not s["held_out"] & set(tr_y)
+    assert set(te_y) == set("abcdefgh") and len(tr_y) == 5 * 10
+    assert not set(tr_x) & set(te_x)  # no utterance is both trained on and scored
+    first = sorted(s["held_out"])[0]
+    labels = np.array([0 if y == first else -1 for y in te_y])  # one pure cluster of one held-out intent
+    m = purity_coverage(labels, te_y, s["held_out"])
+    assert m["clusters"] == 1 and m["purity"] == 1.0 and m["coverage"] == pytest.approx(1 / 3, abs=1e-3)

@@ -204,6 +204,22 @@ def qa(
         json_out.write_text(json.dumps(result, indent=2, default=str))
 
 
+@eval_app.command("topics")
+def topics(
+    data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
+    quick: bool = typer.Option(False, "--quick", help="one split per corpus instead of three"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full result to this JSON file"),
+) -> None:
+    """Emerging-topic clusters vs intents held out of the configured set: purity, coverage, reach."""
+    from callcue.evaluation.topics_eval import format_report, run_topics_eval
+
+    d = _data_or_exit(data)
+    result = run_topics_eval(d, quick=quick)
+    typer.echo(format_report(result))
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2, default=str))
+
+
 @eval_app.command("latency")
 def latency(
     data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
