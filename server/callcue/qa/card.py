@@ -55,6 +55,8 @@ class Question(_Strict):
     auto_fail: AutoFail | None = None
     #: what the score means when the rule cannot decide (no evidence either way)
     when_unknown: Literal["na", "no"] = "na"
+    #: what the agent is told when this question goes wrong during the call (understand/qa_live.py)
+    live_hint: str | None = Field(None, max_length=300)
 
     @model_validator(mode="after")
     def _shape(self) -> Question:

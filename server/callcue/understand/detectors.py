@@ -11,6 +11,7 @@ from callcue.understand.entities import EntityDetector, load_entities_config
 from callcue.understand.env import DetectorEnv
 from callcue.understand.intent_detector import IntentDetector
 from callcue.understand.phrases import PhraseDetector, load_rules
+from callcue.understand.qa_live import QaLiveDetector
 from callcue.understand.registry import DetectorRegistry
 from callcue.understand.risks import (
     AbuseDetector,
@@ -38,3 +39,5 @@ DETECTORS.register("competitor", lambda env: CompetitorDetector(env.risk_cfg))
 DETECTORS.register("compliance", lambda env: ComplianceDetector(env.risk_cfg, env.embed()))
 DETECTORS.register("churn", lambda env: ChurnDetector(env.risk_cfg))
 DETECTORS.register("acoustic", lambda env: AcousticDetector(env.risk_cfg))
+DETECTORS.register("qa_live", lambda env: QaLiveDetector.from_dir(env.settings.resolve(env.settings.qa.scorecards_dir))
+                   if env.settings.qa.enabled else None)
