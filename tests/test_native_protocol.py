@@ -127,6 +127,11 @@ TEXT_ERRORS = [
     ("bad dtmf", {}, '{"type": "dtmf", "digit": "12"}', 1007, "'digit'"),
     ("mark without name", {}, '{"type": "mark"}', 1007, "'name'"),
     ("oversize text", {}, json.dumps({"type": "mark", "name": "x" * 2000}), 1009, "exceeds 1024"),
+    ("text without channel", {}, '{"type": "text", "text": "hi"}', 1007, "'channel'"),
+    ("empty text", {}, '{"type": "text", "channel": "agent", "text": "  "}', 1007, "'text'"),
+    ("text time not a number", {}, '{"type": "text", "channel": "agent", "text": "hi", "time": "5"}', 1007, "'time'"),
+    ("text ending before it starts", {}, '{"type": "text", "channel": "agent", "text": "hi", "time": 5, "end": 2}', 1007, "'end'"),
+    ("text before start", None, '{"type": "text", "channel": "agent", "text": "hi"}', 1008, "before 'start'"),
 ]
 
 
@@ -192,6 +197,17 @@ def test_spec_examples_parse():
     audio = [e for e in events if isinstance(e, AudioIn)]
     assert len(audio) == 1 and audio[0].channel == blocks[0]["channels"][frame[0]]
     assert isinstance(events[-1], CallStop)
+
+
+def test_a_text_only_interaction_takes_turns_and_refuses_audio():
+    p = NativeProtocol()
+    (start,) = p.receive_text(json.dumps({"type": "start", "call_id": "chat-1", "channels": []}))
+    assert start.channels == () and start.encoding == "L16"
+    (turn,) = p.receive_text('{"type": "text", "channel": "customer", "text": " I want to dispute a charge ", "time": 4}')
+    assert (turn.call_id, turn.channel, turn.text, turn.at, turn.end) == ("chat-1", "customer", "I want to dispute a charge", 4.0, None)
+    with pytest.raises(ProtocolError) as ei:
+        p.receive_bytes(b"\x00\x00\x00")
+    assert ei.value.close_code == 1007 and "channel index 0" in ei.value.reason
 
 
 def test_eof_without_stop_ends_the_call_once():

@@ -72,3 +72,33 @@ async def test_a_chat_giving_details_before_verifying_gets_the_live_hint(tmp_pat
     # the post-call answer agrees with what was flagged live
     answers = {a["question_id"]: a["answer"] for a in records["late"]["qa"][0]["answers"]}
     assert answers["verified_before_details"] == "no"
+
+
+async def test_a_chat_over_the_native_protocol_is_understood_scored_and_summarised(tmp_path: Path) -> None:
+    import asyncio
+    import json
+
+    from callcue.clients.twilio_stream import connect_native
+
+    async with server(make_settings(tmp_path)) as (base, app):
+        async with connect_native(f"{base}/ws/native") as ws:
+            await ws.send(json.dumps({"type": "start", "call_id": "native-chat-1", "agent_id": "agent-1", "channels": [],
+                                      "metadata": {"queue": "cards", "customer_id": "c-9"}}))  # fmt: skip
+            for turn in _chat("x", verify_first=False)["turns"]:
+                await ws.send(json.dumps({"type": "text", "channel": turn["role"], "text": turn["text"], "time": turn["time"]}))
+            await ws.send(json.dumps({"type": "stop", "reason": "end_of_chat"}))
+            await ws.wait_closed()
+        rt = app.state.runtime.get()
+        for _ in range(100):  # the post-call work runs once the call has ended
+            if rt.qa is not None:
+                await rt.qa.done("native-chat-1")
+            rec = await rt.store.call_record("native-chat-1")
+            if rec["qa"] and rec["summary"]:
+                break
+            await asyncio.sleep(0.1)
+    assert rec["call"]["end_reason"] == "end_of_chat" and json.loads(rec["call"]["channels"]) == []
+    assert [t["segment_id"] for t in rec["transcripts"] if t["channel"] == "customer"] == [1, 2, 3]
+    assert {"qa_at_risk"} <= {s["name"] for s in rec["signals"]}
+    answers = {a["question_id"]: a["answer"] for a in rec["qa"][0]["answers"]}
+    assert answers["verified_before_details"] == "no"
+    assert rec["summary"]["talk"]["customer"]["words"] > 10

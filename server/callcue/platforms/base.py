@@ -110,6 +110,18 @@ class EndUtterance:
 
 
 @dataclass(slots=True)
+class TextTurn:
+    """A turn typed, not spoken (a chat message on the native protocol): it enters the
+    pipeline where an ASR final does. `at`/`end` are seconds on the call clock (None: now)."""
+
+    call_id: str
+    channel: Channel
+    text: str
+    at: float | None = None
+    end: float | None = None
+
+
+@dataclass(slots=True)
 class Heartbeat:
     """A keep-alive (AudioHook `ping`): the peer is there even when no audio flows."""
 
@@ -124,7 +136,7 @@ class CloseConnection:
 
 
 IngressEvent = (CallStart | AudioIn | GapFilled | Dtmf | Mark | CallStop | Paused | Resumed | EndUtterance | Heartbeat
-                | CloseConnection)
+                | CloseConnection | TextTurn)
 
 
 class ProtocolError(Exception):

@@ -33,6 +33,7 @@ from callcue.platforms.base import (
     Mark,
     Platform,
     ProtocolError,
+    TextTurn,
     json_object,
 )
 
@@ -41,7 +42,8 @@ __all__ = ["HEADER_BYTES", "NativeCounters", "NativeProtocol", "encode_audio_fra
 HEADER_BYTES = 1
 ID_RE = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
-MESSAGE_TYPES = ("start", "stop", "dtmf", "mark")
+MESSAGE_TYPES = ("start", "stop", "dtmf", "mark", "text")
+MAX_TEXT = 8000
 
 
 @dataclass(slots=True)
@@ -136,10 +138,30 @@ class NativeProtocol:
             if not isinstance(digit, str) or len(digit) != 1 or digit.upper() not in DTMF_DIGITS:
                 raise ProtocolError(1007, f"field 'digit' {str(digit)[:10]!r}: expected one of 0-9 * # A-D")
             return [Dtmf(call_id, digit.upper())]
+        if kind == "text":
+            return [self._turn(call_id, msg)]
         name = msg.get("name")  # mark
         if not isinstance(name, str) or not name or len(name) > 200:
             raise ProtocolError(1007, "field 'name' must be a non-empty string of at most 200 characters")
         return [Mark(call_id, name)]
+
+    def _turn(self, call_id: str, msg: dict[str, Any]) -> TextTurn:
+        """A chat turn: {"type": "text", "channel", "text", "time"?, "end"?} (seconds on the call clock)."""
+        channel = msg.get("channel")
+        if channel not in CHANNELS:
+            raise ProtocolError(1007, "field 'channel' must be 'customer' or 'agent'")
+        text = msg.get("text")
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
+            raise ProtocolError(1007, f"field 'text' must be a non-empty string of at most {MAX_TEXT} characters")
+        times = []
+        for k in ("time", "end"):
+            v = msg.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 86400 * 7):
+                raise ProtocolError(1007, f"field '{k}' must be seconds from the start of the call")
+            times.append(None if v is None else float(v))
+        if times[0] is not None and times[1] is not None and times[1] < times[0]:
+            raise ProtocolError(1007, "field 'end' is before 'time'")
+        return TextTurn(call_id, channel, text.strip(), times[0], times[1])
 
     def _start(self, msg: dict[str, Any]) -> list[IngressEvent]:
         if self.state != "new":
@@ -151,13 +173,15 @@ class NativeProtocol:
         if agent_id is not None and (not isinstance(agent_id, str) or not ID_RE.fullmatch(agent_id)):
             raise ProtocolError(1007, "field 'agent_id' must be null or 1-128 characters of A-Z a-z 0-9 . _ : @ -")
         channels = msg.get("channels", ["customer"])
+        if channels == []:  # a text-only interaction (chat): turns, no audio
+            msg = {"encoding": "L16", "sample_rate": 8000, **msg}
         if (
             not isinstance(channels, list)
-            or not 1 <= len(channels) <= 2
+            or not 0 <= len(channels) <= 2
             or any(c not in CHANNELS for c in channels)
             or len(set(channels)) != len(channels)
         ):
-            raise ProtocolError(1007, "field 'channels' must list 1 or 2 distinct values of 'customer', 'agent'")
+            raise ProtocolError(1007, "field 'channels' must list 0 (text only) to 2 distinct values of 'customer', 'agent'")
         encoding = msg.get("encoding")
         if not isinstance(encoding, str):
             raise ProtocolError(1007, "missing string field 'encoding'")

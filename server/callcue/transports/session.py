@@ -35,7 +35,9 @@ from callcue.platforms.base import (
     PlatformParser,
     ProtocolError,
     Resumed,
+    TextTurn,
 )
+from callcue.events import Transcript
 
 log = logging.getLogger(__name__)
 #: longest a platform's closing reply waits for the call's last words to be recognized
@@ -84,6 +86,7 @@ class IngressSession:
         #: monotonic time of the last audio or keep-alive (or of the connection): the idle
         #: timeout counts from here
         self.last_audio = time.monotonic()
+        self._text_turns: dict[str, int] = {}  # typed turns per channel (native "text" messages)
 
     @property
     def finished(self) -> bool:
@@ -191,6 +194,11 @@ class IngressSession:
             self.last_audio = time.monotonic()
         elif isinstance(ev, Heartbeat):
             self.last_audio = time.monotonic()
+        elif isinstance(ev, TextTurn):
+            if call is None or ev.call_id != call.call_id:
+                raise ProtocolError(1008, f"text for unknown call {ev.call_id!r}")
+            self.last_audio = time.monotonic()
+            await call.text(self._transcript(call, ev))
         elif isinstance(ev, EndUtterance):
             end = getattr(call, "end_utterance", None)
             if call is not None and callable(end):
@@ -212,10 +220,22 @@ class IngressSession:
                     await stop
             self.call = None
 
+    def _transcript(self, call: Any, ev: TextTurn) -> Transcript:
+        """A typed turn as a final. Segment ids of a call that also has audio start at 100000,
+        so a turn never takes the id of a recognized segment on the same channel."""
+        n = self._text_turns[ev.channel] = self._text_turns.get(ev.channel, 0) + 1
+        base = 100_000 if call.channels else 0
+        at = ev.at if ev.at is not None else float(call.call_time)
+        end = ev.end if ev.end is not None else at + max(1.0, 0.4 * len(ev.text.split()))
+        return Transcript(call.call_id, ev.channel, base + n, 0, ev.text, True, at, end, confidence=1.0, engine="text")
+
     def idle_left(self, idle_timeout_s: float | None) -> float | None:
-        """Seconds until the idle timeout, None when it does not run (none set, or paused)."""
+        """Seconds until the idle timeout, None when it does not run (none set, or paused).
+        A text-only interaction waits 20 times as long: people type slower than audio flows."""
         if idle_timeout_s is None or self.paused:
             return None
+        if self.call is not None and not self.call.channels:
+            idle_timeout_s *= 20
         return max(0.0, idle_timeout_s - (time.monotonic() - self.last_audio))
 
 
