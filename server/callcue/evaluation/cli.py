@@ -189,16 +189,18 @@ def asr(
 def qa(
     data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
     n: int = typer.Option(16, "--n", min=1, help="interactions (each of the 16 behaviour combinations once per 16)"),
+    asr: bool = typer.Option(False, "--asr", help="as calls: espeak-ng audio (bench/callgen.py) recognised by Whisper"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full result to this JSON file"),
 ) -> None:
-    """Scorecard answers vs behaviours known by construction (notice, verification order, promises, empathy)."""
+    """Scorecard answers vs behaviours known by construction (notice, verification order, promises, empathy),
+    as text, or with --asr through speech synthesis and recognition."""
     import asyncio
     import json
 
     from callcue.evaluation.qa_eval import format_report, run_qa_eval
 
     d = _data_or_exit(data)
-    result = asyncio.run(run_qa_eval(d, n))
+    result = asyncio.run(run_qa_eval(d, n, asr=asr))
     typer.echo(format_report(result))
     if json_out:
         json_out.write_text(json.dumps(result, indent=2, default=str))

@@ -6,7 +6,11 @@ construction, in varied wording (never the detectors' prototypes): the recording
 or not, verification before the account balance or after it, a prohibited promise or a
 hedged one, empathy after the customer's complaint or none. Each thread runs through the real
 runtime (redaction, every detector, the playbooks, the store, the post-call scorecard) as a
-text interaction, and each answer is compared with the truth. Through ASR is not built yet.
+text interaction, and each answer is compared with the truth.
+
+Through ASR (`--asr`): the same threads are rendered as stereo 8 kHz calls by
+`bench/callgen.py` (espeak-ng, customer left, agent right), then recognised by Whisper and
+scored through `callcue ingest`, so what the table adds over text is what recognition loses.
 """
 
 from __future__ import annotations
@@ -75,29 +79,86 @@ def build(base: list[tuple[str, str]], i: int, notice: bool, verify_first: bool,
     return thread, truth
 
 
-async def run_qa_eval(data: Path, n: int = 16) -> dict[str, Any]:
+def _callgen() -> Any:
+    """bench/callgen.py of this checkout (the evaluation runs from one: it reads ../shared)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[3] / "bench" / "callgen.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: --asr renders calls with the checkout's bench/callgen.py")
+    spec = importlib.util.spec_from_file_location("callcue_bench_callgen", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.modules[spec.name] = mod  # dataclasses resolve their module by name
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _threads(data: Path, n: int) -> list[tuple[list[dict[str, Any]], dict[str, str]]]:
+    out = []
+    for i, base in enumerate(base_dialogues(data, n)):
+        notice, verify_first, promise, empathy = (bool(i >> b & 1) for b in range(4))
+        out.append(build(base, i, notice, verify_first, promise, empathy))
+    return out
+
+
+def _rows_from(results: list[tuple[str, dict[str, str], dict[str, Any] | None]]) -> list[dict[str, Any]]:
+    rows = []
+    for call_id, truth, ev in results:
+        got = {a["question_id"]: a["answer"] for a in (ev or {}).get("answers", [])}
+        rows.append({"call_id": call_id, "truth": truth, "got": {q: got.get(q) for q in QUESTIONS}})
+    return rows
+
+
+async def run_qa_eval_asr(data: Path, n: int = 16, jobs: int = 2) -> list[dict[str, Any]]:
+    """Render every thread as a call, recognise and score it through `callcue ingest`."""
+    import asyncio
+
+    from callcue.clients.demo import scratch_settings
+    from callcue.clients.ingest import ingest
+
+    cg = _callgen()
+    tmp = Path(tempfile.mkdtemp(prefix="callcue-eval-qa-asr-"))
+    wavs, truths = [], {}
+    loop = asyncio.get_running_loop()
+    for i, (thread, truth) in enumerate(_threads(data, n)):
+        dlg = cg.Dialogue("sgd_banking+callcue-eval", f"eval{i}", [cg.Turn(t["role"], t["text"]) for t in thread],
+                          "CC BY-SA 4.0 (SGD); inserted lines written for CallCue")  # fmt: skip
+        call = await loop.run_in_executor(None, lambda d=dlg, k=i: cg.render_call(d, sample_rate=8000, stereo=True, seed=k))
+        wav = tmp / f"eval{i:03d}.wav"
+        cg.save_call(call, wav)
+        wavs.append(wav)
+        truths[str(wav)] = truth
+    results = await ingest(wavs, scratch_settings(tmp, asr_engine="whisper"), jobs=jobs, layout="stereo")
+    return _rows_from([(r.get("call_id"), truths[r["source"]], r.get("scorecard")) for r in
+                       sorted(results, key=lambda r: r["source"])])  # fmt: skip
+
+
+async def run_qa_eval(data: Path, n: int = 16, asr: bool = False) -> dict[str, Any]:
     from callcue.clients.demo import scratch_settings
     from callcue.clients.ingest import post_call_results
     from callcue.clients.text_channel import run_text_interaction
     from callcue.wiring import assemble
 
-    tmp = Path(tempfile.mkdtemp(prefix="callcue-eval-qa-"))
-    settings = scratch_settings(tmp, asr_engine="off")  # text threads: no recognizer
-    rt = await assemble(settings)
-    rows: list[dict[str, Any]] = []
-    try:
-        for i, base in enumerate(base_dialogues(data, n)):
-            notice, verify_first, promise, empathy = (bool(i >> b & 1) for b in range(4))
-            thread, truth = build(base, i, notice, verify_first, promise, empathy)
-            call_id = await run_text_interaction(rt.calls, {"interaction_id": f"eval{i}", "agent_id": "agent-1", "turns": thread})
-            if rt.qa is not None:
-                await rt.qa.done(call_id)
-            rec = await rt.store.call_record(call_id)
-            ev = post_call_results(rec)["scorecard"]
-            got = {a["question_id"]: a["answer"] for a in ev["answers"]}
-            rows.append({"call_id": call_id, "truth": truth, "got": {q: got.get(q) for q in QUESTIONS}})
-    finally:
-        await rt.close()
+    if asr:
+        rows = await run_qa_eval_asr(data, n)
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="callcue-eval-qa-"))
+        settings = scratch_settings(tmp, asr_engine="off")  # text threads: no recognizer
+        rt = await assemble(settings)
+        done = []
+        try:
+            for i, (thread, truth) in enumerate(_threads(data, n)):
+                call_id = await run_text_interaction(rt.calls, {"interaction_id": f"eval{i}", "agent_id": "agent-1",
+                                                                "turns": thread})  # fmt: skip
+                if rt.qa is not None:
+                    await rt.qa.done(call_id)
+                done.append((call_id, truth, post_call_results(await rt.store.call_record(call_id))["scorecard"]))
+        finally:
+            await rt.close()
+        rows = _rows_from(done)
     per_q = {}
     for q in QUESTIONS:
         pairs = [(r["truth"][q], r["got"][q]) for r in rows]
@@ -105,7 +166,8 @@ async def run_qa_eval(data: Path, n: int = 16) -> dict[str, Any]:
         per_q[q] = {"n": len(pairs), "correct": correct, "accuracy": round(correct / len(pairs), 3) if pairs else None,
                     "missed": sum(t == "no" and g == "yes" for t, g in pairs),
                     "false_alarms": sum(t == "yes" and g != "yes" for t, g in pairs)}  # fmt: skip
-    return {"calls": len(rows), "mode": "text", "questions": per_q, "rows": rows}
+    return {"calls": len(rows), "mode": "through ASR: espeak-ng calls, Whisper" if asr else "text", "questions": per_q,
+            "rows": rows}  # fmt: skip
 
 
 def format_report(r: dict[str, Any]) -> str:
