@@ -356,3 +356,12 @@ async def test_a_chat_thread_gets_the_same_understanding_scorecard_and_summary(t
     assert a["no_prohibited_promise"]["answer"] == "no" and out["scorecard"]["score"] == 0.0
     assert any("cancel" in r["intent"] for r in out["summary"]["reason_for_contact"]), out["summary"]
     assert rec["call"]["platform"] == "chat" and rec["call"]["end_reason"] == "end_of_thread"
+
+
+def test_before_orders_two_sentences_of_one_final_by_their_place_in_it() -> None:
+    """A recognizer's final often holds two of the agent's sentences."""
+    card = Scorecard.model_validate(CARD)
+    late = CallFacts("c5", [Segment("agent", 10, 20, "your balance is 20 dollars. let me verify your date of birth", 1)], [], 30.0)
+    early = CallFacts("c6", [Segment("agent", 10, 20, "let me verify your date of birth, then your balance is 20 dollars", 1)], [], 30.0)
+    assert answers(score_call(card, late))["verify_first"]["answer"] == "no"
+    assert answers(score_call(card, early))["verify_first"]["answer"] == "yes"

@@ -39,6 +39,10 @@ def test_only_ordering_questions_of_live_cards_are_watched() -> None:
     ok = CallContext("c2")
     assert det.detect(final("agent", 1, "let me ask your security question first", 1), ok) == []
     assert det.detect(final("agent", 2, "thanks, your balance is 20 dollars", 3), ok) == []
+    # both in one final: the order of the words decides, live as after the call
+    both = CallContext("c3")
+    assert det.detect(final("agent", 1, "your balance is 20, and let me verify you", 1), both)[0].name == "qa_at_risk"
+    assert det.detect(final("agent", 1, "let me verify you, then your balance is 20", 1), CallContext("c4")) == []
     # the shipped card's verification question is watched
     shipped = QaLiveDetector.from_dir(REPO_CONFIG_DIR / "scorecards")
     assert shipped is not None and "verified_before_details" in {w.question_id for w in shipped.watches}

@@ -131,8 +131,15 @@ def _said(arg: dict[str, Any], f: CallFacts) -> Finding:
     who = by or "anyone"
     if hits:
         h = hits[0]
-        return Finding(True, [_seg_ev(h)], f"{who} said it at {h.start:.0f} s: \"{h.text[:80]}\"", h.start)
+        return Finding(True, [_seg_ev(h)], f"{who} said it at {h.start:.0f} s: \"{h.text[:80]}\"", _said_at(h, pats))
     return Finding(False, [], f"{who} never said it{where}")
+
+
+def _said_at(h: Segment, pats: list[re.Pattern[str]]) -> float:
+    """When in the segment the words were said, by their place in its text: a recognizer's
+    final often holds two of the agent's sentences, and `before` must order those too."""
+    pos = min(m.start() for p in pats if (m := p.search(h.text)))
+    return h.start + (h.end - h.start) * pos / max(1, len(h.text))
 
 
 def _signal_matches(arg: dict[str, Any], f: CallFacts) -> list[Sig]:

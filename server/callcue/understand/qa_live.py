@@ -108,10 +108,11 @@ class QaLiveDetector(Detector):
             key = f"{w.card_id}:{w.question_id}"
             if key in st["first"] or key in st["flagged"]:
                 continue
-            if w.first(t):  # the required step, in time: nothing to flag any more
-                st["first"].add(key)
+            first, m = w.first(t), w.then(t)
+            # one final may hold both sentences: their order in its text decides
+            if first is not None and (m is None or first.start() <= m.start()):
+                st["first"].add(key)  # the required step, in time: nothing to flag any more
                 continue
-            m = w.then(t)
             if m is None:
                 continue
             st["flagged"].add(key)
