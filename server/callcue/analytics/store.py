@@ -42,6 +42,10 @@ def unpack(s: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(s), dtype=np.float16).astype(np.float32)
 
 
+def parse_facts(raw: list[Any]) -> list[dict[str, Any]]:
+    return [json.loads(f) if isinstance(f, str) else f for f in raw]
+
+
 class AnalyticsStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -80,8 +84,9 @@ class AnalyticsStore:
                     [(u["call_id"], u.get("segment_id"), u.get("ts"), u["text"], pack(e), adopted.get(u.get("segment_id")), now)
                      for u, e in zip(utterances, embeddings, strict=True)])  # fmt: skip
 
-    async def facts(self, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
-        """Fact rows of calls that started in [since, until), oldest first."""
+    async def facts(self, since: float | None = None, until: float | None = None) -> list[Any]:
+        """Fact rows of calls that started in [since, until), oldest first, still encoded:
+        decoding 20 000 of them takes a tenth of a second, so `parse_facts` runs off the loop."""
         await self.init()
         sql, params = "SELECT fact FROM call_facts WHERE 1 = 1", []
         if since is not None:
@@ -91,7 +96,7 @@ class AnalyticsStore:
             sql += " AND started_at < ?"
             params.append(float(until))
         rows = await self.db.fetchall(sql + " ORDER BY started_at, call_id", tuple(params))
-        return [json.loads(r["fact"]) if isinstance(r["fact"], str) else r["fact"] for r in rows]
+        return [r["fact"] for r in rows]
 
     async def customer_calls(self, keys: list[str], since: float | None, until: float | None) -> list[dict[str, Any]]:
         """(customer_key, call_id, started_at) of these customers' calls in a window: repeat

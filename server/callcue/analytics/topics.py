@@ -42,6 +42,10 @@ class Topic:
         return asdict(self)
 
 
+PCA_ABOVE = 200  # utterances; fewer are clustered in the encoder's own 384 dimensions
+PCA_DIMS = 64
+
+
 def cluster_labels(embeddings: np.ndarray, *, min_cluster_size: int = 5, min_samples: int | None = None) -> np.ndarray:
     """One label per row, -1 for noise."""
     from sklearn.cluster import HDBSCAN
@@ -50,6 +54,14 @@ def cluster_labels(embeddings: np.ndarray, *, min_cluster_size: int = 5, min_sam
     if n < max(2, min_cluster_size):
         return np.full(n, -1, dtype=int)
     x = (embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)).astype(np.float64)
+    if n > PCA_ABOVE:
+        # HDBSCAN's neighbour search is quadratic in 384 dimensions (4.7 s for 3000 utterances
+        # on one core); 64 principal components keep the topics (Banking77 purity 0.76 against
+        # 0.78, coverage 0.73 against 0.57) at a fifth of the time (bench/RESULTS.md)
+        from sklearn.decomposition import PCA
+
+        x = PCA(PCA_DIMS, random_state=0).fit_transform(x)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     ms = min_samples or min_cluster_size
     # leaf selection: the fine, dense groups (on Banking77 with 10 intents held out, purity 0.76
     # against 0.08 for excess-of-mass, which merges everything into one cluster there)
