@@ -42,6 +42,18 @@ def unpack(s: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(s), dtype=np.float16).astype(np.float32)
 
 
+def _window(column: str, since: float | None, until: float | None) -> tuple[str, tuple[float, ...]]:
+    """` AND column >= ? AND column < ?` for the bounds given: the period every query takes."""
+    cond, params = "", []
+    if since is not None:
+        cond += f" AND {column} >= ?"
+        params.append(float(since))
+    if until is not None:
+        cond += f" AND {column} < ?"
+        params.append(float(until))
+    return cond, tuple(params)
+
+
 def parse_facts(raw: list[Any]) -> list[dict[str, Any]]:
     return [json.loads(f) if isinstance(f, str) else f for f in raw]
 
@@ -88,14 +100,8 @@ class AnalyticsStore:
         """Fact rows of calls that started in [since, until), oldest first, still encoded:
         decoding 20 000 of them takes a tenth of a second, so `parse_facts` runs off the loop."""
         await self.init()
-        sql, params = "SELECT fact FROM call_facts WHERE 1 = 1", []
-        if since is not None:
-            sql += " AND started_at >= ?"
-            params.append(float(since))
-        if until is not None:
-            sql += " AND started_at < ?"
-            params.append(float(until))
-        rows = await self.db.fetchall(sql + " ORDER BY started_at, call_id", tuple(params))
+        cond, params = _window("started_at", since, until)
+        rows = await self.db.fetchall(f"SELECT fact FROM call_facts WHERE 1 = 1{cond} ORDER BY started_at, call_id", params)
         return [r["fact"] for r in rows]
 
     async def customer_calls(self, keys: list[str], since: float | None, until: float | None) -> list[dict[str, Any]]:
@@ -108,28 +114,17 @@ class AnalyticsStore:
             chunk = keys[i:i + 500]
             sql = (f"SELECT customer_key, call_id, started_at FROM call_facts WHERE customer_key IN "
                    f"({', '.join('?' for _ in chunk)})")  # fmt: skip
-            params: list[Any] = list(chunk)
-            if since is not None:
-                sql += " AND started_at >= ?"
-                params.append(float(since))
-            if until is not None:
-                sql += " AND started_at < ?"
-                params.append(float(until))
-            out += await self.db.fetchall(sql, tuple(params))
+            cond, params = _window("started_at", since, until)
+            out += await self.db.fetchall(sql + cond, (*chunk, *params))
         return out
 
     async def utterances(self, since: float | None = None, until: float | None = None,
                          limit: int = 5000) -> tuple[list[dict[str, Any]], np.ndarray]:  # fmt: skip
         """The newest uncovered utterances not yet made into an intent, with their vectors."""
         await self.init()
-        sql, params = "SELECT id, call_id, segment_id, ts, text, embedding FROM topic_utterances WHERE adopted_intent IS NULL", []
-        if since is not None:
-            sql += " AND ts >= ?"
-            params.append(float(since))
-        if until is not None:
-            sql += " AND ts < ?"
-            params.append(float(until))
-        rows = await self.db.fetchall(sql + " ORDER BY id DESC LIMIT ?", (*params, int(limit)))
+        cond, params = _window("ts", since, until)
+        rows = await self.db.fetchall("SELECT id, call_id, segment_id, ts, text, embedding FROM topic_utterances"
+                                      f" WHERE adopted_intent IS NULL{cond} ORDER BY id DESC LIMIT ?", (*params, int(limit)))
         rows.reverse()
         emb = np.stack([unpack(r.pop("embedding")) for r in rows]) if rows else np.zeros((0, 384), np.float32)
         return rows, emb
