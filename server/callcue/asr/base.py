@@ -39,6 +39,10 @@ class RecognizerStream(ABC):
     #: set by the pipeline before each call: 1 while a hint may hang on this channel's next
     #: words (a signal was just raised on it), so an engine that queues decodes serves it first
     priority: int = 0
+    #: set by the pipeline before each call: True while the conversation expects digits on
+    #: this channel (the agent asked for a number, or a digit run is open), so an engine that
+    #: can decode under a digit vocabulary may do so; others ignore it
+    expect_digits: bool = False
 
     @abstractmethod
     def begin_segment(self) -> None:
@@ -61,7 +65,12 @@ class RecognizerStream(ABC):
 
 
 class AsrEngine(ABC):
-    """A loaded model, shared by all streams (loading is expensive, recognizers are cheap)."""
+    """A loaded model, shared by all streams (loading is expensive, recognizers are cheap).
+
+    Hooks an engine may offer besides `open_stream` (the pipeline reads only these):
+    `stream_threads` (executor threads its channels should get), `describe` (what `/healthz`
+    and the startup log say), `close` (stop decode workers at shutdown).
+    """
 
     name: str = ""
     model_name: str = ""
@@ -72,3 +81,13 @@ class AsrEngine(ABC):
 
     def describe(self) -> dict[str, object]:
         return {"engine": self.name, "model": self.model_name, "sample_rate": self.sample_rate}
+
+    @property
+    def stream_threads(self) -> int:
+        """Executor threads the pipeline should give this engine's channels; 0 = the default
+        (one per core). Engines that queue decodes internally want more, so that every
+        waiting channel sits in their queue instead of waiting for a thread."""
+        return 0
+
+    def close(self) -> None:
+        """Stop background decode workers (server shutdown)."""

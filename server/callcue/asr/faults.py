@@ -35,10 +35,15 @@ class _FaultyStream(RecognizerStream):
         if n % self._every == self._every - 1:
             log.warning("injected decoder fault (%s=%d)", ENV, self._every)
             raise InjectedDecoderFault("injected decoder fault")
+        self._forward_hints()
         return self._inner.accept(pcm, allow_partial)
 
     def end_segment(self) -> list[AsrHypothesis]:
+        self._forward_hints()
         return self._inner.end_segment()
+
+    def _forward_hints(self) -> None:
+        self._inner.priority, self._inner.expect_digits = self.priority, self.expect_digits
 
     def close(self) -> None:
         self._inner.close()
@@ -56,6 +61,13 @@ class FaultyEngine(AsrEngine):
 
     def describe(self) -> dict[str, object]:
         return {**self.inner.describe(), "injected_faults_every": self.every}
+
+    @property
+    def stream_threads(self) -> int:
+        return self.inner.stream_threads
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def with_injected_faults(engine: AsrEngine) -> AsrEngine:

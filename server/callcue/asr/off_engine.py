@@ -27,3 +27,21 @@ class OffEngine(AsrEngine):
 
     def open_stream(self) -> RecognizerStream:
         return OffStream()
+
+
+def _register() -> None:
+    from pathlib import Path
+
+    from callcue.asr.registry import EngineChoice, EngineProvider, register
+
+    reason = "Recognition is off (asr.engine = \"off\"): calls stream, nothing is transcribed."
+    register(EngineProvider(
+        name="off",
+        find=lambda cfg, dirs: EngineChoice("off", Path(), reason),
+        missing=lambda cfg, dirs: "",
+        load=lambda choice, cfg: OffEngine(),
+        summary="no recognition (ingress benchmarks, record-only deployments)",
+    ))  # fmt: skip
+
+
+_register()

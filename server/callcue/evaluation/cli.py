@@ -160,24 +160,27 @@ def _data_or_exit(data: Optional[Path]) -> Path:
 
 @eval_app.command("asr")
 def asr(
-    data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
-    quick: bool = typer.Option(False, "--quick", help="two short clips per band instead of all 38"),
-    engines: str = typer.Option("whisper,vosk", "--engines", help="comma list of whisper,vosk"),
-    threads: int = typer.Option(1, "--threads", min=1, help="decoder CPU threads (Whisper)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="data dir holding speech/manifest.jsonl (default: ../shared/data beside the repo)"),
+    quick: bool = typer.Option(False, "--quick", help="two clips of each set instead of all"),
+    engines: str = typer.Option("auto,moonshine,whisper", "--engines", help="comma list of auto and the registered engines (moonshine, whisper, vosk)"),
+    sets: Optional[str] = typer.Option(None, "--sets", help="comma list of manifest sets (default: every set the manifest names)"),
+    max_per_set: Optional[int] = typer.Option(None, "--max-per-set", min=1, help="at most this many clips of each set (FSDD has 2,700)"),
+    threads: int = typer.Option(1, "--threads", min=1, help="decoder threads per engine"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full result to this JSON file"),
 ) -> None:
-    """ASR WER / RTF / decode time per engine at 16 kHz and telephone band, through the live channel pipeline."""
-    from callcue.evaluation.asr_eval import format_report, run_asr_eval
+    """ASR WER per set, single-digit accuracy, digit read-back, RTF and decode time per engine, through the live channel pipeline."""
+    from callcue.evaluation.asr_eval import engine_choices, format_report, run_asr_eval
 
     d = _data_or_exit(data)
     names = [e.strip() for e in engines.split(",") if e.strip()]
-    bad = [e for e in names if e not in ("whisper", "vosk")]
+    bad = [e for e in names if e not in engine_choices()]
     if bad or not names:
-        typer.echo(f"error: unknown engine(s) {bad or engines!r}; choose from whisper, vosk", err=True)
+        typer.echo(f"error: unknown engine(s) {bad or engines!r}; choose from {', '.join(engine_choices())}", err=True)
         raise typer.Exit(2)
     try:
-        rep = run_asr_eval(d, quick=quick, threads=threads, engines=names)
-    except (FileNotFoundError, RuntimeError) as e:
+        rep = run_asr_eval(d, quick=quick, threads=threads, engines=names, max_per_set=max_per_set,
+                           sets=[x.strip() for x in sets.split(",") if x.strip()] if sets else None)  # fmt: skip
+    except (FileNotFoundError, RuntimeError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
     typer.echo(format_report(rep))
@@ -263,7 +266,8 @@ def all_evals(
         # the espeak-ng + Whisper pass ("asr") is part of issue 3, so `all` includes it
         ("intents", lambda: intents(data=d, quick=quick, only=",".join(INTENT_SETS + EXTRA_SETS), json_out=None)),
         ("cards", lambda: cards(data=d, n=4 if quick else 20, seed=0, threads=1, json_out=None)),
-        ("asr", lambda: asr(data=d, quick=quick, engines="whisper,vosk", threads=1, json_out=None)),
+        ("asr", lambda: asr(data=d, quick=quick, engines="moonshine,whisper", sets=None, max_per_set=None if quick else 100,
+                            threads=1, json_out=None)),
         ("latency", lambda: latency(data=d, quick=quick, calls=50, seconds=None, word_s=0.3, cpu=None, json_out=None)),
     ]
     failed: list[str] = []

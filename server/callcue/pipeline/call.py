@@ -18,6 +18,7 @@ from callcue.decide.state import CallInfo
 from callcue.events import Channel, Signal, Transcript
 from callcue.pipeline.channel import ChannelPipeline
 from callcue.pipeline.deps import PipelineDeps
+from callcue.pipeline.digits_expected import DigitsExpectedProcessor
 from callcue.pipeline.processor import Pipeline
 from callcue.pipeline.stages import (
     DecideProcessor,
@@ -63,6 +64,7 @@ class Call:
             DetectProcessor(deps.detectors, self.ctx, deps.detect_pool, deps.pipeline.history_finals),
             DecideProcessor(deps.decider, self.info_for_decisions),
             UrgencyProcessor(self._mark_urgent, self._clear_urgent),
+            DigitsExpectedProcessor(self._expect_digits, self._clear_digits),
             SinkProcessor(deps.sink),
         ])
         done = (resume or {}).get("channels", {})
@@ -85,6 +87,16 @@ class Call:
     def _clear_urgent(self) -> None:
         for chp in self.channels.values():
             chp.clear_urgent()
+
+    def _expect_digits(self, channel: str, seconds: float) -> None:
+        chp = self.channels.get(channel)
+        if chp is not None:
+            chp.expect_digits(seconds)
+
+    def _clear_digits(self, channel: str) -> None:
+        chp = self.channels.get(channel)
+        if chp is not None:
+            chp.clear_digits()
 
     def _channel(self, ch: Channel, encoding: str, rate: int, clock_base: float, segment_base: int) -> ChannelPipeline:
         return ChannelPipeline(

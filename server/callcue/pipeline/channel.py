@@ -88,6 +88,8 @@ class ChannelPipeline:
         self.shed = 0
         # until when (monotonic) a hint may hang on this channel's next words
         self._urgent_until = 0.0
+        # until when (monotonic) the conversation expects digits on this channel
+        self._digits_until = 0.0
         self.audio_seconds = clock_base
         self._audio_seconds_metric = metrics.AUDIO_SECONDS.labels(channel)  # per frame: look the child up once
 
@@ -113,6 +115,13 @@ class ChannelPipeline:
 
     def clear_urgent(self) -> None:
         self._urgent_until = 0.0
+
+    def expect_digits(self, seconds: float) -> None:
+        """The conversation expects digits on this channel for `seconds` (pipeline/digits_expected.py)."""
+        self._digits_until = max(self._digits_until, time.monotonic() + seconds)
+
+    def clear_digits(self) -> None:
+        self._digits_until = 0.0
 
     @property
     def backlog_seconds(self) -> float:
@@ -200,7 +209,9 @@ class ChannelPipeline:
     def _decode_batch(self, batch: list[tuple[bytes, float]], allow_partial: bool, closing: bool) -> list[Transcript]:
         out: list[Transcript] = []
         if self._stream is not None:
-            self._stream.priority = 1 if time.monotonic() < self._urgent_until else 0
+            now = time.monotonic()
+            self._stream.priority = 1 if now < self._urgent_until else 0
+            self._stream.expect_digits = now < self._digits_until
         skipped_partial = False
         for payload, arrived in batch:
             if payload is None:  # end_utterance()

@@ -22,6 +22,7 @@ from callcue.decide.state import CallInfo
 from callcue.events import Hint, Signal, Transcript
 from callcue.pipeline.deps import Decider, Redactor
 from callcue.pipeline.processor import Processor
+from callcue.pipeline.sentence_views import SentenceViews, back_to_segment, is_boundary
 from callcue.pipeline.sink import Sink
 from callcue.understand.base import CallContext, Detector
 
@@ -65,19 +66,42 @@ class DetectProcessor(Processor):
         ctx.history = deque(maxlen=history)  # type: ignore[assignment]
         ctx.state.setdefault("signals", deque(maxlen=500))
         self._names = {d.name for d in self.detectors}
+        self._views = SentenceViews()
+
+    def _previous_final(self, t: Transcript) -> Transcript | None:
+        """The channel's last final before `t`'s segment (history holds finals, oldest first)."""
+        for h in reversed(self.ctx.history):
+            if h.channel == t.channel and h.segment_id != t.segment_id:
+                return h
+        return None
 
     def _run_all(self, t: Transcript) -> list[Signal]:
+        """Every detector on every sentence view of `t` (pipeline/sentence_views.py).
+
+        A view across the last cut only adds what neither this update's own sentences nor the
+        previous segment already raised: the same request is not raised twice."""
         out: list[Signal] = []
         seen = self.ctx.signals
+        views = self._views.views(t, self._previous_final(t))
+        previous = self._previous_final(t) if len(views) > 1 else None
         for d in self.detectors:
             t0 = time.perf_counter()
-            try:
-                found = d.detect(t, self.ctx)
+            for view in views if d.per_sentence else [t]:
+                try:
+                    found = [back_to_segment(s, t, view) for s in d.detect(view, self.ctx)]
+                except Exception:
+                    log.exception("detector %s failed", d.name, extra={"call_id": t.call_id})
+                    continue
+                if is_boundary(view):
+                    had = {(s.kind, s.name) for s in out} | {
+                        (s.kind, s.name) for s in seen
+                        if previous is not None and s.evidence is not None and not s.retracted
+                        and s.evidence.channel == t.channel and s.evidence.segment_id == previous.segment_id
+                    }  # fmt: skip
+                    found = [s for s in found if (s.kind, s.name) not in had]
                 # later detectors (churn) read what earlier ones found in this very update
                 seen.extend(found)
                 out.extend(found)
-            except Exception:
-                log.exception("detector %s failed", d.name, extra={"call_id": t.call_id})
             metrics.STAGE_LATENCY.labels(f"detector:{d.name}").observe(time.perf_counter() - t0)
         return out
 

@@ -281,6 +281,7 @@ class AcousticDetector(Detector):
     and told about finals for the speaking rate."""
 
     name = "acoustic"
+    per_sentence = False  # speaking rate is a property of the utterance
     version = "1"
     inputs = frozenset({"audio", "tick", "text"})
     produces = frozenset({"signal:acoustic"})

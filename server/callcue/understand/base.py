@@ -63,6 +63,11 @@ class Detector(ABC):  # noqa: B024 - every hook has a default; a detector overri
     inputs: frozenset[Input] = frozenset({"text"})
     produces: frozenset[str] = frozenset()
     consumes: frozenset[str] = frozenset()
+    #: True: an update of several sentences is judged sentence by sentence, plus a window
+    #: across the last segment cut (pipeline/sentence_views.py), so a sentence in front never
+    #: hides the one that matters. False: the detector judges whole utterances (a trend
+    #: over utterances, such as sentiment, would see one update as several)
+    per_sentence: bool = True
 
     def detect(self, t: Transcript, ctx: CallContext) -> list[Signal]:
         """New signals for this transcript update (already de-duplicated per evidence)."""

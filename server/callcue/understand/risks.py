@@ -210,6 +210,7 @@ class ChurnDetector(TextRiskDetector):
     """
 
     name = "churn"
+    per_sentence = False  # combines the signals of the whole update
     produces = frozenset({"signal:risk"})
     consumes = frozenset({"signal:intent", "signal:phrase", "signal:risk", "signal:sentiment", "fact:sentiment_trend"})
     version = "1"

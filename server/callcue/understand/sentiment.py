@@ -80,6 +80,7 @@ class SentimentDetector(Detector):
     """Emits kind="sentiment" signals: negative | positive | neutral | anger_sustained."""
 
     name = "sentiment"
+    per_sentence = False  # a trend over utterances: one update is one utterance
     produces = frozenset({"signal:sentiment", "fact:sentiment_trend"})
     version = "1"
 
