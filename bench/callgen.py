@@ -144,7 +144,7 @@ def _synth_in_child(conn: Any, text: str, voice: str, rate_wpm: int) -> None:
         eng = _Espeak()
         audio, words = eng.synth(text, voice, rate_wpm)
         conn.send(("ok", eng.sample_rate, audio.tobytes(), words))
-    except Exception as e:  # noqa: BLE001 - any failure must reach the parent, never hang it
+    except Exception as e:
         conn.send(("err", type(e).__name__, str(e), None))
     finally:
         conn.close()

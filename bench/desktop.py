@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from callgen import load_dialogues  # noqa: E402
+from callgen import load_dialogues
 
-from callcue.clients.demo import running_server, scratch_settings  # noqa: E402
-from callcue.events import Hint, Transcript  # noqa: E402
-from callcue.platforms.base import CallStart  # noqa: E402
+from callcue.clients.demo import running_server, scratch_settings
+from callcue.events import Hint, Transcript
+from callcue.platforms.base import CallStart
 
 HERE = Path(__file__).resolve().parent
 PROBE = HERE / "desktop_probe.mjs"
@@ -122,7 +122,7 @@ async def one_width(width: int, height: int, minutes: float, seconds: float, sho
                 await probe.read("shot")
 
             async def live() -> None:
-                k, words = 0, "so I would like to check the balance on my savings account please".split()
+                k, words = 0, ["so", "I", "would", "like", "to", "check", "the", "balance", "on", "my", "savings", "account", "please"]
                 end = time.monotonic() + seconds
                 live_t = t
                 while time.monotonic() < end:

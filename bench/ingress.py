@@ -37,13 +37,17 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency import CpuProbe, SpawnedServer, _loadavg  # noqa: E402
+from latency import CpuProbe, SpawnedServer, _loadavg
 
-from callcue.audio.codecs import encode  # noqa: E402
-from callcue.clients.audio_file import read_call_audio  # noqa: E402
-from callcue.clients.audiohook_client import MONO_PCMU, AudioHookSession, connect_audiohook  # noqa: E402
-from callcue.clients.twilio_stream import TwilioMessages, connect_native, connect_twilio  # noqa: E402
-from callcue.config import REPO_CONFIG_DIR  # noqa: E402
+from callcue.audio.codecs import encode
+from callcue.clients.audio_file import read_call_audio
+from callcue.clients.audiohook_client import (
+    MONO_PCMU,
+    AudioHookSession,
+    connect_audiohook,
+)
+from callcue.clients.twilio_stream import TwilioMessages, connect_native, connect_twilio
+from callcue.config import REPO_CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 SPEECH = REPO.parent / "shared" / "data" / "speech" / "telephone_sim" / "jfk__jfk.wav"
@@ -175,7 +179,12 @@ async def s_audiosocket(ws_url: str, frames: list[bytes], n: int, port: int) -> 
 
 async def s_webrtc(ws_url: str, frames: list[bytes], n: int, port: int) -> None:
     import av
-    from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc import (
+        MediaStreamTrack,
+        RTCConfiguration,
+        RTCPeerConnection,
+        RTCSessionDescription,
+    )
 
     class Speech(MediaStreamTrack):
         """Real speech at 8 kHz, 20 ms frames in real time (encoded to Opus by aiortc)."""

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
 from callcue.understand.encoder import SentenceEncoder
 from callcue.understand.intents import (
     IntentClassifier,

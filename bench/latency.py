@@ -46,6 +46,7 @@ with warnings.catch_warnings():
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import callgen
+
 from callcue.clients.twilio_stream import TwilioMessages, twilio_headers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -498,6 +499,8 @@ class SpawnedServer:
         exe = Path(sys.executable).parent / "callcue"
         storage_url = storage_url or f"sqlite:///{log_path.parent / 'bench-server.db'}"
         cmd = [str(exe), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--storage-url", storage_url]
+        if not config or "audiosocket" not in Path(config).read_text():  # the shipped port (9092) may be a running demo's
+            cmd += ["--audiosocket-port", "0"]
         if config:
             cmd += ["--config", str(config)]
         self.log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the server; closed in stop()

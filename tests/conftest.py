@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+#: the ports `make demo` serves on (HTTP, AudioSocket): held for the whole run, as a demo
+#: running beside `make test` would hold them, so a test server that takes one fails here too
+SHIPPED_PORTS = (8080, 9092)
+_held: list[socket.socket] = []
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Models prepared during the run (Moonshine's one-time conversion) go to a temporary
     folder, never the user's ~/.cache: tests leave no trace. Servers the tests spawn inherit it."""
@@ -21,6 +28,14 @@ def pytest_configure(config: pytest.Config) -> None:
         d = tempfile.mkdtemp(prefix="callcue-test-models-")
         os.environ["CALLCUE_MODELS_DIR"] = d
         os.environ["CALLCUE_TEST_OWN_MODELS_DIR"] = d
+    for port in SHIPPED_PORTS:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen(1)
+            _held.append(s)
+        except OSError:  # a demo is running: it holds the port already, which is the same test
+            s.close()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -28,6 +43,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if d:
         os.environ.pop("CALLCUE_MODELS_DIR", None)
         shutil.rmtree(d, ignore_errors=True)
+    while _held:
+        _held.pop().close()
 
 
 def require_shared(*parts: str) -> Path:

@@ -116,6 +116,7 @@ def fresh_postgres_url() -> str | None:
 async def open_test_db(backend: str, tmp_path):
     """A fresh `Database` on `backend` ("sqlite"|"postgresql"); skips postgres with a reason."""
     import pytest
+
     from callcue.store.db import Database
 
     if backend == "sqlite":

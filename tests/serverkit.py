@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from websockets.asyncio.client import connect
+
 from callcue.clients.demo import free_port, running_server
 from callcue.config import REPO_CONFIG_DIR, Settings, load_settings
-from websockets.asyncio.client import connect
 
 AGENT_TOKEN = "demo-agent-token"
 SUPERVISOR_TOKEN = "demo-supervisor-token"

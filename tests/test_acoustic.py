@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import webrtcvad
+from conftest import require_shared
+
 from callcue.events import Transcript, Word
 from callcue.understand.acoustic import AcousticMonitor, frame_dbfs
 from callcue.understand.risks import load_risk_config
-from conftest import require_shared
 
 RATE = 8000
 FRAME = 160  # 20 ms

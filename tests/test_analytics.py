@@ -12,10 +12,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+
 from callcue.analytics import reports
 from callcue.analytics.facts import call_fact, customer_key, uncovered_utterances
-from callcue.analytics.topics import cluster_labels, discover, distinctive_terms, purity_coverage
-
+from callcue.analytics.topics import (
+    cluster_labels,
+    discover,
+    distinctive_terms,
+    purity_coverage,
+)
 from tests.conftest import require_shared
 from tests.pg import fresh_postgres_url, postgres_unavailable_reason
 from tests.serverkit import AGENT_TOKEN, SUPERVISOR_TOKEN, make_settings, server

@@ -19,6 +19,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
 from callcue.asr.model_store import (
     KNOWN_SHA256,
     ModelFetchError,

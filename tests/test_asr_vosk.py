@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soxr
+
 from callcue.asr.base import AsrHypothesis
-from callcue.asr.vosk_engine import VoskEngine, vosk_model_problem
+from callcue.asr.model_store import vosk_model_problem
+from callcue.asr.vosk_engine import VoskEngine
 
 pytestmark = pytest.mark.slow
 

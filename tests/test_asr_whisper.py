@@ -18,6 +18,7 @@ import jiwer
 import numpy as np
 import pytest
 import soxr
+
 from callcue.asr.base import AsrHypothesis
 from callcue.asr.whisper_engine import (
     WhisperEngine,

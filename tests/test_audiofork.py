@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from websockets.asyncio.client import connect
+
 from callcue.clients.audio_file import read_call_audio
 from callcue.platforms.audiofork import AudioForkProtocol
 from callcue.platforms.base import AudioIn, CallStart, CallStop, ProtocolError
-from websockets.asyncio.client import connect
-
 from tests.serverkit import SUPERVISOR_TOKEN, agent, espeak_wav, make_settings, server
 
 
@@ -77,22 +77,21 @@ async def test_a_jambonz_listen_call_reaches_the_desk_and_a_wrong_secret_does_no
 
 async def test_the_secret_may_come_in_the_metadata_frame(tmp_path: Path) -> None:
     s = make_settings(tmp_path)
-    async with server(s) as (base, _app):
-        async with agent(base, SUPERVISOR_TOKEN) as desk:
-            async with connect(f"{base}/ws/audiofork", subprotocols=["audio.jambonz.org"]) as ws:  # type: ignore[list-item]
-                await ws.send(json.dumps({"callSid": "jz-meta-1", "sampleRate": 8000, "secret": "demo-audiofork-secret"}))
-                await ws.send(b"\x00\x00" * 160)
-                started = await desk.wait_for(lambda e: e.get("type") == "call_started" and e["call_id"] == "jz-meta-1", 20)
-                assert "secret" not in json.dumps(started)
-            async with connect(f"{base}/ws/audiofork", subprotocols=["audio.jambonz.org"]) as ws:  # type: ignore[list-item]
-                await ws.send(json.dumps({"callSid": "jz-meta-2", "sampleRate": 8000, "secret": "guess"}))
-                await asyncio.wait_for(ws.wait_closed(), 10)
-                assert ws.close_code == 1008 and "secret" in ws.close_reason
-            async with connect(f"{base}/ws/audiofork", subprotocols=["audio.jambonz.org"]) as ws:  # type: ignore[list-item]
-                await ws.send(json.dumps({"callSid": "jz-meta-3", "sampleRate": 8000}))
-                await asyncio.wait_for(ws.wait_closed(), 10)
-                assert ws.close_code == 1008
-            assert not [e for e in desk.of_type("call_started") if e["call_id"] in ("jz-meta-2", "jz-meta-3")]
+    async with server(s) as (base, _app), agent(base, SUPERVISOR_TOKEN) as desk:
+        async with connect(f"{base}/ws/audiofork", subprotocols=["audio.jambonz.org"]) as ws:  # type: ignore[list-item]
+            await ws.send(json.dumps({"callSid": "jz-meta-1", "sampleRate": 8000, "secret": "demo-audiofork-secret"}))
+            await ws.send(b"\x00\x00" * 160)
+            started = await desk.wait_for(lambda e: e.get("type") == "call_started" and e["call_id"] == "jz-meta-1", 20)
+            assert "secret" not in json.dumps(started)
+        async with connect(f"{base}/ws/audiofork", subprotocols=["audio.jambonz.org"]) as ws:  # type: ignore[list-item]
+            await ws.send(json.dumps({"callSid": "jz-meta-2", "sampleRate": 8000, "secret": "guess"}))
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            assert ws.close_code == 1008 and "secret" in ws.close_reason
+        async with connect(f"{base}/ws/audiofork", subprotocols=["audio.jambonz.org"]) as ws:  # type: ignore[list-item]
+            await ws.send(json.dumps({"callSid": "jz-meta-3", "sampleRate": 8000}))
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            assert ws.close_code == 1008
+        assert not [e for e in desk.of_type("call_started") if e["call_id"] in ("jz-meta-2", "jz-meta-3")]
 
 
 async def test_a_real_recording_over_mod_audio_fork_gives_transcript_and_hint(tmp_path: Path) -> None:
@@ -104,18 +103,17 @@ async def test_a_real_recording_over_mod_audio_fork_gives_transcript_and_hint(tm
     audio = real_call(require_shared())
     stereo = np.stack([audio.channels["customer"], audio.channels["agent"]], axis=1).astype("<i2").tobytes()
     s = make_settings(tmp_path, understanding=quick_disclosure(tmp_path))
-    async with server(s) as (base, _app):
-        async with agent(base, SUPERVISOR_TOKEN) as desk:
-            uuid_ = "8a5ec3b2-7f0e-4c55-9d3c-0b7e2f1a6c11"
-            async with connect(f"{base}/ws/audiofork?secret=demo-audiofork-secret",
-                               subprotocols=["audio.drachtio.org"]) as ws:  # type: ignore[list-item]
-                await ws.send(json.dumps({"uuid": uuid_, "agent_id": "agent-1", "mixType": "stereo"}))
-                for i in range(0, len(stereo), 640):
-                    await ws.send(stereo[i:i + 640])
-                    if i % 2560 == 0:
-                        await asyncio.sleep(0.02)  # 4x real time
-            await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == uuid_, 90)
-            finals = [e for e in desk.of_type("transcript") if e["is_final"] and e["call_id"] == uuid_]
-            by_ch = {ch: " ".join(f["text"].lower() for f in finals if f["channel"] == ch) for ch in ("customer", "agent")}
-            assert "country" in by_ch["customer"] and ("glad" in by_ch["agent"] or "phil" in by_ch["agent"]), by_ch
-            assert any("disclosure" in h["title"].lower() for h in desk.of_type("hint") if h["call_id"] == uuid_)
+    async with server(s) as (base, _app), agent(base, SUPERVISOR_TOKEN) as desk:
+        uuid_ = "8a5ec3b2-7f0e-4c55-9d3c-0b7e2f1a6c11"
+        async with connect(f"{base}/ws/audiofork?secret=demo-audiofork-secret",
+                           subprotocols=["audio.drachtio.org"]) as ws:  # type: ignore[list-item]
+            await ws.send(json.dumps({"uuid": uuid_, "agent_id": "agent-1", "mixType": "stereo"}))
+            for i in range(0, len(stereo), 640):
+                await ws.send(stereo[i:i + 640])
+                if i % 2560 == 0:
+                    await asyncio.sleep(0.02)  # 4x real time
+        await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == uuid_, 90)
+        finals = [e for e in desk.of_type("transcript") if e["is_final"] and e["call_id"] == uuid_]
+        by_ch = {ch: " ".join(f["text"].lower() for f in finals if f["channel"] == ch) for ch in ("customer", "agent")}
+        assert "country" in by_ch["customer"] and ("glad" in by_ch["agent"] or "phil" in by_ch["agent"]), by_ch
+        assert any("disclosure" in h["title"].lower() for h in desk.of_type("hint") if h["call_id"] == uuid_)

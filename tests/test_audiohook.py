@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+
 from callcue.clients.audiohook_client import (
     DEMO_AUDIOHOOK_API_KEY,
     DEMO_AUDIOHOOK_CLIENT_SECRET,
@@ -26,7 +27,12 @@ from callcue.clients.audiohook_client import (
     media_frames,
 )
 from callcue.config import AudioHookApiKey, AudioHookPlatformConfig
-from callcue.platforms.audiohook import NULL_UUID, AudioHookProtocol, authenticate, choose_media
+from callcue.platforms.audiohook import (
+    NULL_UUID,
+    AudioHookProtocol,
+    authenticate,
+    choose_media,
+)
 from callcue.platforms.audiohook_auth import NonceCache, verify_upgrade
 from callcue.platforms.base import (
     AudioIn,
@@ -41,9 +47,15 @@ from callcue.platforms.base import (
     ProtocolError,
     Resumed,
 )
-
 from tests.conftest import require_shared
-from tests.serverkit import SUPERVISOR_TOKEN, agent, make_settings, quick_disclosure, real_call, server
+from tests.serverkit import (
+    SUPERVISOR_TOKEN,
+    agent,
+    make_settings,
+    quick_disclosure,
+    real_call,
+    server,
+)
 
 SID = "30b0e395-84d3-4570-ac13-9a62d8f514c0"
 CONV = "090eaa2f-72fa-480a-83e0-8667ff89c0ec"
@@ -247,7 +259,7 @@ DOC_URL = "wss://audiohook.example.com/api/v1/voicebiometrics/ws"
 
 def test_the_documentation_example_signature_verifies_once() -> None:
     nonces = NonceCache()
-    check = lambda h, **kw: verify_upgrade(DOC_URL, h, DEMO_AUDIOHOOK_API_KEY, DEMO_AUDIOHOOK_CLIENT_SECRET,  # noqa: E731
+    check = lambda h, **kw: verify_upgrade(DOC_URL, h, DEMO_AUDIOHOOK_API_KEY, DEMO_AUDIOHOOK_CLIENT_SECRET,
                                            max_age_s=10, now=kw.get("now", 1641013204), nonces=nonces)
     assert check(DOC_HEADERS) is None
     assert "replayed" in check(DOC_HEADERS)
@@ -275,7 +287,7 @@ def test_authenticate_signed_unsigned_and_wrong_keys() -> None:
     wrong = audiohook_headers(url, session_id=str(uuid.uuid4()), client_secret="d3Jvbmctc2VjcmV0LWZvci10aGlzLWtleQ==")
     assert "does not verify" in authenticate(hs(wrong), cfg())
     stale = audiohook_headers(url, session_id=str(uuid.uuid4()),
-                              created=datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=60))
+                              created=datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=60))
     assert authenticate(hs(stale), cfg()) is not None
     other_url = audiohook_headers("ws://elsewhere.test/ws/audiohook", session_id=str(uuid.uuid4()))
     assert "does not verify" in authenticate(hs(other_url), cfg())
@@ -293,29 +305,28 @@ async def test_a_genesys_conversation_reaches_the_desk_with_transcript_and_hint(
     frames = media_frames(audio, STEREO_PCMU)
     s = make_settings(tmp_path, understanding=quick_disclosure(tmp_path))
     conv = str(uuid.uuid4())
-    async with server(s) as (base, _app):
-        async with agent(base, SUPERVISOR_TOKEN) as desk:
-            sid = str(uuid.uuid4())
-            async with connect_audiohook(f"{base}/ws/audiohook", sid) as ws:
-                ah = AudioHookSession(ws, sid)
-                opened = await ah.open(conv, custom={"agent_id": "agent-1"})
-                assert opened["type"] == "opened" and opened["parameters"]["media"] == [STEREO_PCMU]
-                assert opened["parameters"]["supportedLanguages"] == ["en-US"]
-                await ah.ping()
-                await ah.stream(frames, speed=4.0, ping_every_s=3.0)
-                closed = await ah.close("end")
-                assert closed["clientseq"] == ah.seq
-                await asyncio.wait_for(ws.wait_closed(), 10)
-                assert ah.protocol_errors == [] and ws.close_code == 1000
-            await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == conv, 90)
-            finals = [e for e in desk.of_type("transcript") if e["is_final"] and e["call_id"] == conv]
-            by_ch = {ch: " ".join(f["text"] for f in finals if f["channel"] == ch) for ch in ("customer", "agent")}
-            assert {"country", "ask"} <= _words(by_ch["customer"]), by_ch
-            assert {"glad", "phil"} & _words(by_ch["agent"]), by_ch
-            hints = [h for h in desk.of_type("hint") if h["call_id"] == conv]
-            assert any("disclosure" in h["title"].lower() for h in hints), hints
-            started = [e for e in desk.of_type("call_started") if e["call_id"] == conv]
-            assert len(started) == 1 and started[0].get("platform", "audiohook") == "audiohook"
+    async with server(s) as (base, _app), agent(base, SUPERVISOR_TOKEN) as desk:
+        sid = str(uuid.uuid4())
+        async with connect_audiohook(f"{base}/ws/audiohook", sid) as ws:
+            ah = AudioHookSession(ws, sid)
+            opened = await ah.open(conv, custom={"agent_id": "agent-1"})
+            assert opened["type"] == "opened" and opened["parameters"]["media"] == [STEREO_PCMU]
+            assert opened["parameters"]["supportedLanguages"] == ["en-US"]
+            await ah.ping()
+            await ah.stream(frames, speed=4.0, ping_every_s=3.0)
+            closed = await ah.close("end")
+            assert closed["clientseq"] == ah.seq
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            assert ah.protocol_errors == [] and ws.close_code == 1000
+        await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == conv, 90)
+        finals = [e for e in desk.of_type("transcript") if e["is_final"] and e["call_id"] == conv]
+        by_ch = {ch: " ".join(f["text"] for f in finals if f["channel"] == ch) for ch in ("customer", "agent")}
+        assert {"country", "ask"} <= _words(by_ch["customer"]), by_ch
+        assert {"glad", "phil"} & _words(by_ch["agent"]), by_ch
+        hints = [h for h in desk.of_type("hint") if h["call_id"] == conv]
+        assert any("disclosure" in h["title"].lower() for h in hints), hints
+        started = [e for e in desk.of_type("call_started") if e["call_id"] == conv]
+        assert len(started) == 1 and started[0].get("platform", "audiohook") == "audiohook"
 
 
 async def test_probe_and_bad_sessions_get_audiohook_errors_while_a_call_runs(tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from callcue.clients.audio_file import read_call_audio
 from callcue.platforms.audiosocket import AudioSocketProtocol, frame
 from callcue.platforms.base import AudioIn, CallStart, CallStop, Dtmf, ProtocolError
-
 from tests.serverkit import SUPERVISOR_TOKEN, agent, espeak_wav, make_settings, server
 
 UID = uuid.UUID("40b2c4b4-0d6f-4d36-9b7a-6d6f1d1f7a01")
@@ -70,16 +70,15 @@ async def test_an_asterisk_call_reaches_the_desk_as_transcript_and_hint(tmp_path
     wav = espeak_wav("I want to cancel my account today.", tmp_path / "c.wav", rate=8000)
     pcm = read_call_audio(wav).channels["customer"].tobytes()
     s = make_settings(tmp_path)
-    async with server(s) as (base, _app):
-        async with agent(base, SUPERVISOR_TOKEN) as desk:
-            await _asterisk(s.platforms.audiosocket.port, pcm)
-            await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == str(UID), 90)
-            finals = " ".join(e["text"] for e in desk.of_type("transcript") if e["is_final"]).lower()
-            assert "cancel" in finals, finals
-            assert [h for h in desk.of_type("hint") if h["call_id"] == str(UID)], desk.of_type("signal")
-            # a source outside allowed_sources is closed before a byte is read, and recorded
-            await _asterisk(s.platforms.audiosocket.port, pcm[:3200], source="127.0.0.2")
-            await asyncio.sleep(0.5)
+    async with server(s) as (base, _app), agent(base, SUPERVISOR_TOKEN) as desk:
+        await _asterisk(s.platforms.audiosocket.port, pcm)
+        await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == str(UID), 90)
+        finals = " ".join(e["text"] for e in desk.of_type("transcript") if e["is_final"]).lower()
+        assert "cancel" in finals, finals
+        assert [h for h in desk.of_type("hint") if h["call_id"] == str(UID)], desk.of_type("signal")
+        # a source outside allowed_sources is closed before a byte is read, and recorded
+        await _asterisk(s.platforms.audiosocket.port, pcm[:3200], source="127.0.0.2")
+        await asyncio.sleep(0.5)
     db = sqlite3.connect(tmp_path / "callcue.db")
     assert db.execute("SELECT platform, ended_at IS NOT NULL, end_reason FROM calls").fetchall() == [("audiosocket", 1, "hangup")]
     rows = db.execute("SELECT platform, close_code, reason FROM ingress_rejections").fetchall()

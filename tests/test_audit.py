@@ -7,6 +7,8 @@ import io
 import json
 
 import pytest
+from pg import open_test_db
+
 from callcue.audit.log import (
     AuditEntry,
     AuditLog,
@@ -16,7 +18,6 @@ from callcue.audit.log import (
     find_unmasked_digits,
     verify_entries,
 )
-from pg import open_test_db
 
 
 class FakeClock:
@@ -207,10 +208,11 @@ async def test_bad_input_is_refused_and_nothing_written(audit):
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_cli_verify_export_query(backend, tmp_path):
     """The `callcue audit` commands end to end on a real database, including a tampered one."""
-    from callcue.audit.cli import audit_app
-    from callcue.store.db import Database
     from pg import fresh_postgres_url
     from typer.testing import CliRunner
+
+    from callcue.audit.cli import audit_app
+    from callcue.store.db import Database
 
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path}/cli.db"

@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
 from callcue.clients.audio_file import read_call_audio
 from callcue.clients.twilio_stream import (
     TwilioMessages,
@@ -20,7 +21,6 @@ from callcue.clients.twilio_stream import (
     stream_call,
 )
 from callcue.platforms.native import encode_audio_frame
-
 from tests.conftest import require_shared
 from tests.serverkit import agent, make_settings, server
 
@@ -74,22 +74,21 @@ async def test_each_bad_input_closes_precisely_and_the_good_call_survives(tmp_pa
     wav = require_shared("speech", "telephone_sim", "jfk__jfk.wav")
     s = make_settings(tmp_path)
     cases = _cases()
-    async with server(s) as (base, app):
-        async with agent(base) as desk:
-            good = TwilioMessages(agent_id="agent-1")
-            async with connect_twilio(f"{base}/ws/twilio") as tw:
-                streaming = asyncio.create_task(stream_call(tw, read_call_audio(wav), good, speed=1.5))
-                results = []
-                for platform, name, frames, code, words in cases:
-                    got = await _bad_connection(base, platform, frames)
-                    results.append((name, got))
-                    assert got[0] == code, f"{name}: expected close {code}, got {got}"
-                    assert words.lower() in got[1].lower(), f"{name}: reason {got[1]!r} should mention {words!r}"
-                await streaming
-                await tw.wait_closed()
-            await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == good.call_sid, 60)
-            text = " ".join(e["text"] for e in desk.of_type("transcript") if e["is_final"]).lower()
-            assert "country" in text and "ask not" in text, text
+    async with server(s) as (base, app), agent(base) as desk:
+        good = TwilioMessages(agent_id="agent-1")
+        async with connect_twilio(f"{base}/ws/twilio") as tw:
+            streaming = asyncio.create_task(stream_call(tw, read_call_audio(wav), good, speed=1.5))
+            results = []
+            for platform, name, frames, code, words in cases:
+                got = await _bad_connection(base, platform, frames)
+                results.append((name, got))
+                assert got[0] == code, f"{name}: expected close {code}, got {got}"
+                assert words.lower() in got[1].lower(), f"{name}: reason {got[1]!r} should mention {words!r}"
+            await streaming
+            await tw.wait_closed()
+        await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == good.call_sid, 60)
+        text = " ".join(e["text"] for e in desk.of_type("transcript") if e["is_final"]).lower()
+        assert "country" in text and "ask not" in text, text
     db = sqlite3.connect(tmp_path / "callcue.db")
     rows = db.execute("SELECT platform, close_code, reason FROM ingress_rejections ORDER BY id").fetchall()
     assert [(p, c) for p, c, _ in rows] == [(p, c) for p, _, _, c, _ in cases]

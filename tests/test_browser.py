@@ -23,10 +23,10 @@ from typing import Any
 
 import httpx
 import pytest
+
 from callcue.clients.audio_file import CallAudio, read_call_audio
 from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, stream_call
 from callcue.config import REPO_CONFIG_DIR
-
 from tests.serverkit import AGENT_TOKEN, SUPERVISOR_TOKEN, make_settings, server
 
 REPO = Path(__file__).resolve().parents[1]

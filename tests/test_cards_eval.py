@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from conftest import require_shared
+
 from callcue.evaluation.cards_eval import (
     FSDD_RATE,
     _load_digits,
@@ -15,8 +17,7 @@ from callcue.evaluation.cards_eval import (
     make_card,
     run_cards_eval,
 )
-from callcue.understand.spoken_numbers import luhn_valid
-from conftest import require_shared
+from callcue.privacy.spoken_numbers import luhn_valid
 
 
 def test_make_card_valid_and_invalid() -> None:

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from callcue.clients.audio_file import read_call_audio
 from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, stream_call
-
 from tests.serverkit import AGENT_TOKEN, make_settings, server
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,18 +22,36 @@ from typing import Any
 
 import httpx
 import pytest
+
 from callcue.audit.log import AuditLog
 from callcue.clients.audio_file import read_call_audio
-from callcue.clients.audiohook_client import STEREO_PCMU, AudioHookSession, connect_audiohook, media_frames
+from callcue.clients.audiohook_client import (
+    STEREO_PCMU,
+    AudioHookSession,
+    connect_audiohook,
+    media_frames,
+)
 from callcue.clients.demo import free_port
 from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, mulaw_frames
 from callcue.store.db import Database
-
 from tests.conftest import require_shared
 from tests.pg import fresh_postgres_url, postgres_unavailable_reason
 from tests.rediskit import fresh_redis_url
-from tests.serverkit import SUPERVISOR_TOKEN, agent, espeak_wav, make_settings, real_call, server
-from tests.test_decisions_e2e import APPROVAL_PLAYBOOKS, Receiver, live_call, receiver, sup_http  # noqa: F401 - fixture
+from tests.serverkit import (
+    SUPERVISOR_TOKEN,
+    agent,
+    espeak_wav,
+    make_settings,
+    real_call,
+    server,
+)
+from tests.test_decisions_e2e import (  # noqa: F401 - fixture
+    APPROVAL_PLAYBOOKS,
+    Receiver,
+    live_call,
+    receiver,
+    sup_http,
+)
 from tests.test_durability import ready
 
 pytestmark = pytest.mark.slow
@@ -51,7 +69,7 @@ def backends() -> tuple[str, str]:
 
 
 @pytest.fixture
-def approval_playbooks(tmp_path: Path, receiver: Receiver) -> Path:
+def approval_playbooks(tmp_path: Path, receiver: Receiver) -> Path:  # noqa: F811 - the imported fixture
     """The approval-gated playbooks of the decision tests, posting to `receiver`."""
     pdir = tmp_path / "playbooks"
     pdir.mkdir()
@@ -67,7 +85,7 @@ def node_settings(tmp_path: Path, name: str, pg: str, rd: str, playbooks: Path) 
 
 
 async def test_agents_anywhere_controls_reach_the_owner_kill_switch_everywhere(
-        tmp_path: Path, backends: tuple[str, str], receiver: Receiver, approval_playbooks: Path) -> None:  # fmt: skip
+        tmp_path: Path, backends: tuple[str, str], receiver: Receiver, approval_playbooks: Path) -> None:  # fmt: skip  # noqa: F811 - the imported fixture
     pg, rd = backends
     recv, pdir = receiver, approval_playbooks
     manager = read_call_audio(espeak_wav("I want to speak to a manager.", tmp_path / "m.wav", pad=(0.3, 0.9)))
@@ -174,7 +192,7 @@ async def test_a_session_continued_on_another_node_is_handed_over_not_ended(
 
 
 async def test_an_approval_pending_on_the_old_node_is_decided_on_the_new_one(
-        tmp_path: Path, backends: tuple[str, str], receiver: Receiver, approval_playbooks: Path) -> None:  # fmt: skip
+        tmp_path: Path, backends: tuple[str, str], receiver: Receiver, approval_playbooks: Path) -> None:  # fmt: skip  # noqa: F811 - the imported fixture
     """A call moves from A to B with a supervisor approval still pending: B brings it back from
     the audit log, A forgets it, and the approval sent to A runs once, on B."""
     pg, rd = backends

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import msgpack
 import pytest
+
 from callcue.cluster import envelope as env
 
 

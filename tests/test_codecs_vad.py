@@ -12,6 +12,7 @@ import wave
 import numpy as np
 import pytest
 import soxr
+
 from callcue.audio.codecs import (
     Resampler,
     decode,
@@ -21,7 +22,6 @@ from callcue.audio.codecs import (
     silence,
 )
 from callcue.audio.vad import SpeechAudio, SpeechEnded, SpeechStarted, VadSegmenter
-
 from tests.conftest import require_shared
 
 PAD_S = 2.0

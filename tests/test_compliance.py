@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import require_shared
+
 from callcue.events import Transcript, Word
 from callcue.understand.base import CallContext
 from callcue.understand.compliance import ComplianceDetector
 from callcue.understand.risks import RiskConfigError, load_risk_config
-from conftest import require_shared
 
 
 def tr(text: str, channel: str = "agent", seg: int = 1, start: float = 0.0, final: bool = True, rev: int = 0) -> Transcript:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from callcue.config import ConfigError, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +24,7 @@ def test_shipped_config_is_valid() -> None:
     ("toml", "expect"),
     [
         ("[asr]\nengin = 'vosk'\n", "asr.engin: unknown key"),
-        ("[asr]\nengine = 'kaldi'\n", "asr.engine: Value error, asr.engine must be one of auto"),
+        ("[asr]\nengine = 'kaldi engine'\n", "asr.engine: Value error, asr.engine must be an engine name"),
         ("[server]\nport = 70000\n", "server.port: Input should be less than or equal to 65535"),
         ("[vad]\nframe_ms = 25\n", "vad.frame_ms"),
         ("[storage]\nurl = 'mysql://x'\n", "storage.url: Value error, must start with sqlite:/// or postgresql://"),
@@ -49,6 +50,16 @@ def test_serve_refuses_bad_config(tmp_path: Path) -> None:
     assert "pipeline.queue_max_second: unknown key" in r.stderr
 
 
+def test_serve_refuses_an_unknown_engine_in_one_line(tmp_path: Path) -> None:
+    p = tmp_path / "kaldi.toml"
+    p.write_text("[asr]\nengine = 'kaldi'\n")
+    r = subprocess.run([sys.executable, "-m", "callcue.cli", "serve", "--config", str(p), "--port", "0"],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "asr.engine must be one of auto" in r.stderr
+    assert "moonshine" in r.stderr and "kaldi" in r.stderr
+
+
 def test_example_configs_are_valid_and_point_at_real_files() -> None:
     for p in sorted((REPO / "config" / "examples").glob("*.toml")):
         s = load_settings(p)
@@ -65,7 +76,7 @@ def test_serve_exits_non_zero_when_start_up_fails(tmp_path: Path) -> None:
     p.write_text(src.replace('playbooks_dir = "playbooks"', f'playbooks_dir = "{tmp_path}/missing"'))
     for f in (REPO / "config").glob("*.yaml"):
         (tmp_path / f.name).write_text(f.read_text())
-    r = subprocess.run([sys.executable, "-m", "callcue.cli", "serve", "--config", str(p), "--port", "0",
+    r = subprocess.run([sys.executable, "-m", "callcue.cli", "serve", "--config", str(p), "--port", "0", "--audiosocket-port", "0",
                         "--storage-url", f"sqlite:///{tmp_path}/s.db"], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
     assert "playbook directory not found" in r.stderr

@@ -7,8 +7,9 @@ import sqlite3
 
 import psycopg
 import pytest
-from callcue.store.db import Database, DatabaseError, ddl, to_pyformat
 from pg import open_test_db
+
+from callcue.store.db import Database, DatabaseError, ddl, to_pyformat
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -14,6 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from test_webhooks import Receiver, start_receiver
+
 from callcue.decide.actions.dispatcher import ActionDispatcher
 from callcue.decide.engine import (
     CallInfo,
@@ -26,8 +29,6 @@ from callcue.decide.webhooks import WebhookClient
 from callcue.egress.hub import Principal
 from callcue.egress.supervisor_api import SupervisorCommands, routes
 from callcue.events import Evidence, Signal
-from starlette.applications import Starlette
-from test_webhooks import Receiver, start_receiver
 
 REPO = Path(__file__).resolve().parents[1]
 try:

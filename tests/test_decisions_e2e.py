@@ -24,9 +24,9 @@ from typing import Any
 
 import httpx
 import pytest
+
 from callcue.clients.audio_file import CallAudio, read_call_audio
 from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, mulaw_frames
-
 from tests.pg import fresh_postgres_url, postgres_unavailable_reason
 from tests.serverkit import (
     SUPERVISOR_TOKEN,
@@ -589,7 +589,6 @@ async def test_intent_dataset_versions_promote_compare_and_roll_back(tmp_path: P
     """Rollback returns to the version that was active before, not merely the previous build."""
     from callcue.audit.log import AuditLog
     from callcue.learning.store import Learning, LearningError
-
     from tests.pg import open_test_db
 
     db = await open_test_db(backend, tmp_path)

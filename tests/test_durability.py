@@ -16,11 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+
 from callcue.clients.audio_file import read_call_audio
 from callcue.clients.demo import demo_call_path, free_port
 from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, stream_call
-from websockets.asyncio.client import connect
-
 from tests.serverkit import AGENT_TOKEN
 
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 def spawn(tmp_path: Path, port: int) -> subprocess.Popen:
     db = tmp_path / "kill.db"
     log = open(tmp_path / f"server-{port}.log", "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "callcue.cli", "serve", "--port", str(port),
+    return subprocess.Popen([sys.executable, "-m", "callcue.cli", "serve", "--port", str(port), "--audiosocket-port", "0",
                              "--storage-url", f"sqlite:///{db}"], stdout=log, stderr=subprocess.STDOUT,
                             cwd=tmp_path)  # fmt: skip
 

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from callcue.events import Transcript, Word
 from callcue.understand.base import CallContext
 from callcue.understand.entities import (

@@ -47,21 +47,44 @@ def test_unknown_engine_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_eval_asr_quick_prints_wer_and_rtf_per_band() -> None:
+def test_eval_asr_quick_prints_wer_digits_and_rtf_per_set(tmp_path: Path) -> None:
     data = require_shared("speech", "manifest.jsonl").parents[1]
-    p = _run("asr", "--quick", "--engines", "whisper", "--data", str(data))
+    out = tmp_path / "asr.json"
+    p = _run("asr", "--quick", "--engines", "auto,whisper", "--data", str(data), "--json", str(out))
     assert p.returncode == 0, p.stderr[-2000:]
-    rows = {m.group(1): m for m in re.finditer(
-        r"^whisper\s+(16k|telephone)\s+(\d+)\s+([\d.]+)\s+([\d.]+)%\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", p.stdout, re.MULTILINE)}
-    assert set(rows) == {"16k", "telephone"}, p.stdout
-    wer16, wer8 = float(rows["16k"].group(4)), float(rows["telephone"].group(4))
-    assert 0 <= wer16 < 30, p.stdout
-    assert 0 <= wer8 < 50, p.stdout
-    for m in rows.values():
-        assert int(m.group(2)) == 2
-        assert 0.01 < float(m.group(5)) < 10, f"RTF out of range: {m.group(0)}"
-        assert float(m.group(6)) <= float(m.group(7))  # p50 <= p95
-    assert "WER per set" in p.stdout
+    rows = {(m.group(1), m.group(2)): m for m in re.finditer(
+        r"^(auto_\(moonshine\)|whisper)\s+(\w+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)%\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)",
+        p.stdout, re.MULTILINE)}
+    sets = {"pocketsphinx", "cmu_arctic", "jfk", "vosk_example", "fsdd_8k", "telephone_sim"}
+    assert {s for e, s in rows if e == "auto_(moonshine)"} == sets == {s for e, s in rows if e == "whisper"}, p.stdout
+    for (engine, name), m in rows.items():
+        assert 1 <= int(m.group(3)) <= 2
+        assert 0.005 < float(m.group(10)) < 10, f"RTF out of range: {m.group(0)}"
+        assert float(m.group(11)) <= float(m.group(12))  # p50 <= p95
+        assert (m.group(6) != "n/a") == (name == "fsdd_8k"), m.group(0)  # digit accuracy only where rows are digits
+    assert float(rows[("auto_(moonshine)", "telephone_sim")].group(5)) < 30, p.stdout
+    rep = json.loads(out.read_text())
+    fsdd = next(e for e in rep["engines"] if e["label"] == "auto (moonshine)")["sets"]["fsdd_8k"]
+    assert fsdd["digit_rows"] == 2 and fsdd["digit_accuracy_expected"] is not None
+
+
+def test_eval_asr_reads_any_manifest_with_digit_rows(tmp_path: Path) -> None:
+    """A folder of the shared format whatever its sets are called; `digits` rows are read back."""
+    import soundfile as sf
+
+    src = require_shared("speech", "vosk_example")
+    (tmp_path / "speech" / "mine").mkdir(parents=True)
+    wav = next(src.glob("*.wav"))
+    audio, rate = sf.read(str(wav), dtype="int16")
+    sf.write(str(tmp_path / "speech" / "mine" / "d.wav"), audio, rate, subtype="PCM_16")
+    row = {"set": "my_digits", "id": "d1", "wav": "mine/d.wav", "text": "one zero zero zero one nine oh two one oh zero one eight zero three",
+           "digits": "100019021001803", "sample_rate": rate, "duration_s": len(audio) / rate}
+    (tmp_path / "speech" / "manifest.jsonl").write_text(json.dumps(row) + "\n")
+    out = tmp_path / "r.json"
+    p = _run("asr", "--engines", "moonshine", "--data", str(tmp_path), "--json", str(out))
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(out.read_text())["engines"][0]["sets"]["my_digits"]
+    assert res["readback_rows"] == 1 and res["readback_exact"] == 1.0 and res["wer"] == 0.0, res
 
 
 @pytest.mark.slow

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from callcue.egress.serializers import (
     JsonSerializer,
     MsgpackSerializer,
@@ -27,8 +30,6 @@ from callcue.platforms.native import NativeProtocol
 from callcue.platforms.twilio import TwilioProtocol
 from callcue.platforms.vonage import VonageProtocol
 from callcue.platforms.webrtc import OfferError, parse_offer
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 EXAMPLES = int(os.environ.get("CALLCUE_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
@@ -285,7 +286,9 @@ def test_loaders_name_the_file_and_never_crash(which: str, tmp_path: Path) -> No
 @given(st.lists(st.one_of(st.binary(max_size=64), st.builds(lambda k, p: bytes([k]) + len(p).to_bytes(2, "big") + p,
                                                            st.sampled_from([0, 1, 3, 0x10, 0x12, 0x18, 0xFF, 0x42]),
                                                            st.binary(max_size=40))), max_size=10))
-def test_audiosocket_parser_refuses_only_with_protocol_errors(chunks: list[bytes]) -> None:
+def test_audiosocket_parser_after_a_uuid_refuses_only_with_protocol_errors(chunks: list[bytes]) -> None:
+    """Once the call's UUID frame has come: any later chunks (a later test of the same name
+    used to shadow this one, so it never ran)."""
     from callcue.platforms.audiosocket import AudioSocketProtocol
 
     p = AudioSocketProtocol(max_message_bytes=1024)
@@ -305,7 +308,8 @@ def test_audiosocket_parser_refuses_only_with_protocol_errors(chunks: list[bytes
                                                  "sampleRate": st.one_of(st.sampled_from([8000, 16000, "16k"]), values),
                                                  "mixType": st.one_of(st.sampled_from(["mono", "stereo", "mixed"]), values)}).map(_dumps)),
                 max_size=8))
-def test_audiofork_parser_refuses_only_with_protocol_errors(frames: list[str | bytes]) -> None:
+def test_audiofork_parser_without_secrets_refuses_only_with_protocol_errors(frames: list[str | bytes]) -> None:
+    """No secrets configured (a later test of the same name used to shadow this one)."""
     from callcue.platforms.audiofork import AudioForkProtocol
 
     feed_all(AudioForkProtocol(max_message_bytes=1024), frames)

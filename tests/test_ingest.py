@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from callcue.clients.audio_file import read_call_audio
 
+from callcue.clients.audio_file import read_call_audio
 from tests.conftest import require_shared
 
 REPO = Path(__file__).resolve().parents[1]

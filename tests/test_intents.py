@@ -8,6 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+
 from callcue.events import Transcript
 from callcue.understand.base import CallContext
 from callcue.understand.encoder import EncoderError, SentenceEncoder, _verified
@@ -20,7 +21,6 @@ from callcue.understand.intents import (
     load_intents,
     parse_intents,
 )
-
 from tests.conftest import require_shared
 
 
@@ -288,8 +288,9 @@ def test_eval_threshold_respects_accuracy_budget():
 
 
 def test_eval_cli_rejects_bad_arguments(tmp_path):
-    from callcue.evaluation.cli import eval_app
     from typer.testing import CliRunner
+
+    from callcue.evaluation.cli import eval_app
 
     r = CliRunner().invoke(eval_app, ["intents", "--data", str(tmp_path / "missing")])
     assert r.exit_code == 2 and "not found" in r.output

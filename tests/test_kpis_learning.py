@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from pg import open_test_db
+
 from callcue.audit import kpis as kpis_mod
 from callcue.audit.kpis import kpis
 from callcue.audit.log import AuditLog
 from callcue.learning.store import Learning, LearningError
-from pg import open_test_db
 
 T0 = 1_800_000_000.0
 
@@ -255,9 +256,10 @@ def test_cli_kpis(tmp_path):
     import asyncio
     import json
 
+    from typer.testing import CliRunner
+
     from callcue.audit.cli import audit_app
     from callcue.store.db import Database
-    from typer.testing import CliRunner
 
     url = f"sqlite:///{tmp_path}/k.db"
 

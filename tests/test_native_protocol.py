@@ -9,6 +9,7 @@ import wave
 from pathlib import Path
 
 import pytest
+
 from callcue.audio.codecs import encode
 from callcue.platforms.base import (
     AudioIn,
@@ -19,7 +20,6 @@ from callcue.platforms.base import (
     ProtocolError,
 )
 from callcue.platforms.native import NativeProtocol, encode_audio_frame
-
 from tests.conftest import REPO, require_shared
 
 

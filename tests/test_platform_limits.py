@@ -8,10 +8,14 @@ import json
 import uuid
 from pathlib import Path
 
-from callcue.clients.audiohook_client import MONO_PCMU, AudioHookSession, connect_audiohook
-from callcue.clients.twilio_stream import TwilioMessages, connect_twilio
 from websockets.asyncio.client import connect
 
+from callcue.clients.audiohook_client import (
+    MONO_PCMU,
+    AudioHookSession,
+    connect_audiohook,
+)
+from callcue.clients.twilio_stream import TwilioMessages, connect_twilio
 from tests.serverkit import make_settings, server
 
 

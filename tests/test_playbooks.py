@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from callcue.decide.actions.base import render
 from callcue.decide.conditions import (
     Condition,

@@ -32,3 +32,20 @@ def test_every_line_is_stamped_and_lines_leave_in_call_time_order() -> None:
 
 def test_fmt_clock() -> None:
     assert fmt_clock(0) == "00:00.0" and fmt_clock(65.25) == "01:05.2" and fmt_clock(-3) == "00:00.0"
+
+
+def test_stamps_never_go_back_and_partials_never_follow_their_final() -> None:
+    out: list[str] = []
+    p = EventPrinter(out.append, show_partials=True, speed=1.0, hold_s=1.0)
+    p.started_at = 1000.0
+    p.feed({**tr("customer", 0.0, 1.0, "i want", final=False), "segment_id": 1})
+    p.feed({**tr("customer", 0.0, 6.0, "i want to cancel my account", final=False), "segment_id": 1})
+    p.feed({**tr("agent", 3.0, 5.0, "thank you for calling"), "segment_id": 1})  # prints the 1.0 partial
+    p.feed({**tr("customer", 0.0, 6.5, "I want to cancel my account."), "segment_id": 1})  # drops the held 6.0 partial
+    p.feed({**tr("customer", 0.0, 6.2, "i want to cancel my", final=False), "segment_id": 1})  # late: never printed
+    p.feed({**tr("agent", 1.0, 2.0, "hello"), "segment_id": 2})  # arrives after 5.0 was printed
+    p.feed({"type": "call_ended", "call_id": "c1", "reason": "stop", "emitted_at": 1007.0})
+    stamps = [line.split(" ", 1)[0] for line in out if line[:1].isdigit()]
+    assert stamps == sorted(stamps), out
+    assert not any("i want to cancel my" in line and "partial" in line for line in out), out
+    assert sum("partial" in line for line in out) == 1 and any("hello" in line for line in out)

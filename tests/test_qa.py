@@ -9,13 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+
 from callcue.clients.audio_file import read_call_audio
 from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, stream_call
 from callcue.config import REPO_CONFIG_DIR
 from callcue.qa.card import CardError, Scorecard, load_card, load_cards
 from callcue.qa.rules import CallFacts, Segment, Sig
 from callcue.qa.scoring import score_call
-
 from tests.pg import fresh_postgres_url, postgres_unavailable_reason
 from tests.serverkit import AGENT_TOKEN, SUPERVISOR_TOKEN, make_settings, server
 
@@ -295,9 +295,8 @@ async def test_a_call_that_ends_before_the_disclosure_deadline_is_judged_missing
     audio = read_call_audio(DEMO)
     audio.channels = {ch: pcm[: 8000 * 12] for ch, pcm in audio.channels.items()}
     settings = make_settings(tmp_path)
-    async with server(settings) as (base, _app):
-        async with supervisor_http(base) as c:
-            rec = await play_then_poll(base, c, audio, "CAshort", "/api/v1/calls/CAshort", lambda r: r.get("qa"))
+    async with server(settings) as (base, _app), supervisor_http(base) as c:
+        rec = await play_then_poll(base, c, audio, "CAshort", "/api/v1/calls/CAshort", lambda r: r.get("qa"))
     missing = [s for s in rec["signals"] if s["name"] == "disclosure_missing"]
     assert len(missing) == 1 and '"judged_at_end": true' in missing[0]["attrs"], missing
     a = answers(rec["qa"][0])

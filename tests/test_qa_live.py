@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+
 from callcue.config import REPO_CONFIG_DIR
 from callcue.events import Transcript
 from callcue.qa.card import Scorecard
 from callcue.understand.base import CallContext
 from callcue.understand.qa_live import QaLiveDetector, watches_from_cards
-
 from tests.serverkit import SUPERVISOR_TOKEN, make_settings, server
 
 

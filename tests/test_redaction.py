@@ -8,7 +8,9 @@ import random
 import re
 
 import pytest
+
 from callcue.events import Signal, Transcript, Word
+from callcue.privacy.spoken_numbers import digits_in, luhn_valid, parse_cardinal
 from callcue.understand.base import CallContext
 from callcue.understand.redaction import (
     DETECTOR_NAME,
@@ -20,7 +22,6 @@ from callcue.understand.redaction import (
     mask_text,
     ssn_plausible,
 )
-from callcue.understand.spoken_numbers import digits_in, luhn_valid, parse_cardinal
 
 VISA = "4111111111111111"
 MC = "5500000000000004"
@@ -582,3 +583,25 @@ def test_quantities_stay_readable_while_a_card_context_is_armed() -> None:
     # the same context still hides bare digits and a dictated card
     out, _ = r.redact(_T("c-units", "customer", 3, 0, "it is 4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1", True, 7.0, 12.0))
     assert "4 1 1 1" not in out.text and out.text.endswith("1111")
+
+
+def test_log_lines_keep_diagnostics_and_lose_card_numbers() -> None:
+    """Both directions: what an operator needs to read survives, no card number does."""
+    from callcue.privacy.masking import mask_log_text
+
+    readable = [
+        "audiosocket listening on 127.0.0.1:9092",
+        "Uvicorn running on http://127.0.0.1:8080 (Press CTRL+C to quit)",
+        "loaded phrases@2026.11.1 and intent@1+2026-11-24.1; moonshine v0.1.4",
+        "7 playbooks (9f86d0263f)",
+        "call CA0123456789abcdef0123456789abcdef started",
+        "[Errno 98] error while attempting to bind on address ('127.0.0.1', 9092): address already in use",
+        "Finished server process [1234567]",
+    ]
+    for line in readable:
+        assert mask_log_text(line) == line
+    for secret in ("4111 1111 1111 1111", "4111111111111111", "4111-1111-1111-1111", "cvv4111111111111111",
+                   "x@4111111111111111", "abc4111111111111111", "five five five five four four four four three three three three two two two two"):
+        out = mask_log_text(f"customer said {secret} at 127.0.0.1:9092")
+        assert "4111111111111111" not in out.replace(" ", "").replace("-", "") and "1111 1111 1111" not in out, out
+        assert "127.0.0.1:9092" in out

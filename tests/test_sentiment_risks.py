@@ -12,6 +12,8 @@ import statistics
 import time
 
 import pytest
+from conftest import require_shared
+
 from callcue.events import Signal, Transcript, Word
 from callcue.understand.base import CallContext
 from callcue.understand.risks import (
@@ -24,7 +26,6 @@ from callcue.understand.risks import (
     load_risk_config,
 )
 from callcue.understand.sentiment import SentimentDetector, channel_trend, score_text
-from conftest import require_shared
 
 
 def tr(text: str, channel: str = "customer", seg: int = 1, rev: int = 0, final: bool = True, start: float = 0.0) -> Transcript:

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+
 from callcue.clients.audio_file import read_call_audio
 from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, stream_call
-
 from tests.serverkit import agent, espeak_wav, make_settings, server
 
 pytestmark = pytest.mark.slow
@@ -63,12 +63,11 @@ async def test_clean_shutdown_keeps_everything_queued(tmp_path: Path) -> None:
     s = make_settings(tmp_path)
     audio = read_call_audio(wav)
     msgs = TwilioMessages(agent_id="agent-1")
-    async with server(s) as (base, app):
-        async with agent(base) as desk:
-            ws = await connect_twilio(f"{base}/ws/twilio")
-            sender = asyncio.create_task(stream_call(ws, audio, msgs, speed=1.0))
-            await desk.wait_for(lambda e: e.get("type") == "hint", timeout=30)
-            sender.cancel()
+    async with server(s) as (base, app), agent(base) as desk:
+        ws = await connect_twilio(f"{base}/ws/twilio")
+        sender = asyncio.create_task(stream_call(ws, audio, msgs, speed=1.0))
+        await desk.wait_for(lambda e: e.get("type") == "hint", timeout=30)
+        sender.cancel()
         # leaving the block shuts the server down with the Twilio socket still open
     db = sqlite3.connect(tmp_path / "callcue.db")
     call = db.execute("SELECT ended_at, end_reason FROM calls WHERE call_id = ?", (msgs.call_sid,)).fetchone()

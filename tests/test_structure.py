@@ -17,9 +17,10 @@ import shutil
 import time
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pytest
+
 from callcue.decide.actions.base import ActionKind, ActionPorts, ActionSpec
 from callcue.decide.actions.kinds import ACTION_KINDS
 from callcue.decide.actions.record import ActionRecord
@@ -33,7 +34,7 @@ PKG = Path(__file__).resolve().parents[1] / "server" / "callcue"
 
 # lowest first; a module may import its own layer and the ones below, never above
 LAYERS: list[set[str]] = [
-    {"callcue", "callcue.events", "callcue.config", "callcue.logs", "callcue.metrics", "callcue.auth"},
+    {"callcue", "callcue.events", "callcue.config", "callcue.logs", "callcue.metrics", "callcue.auth", "callcue.privacy"},
     {"callcue.audio", "callcue.asr", "callcue.store"},
     {"callcue.platforms", "callcue.audit"},
     {"callcue.understand", "callcue.learning", "callcue.qa", "callcue.analytics"},
@@ -171,7 +172,7 @@ class NoteAction(ActionSpec):
 class NoteKind(ActionKind):
     name = "note"
     spec = NoteAction
-    ran: list[str] = []
+    ran: ClassVar[list[str]] = []
 
     async def run(self, rec: ActionRecord, ports: ActionPorts) -> dict[str, Any]:
         assert isinstance(rec.spec, NoteAction)
@@ -216,9 +217,10 @@ def toys(tmp_path: Path):
 
 
 async def _runtime(tmp_path: Path, **sections: dict[str, Any]):
+    from serverkit import make_settings
+
     from callcue.egress.hub import Principal, Subscriber
     from callcue.wiring import assemble
-    from serverkit import make_settings
 
     rt = await assemble(make_settings(tmp_path, **sections))
     sub = Subscriber(Principal("sup", "supervisor"), queue_size=10_000)

@@ -10,6 +10,7 @@ import wave
 from pathlib import Path
 
 import pytest
+
 from callcue.audio.codecs import encode
 from callcue.platforms.base import (
     AudioIn,
@@ -21,7 +22,6 @@ from callcue.platforms.base import (
     ProtocolError,
 )
 from callcue.platforms.twilio import TwilioProtocol
-
 from tests.conftest import require_shared
 
 CALL_SID = "CA0123456789abcdef0123456789abcdef"

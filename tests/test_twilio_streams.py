@@ -13,11 +13,18 @@ import json
 from pathlib import Path
 
 import httpx
+
 from callcue.clients.audio_file import CallAudio
 from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, mulaw_frames
-
 from tests.conftest import require_shared
-from tests.serverkit import SUPERVISOR_TOKEN, agent, make_settings, quick_disclosure, real_call, server
+from tests.serverkit import (
+    SUPERVISOR_TOKEN,
+    agent,
+    make_settings,
+    quick_disclosure,
+    real_call,
+    server,
+)
 
 
 async def _stream_track(url: str, audio: CallAudio, msgs: TwilioMessages, track: str, channel: str,
@@ -47,17 +54,16 @@ async def test_inbound_and_outbound_streams_on_two_sockets_are_one_call(tmp_path
     inbound = TwilioMessages(agent_id="agent-1")
     outbound = TwilioMessages(call_sid=inbound.call_sid, agent_id="agent-1")  # same callSid, its own streamSid
     assert inbound.stream_sid != outbound.stream_sid
-    async with server(s) as (base, _app):
-        async with agent(base, SUPERVISOR_TOKEN) as desk:
-            url = f"{base}/ws/twilio"
-            await asyncio.gather(_stream_track(url, audio, inbound, "inbound", "customer"),
-                                 _stream_track(url, audio, outbound, "outbound", "agent"))
-            await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == inbound.call_sid, 90)
-            assert len([e for e in desk.of_type("call_started") if e["call_id"] == inbound.call_sid]) == 1
-            finals = [e for e in desk.of_type("transcript") if e["is_final"] and e["call_id"] == inbound.call_sid]
-            by_ch = {ch: " ".join(f["text"].lower() for f in finals if f["channel"] == ch) for ch in ("customer", "agent")}
-            assert "country" in by_ch["customer"] and ("glad" in by_ch["agent"] or "phil" in by_ch["agent"]), by_ch
-            assert any("disclosure" in h["title"].lower() for h in desk.of_type("hint") if h["call_id"] == inbound.call_sid)
+    async with server(s) as (base, _app), agent(base, SUPERVISOR_TOKEN) as desk:
+        url = f"{base}/ws/twilio"
+        await asyncio.gather(_stream_track(url, audio, inbound, "inbound", "customer"),
+                             _stream_track(url, audio, outbound, "outbound", "agent"))
+        await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == inbound.call_sid, 90)
+        assert len([e for e in desk.of_type("call_started") if e["call_id"] == inbound.call_sid]) == 1
+        finals = [e for e in desk.of_type("transcript") if e["is_final"] and e["call_id"] == inbound.call_sid]
+        by_ch = {ch: " ".join(f["text"].lower() for f in finals if f["channel"] == ch) for ch in ("customer", "agent")}
+        assert "country" in by_ch["customer"] and ("glad" in by_ch["agent"] or "phil" in by_ch["agent"]), by_ch
+        assert any("disclosure" in h["title"].lower() for h in desk.of_type("hint") if h["call_id"] == inbound.call_sid)
 
 
 async def test_stop_then_start_stream_continues_the_call(tmp_path: Path) -> None:
@@ -89,12 +95,11 @@ async def test_bidirectional_connect_stream_marks_and_dtmf(tmp_path: Path) -> No
     audio = real_call(require_shared())
     s = make_settings(tmp_path)
     msgs = TwilioMessages(agent_id="agent-1")
-    async with server(s) as (base, _app):
-        async with agent(base, SUPERVISOR_TOKEN) as desk:
-            extra = [{"event": "mark", "mark": {"name": "greeting-played"}},
-                     {"event": "dtmf", "dtmf": {"track": "inbound_track", "digit": "7"}}]
-            await _stream_track(f"{base}/ws/twilio", audio, msgs, "inbound", "customer", extra=extra)
-            ended = await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == msgs.call_sid, 60)
-            assert ended
-            finals = [e for e in desk.of_type("transcript") if e["is_final"] and e["call_id"] == msgs.call_sid]
-            assert "country" in " ".join(f["text"].lower() for f in finals)
+    async with server(s) as (base, _app), agent(base, SUPERVISOR_TOKEN) as desk:
+        extra = [{"event": "mark", "mark": {"name": "greeting-played"}},
+                 {"event": "dtmf", "dtmf": {"track": "inbound_track", "digit": "7"}}]
+        await _stream_track(f"{base}/ws/twilio", audio, msgs, "inbound", "customer", extra=extra)
+        ended = await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == msgs.call_sid, 60)
+        assert ended
+        finals = [e for e in desk.of_type("transcript") if e["is_final"] and e["call_id"] == msgs.call_sid]
+        assert "country" in " ".join(f["text"].lower() for f in finals)

@@ -13,14 +13,29 @@ from pathlib import Path
 import jwt
 import numpy as np
 import pytest
-from callcue.audio.codecs import Resampler
-from callcue.config import VonagePlatformConfig
-from callcue.platforms.base import AudioIn, CallStart, CallStop, Dtmf, Handshake, Mark, ProtocolError
-from callcue.platforms.vonage import VonageProtocol, authenticate, upgrade_authorized
 from websockets.asyncio.client import connect
 
+from callcue.audio.codecs import Resampler
+from callcue.config import VonagePlatformConfig
+from callcue.platforms.base import (
+    AudioIn,
+    CallStart,
+    CallStop,
+    Dtmf,
+    Handshake,
+    Mark,
+    ProtocolError,
+)
+from callcue.platforms.vonage import VonageProtocol, authenticate, upgrade_authorized
 from tests.conftest import require_shared
-from tests.serverkit import SUPERVISOR_TOKEN, agent, make_settings, quick_disclosure, real_call, server
+from tests.serverkit import (
+    SUPERVISOR_TOKEN,
+    agent,
+    make_settings,
+    quick_disclosure,
+    real_call,
+    server,
+)
 
 SECRET = "demo-vonage-secret"
 
@@ -71,7 +86,7 @@ def test_bad_streams_are_refused_precisely(frames: list, code: int, words: str) 
 def test_upgrade_credentials_secret_bearer_and_signed_jwt() -> None:
     cfg = VonagePlatformConfig(secrets=[SECRET], signature_secrets=["sig-secret-0123456789abcdef0123456789"],
                                application_id="aaaaaaaa-bbbb-cccc-dddd-0123456789ab")
-    hs = lambda url="ws://x/ws/vonage", **h: Handshake(url=url, headers=h)  # noqa: E731
+    hs = lambda url="ws://x/ws/vonage", **h: Handshake(url=url, headers=h)
     assert authenticate(hs(f"ws://x/ws/vonage?secret={SECRET}"), cfg) is None and upgrade_authorized(hs(f"ws://x/ws/vonage?secret={SECRET}"), cfg)
     assert authenticate(hs(authorization=f"Bearer {SECRET}"), cfg) is None
     assert authenticate(hs(authorization=SECRET), cfg) is None and upgrade_authorized(hs(authorization=SECRET), cfg)
@@ -102,32 +117,31 @@ async def test_two_vonage_legs_are_one_call_with_transcript_and_hint(tmp_path: P
     audio = real_call(require_shared())
     s = make_settings(tmp_path, understanding=quick_disclosure(tmp_path))
     call = str(uuid.uuid4())
-    async with server(s) as (base, _app):
-        async with agent(base, SUPERVISOR_TOKEN) as desk:
-            async def leg(channel: str, rate: int, url: str, **headers: object) -> None:
-                async with connect(url) as ws:
-                    await ws.send(connected(rate, call_uuid=call, channel=channel, agent_id="agent-1", **headers))
-                    for i, f in enumerate(_l16_frames(audio.channels[channel], rate)):
-                        await ws.send(f)
-                        if i == 20 and channel == "customer":
-                            await ws.send(json.dumps({"event": "websocket:dtmf", "digit": "#", "duration": 200}))
-                        if i % 4 == 3:
-                            await asyncio.sleep(0.02)  # 4x real time
-            await asyncio.gather(
-                leg("customer", 16000, f"{base}/ws/vonage", secret=SECRET),  # the secret in the NCCO headers
-                leg("agent", 8000, f"{base}/ws/vonage?secret={SECRET}"),  # ... or in the endpoint uri
-            )
-            await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == call, 90)
-            assert len([e for e in desk.of_type("call_started") if e["call_id"] == call]) == 1
-            finals = [e for e in desk.of_type("transcript") if e["is_final"] and e["call_id"] == call]
-            by_ch = {ch: " ".join(f["text"].lower() for f in finals if f["channel"] == ch) for ch in ("customer", "agent")}
-            assert "country" in by_ch["customer"] and ("glad" in by_ch["agent"] or "phil" in by_ch["agent"]), by_ch
-            assert any("disclosure" in h["title"].lower() for h in desk.of_type("hint") if h["call_id"] == call)
-            # a wrong secret, on the upgrade or in the headers, is closed with 1008 before any audio
-            async with connect(f"{base}/ws/vonage?secret=guess") as ws:
-                await asyncio.wait_for(ws.wait_closed(), 10)
-                assert ws.close_code == 1008
-            async with connect(f"{base}/ws/vonage") as ws:
-                await ws.send(connected(16000, secret="guess", call_uuid=str(uuid.uuid4())))
-                await asyncio.wait_for(ws.wait_closed(), 10)
-                assert ws.close_code == 1008 and "secret" in ws.close_reason
+    async with server(s) as (base, _app), agent(base, SUPERVISOR_TOKEN) as desk:
+        async def leg(channel: str, rate: int, url: str, **headers: object) -> None:
+            async with connect(url) as ws:
+                await ws.send(connected(rate, call_uuid=call, channel=channel, agent_id="agent-1", **headers))
+                for i, f in enumerate(_l16_frames(audio.channels[channel], rate)):
+                    await ws.send(f)
+                    if i == 20 and channel == "customer":
+                        await ws.send(json.dumps({"event": "websocket:dtmf", "digit": "#", "duration": 200}))
+                    if i % 4 == 3:
+                        await asyncio.sleep(0.02)  # 4x real time
+        await asyncio.gather(
+            leg("customer", 16000, f"{base}/ws/vonage", secret=SECRET),  # the secret in the NCCO headers
+            leg("agent", 8000, f"{base}/ws/vonage?secret={SECRET}"),  # ... or in the endpoint uri
+        )
+        await desk.wait_for(lambda e: e.get("type") == "call_ended" and e["call_id"] == call, 90)
+        assert len([e for e in desk.of_type("call_started") if e["call_id"] == call]) == 1
+        finals = [e for e in desk.of_type("transcript") if e["is_final"] and e["call_id"] == call]
+        by_ch = {ch: " ".join(f["text"].lower() for f in finals if f["channel"] == ch) for ch in ("customer", "agent")}
+        assert "country" in by_ch["customer"] and ("glad" in by_ch["agent"] or "phil" in by_ch["agent"]), by_ch
+        assert any("disclosure" in h["title"].lower() for h in desk.of_type("hint") if h["call_id"] == call)
+        # a wrong secret, on the upgrade or in the headers, is closed with 1008 before any audio
+        async with connect(f"{base}/ws/vonage?secret=guess") as ws:
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            assert ws.close_code == 1008
+        async with connect(f"{base}/ws/vonage") as ws:
+            await ws.send(connected(16000, secret="guess", call_uuid=str(uuid.uuid4())))
+            await asyncio.wait_for(ws.wait_closed(), 10)
+            assert ws.close_code == 1008 and "secret" in ws.close_reason

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 import uvicorn
-from callcue.decide.webhooks import WebhookClient, WebhookError, idempotency_key
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from callcue.decide.webhooks import WebhookClient, WebhookError, idempotency_key
 
 
 class Receiver:

@@ -12,19 +12,32 @@ import av
 import httpx
 import numpy as np
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.contrib.media import MediaPlayer
-from callcue.platforms.webrtc import FrameConverter, OfferError, parse_offer
 
+from callcue.platforms.webrtc import FrameConverter, OfferError, parse_offer
 from tests.conftest import require_shared
-from tests.serverkit import AGENT_TOKEN, SUPERVISOR_TOKEN, agent, make_settings, quick_disclosure, real_call, server
+from tests.serverkit import (
+    AGENT_TOKEN,
+    SUPERVISOR_TOKEN,
+    agent,
+    make_settings,
+    quick_disclosure,
+    real_call,
+    server,
+)
 
 SDP_ONE = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 SDP_TWO = SDP_ONE + "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 
 
 def offer(body: dict | str, ctype: str = "application/json", query: dict | None = None, role: str = "agent",
-          user: str = "agent-1"):  # noqa: ANN201
+          user: str = "agent-1"):
     raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
     return parse_offer(raw, ctype, query or {}, user_id=user, role=role)
 

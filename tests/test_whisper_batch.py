@@ -12,8 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soxr
+
 from callcue.asr.whisper_batch import DecodeQueue
-from callcue.asr.whisper_engine import WhisperEngine, WhisperSettings, agreed_prefix, default_whisper_model_path
+from callcue.asr.whisper_engine import (
+    WhisperEngine,
+    WhisperSettings,
+    agreed_prefix,
+    default_whisper_model_path,
+)
 
 RATE = 16000
 CHUNK = RATE * 2 // 50
@@ -92,9 +98,9 @@ def test_a_failing_batch_fails_its_callers_and_the_queue_goes_on() -> None:
 
 
 def test_agreed_prefix_ignores_case_and_punctuation() -> None:
-    assert agreed_prefix("I want to cancel".split(), "i want, to cancel my".split()) == 4
-    assert agreed_prefix("I want to".split(), "I wanted to".split()) == 1
-    assert agreed_prefix([], "anything".split()) == 0
+    assert agreed_prefix(["I", "want", "to", "cancel"], ["i", "want,", "to", "cancel", "my"]) == 4
+    assert agreed_prefix(["I", "want", "to"], ["I", "wanted", "to"]) == 1
+    assert agreed_prefix([], ["anything"]) == 0
 
 
 def _wav16k(path: Path) -> np.ndarray:

@@ -38,7 +38,7 @@ async function freePort() {
 class Server {
   constructor(port) { this.port = port; this.http = `http://127.0.0.1:${port}`; this.ws = `ws://127.0.0.1:${port}/ws/agent`; }
   async start() {
-    this.proc = spawn(BIN, ["serve", "--port", String(this.port), "--storage-url", `sqlite:///${join(WORK, "lib.db")}`],
+    this.proc = spawn(BIN, ["serve", "--port", String(this.port), "--audiosocket-port", "0", "--storage-url", `sqlite:///${join(WORK, "lib.db")}`],
                       { cwd: WORK, stdio: ["ignore", "ignore", "pipe"] });
     this.log = "";
     this.proc.stderr.on("data", (d) => { this.log = (this.log + d).slice(-4000); });

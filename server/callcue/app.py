@@ -81,8 +81,13 @@ async def _tcp_listener(rt: Runtime, platform: Platform, streams: StreamCounter)
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await serve_tcp(reader, writer, _policy(rt, platform, cfg, streams), rt.calls, rt.sink.rejection)
 
-    srv = await asyncio.start_server(on_connect, cfg.host, cfg.port)
-    log.info("%s listening on %s:%s", platform.name, cfg.host, cfg.port)
+    try:
+        srv = await asyncio.start_server(on_connect, cfg.host, cfg.port)
+    except OSError as e:
+        raise OSError(e.errno, f"{platform.name} cannot listen on {cfg.host}:{cfg.port}: {e.strerror} "
+                               f"(set [platforms.{platform.name}] port, or stop what holds it)") from None  # fmt: skip
+    port = srv.sockets[0].getsockname()[1] if srv.sockets else cfg.port  # port 0: the one the OS chose
+    log.info("%s listening on %s:%s", platform.name, cfg.host, port)
     return srv
 
 
@@ -162,7 +167,10 @@ def create_app(settings: Settings) -> Starlette:
         import json
 
         from callcue.clients.ingest import post_call_results
-        from callcue.clients.text_channel import TextInteractionError, run_text_interaction
+        from callcue.clients.text_channel import (
+            TextInteractionError,
+            run_text_interaction,
+        )
 
         rt = slot.get()
         client = request.client.host if request.client else None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -19,7 +18,7 @@ app.add_typer(models_app, name="models")
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file (default: config/callcue.toml)")
 
 
-def _settings(config: Optional[Path]) -> Settings:
+def _settings(config: Path | None) -> Settings:
     try:
         return load_settings(config)
     except ConfigError as e:
@@ -34,8 +33,10 @@ def _logging(settings: Settings, quiet: bool = False) -> None:
 
 
 @app.command()
-def serve(config: Optional[Path] = ConfigOpt, host: Optional[str] = None, port: Optional[int] = None,
-          storage_url: Optional[str] = typer.Option(None, help="database URL instead of the config's [storage] url")) -> None:
+def serve(config: Path | None = ConfigOpt, host: str | None = None, port: int | None = None,
+          storage_url: str | None = typer.Option(None, help="database URL instead of the config's [storage] url"),
+          audiosocket_port: int | None = typer.Option(None, min=0, max=65535,
+                                                         help="AudioSocket TCP port instead of the config's (0 = any free port)")) -> None:
     """Run the server (Starlette under uvicorn)."""
     import uvicorn
 
@@ -48,6 +49,19 @@ def serve(config: Optional[Path] = ConfigOpt, host: Optional[str] = None, port: 
         s.server.port = port
     if storage_url:
         s.storage.url = storage_url
+    if audiosocket_port is not None:
+        s.platforms.audiosocket.port = audiosocket_port
+    from callcue.asr.select import ModelNotFoundError, choose_engine
+
+    try:
+        choose_engine(s.asr)  # an unknown engine or a missing model: one line now, not a traceback later
+    except (ValueError, ModelNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    busy = _ports_in_use(s)
+    if busy:
+        typer.echo(f"error: {busy}", err=True)
+        raise typer.Exit(2)
     _logging(s)
     try:
         uvicorn.run(create_app(s), host=s.server.host, port=s.server.port, log_config=None,
@@ -57,11 +71,31 @@ def serve(config: Optional[Path] = ConfigOpt, host: Optional[str] = None, port: 
         raise typer.Exit(2) from e
 
 
+def _ports_in_use(s: Settings) -> str | None:
+    """One clear line when a port this server needs is taken (another CallCue, `make demo`)."""
+    import socket
+
+    wanted = [("HTTP", s.server.host, s.server.port, "--port or [server] port")]
+    if s.platforms.audiosocket.enabled and s.platforms.audiosocket.port:
+        wanted.append(("AudioSocket", s.platforms.audiosocket.host, s.platforms.audiosocket.port,
+                       "--audiosocket-port or [platforms.audiosocket] port"))  # fmt: skip
+    for what, host, port, how in wanted:
+        if not port:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as e:
+                return f"{what} port {host}:{port} is already in use ({e.strerror}): stop what holds it, or choose another with {how}"
+    return None
+
+
 @app.command()
 def replay(wav: Path = typer.Argument(..., exists=True, dir_okay=False, help="16-bit WAV; mono = customer, stereo = customer left / agent right"),
-           speed: float = typer.Option(1.0, help="playback speed; 1 = real time, 0 = as fast as possible"),
+           speed: float = typer.Option(1.0, min=0, help="playback speed; 1 = real time, 0 = as fast as possible"),
            partials: bool = typer.Option(True, help="print partial transcripts"),
-           config: Optional[Path] = ConfigOpt) -> None:
+           config: Path | None = ConfigOpt) -> None:
     """Stream a recording through the pipeline at real-time pace and print events."""
     from callcue.clients.replay import replay as run
 
@@ -75,13 +109,13 @@ def replay(wav: Path = typer.Argument(..., exists=True, dir_okay=False, help="16
 
 
 @app.command()
-def demo(speed: float = typer.Option(1.0, help="playback speed of the demo call"),
+def demo(speed: float = typer.Option(1.0, min=0, help="playback speed of the demo call; 1 = real time, 0 = as fast as possible"),
          partials: bool = typer.Option(True, help="print partial transcripts"),
-         wav: Optional[Path] = typer.Option(None, help="another call to play instead of the shipped demo"),
-         port: Optional[int] = typer.Option(None, help="port (default: from config)"),
+         wav: Path | None = typer.Option(None, help="another call to play instead of the shipped demo"),
+         port: int | None = typer.Option(None, help="port (default: from config)"),
          serve_after: bool = typer.Option(True, "--serve/--no-serve",
                                           help="keep the server running after the demo call (Ctrl-C stops it)"),
-         config: Optional[Path] = ConfigOpt) -> None:
+         config: Path | None = ConfigOpt) -> None:
     """Start the server, play the shipped demo call into it as Twilio would, and keep serving."""
     from callcue.clients.demo import demo as run
 
@@ -102,11 +136,11 @@ def demo(speed: float = typer.Option(1.0, help="playback speed of the demo call"
 @app.command()
 def play(wav: Path = typer.Argument(..., exists=True, dir_okay=False, help="16-bit WAV; mono = customer, stereo = customer left / agent right"),
          url: str = typer.Option("http://127.0.0.1:8080", help="the running server's base URL"),
-         speed: float = typer.Option(1.0, help="playback speed; 1 = real time"),
-         call_id: Optional[str] = typer.Option(None, help="the call's id (Twilio CallSid); default: a new one"),
+         speed: float = typer.Option(1.0, min=0, help="playback speed; 1 = real time, 0 = as fast as possible"),
+         call_id: str | None = typer.Option(None, help="the call's id (Twilio CallSid); default: a new one"),
          agent: str = typer.Option("agent-1", help="agent the call is for (Twilio customParameters agent_id)"),
          partials: bool = typer.Option(True, help="print partial transcripts"),
-         config: Optional[Path] = ConfigOpt) -> None:
+         config: Path | None = ConfigOpt) -> None:
     """Play a recording into a running server as a Twilio Media Stream and print what the desk is sent.
 
     Tokens: $CALLCUE_AGENT_TOKEN and $CALLCUE_TWILIO_AUTH_TOKEN, else the demo ones in the config."""
@@ -115,8 +149,8 @@ def play(wav: Path = typer.Argument(..., exists=True, dir_okay=False, help="16-b
     from callcue.clients.demo import agent_token
     from callcue.clients.play import play as run
 
-    if speed <= 0:
-        typer.echo("error: --speed must be above 0", err=True)
+    if speed < 0:
+        typer.echo("error: --speed must be 0 (as fast as possible) or above", err=True)
         raise typer.Exit(2)
     s = _settings(config)
     desk = os.environ.get("CALLCUE_AGENT_TOKEN") or agent_token(s, agent)
@@ -133,11 +167,11 @@ def play(wav: Path = typer.Argument(..., exists=True, dir_okay=False, help="16-b
 @app.command()
 def ingest(paths: list[Path] = typer.Argument(..., help="recordings (WAV: PCM, mu-law, A-law; FLAC) or folders of them"),
            jobs: int = typer.Option(2, help="calls processed at once"),
-           layout: Optional[str] = typer.Option(None, help="channels: stereo (customer left), stereo-agent-left, mono, mono-agent"),
-           agent: Optional[str] = typer.Option(None, help="agent id to file the calls under"),
+           layout: str | None = typer.Option(None, help="channels: stereo (customer left), stereo-agent-left, mono, mono-agent"),
+           agent: str | None = typer.Option(None, help="agent id to file the calls under"),
            as_json: bool = typer.Option(False, "--json", help="one JSON object per call on stdout (scorecard, summary)"),
-           storage_url: Optional[str] = typer.Option(None, help="database URL instead of the config's [storage] url"),
-           config: Optional[Path] = ConfigOpt) -> None:
+           storage_url: str | None = typer.Option(None, help="database URL instead of the config's [storage] url"),
+           config: Path | None = ConfigOpt) -> None:
     """Run recorded calls through the pipeline as fast as the machine allows, store everything a
     live call stores, score and summarize each; a second run skips what is done."""
     from tqdm import tqdm
@@ -177,13 +211,14 @@ def ingest(paths: list[Path] = typer.Argument(..., help="recordings (WAV: PCM, m
 
 
 @models_app.command("list")
-def models_list(config: Optional[Path] = ConfigOpt,
+def models_list(config: Path | None = ConfigOpt,
                 load: bool = typer.Option(True, help="load each model with its engine to prove it works")) -> None:
     """List the ASR engines and models found, verify each, and say which one `auto` picks."""
     from callcue.asr.model_store import (
         format_size,
         list_models,
         model_search_dirs,
+        purpose,
         verify,
     )
     from callcue.asr.select import ModelNotFoundError, choose_engine
@@ -196,8 +231,9 @@ def models_list(config: Optional[Path] = ConfigOpt,
     for m in found:
         m = verify(m, load=load)
         status = "OK " if m.verified else "BAD"
-        typer.echo(f"{status} {m.engine:<8} {m.language:<6} {m.name:<36} {format_size(m.size_bytes):>9}  {m.path}"
+        typer.echo(f"{status} {m.engine:<9} {m.language:<6} {m.name:<36} {format_size(m.size_bytes):>9}  {purpose(m)}"
                    + (f"  ({m.problem})" if m.problem else ""))
+        typer.echo(f"    {m.path}")
     try:
         typer.echo(choose_engine(s.asr).reason)
     except ModelNotFoundError as e:
@@ -206,7 +242,7 @@ def models_list(config: Optional[Path] = ConfigOpt,
 
 
 @models_app.callback()
-def models_default(ctx: typer.Context, config: Optional[Path] = ConfigOpt) -> None:
+def models_default(ctx: typer.Context, config: Path | None = ConfigOpt) -> None:
     """`callcue models` alone lists and verifies what is installed."""
     if ctx.invoked_subcommand is None:
         models_list(config=config, load=True)
@@ -214,8 +250,9 @@ def models_default(ctx: typer.Context, config: Optional[Path] = ConfigOpt) -> No
 
 @models_app.command("fetch")
 def models_fetch(name: str = typer.Argument("vosk-model-small-en-us-0.15"),
-                 dest: Optional[Path] = typer.Option(None, help="directory to unpack into (default ~/.cache/callcue/models)")) -> None:
-    """Download an official Vosk model (checksum verified, with a progress bar)."""
+                 dest: Path | None = typer.Option(None, help="directory to unpack into (default ~/.cache/callcue/models)")) -> None:
+    """Download an official Vosk model (checksum verified, with a progress bar); needs the internet.
+    Not needed to run: Moonshine (the default engine) and Whisper ship as Python packages."""
     from callcue.asr.model_store import ModelFetchError, fetch_vosk
 
     try:

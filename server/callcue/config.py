@@ -50,6 +50,10 @@ class AsrConfig(_Strict):
     # Moonshine: where the prepared model is cached (default ~/.cache/callcue/models/moonshine-base-en,
     # or $CALLCUE_MODELS_DIR/moonshine-base-en)
     moonshine_cache_dir: str | None = None
+    # Moonshine: words a started word is steered to finish (None = the built-in contact-centre
+    # list in asr/moonshine_engine.py; [] = no boosting), and the boost in logits
+    boost_words: list[str] | None = None
+    boost: float = Field(3.0, ge=0, le=10)
     # Whisper: encoder window of a final (30 = Whisper's own; shorter is cheaper, see docs/asr.md)
     whisper_final_window_s: float = Field(25.0, ge=5, le=30)
     # Whisper: most decodes of one window length run together as one batch (1 = never batch)
@@ -60,11 +64,11 @@ class AsrConfig(_Strict):
 
     @field_validator("engine")
     @classmethod
-    def _known_engine(cls, v: str) -> str:
-        from callcue.asr.registry import engine_names
-
-        if v not in engine_names():
-            raise ValueError(f"asr.engine must be one of {', '.join(engine_names())}, got {v!r}")
+    def _engine_name(cls, v: str) -> str:
+        # which names exist is the engine registry's business (callcue.asr.registry, a layer
+        # above this one): `callcue serve` checks the name against it before it starts
+        if not v.isidentifier():
+            raise ValueError(f"asr.engine must be an engine name such as auto, moonshine, whisper, vosk or off, got {v!r}")
         return v
 
 

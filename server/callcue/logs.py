@@ -13,8 +13,12 @@ import sys
 import time
 from collections.abc import Callable
 
+from callcue.privacy.masking import mask_log_text
+
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-_mask: Callable[[str], str] = lambda s: s  # noqa: E731  replaced by the redaction module when present
+#: card numbers and long digit runs masked, diagnostics (addresses, ports, versions, digests,
+#: ids) kept; `set_masker` exists for tests
+_mask: Callable[[str], str] = mask_log_text
 
 
 # credentials that can ride in a URL or a header (uvicorn logs every WebSocket handshake with

@@ -34,8 +34,8 @@ from callcue.decide.hints import PhraseHintPolicy
 from callcue.decide.playbooks import PlaybookSet
 from callcue.egress.access import CallAccess
 from callcue.egress.agent_ws import AgentGateway
-from callcue.egress.hub import Hub
 from callcue.egress.analytics_api import AnalyticsCommands
+from callcue.egress.hub import Hub
 from callcue.egress.qa_api import QaCommands
 from callcue.egress.supervisor_api import CommandError, SupervisorCommands
 from callcue.learning.store import Learning
@@ -43,11 +43,11 @@ from callcue.pipeline.deps import PipelineDeps
 from callcue.pipeline.load import load_report
 from callcue.pipeline.manager import CallManager
 from callcue.pipeline.post_call import PostCallQA
-from callcue.qa.card import load_cards
-from callcue.transports.webrtc import WebRTCSessions
 from callcue.pipeline.sink import Sink
+from callcue.qa.card import load_cards
 from callcue.store.calls import CallStore
 from callcue.store.db import Database
+from callcue.transports.webrtc import WebRTCSessions
 from callcue.understand.suite import Understanding, build_understanding, retrain_intents
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,7 @@ from typing import Any
 CUSTOMER_KEYS = ("customer_id", "customer", "account_id", "caller", "from", "ani", "email")
 QUEUE_KEYS = ("queue", "queue_name", "skill")
 _WORD = re.compile(r"[A-Za-z']+")
-_COURTESY = frozenset("hi hello hey yes yeah yep okay ok alright right sure please thanks thank cheers bye goodbye "
-                      "great perfect lovely brilliant awesome good fine wonderful lot just really sorry".split())  # fmt: skip
+_COURTESY = frozenset(["hi", "hello", "hey", "yes", "yeah", "yep", "okay", "ok", "alright", "right", "sure", "please", "thanks", "thank", "cheers", "bye", "goodbye", "great", "perfect", "lovely", "brilliant", "awesome", "good", "fine", "wonderful", "lot", "just", "really", "sorry"])  # fmt: skip
 
 
 def _meta(record: dict[str, Any]) -> dict[str, Any]:

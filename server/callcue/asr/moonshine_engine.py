@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -40,22 +39,24 @@ from typing import Any
 import numpy as np
 
 from callcue import metrics
-from callcue.asr.base import AsrEngine, AsrHypothesis, AsrWord, RecognizerStream
+from callcue.asr.base import AsrEngine
 from callcue.asr.moonshine_model import PreparedModel, load_tokenizer, prepare
+from callcue.asr.moonshine_stream import MoonshineStream
+from callcue.asr.token_rules import (
+    DEFAULT_BOOST_WORDS,
+    DIGIT_FORMS,
+    SPACE,
+    DigitSpelling,
+    WordBoost,
+    is_digit_reading,
+    looping_words,
+)
 from callcue.asr.whisper_batch import DecodeQueue
+from callcue.asr.word_times import RATE
 
 BOS, EOS = 1, 2
-SPACE = "\u2581".encode()
-RATE = 16000
 #: shorter segments are padded to this before encoding (empty outputs otherwise)
 MIN_AUDIO_S = 1.0
-#: segments shorter than this are VAD blips: no decode at all
-MIN_DECODE_S = 0.2
-_DIGIT_FORMS = (("Zero", "0"), ("Oh", "0"), ("One", "1"), ("Two", "2"), ("Three", "3"), ("Four", "4"), ("Five", "5"),
-                ("Six", "6"), ("Seven", "7"), ("Eight", "8"), ("Nine", "9"))  # fmt: skip
-_NUMBER_WORDS = ("zero oh one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-                 "sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred "
-                 "thousand double triple").split()  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -71,10 +72,13 @@ class MoonshineSettings:
     digits_max_s: float = 12.0
     # ... and one this short is read as the likeliest single digit word
     digit_word_max_s: float = 1.6
-    # a digit run wins when its mean log-prob per token is at most this far below the free reading's
-    digits_margin: float = 0.7
+    # a digit run wins when its log-probability is at most this far below the free reading's
+    digits_margin: float = 2.0
     # a single digit word wins when its log-probability is at most this far below the free reading's
     digit_word_margin: float = 3.0
+    # domain words a started word is steered to finish (contextual biasing), and by how much
+    boost_words: tuple[str, ...] = ()
+    boost: float = 3.0
 
     def __post_init__(self) -> None:
         if not self.partial_interval_s > 0:
@@ -131,6 +135,7 @@ class MoonshineEngine(AsrEngine):
         self._tokens = load_tokenizer(self.prepared.tokenizer)
         self._vocab = int(self._decoder.get_outputs()[0].shape[-1])
         self._digits = DigitSpelling(self._token_texts())
+        self._boost = WordBoost(self._token_texts(), self.settings.boost_words)
         self.queue = DecodeQueue({"partial": self._run_jobs, "final": self._run_jobs},
                                  workers=self.num_workers, max_batch=1, name="moonshine-decode")  # fmt: skip
         self._cpu = threading.local()
@@ -186,6 +191,7 @@ class MoonshineEngine(AsrEngine):
         ids: list[int] = list(forced)
         looped = False
         spelling = ""  # the unfinished word of a digit reading
+        word = ""  # the unfinished word, for boosting
         step_input = np.array([[BOS, *forced]], dtype=np.int64)
         logprobs: list[float] = []
         first = True
@@ -195,6 +201,10 @@ class MoonshineEngine(AsrEngine):
             logits = out[0][0, -1].astype(np.float64)
             if first and not ids:
                 logits[EOS] = -np.inf  # never end on the first token
+            if self._boost and not digits and word:
+                boosted = self._boost.continuations(word)
+                if boosted.size:
+                    logits[boosted] += self.settings.boost
             tok = self._constrained(logits, spelling) if digits else int(np.argmax(logits))
             if digits:
                 spelling = "" if tok == EOS else (self._digits.step(spelling, tok) or "")
@@ -209,7 +219,8 @@ class MoonshineEngine(AsrEngine):
             if tok == EOS:
                 break
             ids.append(tok)
-            if self._tokens[tok].startswith(SPACE) and looping_words(self.detokenize(ids[:-1])):
+            word = self._boost.next_word(word, tok) if self._boost else ""
+            if self._tokens[tok].startswith(SPACE) and looping_words(self.detokenize(ids[:-1]), seconds):
                 looped = True
                 break
             step_input = np.array([[tok]], dtype=np.int64)
@@ -217,7 +228,9 @@ class MoonshineEngine(AsrEngine):
         text = self.detokenize(ids[:-1] if looped else ids)
         if looped:
             words = text.split()
-            text = " ".join(words[: len(words) - looping_words(text)])
+            while (k := looping_words(" ".join(words))) and len(words) > k:  # every repeated copy goes
+                words = words[: len(words) - k]
+            text = " ".join(words)
         return Decoded(ids, text, sum(logprobs) / len(logprobs) if logprobs else -math.inf, looped=looped,
                        total_logprob=sum(logprobs) if logprobs else -math.inf)
 
@@ -272,18 +285,20 @@ class MoonshineEngine(AsrEngine):
             return free
         seconds = len(audio) / RATE
         if seconds <= s.digit_word_max_s:
-            forms = [[f" {w}.", f" {w}", f" {d}"] for w, d in _DIGIT_FORMS]
+            forms = [[f" {w}.", f" {w}", f" {d}"] for w, d in DIGIT_FORMS]
             scores = np.array(self.score_readings(audio, [f for fs in forms for f in fs])).reshape(len(forms), 3)
             per_word = np.logaddexp.reduce(scores, axis=1)
             best = int(np.argmax(per_word))
             if per_word[best] >= free.total_logprob - s.digit_word_margin:
-                text = f"{_DIGIT_FORMS[best][0]}."
+                text = f"{DIGIT_FORMS[best][0]}."
                 return Decoded(self.encode_words(" " + text), text, float(per_word[best]) / 2, total_logprob=float(per_word[best]))
             return free
         if seconds > s.digits_max_s:
             return free
         digits = self.transcribe(audio, digits=True)
-        if digits.ids and digits.mean_logprob >= free.mean_logprob - s.digits_margin:
+        # totals, not means: a reading forced off the speech can loop on itself with confident
+        # tokens ("SIX THOUSAND SIX THOUSAND ..." for JFK), which a mean would not catch
+        if digits.ids and not digits.looped and digits.total_logprob >= free.total_logprob - s.digits_margin:
             return digits
         return free
 
@@ -310,248 +325,6 @@ class MoonshineEngine(AsrEngine):
         return [t.replace(SPACE, b" ").decode("utf-8", "replace") if i > EOS else "" for i, t in enumerate(self._tokens)]
 
 
-class DigitSpelling:
-    """Which next token keeps a reading made only of number words, digits and separators.
-
-    Why characters and not a token mask: the tokenizer writes some number words in pieces
-    ("Eight" is "E" + "ight"), and a mask of every piece lets through "L", "Z", "e"... that
-    spell anything. The state is the unfinished word; a token is allowed when every character
-    it adds keeps that word a prefix of a number word or a digit run, and a space or
-    separator comes only after a whole one.
-    """
-
-    SEPARATORS = ".,-?!"
-
-    def __init__(self, token_texts: list[str]) -> None:
-        words = {w for base in _NUMBER_WORDS for w in (base, base.capitalize(), base.upper())}
-        self._words = frozenset(words)
-        self._prefixes = frozenset(w[:i] for w in words for i in range(1, len(w) + 1))
-        self._texts = token_texts
-
-    def _whole(self, word: str) -> bool:
-        return word == "" or word in self._words or word.isdigit()
-
-    def step(self, pending: str, token: int) -> str | None:
-        """The unfinished word after `token`, or None when `token` breaks the spelling.
-        A finished word followed by a separator is written as "\0" (only space or end next)."""
-        text = self._texts[token] if token < len(self._texts) else ""
-        if not text:
-            return None
-        for c in text:
-            if c == " ":
-                if not (self._whole(pending) or pending == "\0"):
-                    return None
-                pending = ""
-            elif c in self.SEPARATORS:
-                if pending == "\0" or not self._whole(pending) or pending == "":
-                    return None
-                pending = "\0"
-            elif c.isdigit():
-                if pending and not pending.isdigit():
-                    return None
-                pending += c
-            elif c.isalpha():
-                if pending == "\0" or (pending + c) not in self._prefixes:
-                    return None
-                pending += c
-            else:
-                return None
-        return pending
-
-    def may_end(self, pending: str) -> bool:
-        return pending == "\0" or (pending != "" and self._whole(pending))
-
-
-def is_digit_reading(text: str) -> bool:
-    """Every word of `text` is a digit run or a number word (and there is one)."""
-    words = re.findall(r"[A-Za-z]+|\d+", text)
-    return bool(words) and all(w.isdigit() or w.lower() in _NUMBER_WORDS for w in words)
-
-
-def looping_words(text: str, min_len: int = 3) -> int:
-    """How many trailing words repeat the `min_len`+ words just before them (case and
-    punctuation aside): a decoder repeating itself, which Moonshine does over a trailing
-    pause, and a forced prefix can start. Phrases of digits only never count, since "4242
-    4242" is a card number, not a loop. Returns 0 when the tail does not repeat."""
-    words = [w.strip(".,!?;:\"'").lower() for w in text.split()]
-    n = len(words)
-    for k in range(min_len, n // 2 + 1):
-        tail = words[n - k :]
-        if tail == words[n - 2 * k : n - k] and any(sum(c.isalpha() for c in w) >= 2 for w in tail):
-            return k
-    return 0
-
-
-# -- word times --------------------------------------------------------------------------
-
-
-def voiced_frames(audio: np.ndarray, frame_s: float = 0.01) -> np.ndarray:
-    """Per 10 ms frame, whether it carries speech energy (relative to the piece's own range,
-    so a quiet telephone leg and a loud one are judged alike)."""
-    n = max(1, int(frame_s * RATE))
-    frames = len(audio) // n
-    if frames == 0:
-        return np.zeros(0, dtype=bool)
-    energy = np.sqrt(np.mean(audio[: frames * n].reshape(frames, n) ** 2, axis=1) + 1e-12)
-    db = 20 * np.log10(energy)
-    floor, peak = np.percentile(db, 10), np.percentile(db, 95)
-    return db > floor + 0.35 * (peak - floor)
-
-
-def proportional_word_times(words: Sequence[str], audio: np.ndarray, offset_s: float = 0.0) -> list[tuple[float, float]]:
-    """(start, end) per word: the piece's voiced frames shared out by letter count.
-
-    Why voiced frames and not the whole piece: pauses between phrases take no share, so a
-    word after a pause starts after it. Each word's weight is its letters plus one (short
-    words still take time); a digit string counts as its spoken length.
-    """
-    if not words:
-        return []
-    voiced = voiced_frames(audio)
-    if not voiced.any():
-        voiced = np.ones(max(1, len(audio) // (RATE // 100)), dtype=bool)
-    times = np.flatnonzero(voiced) * 0.01
-    weights = np.array([_spoken_weight(w) for w in words], dtype=np.float64)
-    edges = np.concatenate([[0.0], np.cumsum(weights)]) / weights.sum()
-    idx = np.minimum((edges * len(times)).astype(int), len(times) - 1)
-    out = []
-    for k in range(len(words)):
-        start = times[idx[k]]
-        end = times[max(idx[k], idx[k + 1] - 1)] + 0.01 if k + 1 < len(words) else times[-1] + 0.01
-        out.append((offset_s + float(start), offset_s + float(max(end, start + 0.01))))
-    return out
-
-
-def _spoken_weight(word: str) -> float:
-    letters = sum(c.isalpha() for c in word)
-    digits = sum(c.isdigit() for c in word)
-    return 1.0 + letters + 4.0 * digits  # a digit is spoken as a word of about four letters
-
-
-def quietest_cut(audio: np.ndarray, lo_s: float, hi_s: float) -> int:
-    """Sample index of the middle of the quietest 200 ms between `lo_s` and `hi_s`."""
-    frame = RATE // 100
-    lo, hi = int(lo_s * 100), int(hi_s * 100)
-    frames = len(audio) // frame
-    hi = min(hi, frames)
-    if hi - lo < 20:
-        return int(lo_s * RATE)
-    energy = np.mean(audio[: frames * frame].reshape(frames, frame) ** 2, axis=1)[lo:hi]
-    window = np.convolve(energy, np.ones(20), mode="valid")
-    best = int(np.argmin(window))
-    return (lo + best + 10) * frame
-
-
-# -- one channel -------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Piece:
-    start: int  # samples from the segment start
-    end: int
-    decoded: Decoded
-
-
-class MoonshineStream(RecognizerStream):
-    """One channel's open segment, decoded as committed pieces plus a bounded open tail."""
-
-    partial_is_costly = True
-
-    def __init__(self, engine: MoonshineEngine) -> None:
-        self._engine = engine
-        self._buf = bytearray()
-        self.begin_segment()
-
-    def begin_segment(self) -> None:
-        self._buf.clear()
-        self._pieces: list[_Piece] = []
-        self._committed = 0  # samples
-        self._at_last_partial = 0
-        self._previous: Decoded | None = None  # the last partial of the open tail
-        self._previous_words: list[str] = []
-        self._waiting_since: float | None = None
-
-    @property
-    def _samples(self) -> int:
-        return len(self._buf) // 2
-
-    def _audio(self, start: int = 0, end: int | None = None) -> np.ndarray:
-        end = self._samples if end is None else end
-        return np.frombuffer(self._buf, dtype=np.int16, count=end - start, offset=2 * start).astype(np.float32) / 32768.0
-
-    def accept(self, pcm: bytes, allow_partial: bool = True) -> list[AsrHypothesis]:
-        if len(pcm) % 2:
-            raise ValueError(f"PCM must be 16-bit samples (an even number of bytes), got {len(pcm)} bytes")
-        if pcm:
-            self._buf += pcm
-            if self._waiting_since is None:
-                self._waiting_since = time.monotonic()
-        s = self._engine.settings
-        due = self._samples - self._at_last_partial >= s.partial_interval_s * RATE
-        if not (allow_partial and due) or self._samples - self._committed < MIN_DECODE_S * RATE:
-            return []
-        self._at_last_partial = self._samples
-        waited, self._waiting_since = self._waiting_since, None
-        if self._samples - self._committed > s.commit_after_s * RATE:
-            self._commit_piece()
-        prefix: Sequence[int] = ()
-        if self._previous is not None and len(self._previous.ids) > 2:
-            prefix = self._previous.ids[:-2]
-        audio = self._audio(self._committed)
-        tail = self._engine.decode(audio, kind="partial", prefix=prefix, waiting_since=waited, priority=self.priority)
-        if tail.looped and prefix:  # the forced words set it looping: decode freely
-            tail = self._engine.decode(audio, kind="partial", priority=self.priority)
-        self._previous = None if tail.looped else tail  # never force a looping reading again
-        text = self._text(tail.text)
-        words = text.split()
-        if not words:
-            return []
-        from callcue.asr.whisper_engine import agreed_prefix
-
-        stable = agreed_prefix(self._previous_words, words)
-        self._previous_words = words
-        return [AsrHypothesis(text=text, is_final=False, confidence=tail.confidence, stable_words=stable)]
-
-    def _commit_piece(self) -> None:
-        """Decode the open audio up to its quietest point once, and keep that text."""
-        s = self._engine.settings
-        lo = self._committed / RATE + s.commit_min_s
-        hi = self._samples / RATE - 1.5
-        cut = quietest_cut(self._audio(), lo, hi) if hi > lo else int((self._committed / RATE + s.commit_min_s) * RATE)
-        decoded = self._engine.decode(self._audio(self._committed, cut), kind="final", priority=self.priority)
-        self._pieces.append(_Piece(self._committed, cut, decoded))
-        self._committed = cut
-        self._previous = None
-
-    def _text(self, tail: str) -> str:
-        return " ".join(t for t in [*(p.decoded.text for p in self._pieces), tail] if t)
-
-    def end_segment(self) -> list[AsrHypothesis]:
-        pieces = list(self._pieces)
-        if self._samples - self._committed >= MIN_DECODE_S * RATE or (not pieces and self._samples >= MIN_DECODE_S * RATE):
-            tail_audio = self._audio(self._committed)
-            decoded = self._engine.decode(tail_audio, kind="final", digits=self.expect_digits, priority=self.priority)
-            pieces.append(_Piece(self._committed, self._samples, decoded))
-        words: list[AsrWord] = []
-        texts = []
-        confs = []
-        for p in pieces:
-            toks = p.decoded.text.split()
-            if not toks:
-                continue
-            texts.append(p.decoded.text)
-            confs.append(p.decoded.confidence)
-            for w, (a, b) in zip(toks, proportional_word_times(toks, self._audio(p.start, p.end), p.start / RATE)):
-                words.append(AsrWord(w, a, b, p.decoded.confidence))
-        hyp = AsrHypothesis(text=" ".join(texts), is_final=True, words=words,
-                            confidence=sum(confs) / len(confs) if confs else 0.0)  # fmt: skip
-        self.begin_segment()
-        return [hyp]
-
-    def close(self) -> None:
-        self._buf.clear()
-
-
 # -- registration (callcue.asr.registry) --------------------------------------------------
 
 
@@ -559,9 +332,12 @@ def settings_of(cfg: Any) -> MoonshineSettings:
     from callcue.asr.registry import cfg_get
 
     d = MoonshineSettings()
+    boost = cfg_get(cfg, "boost_words")
     return MoonshineSettings(
         partial_interval_s=float(cfg_get(cfg, "partial_interval_s") or d.partial_interval_s),
         commit_after_s=float(cfg_get(cfg, "moonshine_commit_after_s") or d.commit_after_s),
+        boost_words=tuple(boost) if boost is not None else DEFAULT_BOOST_WORDS,
+        boost=float(cfg_get(cfg, "boost") or d.boost),
     )
 
 

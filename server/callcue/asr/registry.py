@@ -10,7 +10,7 @@ and `config.py` (a hard-coded list). Now an engine is its module plus its line i
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -97,9 +97,3 @@ def cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
 
 def threads_of(cfg: Any) -> int:
     return int(cfg_get(cfg, "threads", 0) or 0)
-
-
-def dirs_of(search_dirs: Iterable[str | Path] | None) -> list[Path]:
-    from callcue.asr.model_store import model_search_dirs
-
-    return model_search_dirs() if search_dirs is None else [Path(d) for d in search_dirs]

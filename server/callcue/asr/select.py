@@ -14,19 +14,18 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from callcue.asr.model_store import model_search_dirs
 from callcue.asr.registry import (
     EngineChoice,
     LoadedEngine,
     ModelNotFoundError,
     auto_order,
     cfg_get,
-    dirs_of,
     engine_names,
     providers,
 )
-from callcue.asr.whisper_engine import WhisperSettings
 
-__all__ = ["EngineChoice", "LoadedEngine", "ModelNotFoundError", "choose_engine", "load_engine", "whisper_settings"]
+__all__ = ["EngineChoice", "LoadedEngine", "ModelNotFoundError", "choose_engine", "load_engine"]
 
 
 def choose_engine(cfg: Any, search_dirs: Iterable[str | Path] | None = None) -> EngineChoice:
@@ -35,7 +34,7 @@ def choose_engine(cfg: Any, search_dirs: Iterable[str | Path] | None = None) -> 
     known = providers()
     if engine not in known and engine != "auto":
         raise ValueError(f"asr.engine must be one of {', '.join(engine_names())}, got {engine!r}")
-    dirs = dirs_of(search_dirs)
+    dirs = model_search_dirs() if search_dirs is None else [Path(d) for d in search_dirs]
     if engine != "auto":
         provider = known[engine]
         choice = provider.find(cfg, dirs)
@@ -53,17 +52,6 @@ def choose_engine(cfg: Any, search_dirs: Iterable[str | Path] | None = None) -> 
             return EngineChoice(choice.engine, choice.model_path, choice.reason + skipped)
         passed.append(f"{provider.name}: {provider.missing(cfg, dirs)}")
     raise ModelNotFoundError("no ASR engine has a usable model. " + " ".join(passed))
-
-
-def whisper_settings(cfg: Any) -> WhisperSettings:
-    """The Whisper knobs of an asr config (pydantic, dataclass or dict), defaults for the rest."""
-    interval = cfg_get(cfg, "partial_interval_s")
-    window = cfg_get(cfg, "whisper_final_window_s")
-    batch = cfg_get(cfg, "whisper_max_batch")
-    d = WhisperSettings()
-    return WhisperSettings(partial_interval_s=float(interval) if interval else d.partial_interval_s,
-                           final_window_s=float(window) if window else d.final_window_s,
-                           max_batch=int(batch) if batch else d.max_batch)  # fmt: skip
 
 
 def load_engine(cfg: Any, search_dirs: Iterable[str | Path] | None = None) -> LoadedEngine:

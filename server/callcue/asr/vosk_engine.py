@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from callcue.asr.base import AsrEngine, AsrHypothesis, AsrWord, RecognizerStream
+from callcue.asr.model_store import vosk_model_problem
 
 _log_level_set = False
 _log_level_lock = threading.Lock()
@@ -29,30 +30,6 @@ def _quiet_vosk() -> None:
 
             vosk.SetLogLevel(-1)
             _log_level_set = True
-
-
-def vosk_model_problem(path: Path) -> str | None:
-    """Why `path` is not a usable Vosk model directory, or None when it looks complete.
-
-    Checked before handing the path to Kaldi, which on a wrong path only says "Failed to
-    create a model" with no hint of which file is missing.
-    """
-    if not path.exists():
-        return f"{path} does not exist"
-    if not path.is_dir():
-        return f"{path} is not a directory"
-    am = path / "am" / "final.mdl"
-    if not am.is_file():
-        return f"{path} has no am/final.mdl (acoustic model); is this the unzipped model folder?"
-    graph = path / "graph"
-    has_graph = (graph / "HCLG.fst").is_file() or (
-        (graph / "HCLr.fst").is_file() and (graph / "Gr.fst").is_file()
-    )
-    if not has_graph:
-        return f"{path} has no graph/HCLG.fst nor graph/HCLr.fst+Gr.fst (decoding graph)"
-    if not (path / "conf" / "mfcc.conf").is_file():
-        return f"{path} has no conf/mfcc.conf (feature config)"
-    return None
 
 
 def _words(items: list[dict[str, Any]] | None, offset: float) -> list[AsrWord]:

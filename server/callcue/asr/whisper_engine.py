@@ -435,11 +435,23 @@ def _missing(cfg: Any, dirs: list[Path]) -> str:
             "or set asr.whisper_model_path to a faster-whisper (CTranslate2) model folder.")  # fmt: skip
 
 
+def settings_of(cfg: Any) -> WhisperSettings:
+    """The Whisper knobs of an asr config (pydantic, dataclass or dict), defaults for the rest."""
+    from callcue.asr.registry import cfg_get
+
+    interval = cfg_get(cfg, "partial_interval_s")
+    window = cfg_get(cfg, "whisper_final_window_s")
+    batch = cfg_get(cfg, "whisper_max_batch")
+    d = WhisperSettings()
+    return WhisperSettings(partial_interval_s=float(interval) if interval else d.partial_interval_s,
+                           final_window_s=float(window) if window else d.final_window_s,
+                           max_batch=int(batch) if batch else d.max_batch)  # fmt: skip
+
+
 def _load(choice: Any, cfg: Any) -> WhisperEngine:
     from callcue.asr.registry import threads_of
-    from callcue.asr.select import whisper_settings
 
-    return WhisperEngine(choice.model_path, threads=threads_of(cfg), settings=whisper_settings(cfg))
+    return WhisperEngine(choice.model_path, threads=threads_of(cfg), settings=settings_of(cfg))
 
 
 def _register() -> None:

@@ -22,7 +22,7 @@ from callcue.store.db import Database, DatabaseError, sqlite_path
 audit_app = typer.Typer(no_args_is_help=True, help="Verify, query and export the hash-chained audit trail.")
 
 DbOpt = typer.Option(None, "--db", envvar="CALLCUE_DB_URL",
-                     help="sqlite:///path.db or postgresql://... (env CALLCUE_DB_URL)")  # fmt: skip
+                     help="sqlite:///path.db or postgresql://... (env CALLCUE_DB_URL; default: the config's [storage] url)")  # fmt: skip
 
 
 def _fail(msg: str, code: int = 2) -> None:
@@ -30,10 +30,22 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def configured_db() -> str:
+    """The database the server's config names ($CALLCUE_CONFIG or config/callcue.toml), as
+    `callcue serve` and `callcue ingest` use it."""
+    from callcue.config import ConfigError, load_settings
+
+    try:
+        return load_settings(None).storage.url
+    except ConfigError as e:
+        _fail(f"no --db given and the config does not load: {e}")
+        raise AssertionError from e  # unreachable: _fail exits
+
+
 async def _open(url: str | None) -> AuditLog:
     if not url:
-        _fail("--db is required (or set CALLCUE_DB_URL)")
-    assert url is not None
+        url = configured_db()
+        typer.echo(f"database: {url.split('@')[-1]} (from the config; --db to choose another)", err=True)
     if url.startswith("sqlite:"):
         try:
             path = sqlite_path(url)
@@ -45,7 +57,7 @@ async def _open(url: str | None) -> AuditLog:
         db = await Database.connect(url)
     except DatabaseError as e:
         _fail(str(e))
-    except Exception as e:  # noqa: BLE001 - connection errors (auth, host) are reported, not traced
+    except Exception as e:
         _fail(f"cannot connect to {url.split('@')[-1]}: {e}")
     return await AuditLog(db).init()
 

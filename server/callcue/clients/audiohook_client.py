@@ -50,7 +50,7 @@ def audiohook_headers(url: str, *, session_id: str, organization_id: str = DEMO_
     signer = HTTPMessageSigner(signature_algorithm=algorithms.HMAC_SHA256,
                                key_resolver=MappingKeyResolver(public_keys={}, private_keys={api_key: base64.b64decode(client_secret)}))  # fmt: skip
     msg = SimpleNamespace(method="GET", url=http_url(url), headers=dict(headers))
-    now = created or datetime.datetime.now(datetime.timezone.utc)
+    now = created or datetime.datetime.now(datetime.UTC)
     signer.sign(msg, key_id=api_key, created=now, expires=now + datetime.timedelta(seconds=10),
                 nonce=nonce or base64.b64encode(secrets.token_bytes(24)).decode(), label="sig1",
                 covered_component_ids=COMPONENTS)  # fmt: skip

@@ -3,7 +3,9 @@
 Every line starts with where in the call it happened (mm:ss.s on the call's clock), and lines
 come out in that order: the two channels' recognizers and the detectors finish at slightly
 different moments, so lines wait in a short buffer (`hold_s` of call time) and leave it
-sorted; the call's end flushes it.
+sorted; the call's end flushes it. A line that arrives after later ones were printed is
+stamped with the last printed time, so stamps never go backwards; a partial that arrives after
+its segment's final (or is still held when the final comes) is not printed: the final says it.
 """
 
 from __future__ import annotations
@@ -61,14 +63,19 @@ class EventPrinter:
         self.hold_s = hold_s
         self.started_at: float | None = None
         self.events: list[dict[str, Any]] = []
-        self._held: list[tuple[float, int, str]] = []
+        self._held: list[tuple[float, int, str, tuple[Any, Any] | None]] = []
         self._order = itertools.count()
         self._latest = 0.0
+        self._printed = 0.0  # the last stamp printed: later lines never go below it
+        self._finals: set[tuple[Any, Any]] = set()  # (channel, segment) whose final has come
 
     def call_time(self, ev: dict[str, Any]) -> float:
         """Where in the call `ev` happened: a transcript's audio end, else when it was made."""
         if ev.get("type") == "transcript" and isinstance(ev.get("end"), (int, float)):
             return float(ev["end"])
+        evidence = ev.get("evidence") if ev.get("type") == "signal" else None
+        if isinstance(evidence, dict) and isinstance(evidence.get("end"), (int, float)):
+            return float(evidence["end"])  # a signal happened where its words did
         if self.started_at is None:
             self.started_at = time.time()
         made = ev.get("emitted_at") if isinstance(ev.get("emitted_at"), (int, float)) else time.time()
@@ -78,18 +85,26 @@ class EventPrinter:
         self.events.append(ev)
         line = format_event(ev, self.show_partials)
         ended = ev.get("type") == "call_ended"
+        key = (ev.get("channel"), ev.get("segment_id")) if ev.get("type") == "transcript" else None
+        if key is not None and ev.get("is_final"):
+            self._finals.add(key)
+            self._held = [h for h in self._held if h[3] != key]  # its partials are superseded
+            heapq.heapify(self._held)
+        elif key is not None and key in self._finals:
+            line = None  # a partial after its own final
         if line:
             t = self.call_time(ev) if not ended else max(self._latest, self.call_time(ev))
             self._latest = max(self._latest, t)
-            stamp = f"{fmt_clock(t)} "
-            heapq.heappush(self._held, (t, next(self._order), "\n".join(stamp + ln if i == 0 else " " * len(stamp) + ln
-                                                                        for i, ln in enumerate(line.split("\n")))))
+            heapq.heappush(self._held, (t, next(self._order), line, key if not ev.get("is_final") else None))
         self._flush(everything=ended)
         return ended
 
     def _flush(self, everything: bool = False) -> None:
         while self._held and (everything or self._held[0][0] <= self._latest - self.hold_s):
-            self.out(heapq.heappop(self._held)[2])
+            t, _, line, _key = heapq.heappop(self._held)
+            self._printed = max(self._printed, t)
+            stamp = f"{fmt_clock(self._printed)} "
+            self.out("\n".join(stamp + ln if i == 0 else " " * len(stamp) + ln for i, ln in enumerate(line.split("\n"))))
 
     def close(self) -> None:
         self._flush(everything=True)

@@ -98,7 +98,8 @@ def mulaw_frames(audio: CallAudio, ms: int = 20) -> Iterator[tuple[float, dict[s
 
 async def stream_call(ws: Any, audio: CallAudio, msgs: TwilioMessages, speed: float = 1.0,
                       on_sent: Any = None, send_stop: bool = True) -> float:
-    """Send a whole call over an open WebSocket at `speed` x real time; returns the start wall time.
+    """Send a whole call over an open WebSocket at `speed` x real time (0: as fast as the socket
+    takes it); returns the start wall time.
 
     `send_stop=False` leaves the call live after the audio (e.g. for a supervisor to act on it)."""
     await ws.send(msgs.connected())
@@ -106,7 +107,7 @@ async def stream_call(ws: Any, audio: CallAudio, msgs: TwilioMessages, speed: fl
     await ws.send(msgs.start(tracks))
     t0 = time.time()
     for offset, frames in mulaw_frames(audio):
-        delay = t0 + offset / speed - time.time()
+        delay = t0 + offset / speed - time.time() if speed > 0 else 0.0
         if delay > 0:
             await asyncio.sleep(delay)
         for track, payload in frames.items():

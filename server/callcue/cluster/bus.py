@@ -239,7 +239,7 @@ class RedisBus:
         try:
             await self._redis.xadd(env.control_stream(node), {b"m": data}, maxlen=10_000, approximate=True)
             return await asyncio.wait_for(fut, self.control_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         finally:
             self._waiting.pop(rid, None)

@@ -8,13 +8,9 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from callcue.decide.actions.base import NotUndoable
+from callcue.decide.actions.base import ActionSpec, NotUndoable
 from callcue.decide.actions.kinds import parse_action
 from callcue.decide.actions.record import TERMINAL, ActionRecord
-from callcue.events import new_id
-
-log = logging.getLogger(__name__)
-from callcue.decide.actions.base import ActionSpec
 from callcue.decide.lifecycle import Lifecycle
 from callcue.decide.state import (
     FEEDBACK_ACTIONS,
@@ -24,6 +20,9 @@ from callcue.decide.state import (
     _CallState,
     template_values,
 )
+from callcue.events import new_id
+
+log = logging.getLogger(__name__)
 
 
 class HumanControl(Lifecycle):

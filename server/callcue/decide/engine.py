@@ -21,8 +21,6 @@ from typing import Any
 
 from callcue.decide.actions.kinds import ACTION_KINDS
 from callcue.decide.actions.record import ActionRecord
-
-log = logging.getLogger(__name__)
 from callcue.decide.control import HumanControl
 from callcue.decide.gating import Gating
 from callcue.decide.state import (
@@ -37,6 +35,8 @@ from callcue.decide.state import (
     _CallState,
     template_values,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = ["FEEDBACK_ACTIONS", "HUMAN_PLAYBOOK", "AuditSink", "AuditUnavailable", "CallInfo", "DecisionEngine", "DecisionError",
            "InvalidTransition", "UnknownAction", "template_values"]
@@ -90,7 +90,7 @@ class DecisionEngine(Gating, HumanControl):
                 continue
             try:
                 spec = ACTION_KINDS.parse(p.payload["spec"])
-            except Exception:  # noqa: BLE001 - a kind no longer registered: cannot be run, say so
+            except Exception:
                 log.warning("pending approval %s has an action kind this server cannot run", aid)
                 continue
             rec = ActionRecord(action_id=aid, call_id=p.call_id or "", agent_id=p.agent_id, playbook_id=p.playbook_id,

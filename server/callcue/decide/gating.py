@@ -12,12 +12,12 @@ from typing import Any
 
 from callcue.decide.actions.record import ActionRecord
 from callcue.decide.conditions import EvalContext, evaluate, evaluate_value, signal_view
+from callcue.decide.lifecycle import Lifecycle
 from callcue.decide.playbooks import Playbook
+from callcue.decide.state import AuditUnavailable, CallInfo, _CallState, template_values
 from callcue.events import Signal, new_id
 
 log = logging.getLogger(__name__)
-from callcue.decide.lifecycle import Lifecycle
-from callcue.decide.state import AuditUnavailable, CallInfo, _CallState, template_values
 
 
 class Gating(Lifecycle):
@@ -155,7 +155,7 @@ class Gating(Lifecycle):
         if pb.dedupe is not None:
             try:
                 key = repr(evaluate_value(pb.dedupe, ctx))
-            except Exception as e:  # noqa: BLE001 - a key we cannot compute must not drop the firing
+            except Exception as e:
                 key = f"<error {type(e).__name__}>"
             if key in st.dedupe.setdefault(pb.id, set()):
                 return f"duplicate (key {key})"

@@ -14,15 +14,15 @@ from callcue.decide.actions.kinds import ACTION_KINDS
 from callcue.decide.actions.record import ActionRecord
 from callcue.decide.anomalies import Anomaly
 from callcue.decide.playbooks import Playbook
-from callcue.events import new_id
-
-log = logging.getLogger(__name__)
 from callcue.decide.state import (
     _ALLOWED,
     AuditUnavailable,
     EngineState,
     InvalidTransition,
 )
+from callcue.events import new_id
+
+log = logging.getLogger(__name__)
 
 
 class Lifecycle(EngineState):
@@ -116,7 +116,7 @@ class Lifecycle(EngineState):
             if rec.state == "dispatched":  # cancelled by shutdown, not by a human
                 await self._transition(rec, "cancelled", "system", reason="shutdown")
             raise
-        except Exception as e:  # noqa: BLE001 - any sink failure is an outcome to record
+        except Exception as e:
             rec.error = f"{type(e).__name__}: {e}"
             if rec.state == "dispatched":
                 await self._transition(rec, "failed", "system", error=rec.error,

@@ -18,7 +18,7 @@ SupervisorHandler = Callable[[Principal, dict[str, Any]], Any]
 
 
 class CallReader(Protocol):
-    async def call_agent(self, call_id: str) -> str | None | bool: ...
+    async def call_agent(self, call_id: str) -> str | bool | None: ...
     async def hint_call(self, hint_id: str) -> tuple[str, str | None] | None: ...
     async def call_record(self, call_id: str) -> dict[str, Any]: ...
     async def events_after(self, call_id: str, after: int, audiences: tuple[str, ...],
@@ -39,7 +39,7 @@ class CallAccess:
     def visible_calls(self, principal: Principal) -> list[dict[str, Any]]:
         """Live calls this principal may see: this node's and, in a cluster, the other nodes'."""
         here = [c.info() for c in self.calls.calls.values() if principal.may_see(c.agent_id)]
-        remote = getattr(self.sink, "remote_calls", lambda: {})()
+        remote = getattr(self.sink, "remote_calls", dict)()
         return here + [info for cid, info in remote.items()
                        if cid not in self.calls.calls and principal.may_see(info.get("agent_id"))]
 
@@ -57,7 +57,7 @@ class CallAccess:
     async def read_events(self, call_id: str, after: int, audiences: tuple[str, ...], limit: int) -> list[dict[str, Any]]:
         return await self.store.events_after(call_id, after, audiences, limit)
 
-    async def call_agent(self, call_id: str) -> str | None | bool:
+    async def call_agent(self, call_id: str) -> str | bool | None:
         """The call's agent, None if it has none, False if there is no such call. The stored
         row decides: a live stream reusing an ended call's id cannot claim it for its agent."""
         stored = await self.store.call_agent(call_id)

@@ -14,7 +14,7 @@ from callcue.qa.scoring import facts_from_record, score_call
 
 
 class QaReader(Protocol):
-    async def call_agent(self, call_id: str) -> str | None | bool: ...
+    async def call_agent(self, call_id: str) -> str | bool | None: ...
     async def call_record(self, call_id: str) -> dict[str, Any]: ...
     async def ended_calls(self, since: float) -> list[dict[str, Any]]: ...
     async def qa_evaluations(self, call_id: str | None = None, card_id: str | None = None,
@@ -109,7 +109,7 @@ class QaCommands:
                     changed[x["question_id"]] += 1
             rows.append({"call_id": c["call_id"], "score_a": ra["score"], "score_b": rb["score"]})
         scored = [(r["score_a"], r["score_b"]) for r in rows if r["score_a"] is not None and r["score_b"] is not None]
-        mean = (lambda xs: round(sum(xs) / len(xs), 1) if xs else None)  # noqa: E731
+        mean = (lambda xs: round(sum(xs) / len(xs), 1) if xs else None)
         return {"card_id": card_id, "version_a": old.version, "version_b": new.version, "calls": rows,
                 "mean_a": mean([x for x, _ in scored]), "mean_b": mean([y for _, y in scored]),
                 "answers_changed": changed,

@@ -20,7 +20,6 @@ import json
 import math
 import re
 import time
-import wave
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass

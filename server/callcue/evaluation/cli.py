@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -35,7 +35,7 @@ def _pct(x: float) -> str:
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     w = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w[i]) for i, c in enumerate(r))  # noqa: E731
+    line = lambda r: "  ".join(str(c).ljust(w[i]) for i, c in enumerate(r))
     return "\n".join([line(header), line(["-" * x for x in w]), *map(line, rows)])
 
 
@@ -77,10 +77,10 @@ def render(name: str, res: dict[str, Any]) -> str:
 
 @eval_app.command("intents")
 def intents(
-    data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
+    data: Path | None = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
     quick: bool = typer.Option(False, "--quick", help="subsets: about a minute instead of several"),
-    only: Optional[str] = typer.Option(None, "--only", help=f"comma list of {','.join(INTENT_SETS + EXTRA_SETS)} (asr is slow, never by default)"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="also write all results to this JSON file"),
+    only: str | None = typer.Option(None, "--only", help=f"comma list of {','.join(INTENT_SETS + EXTRA_SETS)} (asr is slow, never by default)"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write all results to this JSON file"),
 ) -> None:
     """Intent accuracy / few-shot / out-of-scope / dialogue precision-recall, with baselines."""
     from callcue.evaluation import intents_eval as ev
@@ -121,11 +121,11 @@ def intents(
 # ---- cards (privacy/redaction, issue 3) -- owned by the redaction engineer; keep this block separate ----
 @eval_app.command("cards")
 def cards(
-    data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
+    data: Path | None = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
     n: int = typer.Option(20, "--n", min=1, help="spoken card numbers to compose (half Luhn-valid)"),
     seed: int = typer.Option(0, "--seed"),
     threads: int = typer.Option(1, "--threads", min=1, help="Whisper CPU threads"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full result to this JSON file"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the full result to this JSON file"),
 ) -> None:
     """Card numbers spoken with real FSDD digits -> live pipeline + Whisper -> Redactor: recall, false alarms, leaks."""
     from callcue.evaluation.cards_eval import format_report, run_cards_eval
@@ -148,7 +148,7 @@ def cards(
 
 
 # ---- asr / latency / all (issue 3 evaluation) -- owned by the evaluation engineer; keep this block separate ----
-def _data_or_exit(data: Optional[Path]) -> Path:
+def _data_or_exit(data: Path | None) -> Path:
     """The shared data dir, or exit 2 with a message saying where we looked and how to fix it."""
     d = data or default_data_dir()
     if not d.is_dir():
@@ -160,13 +160,13 @@ def _data_or_exit(data: Optional[Path]) -> Path:
 
 @eval_app.command("asr")
 def asr(
-    data: Optional[Path] = typer.Option(None, "--data", help="data dir holding speech/manifest.jsonl (default: ../shared/data beside the repo)"),
+    data: Path | None = typer.Option(None, "--data", help="data dir holding speech/manifest.jsonl (default: ../shared/data beside the repo)"),
     quick: bool = typer.Option(False, "--quick", help="two clips of each set instead of all"),
     engines: str = typer.Option("auto,moonshine,whisper", "--engines", help="comma list of auto and the registered engines (moonshine, whisper, vosk)"),
-    sets: Optional[str] = typer.Option(None, "--sets", help="comma list of manifest sets (default: every set the manifest names)"),
-    max_per_set: Optional[int] = typer.Option(None, "--max-per-set", min=1, help="at most this many clips of each set (FSDD has 2,700)"),
+    sets: str | None = typer.Option(None, "--sets", help="comma list of manifest sets (default: every set the manifest names)"),
+    max_per_set: int | None = typer.Option(None, "--max-per-set", min=1, help="at most this many clips of each set (FSDD has 2,700)"),
     threads: int = typer.Option(1, "--threads", min=1, help="decoder threads per engine"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full result to this JSON file"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the full result to this JSON file"),
 ) -> None:
     """ASR WER per set, single-digit accuracy, digit read-back, RTF and decode time per engine, through the live channel pipeline."""
     from callcue.evaluation.asr_eval import engine_choices, format_report, run_asr_eval
@@ -190,10 +190,10 @@ def asr(
 
 @eval_app.command("qa")
 def qa(
-    data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
+    data: Path | None = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
     n: int = typer.Option(16, "--n", min=1, help="interactions (each of the 16 behaviour combinations once per 16)"),
     asr: bool = typer.Option(False, "--asr", help="as calls: espeak-ng audio (bench/callgen.py) recognised by Whisper"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full result to this JSON file"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the full result to this JSON file"),
 ) -> None:
     """Scorecard answers vs behaviours known by construction (notice, verification order, promises, empathy),
     as text, or with --asr through speech synthesis and recognition."""
@@ -211,9 +211,9 @@ def qa(
 
 @eval_app.command("topics")
 def topics(
-    data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
+    data: Path | None = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
     quick: bool = typer.Option(False, "--quick", help="one split per corpus instead of three"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full result to this JSON file"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the full result to this JSON file"),
 ) -> None:
     """Emerging-topic clusters vs intents held out of the configured set: purity, coverage, reach."""
     from callcue.evaluation.topics_eval import format_report, run_topics_eval
@@ -227,13 +227,13 @@ def topics(
 
 @eval_app.command("latency")
 def latency(
-    data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
+    data: Path | None = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
     quick: bool = typer.Option(False, "--quick", help="12 dialogues and 6 s of concurrent calls instead of 400 and 30 s"),
     calls: int = typer.Option(50, "--calls", min=1, help="concurrent calls for the load measurement"),
-    seconds: Optional[float] = typer.Option(None, "--seconds", min=1, help="how long the concurrent calls talk"),
+    seconds: float | None = typer.Option(None, "--seconds", min=1, help="how long the concurrent calls talk"),
     word_s: float = typer.Option(0.3, "--word-s", min=0.05, help="seconds between partials of one call (one per word)"),
-    cpu: Optional[int] = typer.Option(None, "--cpu", help="CPU to pin the per-detector run to (default: lowest allowed)"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full result to this JSON file"),
+    cpu: int | None = typer.Option(None, "--cpu", help="CPU to pin the per-detector run to (default: lowest allowed)"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the full result to this JSON file"),
 ) -> None:
     """Per-detector p50/p95 per transcript update on one CPU, and understanding time per update under N calls."""
     from callcue.evaluation.latency_eval import (
@@ -257,7 +257,7 @@ def latency(
 
 @eval_app.command("all")
 def all_evals(
-    data: Optional[Path] = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
+    data: Path | None = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
     quick: bool = typer.Option(False, "--quick", help="CI-sized subsets of every evaluation"),
 ) -> None:
     """Intents, cards, ASR and latency in turn: every table issue 3 asks for. Exits 1 on errors or card leaks."""

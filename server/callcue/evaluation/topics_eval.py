@@ -110,5 +110,5 @@ def format_report(res: dict[str, Any]) -> str:
                          o["coverage"], f"{o['discovered_intents']}/{o['held_out_intents']}", s["known_in_clusters"],
                          k["purity"], k["coverage"]])
     w = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    fmt = lambda r: "  ".join(str(c).ljust(w[i]) for i, c in enumerate(r))  # noqa: E731
+    fmt = lambda r: "  ".join(str(c).ljust(w[i]) for i, c in enumerate(r))
     return "\n".join(lines + [fmt(head), fmt(["-" * x for x in w]), *map(fmt, rows)])

@@ -92,6 +92,7 @@ class SentenceViews:
         out: list[Transcript] = []
         if len(spans) <= 1:
             out.append(t)  # one sentence: the update itself, its own segment key
+            seen.texts[t.segment_id] = t.text
         else:
             for k, (a, b) in enumerate(spans):
                 key = view_key(t.segment_id, k)
@@ -103,9 +104,9 @@ class SentenceViews:
         if t.is_final:
             # sentences partials showed that the final no longer has: settle them on the whole
             # text, so what they raised is confirmed or retracted like any partial signal
-            have = {view_key(t.segment_id, k) for k in range(len(spans))} if len(spans) > 1 else set()
+            have = {view_key(t.segment_id, k) for k in range(len(spans))} if len(spans) > 1 else {t.segment_id}
             for key in [k for k in seen.texts if k not in have and k != view_key(t.segment_id, _BOUNDARY)]:
-                out.append(_sub(t, key, t.text, t.words))
+                out.append(t if key == t.segment_id else _sub(t, key, t.text, t.words))
             self._seen.pop((t.channel, t.segment_id), None)
         boundary = self._boundary(t, previous, spans)
         if boundary is not None:
@@ -125,6 +126,62 @@ class SentenceViews:
         words = [*_words_of(previous, pa, pb), *_words_of(t, a, b)]
         view = _sub(t, view_key(t.segment_id, _BOUNDARY), text, words if len(words) == len(text.split()) else [])
         return dataclasses.replace(view, start=min(view.start, previous.start) if not words else view.start)
+
+
+class SegmentSignals:
+    """What the views of one segment raised, merged into what the segment says.
+
+    Sentence views each keep their own detector state, and a sentence's index can shift
+    between a partial and the final ("I want to cancel" is sentence 0 of a partial and
+    sentence 1 of "Hi Daniel. I want to cancel my account."), so one request can be raised by
+    two views. Downstream must see it once: per real segment, one standing signal per (kind,
+    name). A later view raising it again is dropped; a detector's own final confirmation
+    (`attrs.confirms`) passes once, pointed at the signal that was sent. A retraction passes only when
+    no view of the same update still supports the signal, and it retracts the signal that was
+    actually sent.
+    """
+
+    def __init__(self) -> None:
+        self._standing: dict[tuple[str, int], dict[tuple[str, str], Signal]] = {}
+
+    def merge(self, t: Transcript, signals: list[Signal]) -> list[Signal]:
+        seg = (t.channel, t.segment_id)
+        standing = self._standing.setdefault(seg, {})
+        if len(self._standing) > 256:
+            for k in list(self._standing)[:64]:
+                del self._standing[k]
+        supported = {(s.kind, s.name) for s in signals if not s.retracted and _of_segment(s, t)}
+        out: list[Signal] = []
+        confirmed: set[tuple[str, str]] = set()
+        for s in signals:
+            if not _of_segment(s, t):
+                out.append(s)  # not about this segment (an acoustic or timer signal): as it came
+                continue
+            key = (s.kind, s.name)
+            if s.retracted:
+                sent = standing.pop(key, None)
+                if key in supported or sent is None:
+                    continue  # another sentence still says it, or it was never sent
+                if sent.signal_id != s.signal_id:
+                    s = dataclasses.replace(sent, retracted=True, attrs={**sent.attrs, "retracted_by": s.detector})
+                out.append(s)
+            elif key not in standing:
+                standing[key] = s
+                out.append(s)
+            elif t.is_final and "confirms" in s.attrs and key not in confirmed:
+                # a detector's own confirmation of what a partial raised: once, pointing at
+                # the signal that was sent (the partial may have been another sentence's)
+                s.attrs = {**s.attrs, "confirms": standing[key].signal_id}
+                standing[key] = s
+                confirmed.add(key)
+                out.append(s)
+        if t.is_final:
+            self._standing.pop(seg, None)
+        return out
+
+
+def _of_segment(s: Signal, t: Transcript) -> bool:
+    return s.evidence is not None and s.evidence.channel == t.channel and s.evidence.segment_id == t.segment_id
 
 
 def back_to_segment(sig: Signal, t: Transcript, view: Transcript) -> Signal:

@@ -22,7 +22,7 @@ from callcue.decide.state import CallInfo
 from callcue.events import Hint, Signal, Transcript
 from callcue.pipeline.deps import Decider, Redactor
 from callcue.pipeline.processor import Processor
-from callcue.pipeline.sentence_views import SentenceViews, back_to_segment, is_boundary
+from callcue.pipeline.sentence_views import SegmentSignals, SentenceViews, back_to_segment, is_boundary
 from callcue.pipeline.sink import Sink
 from callcue.understand.base import CallContext, Detector
 
@@ -67,6 +67,7 @@ class DetectProcessor(Processor):
         ctx.state.setdefault("signals", deque(maxlen=500))
         self._names = {d.name for d in self.detectors}
         self._views = SentenceViews()
+        self._merged = SegmentSignals()
 
     def _previous_final(self, t: Transcript) -> Transcript | None:
         """The channel's last final before `t`'s segment (history holds finals, oldest first)."""
@@ -86,22 +87,26 @@ class DetectProcessor(Processor):
         previous = self._previous_final(t) if len(views) > 1 else None
         for d in self.detectors:
             t0 = time.perf_counter()
+            found: list[Signal] = []
             for view in views if d.per_sentence else [t]:
                 try:
-                    found = [back_to_segment(s, t, view) for s in d.detect(view, self.ctx)]
+                    raised = [back_to_segment(s, t, view) for s in d.detect(view, self.ctx)]
                 except Exception:
                     log.exception("detector %s failed", d.name, extra={"call_id": t.call_id})
                     continue
                 if is_boundary(view):
-                    had = {(s.kind, s.name) for s in out} | {
+                    had = {(s.kind, s.name) for s in found} | {
                         (s.kind, s.name) for s in seen
                         if previous is not None and s.evidence is not None and not s.retracted
                         and s.evidence.channel == t.channel and s.evidence.segment_id == previous.segment_id
                     }  # fmt: skip
-                    found = [s for s in found if (s.kind, s.name) not in had]
-                # later detectors (churn) read what earlier ones found in this very update
-                seen.extend(found)
-                out.extend(found)
+                    raised = [s for s in raised if (s.kind, s.name) not in had]
+                found.extend(raised)
+            # one request raised by two sentences reaches the decider once
+            found = self._merged.merge(t, found)
+            # later detectors (churn) read what earlier ones found in this very update
+            seen.extend(found)
+            out.extend(found)
             metrics.STAGE_LATENCY.labels(f"detector:{d.name}").observe(time.perf_counter() - t0)
         return out
 

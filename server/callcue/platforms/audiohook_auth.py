@@ -24,7 +24,12 @@ import time
 from collections.abc import Mapping
 from types import SimpleNamespace
 
-from http_message_signatures import HTTPMessageVerifier, InvalidSignature, MappingKeyResolver, algorithms
+from http_message_signatures import (
+    HTTPMessageVerifier,
+    InvalidSignature,
+    MappingKeyResolver,
+    algorithms,
+)
 from http_message_signatures.exceptions import HTTPMessageSignaturesException
 
 REQUIRED_COMPONENTS = ('"@request-target"', '"@authority"', '"audiohook-organization-id"', '"audiohook-session-id"',

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+
 def duration(seconds: float) -> str:
     """AudioHook's position format: ISO 8601 seconds, no exponent."""
     return f"PT{seconds:.3f}".rstrip("0").rstrip(".") + "S"

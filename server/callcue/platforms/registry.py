@@ -3,7 +3,15 @@ with `PLATFORM = Platform(...)`, and one line below."""
 
 from __future__ import annotations
 
-from callcue.platforms import audiofork, audiohook, audiosocket, native, twilio, vonage, webrtc
+from callcue.platforms import (
+    audiofork,
+    audiohook,
+    audiosocket,
+    native,
+    twilio,
+    vonage,
+    webrtc,
+)
 from callcue.platforms.base import Platform
 
 PLATFORMS: dict[str, Platform] = {}

@@ -15,12 +15,12 @@ from typing import Any
 
 from callcue.qa.rules import CallFacts, Segment, Sig
 
-_TRANSFER = re.compile(r"\b(transfer\w*|put you through|connect you (to|with)|escalat\w*)\b", re.I)
-_HOLD = re.compile(r"\b(put you on (a brief |a short )?hold|hold (on|the line)|bear with me|one moment)\b", re.I)
+_TRANSFER = re.compile(r"\b(transfer\w*|put you through|connect you (to|with)|escalat\w*)\b", re.IGNORECASE)
+_HOLD = re.compile(r"\b(put you on (a brief |a short )?hold|hold (on|the line)|bear with me|one moment)\b", re.IGNORECASE)
 _RESOLVED = re.compile(r"\b(i(')?ve (now )?(processed|refunded|cancell?ed|waived|credited|updated|reset|fixed|resolved|sent)|"
-                       r"(that|it) (is|has been) (done|processed|fixed|resolved|cancell?ed|refunded))\b", re.I)  # fmt: skip
+                       r"(that|it) (is|has been) (done|processed|fixed|resolved|cancell?ed|refunded))\b", re.IGNORECASE)  # fmt: skip
 _FOLLOW = re.compile(r"\b(call you back|follow up|get back to you|within \d+ (business |working )?days|by (monday|tuesday|"
-                     r"wednesday|thursday|friday|tomorrow|next week))\b", re.I)  # fmt: skip
+                     r"wednesday|thursday|friday|tomorrow|next week))\b", re.IGNORECASE)  # fmt: skip
 _WORD = re.compile(r"[A-Za-z']+")
 
 
@@ -89,7 +89,7 @@ def summarize(f: CallFacts, audit: list[dict[str, Any]] | None = None) -> dict[s
         outcome = {"outcome": (disp[-1].get("payload") or {}).get("outcome"), "source": "disposition",
                    "evidence": [{"type": "audit", "seq": disp[-1].get("seq")}]}  # fmt: skip
     else:
-        first = lambda what: next((d for d in did if d["what"] == what), None)  # noqa: E731
+        first = lambda what: next((d for d in did if d["what"] == what), None)
         esc = next((s for s in f.signals if s.name in ("escalation_request",)), None)
         churn = next((s for s in f.signals if s.name == "churn_risk" and (s.attrs.get("score") or 0) >= 0.7), None)
         if first("transfer") or esc:

@@ -297,7 +297,7 @@ class CallStore:
             "WHERE h.hint_id = ?", (hint_id,))
         return (row["call_id"], row["agent_id"]) if row else None
 
-    async def call_agent(self, call_id: str) -> str | None | bool:
+    async def call_agent(self, call_id: str) -> str | bool | None:
         """The call's agent id, None when it has none, False when there is no such call."""
         row = await self.db.fetchone("SELECT agent_id FROM calls WHERE call_id = ?", (call_id,))
         return False if row is None else row["agent_id"]

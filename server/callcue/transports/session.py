@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from callcue import metrics
 from callcue.auth import FailureLimiter
-from callcue.events import Channel
+from callcue.events import Channel, Transcript
 from callcue.platforms.base import (
     AudioIn,
     CallStart,
@@ -27,8 +27,8 @@ from callcue.platforms.base import (
     EndUtterance,
     GapFilled,
     Handshake,
-    IngressEvent,
     Heartbeat,
+    IngressEvent,
     Mark,
     Paused,
     Platform,
@@ -37,7 +37,6 @@ from callcue.platforms.base import (
     Resumed,
     TextTurn,
 )
-from callcue.events import Transcript
 
 log = logging.getLogger(__name__)
 #: longest a platform's closing reply waits for the call's last words to be recognized

@@ -20,13 +20,23 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError
 
 from callcue import metrics
 from callcue.events import Channel
 from callcue.platforms.base import ProtocolError
-from callcue.platforms.webrtc import FrameConverter, OfferError, OfferRequest, call_start
+from callcue.platforms.webrtc import (
+    FrameConverter,
+    OfferError,
+    OfferRequest,
+    call_start,
+)
 from callcue.transports.session import CallSink, LiveCall, RejectionRecorder
 
 log = logging.getLogger(__name__)

@@ -56,7 +56,7 @@ class CallContext:
         return self.state.setdefault("signals", [])
 
 
-class Detector(ABC):  # noqa: B024 - every hook has a default; a detector overrides the ones in `inputs`
+class Detector(ABC):
     name: str = ""
     version: str = "1"
     #: class-level defaults; an instance may narrow them from its config (phrase rules)

@@ -23,6 +23,13 @@ from typing import Any
 from rapidfuzz import fuzz
 
 from callcue.events import Evidence, Signal, Transcript
+from callcue.privacy.spoken_numbers import (
+    TENS,
+    Token,
+    find_digit_runs,
+    parse_cardinal,
+    tokenize,
+)
 from callcue.understand.base import CallContext, Detector
 from callcue.understand.entities_config import (
     DEFAULT_CONFIG,
@@ -33,13 +40,6 @@ from callcue.understand.entities_config import (
     load_entities_config,
 )
 from callcue.understand.redaction import mask_digits, mask_text
-from callcue.understand.spoken_numbers import (
-    TENS,
-    Token,
-    find_digit_runs,
-    parse_cardinal,
-    tokenize,
-)
 
 __all__ = ["DEFAULT_CONFIG", "EntitiesConfig", "EntitiesConfigError", "EntityDetector", "EntityMatch", "NamedEntry",
            "load_entities_config"]
@@ -244,10 +244,10 @@ def _dates(toks: Sequence[Token], today: dt.date) -> list[EntityMatch]:
                 j += 1 if has_of else 0
                 ordinal = not toks[start].norm.isdigit()
                 if (
-                    j < len(toks)
+                    (j < len(toks)
                     and toks[j].norm in _MONTHS
                     and (has_of or ordinal)
-                    and toks[j].norm != "may"
+                    and toks[j].norm != "may")
                     or (j < len(toks) and toks[j].norm == "may" and has_of)
                 ):
                     yr = _year_at(toks, j + 1)
@@ -314,7 +314,7 @@ def _numbers(toks: Sequence[Token]) -> list[EntityMatch]:
         parts: list[str] = []
         while k < len(toks):
             n = toks[k].norm
-            if _ID_TOKEN.match(n) and re.search(r"[a-z]", n) or _MASKED.match(n):
+            if (_ID_TOKEN.match(n) and re.search(r"[a-z]", n)) or _MASKED.match(n):
                 parts.append(n.replace("-", ""))
                 k += 1
             elif k in runs:
@@ -380,7 +380,7 @@ class _NameMatcher:
         out: list[EntityMatch] = []
         for a in self.aliases:
             n = len(a.tokens)
-            exact_only = len(a.text) <= 4 or n == 1 and len(a.text) <= 6
+            exact_only = len(a.text) <= 4 or (n == 1 and len(a.text) <= 6)
             for s in range(len(flat) - n + 1):
                 window = flat[s : s + n]
                 idxs = {w[0] for w in window}

@@ -30,8 +30,7 @@ from typing import Any
 from rapidfuzz import fuzz
 
 from callcue.events import Evidence, Signal, Transcript, Word
-from callcue.understand.base import CallContext, Detector
-from callcue.understand.masking import (
+from callcue.privacy.masking import (
     _BACKSTOP_DIGITS,
     _SSN_GROUPED,
     MaskingLogFilter,
@@ -44,6 +43,15 @@ from callcue.understand.masking import (
     mask_text,
     ssn_plausible,
 )
+from callcue.privacy.spoken_numbers import (
+    FILLERS,
+    DigitRun,
+    Token,
+    find_digit_runs,
+    luhn_valid,
+    tokenize,
+)
+from callcue.understand.base import CallContext, Detector
 from callcue.understand.redaction_cues import (
     _CONTEXT_PATTERNS,
     _FUZZ_THRESHOLD,
@@ -51,14 +59,6 @@ from callcue.understand.redaction_cues import (
     _OBJECTS,
     _REQUEST_CUE,
     _SENSITIVE,
-)
-from callcue.understand.spoken_numbers import (
-    FILLERS,
-    DigitRun,
-    Token,
-    find_digit_runs,
-    luhn_valid,
-    tokenize,
 )
 
 DETECTOR_NAME = "redaction"
@@ -205,7 +205,7 @@ class Redactor:
             luhn = 13 <= n <= 19 and luhn_valid(assembled)
             grouped_ssn = any(_SSN_GROUPED.match(toks[i].norm) for i in range(run.tok_start, run.tok_end))
             # "$250", "ten years": quantities people say while a card context is still armed
-            money = (_followed_by_currency(toks, run) or (_followed_by_unit(toks, run) and not continuation)) and n < 5 \
+            money = ((_followed_by_currency(toks, run) or (_followed_by_unit(toks, run) and not continuation)) and n < 5) \
                 or (_followed_by_currency(toks, run) and n < 13)
             order_here = "order" in here and not (here & _SENSITIVE)
             kind: str | None = None

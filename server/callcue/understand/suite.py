@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from callcue.config import Settings
-from callcue.logs import set_masker
 from callcue.understand.base import Detector
 from callcue.understand.common import load_risk_config
 from callcue.understand.detectors import DETECTORS
@@ -24,7 +23,7 @@ from callcue.understand.env import DetectorEnv
 from callcue.understand.intent_detector import IntentDetector
 from callcue.understand.intents import IntentClassifier, IntentConfig, load_intents
 from callcue.understand.phrases import PhraseDetector
-from callcue.understand.redaction import Redactor, mask_text
+from callcue.understand.redaction import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,6 @@ def _load_sync(settings: Settings) -> Understanding:
 async def build_understanding(settings: Settings, executor: Executor) -> Understanding:
     loop = asyncio.get_running_loop()
     built = await loop.run_in_executor(executor, _load_sync, settings)
-    set_masker(mask_text)
     log.info("understanding ready: %s", built.describe())
     return built
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 
-from callcue.understand.spoken_numbers import (
+from callcue.privacy.spoken_numbers import (
     DigitRun,
     Token,
     find_digit_runs,
@@ -140,6 +140,37 @@ def mask_text(text: str, min_digits: int = 5) -> str:
     return _apply_spans(out, spans)
 
 
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+#: what a diagnostic line carries that looks like a number but is none: addresses and ports,
+#: a URL's scheme and authority, versions after "@" or "v", hex digests and ids with letters
+_DIAGNOSTIC = re.compile(
+    rf"\b{_OCTET}(?:\.{_OCTET}){{3}}(?::\d{{1,5}})?\b"  # 127.0.0.1, 10.0.0.2:9092
+    r"|\b[a-z][a-z0-9+.-]*://[^\s/'\"?#]+"  # http://127.0.0.1:8080 (scheme and authority only)
+    r"|(?<=@)(?![\w.+-]*\d{13})\d[\w.+-]*"  # phrases@2026.11.1, intent@1+2026-11-24.1
+    r"|(?<=\bv)\d{1,4}(?:\.\d{1,6})+\b"  # v1.2.3
+    r"|\b(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)(?![0-9a-fA-F]*\d{13})[0-9a-fA-F]{6,64}\b"  # digests: d0263f
+    r"|\b[A-Z]{2}(?=[0-9a-f]*[a-f])[0-9a-f]{16,64}\b"  # Twilio-style ids: CA + 32 hex
+    r"|(?<=\[)\d{1,7}(?=\])|(?<=\bpid[ =])\d{1,7}\b",  # process ids: "server process [12345]", pid=12345
+)
+
+
+def mask_log_text(text: str) -> str:
+    """`mask_text` for log lines: card numbers and long digit runs are masked as anywhere
+    else, but addresses, ports, URLs' hosts, versions, digests and hex ids stay readable (a
+    log that says "listening on ** ****:9092" helps nobody). What is kept has a shape no card
+    number has: valid IPv4 octets, hex with letters, or a version after "@"/"v"."""
+    if not text:
+        return text
+    kept: list[str] = []
+
+    def _keep(m: re.Match[str]) -> str:
+        kept.append(m.group(0))
+        return f"\x00{len(kept) - 1}\x00"
+
+    out = mask_text(_DIAGNOSTIC.sub(_keep, text))
+    return re.sub(r"\x00(\d+)\x00", lambda m: kept[int(m.group(1))], out)
+
+
 class MaskingLogFilter(logging.Filter):
     """Attach to a handler so no log line carries a raw number, whatever the caller logged.
 
@@ -152,8 +183,8 @@ class MaskingLogFilter(logging.Filter):
             msg = record.getMessage()
         except (TypeError, ValueError):  # a malformed log call must not hide the original problem
             msg = str(record.msg)
-        record.msg = mask_text(msg)
+        record.msg = mask_log_text(msg)
         record.args = None
         if record.exc_text:
-            record.exc_text = mask_text(record.exc_text)
+            record.exc_text = mask_log_text(record.exc_text)
         return True
