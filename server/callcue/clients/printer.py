@@ -78,8 +78,9 @@ class EventPrinter:
             return float(evidence["end"])  # a signal happened where its words did
         if self.started_at is None:
             self.started_at = time.time()
-        made = ev.get("emitted_at") if isinstance(ev.get("emitted_at"), (int, float)) else time.time()
-        return max(0.0, (float(made) - self.started_at) * self.speed)
+        stamp = ev.get("emitted_at")
+        made = float(stamp) if isinstance(stamp, (int, float)) else time.time()
+        return max(0.0, (made - self.started_at) * self.speed)
 
     def feed(self, ev: dict[str, Any]) -> bool:
         self.events.append(ev)

@@ -60,6 +60,8 @@ class CallManager:
         self.reconnect_grace_s = reconnect_grace_s
         #: calls whose last leg left to come back: the expiry task and when the leg left
         self._lingering: dict[str, tuple[asyncio.Task[None], float]] = {}
+        # calls whose stop is under way (finals being flushed): a new stream for one waits
+        self._stopping: dict[str, asyncio.Event] = {}
         #: cluster mode: awaited before a call is opened here, so a node still holding it lets go first
         self.claim: Callable[[str], Awaitable[None]] | None = None
         #: per call, the platform sessions that can be asked to stop and restart sending audio
@@ -95,6 +97,13 @@ class CallManager:
 
     async def start(self, start: CallStart) -> Call | Leg:
         live = self.calls.get(start.call_id)
+        stopping = self._stopping.get(start.call_id)
+        if live is not None and live.ended and stopping is not None:
+            # Twilio runs <Stop><Stream> and <Start><Stream> milliseconds apart: the new stream
+            # arrives while the old one's call is still flushing its last finals. It continues
+            # the call once that is done, as a later reconnect does, whatever the timing.
+            await stopping.wait()
+            live = self.calls.get(start.call_id)
         if live is not None:
             return await self._joined(live, start)
         if len(self.calls) >= self.deps.max_calls:
@@ -185,18 +194,24 @@ class CallManager:
                 expiry = asyncio.create_task(self._expire(call_id, reason), name=f"linger-{call_id}")
                 self._lingering[call_id] = (expiry, time.monotonic())
                 return
+        done = self._stopping.setdefault(call_id, asyncio.Event())
         try:
-            await call.stop(reason)
-        finally:
-            self.calls.pop(call_id, None)
-            self.legs.pop(call_id, None)
-            lingering = self._lingering.pop(call_id, None)
-            if lingering is not None and lingering[0] is not asyncio.current_task():
-                lingering[0].cancel()
-            metrics.ACTIVE_CALLS.dec()
-            self.deps.sink.call_closed(call_id, reason)
-            if self.deps.decider is not None:
-                await self.deps.decider.call_ended(call_id)
+            try:
+                await call.stop(reason)
+            finally:
+                self.calls.pop(call_id, None)
+                self.legs.pop(call_id, None)
+                lingering = self._lingering.pop(call_id, None)
+                if lingering is not None and lingering[0] is not asyncio.current_task():
+                    lingering[0].cancel()
+                metrics.ACTIVE_CALLS.dec()
+                self.deps.sink.call_closed(call_id, reason)
+                if self.deps.decider is not None:
+                    await self.deps.decider.call_ended(call_id)
+        finally:  # only now may a new stream for the call continue it
+            done.set()
+            if self._stopping.get(call_id) is done:
+                del self._stopping[call_id]
 
     async def hand_over(self, call_id: str) -> bool:
         """Another cluster node took the call (its platform reconnected there): flush and drop

@@ -87,8 +87,8 @@ class SentenceViews:
         spans = split_sentences(t.text)
         seen = self._seen.setdefault((t.channel, t.segment_id), _Seen())
         if len(self._seen) > 128:
-            for k in list(self._seen)[:32]:
-                del self._seen[k]
+            for old in list(self._seen)[:32]:
+                del self._seen[old]
         out: list[Transcript] = []
         if len(spans) <= 1:
             out.append(t)  # one sentence: the update itself, its own segment key
@@ -148,8 +148,8 @@ class SegmentSignals:
         seg = (t.channel, t.segment_id)
         standing = self._standing.setdefault(seg, {})
         if len(self._standing) > 256:
-            for k in list(self._standing)[:64]:
-                del self._standing[k]
+            for old in list(self._standing)[:64]:
+                del self._standing[old]
         supported = {(s.kind, s.name) for s in signals if not s.retracted and _of_segment(s, t)}
         out: list[Signal] = []
         confirmed: set[tuple[str, str]] = set()
