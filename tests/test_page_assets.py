@@ -9,8 +9,8 @@ from urllib.parse import urljoin
 
 import httpx
 import pytest
-
 from conftest import REPO
+
 from tests.serverkit import make_settings, server
 
 CLIENT = REPO / "client_js"
