@@ -211,6 +211,8 @@ class Row:
     errors: list[str] = field(default_factory=list)
     load: float = float("nan")
     idle_rss_mb: float = float("nan")
+    triggers: int = 0  # trigger sentences the calls said (callgen truth)
+    hinted: int = 0  # ... of which a matching hint reached the desk
 
     def passes(self, budget: float, final_budget: float) -> bool:
         d, b = (self.hints, budget) if self.hints["n"] else (self.finals, final_budget)
@@ -238,7 +240,10 @@ async def callcue_round(srv: SpawnedServer, calls: list[CallAudio], n: int, ingr
     row = Row(getattr(srv, "label", "callcue"), n, load=_loadavg(), idle_rss_mb=getattr(srv, "idle_rss_mb", float("nan")))
     h, w, f = [], [], []
     for r in results:
-        h += hint_latencies(r, agent.events)[0]
+        got, said = hint_latencies(r, agent.events)
+        h += got
+        row.triggers += said
+        row.hinted += len(got)
         w += word_latencies(r, agent.events)[0]
         f += final_latencies(r, agent.events)
     row.hints, row.words, row.finals = pct(h), pct(w), pct(f)
@@ -343,10 +348,10 @@ async def vosk_round(vs: VoskServer, calls: list[CallAudio], n: int, settle: flo
 # ------------------------------------------------------------------ report
 def table(rows: list[Row]) -> str:
     f = lambda d: f"{d['n']:>4} {d['p50']:6.2f} {d['p95']:6.2f} {d['p99']:6.2f}" if d["n"] else f"{0:>4} {'–':>6} {'–':>6} {'–':>6}"
-    lines = ["| system | N | trigger→hint n p50 p95 p99 | word→partial n p50 p95 p99 | speech end→final n p50 p95 p99 | CPU s/call-s | RSS MB/call | idle RSS MB | shed | load |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| system | N | hinted | trigger→hint n p50 p95 p99 | word→partial n p50 p95 p99 | speech end→final n p50 p95 p99 | CPU s/call-s | RSS MB/call | idle RSS MB | shed | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r.system} | {r.n} | {f(r.hints)} | {f(r.words)} | {f(r.finals)} | {r.cpu_per_call_s:.2f} | "
+        lines.append(f"| {r.system} | {r.n} | {r.hinted}/{r.triggers} | {f(r.hints)} | {f(r.words)} | {f(r.finals)} | {r.cpu_per_call_s:.2f} | "
                      f"{r.rss_per_call_mb:.0f} | {r.idle_rss_mb:.0f} | {r.shed:.0f} | {r.load:.1f} |")
         lines += [f"|   ! {e[:150]} |" for e in r.errors[:3]]
     return "\n".join(lines)

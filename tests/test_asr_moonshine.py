@@ -279,3 +279,17 @@ def test_models_dir_env_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("CALLCUE_MODELS_DIR", str(tmp_path))
     assert mm.default_cache_dir() == tmp_path / "moonshine-base-en"
     assert os.environ["CALLCUE_MODELS_DIR"] == str(tmp_path)
+
+
+def test_partial_step_adapts_to_the_decode_queue(engine: MoonshineEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Idle decoders: partials twice as often; each queued job per worker adds a step; at most
+    twice as long as configured."""
+    base = engine.settings.partial_interval_s
+    for pending, factor in ((0, 0.5), (engine.num_workers, 1.5), (50, 2.0)):
+        monkeypatch.setattr(engine.queue, "pending", lambda p=pending: p)
+        assert engine.partial_step_s() == pytest.approx(base * factor)
+    fixed = MoonshineEngine(engine.prepared, threads=1, settings=MoonshineSettings(adaptive_step=1.0))
+    try:
+        assert fixed.partial_step_s() == fixed.settings.partial_interval_s
+    finally:
+        fixed.close()

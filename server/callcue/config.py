@@ -47,6 +47,11 @@ class AsrConfig(_Strict):
     # Moonshine: open audio past which a piece of a long segment is decoded once and committed
     # (bounds the cost of every partial; docs/asr.md)
     moonshine_commit_after_s: float = Field(8.0, ge=4, le=30)
+    # Moonshine: a partial forces the previous partial's tokens as its decoder prefix (cheaper)
+    moonshine_force_prefix: bool = True
+    # Moonshine: partials up to this much more often when the decoders are idle, and up to this
+    # much less often when they are busy (1.0 = a fixed partial_interval_s)
+    moonshine_adaptive_step: float = Field(2.0, ge=1.0, le=4.0)
     # Moonshine: where the prepared model is cached (default ~/.cache/callcue/models/moonshine-base-en,
     # or $CALLCUE_MODELS_DIR/moonshine-base-en)
     moonshine_cache_dir: str | None = None

@@ -68,6 +68,11 @@ class MoonshineSettings:
     commit_min_s: float = 3.0
     # tokens per second of audio a decode may emit before it is cut off (a loop guard)
     tokens_per_s: float = 8.0
+    # partials come this much faster when the decode queue is empty, up to this much slower
+    # when it is full (`MoonshineEngine.partial_step_s`); 1.0 = a fixed step
+    adaptive_step: float = 2.0
+    # partials force the previous partial's tokens (less the last two) as the decoder prefix
+    force_prefix: bool = True
     # digits expected: a final this short is re-decoded as digits (number words, digit runs)
     digits_max_s: float = 12.0
     # ... and one this short is read as the likeliest single digit word
@@ -156,6 +161,19 @@ class MoonshineEngine(AsrEngine):
 
     def close(self) -> None:
         self.queue.close()
+
+    def partial_step_s(self) -> float:
+        """How much new audio a channel waits for before its next partial: the configured
+        step scaled by how busy the decoders are: half of it while the queue is empty (words
+        reach the screen sooner when the cores are free), plus one step per queued job per
+        worker, at most double, so that under load the cores go to finals and to the channels
+        a hint may hang on rather than to ever more partials."""
+        s = self.settings
+        if s.adaptive_step <= 1.0:
+            return s.partial_interval_s
+        busy = self.queue.pending() / self.num_workers
+        factor = min(s.adaptive_step, max(1.0 / s.adaptive_step, 0.5 + busy))
+        return s.partial_interval_s * factor
 
     # -- decoding (called from the queue's workers) ----------------------------------------
     def decode(self, audio: np.ndarray, *, kind: str = "final", prefix: Sequence[int] = (), digits: bool = False,
@@ -336,6 +354,8 @@ def settings_of(cfg: Any) -> MoonshineSettings:
     return MoonshineSettings(
         partial_interval_s=float(cfg_get(cfg, "partial_interval_s") or d.partial_interval_s),
         commit_after_s=float(cfg_get(cfg, "moonshine_commit_after_s") or d.commit_after_s),
+        force_prefix=bool(cfg_get(cfg, "moonshine_force_prefix", d.force_prefix)),
+        adaptive_step=float(cfg_get(cfg, "moonshine_adaptive_step") or d.adaptive_step),
         boost_words=tuple(boost) if boost is not None else DEFAULT_BOOST_WORDS,
         boost=float(cfg_get(cfg, "boost") or d.boost),
     )

@@ -49,6 +49,7 @@ class MoonshineStream(RecognizerStream):
         self._committed = 0  # samples
         self._at_last_partial = 0
         self._previous: Decoded | None = None  # the last partial of the open tail
+        self._before: Decoded | None = None  # the one before it
         self._previous_words: list[str] = []
         self._waiting_since: float | None = None
 
@@ -68,7 +69,7 @@ class MoonshineStream(RecognizerStream):
             if self._waiting_since is None:
                 self._waiting_since = time.monotonic()
         s = self._engine.settings
-        due = self._samples - self._at_last_partial >= s.partial_interval_s * RATE
+        due = self._samples - self._at_last_partial >= self._engine.partial_step_s() * RATE
         if not (allow_partial and due) or self._samples - self._committed < MIN_DECODE_S * RATE:
             return []
         self._at_last_partial = self._samples
@@ -76,12 +77,20 @@ class MoonshineStream(RecognizerStream):
         if self._samples - self._committed > s.commit_after_s * RATE:
             self._commit_piece()
         prefix: Sequence[int] = ()
-        if self._previous is not None and len(self._previous.ids) > 2:
-            prefix = self._previous.ids[:-2]
+        if s.force_prefix and self._previous is not None and self._before is not None:
+            # only what the last two partials agreed on (LocalAgreement-2), less the last two
+            # tokens: one partial's misreading is never locked into the next
+            agreed = 0
+            for x, y in zip(self._previous.ids, self._before.ids):
+                if x != y:
+                    break
+                agreed += 1
+            prefix = self._previous.ids[: max(0, agreed - 2)]
         audio = self._audio(self._committed)
         tail = self._engine.decode(audio, kind="partial", prefix=prefix, waiting_since=waited, priority=self.priority)
         if tail.looped and prefix:  # the forced words set it looping: decode freely
             tail = self._engine.decode(audio, kind="partial", priority=self.priority)
+        self._before = self._previous
         self._previous = None if tail.looped else tail  # never force a looping reading again
         text = self._text(tail.text)
         words = text.split()
@@ -100,7 +109,7 @@ class MoonshineStream(RecognizerStream):
         decoded = self._engine.decode(self._audio(self._committed, cut), kind="final", priority=self.priority)
         self._pieces.append(_Piece(self._committed, cut, decoded))
         self._committed = cut
-        self._previous = None
+        self._previous = self._before = None
 
     def _text(self, tail: str) -> str:
         return " ".join(t for t in [*(p.decoded.text for p in self._pieces), tail] if t)
