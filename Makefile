@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo serve test test-fast bench clean
+.PHONY: install demo serve test test-fast lint bench clean
 
 $(BIN)/callcue: pyproject.toml
 	@echo "== installing CallCue into $(VENV) (first time: 2-4 minutes, about 1 GB of packages) =="
@@ -32,6 +32,9 @@ test: $(BIN)/callcue
 	$(MAKE) client_js/node_modules/.installed
 	@echo "== running the test suite (12-20 minutes on 2 cores; the percentage on the right is progress) =="
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(BIN)/callcue
+	$(BIN)/ruff check server bench tests
 
 test-fast: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
