@@ -35,6 +35,7 @@ test: $(BIN)/callcue
 
 lint: $(BIN)/callcue
 	$(BIN)/ruff check server bench tests
+	$(BIN)/mypy
 
 test-fast: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"

@@ -113,7 +113,7 @@ def friction(facts: list[dict[str, Any]], flags: dict[str, dict[str, Any]], by: 
     for k, fs in groups.items():
         known = [f for f in fs if f["call_id"] in flags]
         rep = sum(1 for f in known if flags[f["call_id"]]["repeat"])
-        row = {"key": k, "calls": len(fs),
+        row: dict[str, Any] = {"key": k, "calls": len(fs),
                "repeat_contacts": rep, "repeat_rate": _rate(rep, len(known)),
                "transfers": sum(int(f.get("transfers") or 0) for f in fs),
                "escalations": sum(int(f.get("escalated") or 0) for f in fs),

@@ -62,7 +62,7 @@ class Analytics:
 
     # -- questions across calls ----------------------------------------------------------------
     def _period(self, a: dict[str, Any]) -> tuple[float | None, float | None]:
-        out = []
+        out: list[float | None] = []
         for k in ("since", "until"):
             v = a.get(k)
             if v in (None, ""):

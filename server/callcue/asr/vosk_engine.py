@@ -117,7 +117,7 @@ class VoskStream(RecognizerStream):
         return AsrHypothesis(text=text, is_final=True, words=words, confidence=_confidence(words))
 
     def close(self) -> None:
-        self._rec = None  # type: ignore[assignment]  # frees the native recognizer
+        self._rec = None  # frees the native recognizer
 
 
 class VoskEngine(AsrEngine):

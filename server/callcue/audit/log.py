@@ -160,7 +160,8 @@ class AuditLog:
         """Entries matching every given filter, oldest first. `since` inclusive, `until` exclusive;
         times are epoch seconds, datetimes or ISO strings. `after_seq` pages (seq > after_seq)."""
         await self.init()
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         for col, v in (("call_id", call_id), ("agent_id", agent_id), ("playbook_id", playbook_id), ("action_id", action_id)):
             if v is not None:
                 where.append(f"{col} = ?")

@@ -52,7 +52,7 @@ def read_call_audio(path: str | Path, target_rates: tuple[int, ...] = (8000, 160
     p = Path(path)
     try:
         data, rate = soundfile.read(str(p), dtype="int16", always_2d=True)
-    except (RuntimeError, soundfile.LibsndfileError, OSError) as e:  # type: ignore[attr-defined]
+    except (RuntimeError, soundfile.LibsndfileError, OSError) as e:
         raise ValueError(f"{p}: not an audio file CallCue can read ({e})") from e
     nch = data.shape[1]
     if nch not in (1, 2):

@@ -68,13 +68,13 @@ def media_frames(audio: CallAudio, media: dict[str, Any], ms: int = 100) -> list
     joined = {ch: b"".join(parts) for ch, parts in per_ch.items()}
     n = max(len(v) for v in joined.values()) // 2
     cols = [np.frombuffer(joined.get(own[c], b""), "<i2") for c in media["channels"]]
-    pcm = np.zeros((n, len(cols)), dtype="<i2")
+    grid = np.zeros((n, len(cols)), dtype="<i2")
     for i, col in enumerate(cols):
-        pcm[: len(col), i] = col
+        grid[: len(col), i] = col
     step = 8 * ms
     frames = []
     for i in range(0, n, step):
-        block = pcm[i:i + step]
+        block = grid[i:i + step]
         if media["format"] == "PCMU":
             enc = [np.frombuffer(encode("PCMU", block[:, j].tobytes()), np.uint8) for j in range(len(cols))]
             frames.append(np.stack(enc, axis=1).tobytes())

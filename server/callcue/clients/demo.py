@@ -18,6 +18,7 @@ from pathlib import Path
 
 import uvicorn
 from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from callcue.app import create_app
 from callcue.clients.audio_file import read_call_audio
@@ -107,7 +108,7 @@ async def demo(settings: Settings, wav: Path | None = None, speed: float = 1.0, 
             out(line)
         out(f"Playing {wav.name} ({audio.duration:.0f} s) as a Twilio Media Stream at {speed:g}x ...\n")
         headers = {"Authorization": f"Bearer {agent_token(settings)}"}
-        async with connect(f"{base}/ws/agent", additional_headers=headers, subprotocols=["callcue.v1.json"]) as agent:
+        async with connect(f"{base}/ws/agent", additional_headers=headers, subprotocols=[Subprotocol("callcue.v1.json")]) as agent:
             await agent.send(json.dumps({"type": "subscribe", "call_id": "*"}))
 
             async def listen() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from callcue.clients.audio_file import read_call_audio
 from callcue.clients.printer import EventPrinter
@@ -41,7 +42,7 @@ async def play(path: str | Path, url: str, agent_token: str, twilio_token: str, 
     msgs = TwilioMessages(call_sid=call_id, agent_id=agent_id)
     printer = EventPrinter(out, show_partials, speed=speed)
     headers = {"Authorization": f"Bearer {agent_token}"}
-    async with connect(f"{base}/ws/agent", additional_headers=headers, subprotocols=["callcue.v1.json"]) as desk:
+    async with connect(f"{base}/ws/agent", additional_headers=headers, subprotocols=[Subprotocol("callcue.v1.json")]) as desk:
         await desk.send(json.dumps({"type": "subscribe", "call_id": "*", "id": "play"}))
 
         async def listen() -> None:

@@ -10,9 +10,9 @@ them, turns are placed 5 s apart.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from callcue.events import Transcript
+from callcue.events import Channel, Transcript
 from callcue.platforms.base import CallStart
 
 ROLES = {"customer": "customer", "user": "customer", "client": "customer", "agent": "agent", "assistant": "agent"}
@@ -84,6 +84,6 @@ async def run_text_interaction(calls: Any, body: dict[str, Any]) -> str:
     for i, (role, at, text) in enumerate(turns):
         seg[role] += 1
         end = turns[i + 1][1] if i + 1 < len(turns) and turns[i + 1][1] > at else at + max(1.0, len(text.split()) * 0.4)
-        await call.text(Transcript(call_id, role, seg[role], 0, text, True, at, end, confidence=1.0, engine=kind))
+        await call.text(Transcript(call_id, cast(Channel, role), seg[role], 0, text, True, at, end, confidence=1.0, engine=kind))
     await calls.stop(call_id, "end_of_thread")
     return call_id

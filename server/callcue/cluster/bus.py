@@ -164,7 +164,7 @@ class RedisBus:
         """Take the call's lease; returns the node that held it before, if another one did
         (a platform reconnected here while that node still held it: this node takes over)."""
         key = env.owner_key(call_id)
-        before = await self._redis.set(key, self.node_id.encode(), px=self.owner_ttl_ms, get=True)
+        before: bytes | None = await self._redis.set(key, self.node_id.encode(), px=self.owner_ttl_ms, get=True)  # type: ignore[assignment]  # GET returns the old value
         self._held.add(call_id)
         prev = before.decode() if before else None
         return prev if prev and prev != self.node_id else None
@@ -193,7 +193,7 @@ class RedisBus:
         return bool(counts and counts[0][1])
 
     async def owner_of(self, call_id: str) -> str | None:
-        v = await self._redis.get(env.owner_key(call_id))
+        v: bytes | None = await self._redis.get(env.owner_key(call_id))  # type: ignore[assignment]  # bytes: no decode_responses
         return v.decode() if v else None
 
     async def nodes(self) -> list[dict[str, Any]]:
@@ -251,7 +251,7 @@ class RedisBus:
         while True:
             try:
                 # first the entries delivered to us before a restart and never acknowledged
-                got = await self._redis.xreadgroup(env.GROUP, self.node_id, {stream: "0" if first else ">"},
+                got: Any = await self._redis.xreadgroup(env.GROUP, self.node_id, {stream: "0" if first else ">"},
                                                    count=32, block=None if first else 1000)  # fmt: skip
                 first = first and any(entries for _, entries in got or [])
                 for _, entries in got or []:

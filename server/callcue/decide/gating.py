@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callcue.decide.actions.record import ActionRecord
 from callcue.decide.conditions import EvalContext, evaluate, evaluate_value, signal_view
@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 
 class Gating(Lifecycle):
+    if TYPE_CHECKING:  # provided by DecisionEngine (engine.py), which this mixin is part of
+        def _call(self, info: CallInfo) -> _CallState: ...
+
     # ------------------------------------------------------------------ signals
     async def on_signal(self, call: CallInfo, signal: Signal) -> list[ActionRecord]:
         """`call` says what playbooks may look at (the pipeline builds it from the call's

@@ -105,7 +105,10 @@ class Lifecycle(EngineState):
         if rec.kind == "webhook":
             task = asyncio.create_task(self._run(rec))
             self._tasks[rec.action_id] = task
-            task.add_done_callback(lambda _t, a=rec.action_id: self._tasks.pop(a, None))
+            def forget(_t: asyncio.Task[Any], action_id: str = rec.action_id) -> None:
+                self._tasks.pop(action_id, None)
+
+            task.add_done_callback(forget)
         else:
             await self._run(rec)
 
@@ -170,7 +173,7 @@ class Lifecycle(EngineState):
             except AuditUnavailable:
                 # not audited, so not happened: this and the later records keep their state
                 for r, o in zip(recs[i:], olds[i:], strict=True):
-                    r.state = o  # type: ignore[assignment]
+                    r.state = o
                 raise
 
     async def _record(self, rec: ActionRecord, old: str, new: str, actor: str, **payload: Any) -> None:

@@ -39,7 +39,7 @@ class CallAccess:
     def visible_calls(self, principal: Principal) -> list[dict[str, Any]]:
         """Live calls this principal may see: this node's and, in a cluster, the other nodes'."""
         here = [c.info() for c in self.calls.calls.values() if principal.may_see(c.agent_id)]
-        remote = getattr(self.sink, "remote_calls", dict)()
+        remote: dict[str, dict[str, Any]] = getattr(self.sink, "remote_calls", dict)()
         return here + [info for cid, info in remote.items()
                        if cid not in self.calls.calls and principal.may_see(info.get("agent_id"))]
 
@@ -99,7 +99,7 @@ class CallAccess:
         await self.sink.feedback(hint_id, call_id, principal.user_id, action, reason, correction)
         if self.engine is not None:
             try:
-                await self.engine.feedback(hint_id, principal.user_id, action, reason, correction,
+                await self.engine.feedback(hint_id, principal.user_id, action, reason or "", correction,
                                            call_id=call_id, agent_id=agent_id)
             except Exception:
                 log.exception("decision layer failed to take feedback", extra={"call_id": call_id})

@@ -195,7 +195,7 @@ async def _subscribe(gw: AgentGateway, sub: Subscriber, req: dict[str, Any]) -> 
     agent = await gw.access.call_agent(call_id)
     if agent is False:
         return {"type": "error", "code": "unknown_call", "message": f"no call {call_id!r}"}
-    if not sub.principal.may_see(agent):
+    if agent is True or not sub.principal.may_see(agent):  # the store says str, None or False
         return {"type": "error", "code": "forbidden", "message": f"not allowed to see call {call_id!r}"}
     ended = await gw.access.call_ended_at(call_id)
     if ended is not None and ended < now - gw.ended_call_visible_s:

@@ -33,7 +33,8 @@ class AnalyticsCommands:
 
     async def _ask(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
         try:
-            return await fn(*args)  # type: ignore[no-any-return]
+            out: dict[str, Any] = await fn(*args)
+            return out
         except AnalyticsError as e:
             raise CommandError("bad_request", 400, str(e)) from None
         except ValueError as e:  # a report's own refusal (an unknown `by`)

@@ -41,8 +41,10 @@ MAX_BODY = 64 * 1024
 
 
 class PrincipalLike(Protocol):
-    user_id: str
-    role: str
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def role(self) -> str: ...
 
 
 Auth = Callable[[Request], "PrincipalLike | None"]

@@ -295,8 +295,8 @@ def run_cards_eval(
     t0 = time.perf_counter()
     results = asyncio.run(_all())
     wall = time.perf_counter() - t0
-    valid = [r for r in results if r.valid]
-    invalid = [r for r in results if not r.valid]
+    valid_calls = [r for r in results if r.valid]
+    invalid_calls = [r for r in results if not r.valid]
     audio_s = sum(len(c.pcm8k) / (2 * FSDD_RATE) for c in cards)
 
     def _ratio(a: int, b: int) -> float | None:
@@ -306,19 +306,19 @@ def run_cards_eval(
         "n": n,
         "seed": seed,
         "engine": getattr(eng, "model_name", "?"),
-        "valid": len(valid),
-        "invalid": len(invalid),
-        "recall": _ratio(sum(r.detected for r in valid), len(valid)),
+        "valid": len(valid_calls),
+        "invalid": len(invalid_calls),
+        "recall": _ratio(sum(r.detected for r in valid_calls), len(valid_calls)),
         "recall_single_utterance": _ratio(
-            sum(r.detected for r in valid if not r.split), sum(not r.split for r in valid)
+            sum(r.detected for r in valid_calls if not r.split), sum(not r.split for r in valid_calls)
         ),
-        "recall_split": _ratio(sum(r.detected for r in valid if r.split), sum(r.split for r in valid)),
+        "recall_split": _ratio(sum(r.detected for r in valid_calls if r.split), sum(r.split for r in valid_calls)),
         "recall_given_asr_exact": _ratio(
-            sum(r.detected for r in valid if r.asr_exact), sum(r.asr_exact for r in valid)
+            sum(r.detected for r in valid_calls if r.asr_exact), sum(r.asr_exact for r in valid_calls)
         ),
         "asr_exact_rate": _ratio(sum(r.asr_exact for r in results), len(results)),
-        "detected_on_partial": sum(r.on_partial for r in valid),
-        "false_alarms": sum(r.detected or r.wrong_last4 > 0 for r in invalid),
+        "detected_on_partial": sum(r.on_partial for r in valid_calls),
+        "false_alarms": sum(r.detected or r.wrong_last4 > 0 for r in invalid_calls),
         "wrong_last4_signals": sum(r.wrong_last4 for r in results),
         "retracted_signals": sum(r.retracted for r in results),
         "leaks": sum(len(r.leaks) for r in results),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ def intents(
         typer.echo(f"error: unknown set(s) {bad}; choose from {', '.join(INTENT_SETS + EXTRA_SETS)}", err=True)
         raise typer.Exit(2)
     enc = SentenceEncoder.load()
-    funcs = {"banking77": ev.banking77, "clinc150": ev.clinc150, "multidogo": ev.multidogo,
+    funcs: dict[str, Callable[..., Any]] = {"banking77": ev.banking77, "clinc150": ev.clinc150, "multidogo": ev.multidogo,
              "sgd": ev.sgd_banking, "nlupp": ev.nlupp, "asr": ev.asr_roundtrip}
     results: dict[str, Any] = {"quick": quick}
     for name in sets:

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from callcue.events import Channel, Transcript, Word
+from callcue.pipeline.call import Call
 from callcue.understand.base import CallContext
 
 WORD_S = 0.3  # seconds per spoken word (~200 words/min): the pace partials arrive at
@@ -200,6 +201,7 @@ async def _concurrent(data_dir: Path, calls: int, seconds: float, seed: int, wor
 
             async def drive(i: int) -> None:
                 call = started[i]
+                assert isinstance(call, Call)  # no `join`: a call of its own, never a leg
                 # each call talks through random conversations until time is up
                 await asyncio.sleep(rng.uniform(0, 2.0))
                 t_start = time.perf_counter()

@@ -15,8 +15,10 @@ scored through `callcue ingest`, so what the table adds over text is what recogn
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +106,7 @@ def _threads(data: Path, n: int) -> list[tuple[list[dict[str, Any]], dict[str, s
     return out
 
 
-def _rows_from(results: list[tuple[str, dict[str, str], dict[str, Any] | None]]) -> list[dict[str, Any]]:
+def _rows_from(results: Sequence[tuple[str | None, dict[str, str], dict[str, Any] | None]]) -> list[dict[str, Any]]:
     rows = []
     for call_id, truth, ev in results:
         got = {a["question_id"]: a["answer"] for a in (ev or {}).get("answers", [])}
@@ -126,7 +128,7 @@ async def run_qa_eval_asr(data: Path, n: int = 16, jobs: int = 2) -> list[dict[s
     for i, (thread, truth) in enumerate(_threads(data, n)):
         dlg = cg.Dialogue("sgd_banking+callcue-eval", f"eval{i}", [cg.Turn(t["role"], t["text"]) for t in thread],
                           "CC BY-SA 4.0 (SGD); inserted lines written for CallCue")  # fmt: skip
-        call = await loop.run_in_executor(None, lambda d=dlg, k=i: cg.render_call(d, sample_rate=8000, stereo=True, seed=k))
+        call = await loop.run_in_executor(None, functools.partial(cg.render_call, dlg, sample_rate=8000, stereo=True, seed=i))
         wav = tmp / f"eval{i:03d}.wav"
         cg.save_call(call, wav)
         wavs.append(wav)

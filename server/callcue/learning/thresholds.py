@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callcue.audit.log import canonical_json, to_epoch
 from callcue.learning.base import LearningBase
@@ -11,6 +11,7 @@ from callcue.learning.models import (
     BandStat,
     Calibration,
     LearningError,
+    ShadowReport,
     ThresholdVersion,
     _band_of,
 )
@@ -18,6 +19,9 @@ from callcue.learning.models import (
 
 class ThresholdVersions(LearningBase):
     """One row per version in `playbook_thresholds`; the active one is what the engine uses."""
+
+    if TYPE_CHECKING:  # provided by ShadowMode (shadow.py), combined with this in Learning
+        async def compare(self, version: int) -> ShadowReport: ...
 
     # ---------------------------------------------------------------- threshold versions
 

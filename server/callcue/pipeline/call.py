@@ -79,7 +79,7 @@ class Call:
             chp.start()
         self.ended = False
 
-    def _mark_urgent(self, channel: str, seconds: float) -> None:
+    def _mark_urgent(self, channel: Channel, seconds: float) -> None:
         chp = self.channels.get(channel)
         if chp is not None:
             chp.mark_urgent(seconds)
@@ -88,12 +88,12 @@ class Call:
         for chp in self.channels.values():
             chp.clear_urgent()
 
-    def _expect_digits(self, channel: str, seconds: float) -> None:
+    def _expect_digits(self, channel: Channel, seconds: float) -> None:
         chp = self.channels.get(channel)
         if chp is not None:
             chp.expect_digits(seconds)
 
-    def _clear_digits(self, channel: str) -> None:
+    def _clear_digits(self, channel: Channel) -> None:
         chp = self.channels.get(channel)
         if chp is not None:
             chp.clear_digits()

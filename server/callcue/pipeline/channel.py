@@ -248,7 +248,7 @@ class ChannelPipeline:
                 self._finalize(arrived, out, self._base + ev.offset)
             self._open_segment(self._base + ev.offset)
         elif isinstance(ev, SpeechAudio):
-            if not self._in_segment:
+            if not self._in_segment or self._stream is None:
                 return
             end = self._base + ev.offset + len(ev.pcm) / (2 * self.rate)
             for hyp in self._stream.accept(ev.pcm, allow_partial):
@@ -263,9 +263,11 @@ class ChannelPipeline:
         self._revision = 0
         self._seg_start = start
         self._last_partial_text = ""
+        assert self._stream is not None  # opened by the worker before any audio is decoded
         self._stream.begin_segment()
 
     def _finalize(self, arrived: float, out: list[Transcript], end: float) -> None:
+        assert self._stream is not None
         for hyp in self._stream.end_segment():
             self._add(hyp, arrived, out, end, force_final=True)
         self._in_segment = False

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable
 
-from callcue.events import Transcript
+from callcue.events import Channel, Transcript
 from callcue.pipeline.processor import Processor
 
 _ASK = re.compile(
@@ -43,7 +43,7 @@ def digit_run_open(customer_text: str) -> bool:
 class DigitsExpectedProcessor(Processor):
     name = "digits_expected"
 
-    def __init__(self, mark: Callable[[str, float], None], clear: Callable[[str], None], seconds: float = 15.0) -> None:
+    def __init__(self, mark: Callable[[Channel, float], None], clear: Callable[[Channel], None], seconds: float = 15.0) -> None:
         self.mark = mark
         self.clear = clear
         self.seconds = seconds

@@ -4,13 +4,14 @@ a second connection joins a live call (another leg, a continued session) or is r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from callcue import metrics
 from callcue.audio.codecs import silence
-from callcue.events import Channel
+from callcue.events import Channel, Transcript
 from callcue.pipeline.call import Call
 from callcue.pipeline.deps import PipelineDeps
 from callcue.platforms.base import CallStart, ProtocolError
@@ -44,6 +45,11 @@ class Leg:
 
     async def audio(self, channel: Channel, payload: bytes) -> None:
         await self.call.audio(self.names[channel], payload)
+
+    async def text(self, t: Transcript) -> None:
+        """Typed turns of a joined stream go to the call under the call's name of the channel,
+        as its audio does."""
+        await self.call.text(dataclasses.replace(t, channel=self.names.get(t.channel, t.channel)))
 
     def dtmf(self) -> None:
         self.call.dtmf()

@@ -19,7 +19,7 @@ from concurrent.futures import Executor
 
 from callcue import metrics
 from callcue.decide.state import CallInfo
-from callcue.events import Hint, Signal, Transcript
+from callcue.events import Channel, Hint, Signal, Transcript
 from callcue.pipeline.deps import Decider, Redactor
 from callcue.pipeline.processor import Processor
 from callcue.pipeline.sentence_views import SegmentSignals, SentenceViews, back_to_segment, is_boundary
@@ -154,7 +154,7 @@ class UrgencyProcessor(Processor):
 
     name = "urgency"
 
-    def __init__(self, mark: Callable[[str, float], None], clear: Callable[[], None], seconds: float = 3.0) -> None:
+    def __init__(self, mark: Callable[[Channel, float], None], clear: Callable[[], None], seconds: float = 3.0) -> None:
         self.mark = mark
         self.clear = clear
         self.seconds = seconds

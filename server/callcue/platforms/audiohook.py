@@ -32,7 +32,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -221,8 +221,8 @@ class AudioHookProtocol:
             # matters now, answered whatever its numbering
             if _count(msg.get("seq")):
                 self.clientseq = msg["seq"]
-            return self._on_close(msg.get("parameters") if isinstance(msg.get("parameters"), dict) else {}) \
-                if mtype == "close" else []
+            params = msg.get("parameters")
+            return self._on_close(params if isinstance(params, dict) else {}) if mtype == "close" else []
         self._check_envelope(msg, mtype)
         params = msg.get("parameters", {})
         if not isinstance(params, dict):
@@ -428,7 +428,7 @@ class AudioHookProtocol:
         return events + [CloseConnection(1000, "closed")]
 
 
-def _count(v: Any) -> bool:
+def _count(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**53
 
 

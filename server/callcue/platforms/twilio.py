@@ -412,7 +412,8 @@ def twilio_signature(url: str, auth_token: str, params: dict[str, str] | None = 
     """X-Twilio-Signature as Twilio documents it: base64 of HMAC-SHA1, keyed with the account's
     auth token, over the full URL followed by each POST parameter's name and value sorted by
     name (a WebSocket upgrade has none)."""
-    data = url + "".join(k + params[k] for k in sorted(params or {}))
+    params = params or {}
+    data = url + "".join(k + params[k] for k in sorted(params))
     return base64.b64encode(hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()).decode()
 
 

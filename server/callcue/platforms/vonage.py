@@ -127,12 +127,12 @@ class VonageProtocol:
         if m is None or int(m.group(1)) not in RATES:
             raise ProtocolError(1003, f"unsupported content-type {str(ctype)[:40]!r}; "
                                       f"supported: audio/l16;rate=8000|16000|24000")  # fmt: skip
-        call_id = msg.get("call_uuid") or msg.get("uuid") or msg.get("conversation_uuid") or self.url_call_id
+        given = msg.get("call_uuid") or msg.get("uuid") or msg.get("conversation_uuid") or self.url_call_id
         channel = msg.get("channel", self.default_channel)
         if channel not in ("customer", "agent"):
             raise ProtocolError(1007, f"header channel {str(channel)[:20]!r}: expected 'customer' or 'agent'")
         try:
-            call_id = wire.ident(call_id, "call_uuid") if call_id is not None else "vonage-" + uuid.uuid4().hex
+            call_id = (wire.ident(given, "call_uuid") if given is not None else None) or "vonage-" + uuid.uuid4().hex
             agent_id = wire.ident(msg.get("agent_id"), "agent_id", required=False)
             public = wire.clean_tree({k: v for k, v in msg.items() if k not in SECRET_FIELDS}, "websocket:connected",
                                      depth=4, max_items=100)  # fmt: skip

@@ -83,9 +83,10 @@ def parse_offer(body: bytes, content_type: str, query: dict[str, str], *, user_i
             raise OfferError(400, "body must be a JSON object {\"sdp\", \"type\": \"offer\"}")
         if fields.get("type") != "offer":
             raise OfferError(400, f"type must be 'offer', got {str(fields.get('type'))[:20]!r}")
-        sdp = fields.get("sdp")
-        if not isinstance(sdp, str):
+        offered = fields.get("sdp")
+        if not isinstance(offered, str):
             raise OfferError(400, "sdp must be a string")
+        sdp = offered
         whip = False
     else:
         raise OfferError(415, f"Content-Type {ctype[:40]!r}: send application/json or application/sdp")

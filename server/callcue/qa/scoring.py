@@ -100,7 +100,7 @@ def score_call(card: Scorecard, facts: CallFacts) -> dict[str, Any]:
 
 def totals(card: Scorecard, answers: list[dict[str, Any]], card_failed: list[str],
             failed_sections: set[str]) -> dict[str, Any]:  # fmt: skip
-    sections = []
+    sections: list[dict[str, Any]] = []
     for s in card.sections:
         mine = [a for a in answers if a["section_id"] == s.id and a["score"] is not None]
         w = sum(a["weight"] for a in mine)

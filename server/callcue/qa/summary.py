@@ -57,16 +57,17 @@ def summarize(f: CallFacts, audit: list[dict[str, Any]] | None = None) -> dict[s
     for s in f.signals:
         if s.kind == "intent" and s.channel in (None, "customer"):
             by_intent[s.name].append(s)
-    reasons = sorted(({"intent": name, "confidence": round(max(x.confidence for x in xs), 3),
-                       "mentions": len(xs), "first_at": round(xs[0].start, 2), "evidence": [_ev_sig(xs[0])]}
-                      for name, xs in by_intent.items()), key=lambda r: (-r["mentions"], r["first_at"]))[:3]  # fmt: skip
+    found: list[dict[str, Any]] = [{"intent": name, "confidence": round(max(x.confidence for x in xs), 3),
+                                    "mentions": len(xs), "first_at": round(xs[0].start, 2), "evidence": [_ev_sig(xs[0])]}
+                                   for name, xs in by_intent.items()]  # fmt: skip
+    reasons = sorted(found, key=lambda r: (-r["mentions"], r["first_at"]))[:3]
 
     # what the agent did
     did: list[dict[str, Any]] = []
-    for s in agent:
+    for seg in agent:
         for what, rx in (("transfer", _TRANSFER), ("hold", _HOLD), ("resolution", _RESOLVED), ("follow_up", _FOLLOW)):
-            if rx.search(s.text):
-                did.append({"what": what, "at": round(s.start, 2), "text": s.text, "evidence": [_ev_seg(s)]})
+            if rx.search(seg.text):
+                did.append({"what": what, "at": round(seg.start, 2), "text": seg.text, "evidence": [_ev_seg(seg)]})
     for s in f.signals:
         if s.name == "long_hold":
             did.append({"what": "long_hold", "at": round(s.start, 2), "text": f"on hold {s.end - s.start:.0f} s",

@@ -155,23 +155,15 @@ class Database:
         self._conn = conn
 
     async def _open_postgres(self, url: str) -> None:
-        import psycopg
         from psycopg.rows import dict_row
+        from psycopg_pool import AsyncConnectionPool  # a declared dependency (pyproject.toml)
 
-        try:
-            from psycopg_pool import AsyncConnectionPool
-        except ImportError:
-            AsyncConnectionPool = None
-
-        if AsyncConnectionPool is not None:
-            pool = AsyncConnectionPool(
-                url, min_size=1, max_size=8, open=False,
-                kwargs={"row_factory": dict_row, "autocommit": True},
-            )
-            await pool.open(wait=True, timeout=30.0)
-            self._pool = pool
-        else:
-            self._conn = await psycopg.AsyncConnection.connect(url, row_factory=dict_row, autocommit=True)
+        pool: AsyncConnectionPool = AsyncConnectionPool(
+            url, min_size=1, max_size=8, open=False,
+            kwargs={"row_factory": dict_row, "autocommit": True},
+        )
+        await pool.open(wait=True, timeout=30.0)
+        self._pool = pool
 
     async def close(self) -> None:
         """Close connections; further calls raise DatabaseError."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,11 +45,14 @@ CLOSE_WAIT_S = 5.0
 
 class LiveCall(Protocol):
     call_id: str
-    ended: bool
 
     @property
-    def channels(self) -> dict[Channel, object]: ...
+    def ended(self) -> bool: ...
+
+    @property
+    def channels(self) -> Mapping[Channel, object]: ...
     async def audio(self, channel: Channel, payload: bytes) -> None: ...
+    async def text(self, t: Transcript) -> None: ...
     def dtmf(self) -> None: ...
 
 

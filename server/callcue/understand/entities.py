@@ -230,16 +230,16 @@ def _dates(toks: Sequence[Token], today: dt.date) -> list[EntityMatch]:
         elif w in _WEEKDAYS and not (i > 0 and toks[i - 1].norm in ("next", "this", "last", "on", "coming")):
             match = _weekday(today, w, "", i + 1)
         elif w in _MONTHS and (w != "may" or _day_at(toks, i + 1)):
-            day = _day_at(toks, i + 1)
-            if day is not None:  # "March third", "March 3rd, 2025"
-                end = i + 1 + day[1]
+            day_at = _day_at(toks, i + 1)
+            if day_at is not None:  # "March third", "March 3rd, 2025"
+                end = i + 1 + day_at[1]
                 yr = _year_at(toks, end)
-                match = _iso(yr[0] if yr else None, _MONTHS[w], day[0], end + (yr[1] if yr else 0))
+                match = _iso(yr[0] if yr else None, _MONTHS[w], day_at[0], end + (yr[1] if yr else 0))
         else:  # "the third of March", "3rd March", "3 of March"
             start = i + 1 if w == "the" else i
-            day = _day_at(toks, start)
-            if day is not None:
-                j = start + day[1]
+            day_at = _day_at(toks, start)
+            if day_at is not None:
+                j = start + day_at[1]
                 has_of = j < len(toks) and toks[j].norm == "of"
                 j += 1 if has_of else 0
                 ordinal = not toks[start].norm.isdigit()
@@ -251,7 +251,7 @@ def _dates(toks: Sequence[Token], today: dt.date) -> list[EntityMatch]:
                     or (j < len(toks) and toks[j].norm == "may" and has_of)
                 ):
                     yr = _year_at(toks, j + 1)
-                    match = _iso(yr[0] if yr else None, _MONTHS[toks[j].norm], day[0], j + 1 + (yr[1] if yr else 0))
+                    match = _iso(yr[0] if yr else None, _MONTHS[toks[j].norm], day_at[0], j + 1 + (yr[1] if yr else 0))
         if match is None:
             i += 1
             continue

@@ -343,6 +343,7 @@ class IntentClassifier:
         for tr, te in splits:
             vec, lr = self._train([texts[i] for i in tr], y[tr], emb[tr])
             X = self._features(vec, [texts[i] for i in te], emb[te], fit=False)
+            assert self.classes_ is not None
             z = np.full((len(te), len(self.classes_)), -1e4)  # classes absent from a fold: very unlikely
             d = lr.decision_function(X)
             if d.ndim == 1:

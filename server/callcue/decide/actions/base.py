@@ -112,7 +112,7 @@ class ActionKindRegistry:
 
     def list_adapter(self) -> TypeAdapter[Any]:
         if "list" not in self._adapters:
-            self._adapters["list"] = TypeAdapter(list[self._union()])  # type: ignore[misc]
+            self._adapters["list"] = TypeAdapter(list[self._union()])  # type: ignore[arg-type,misc]
         return self._adapters["list"]
 
     def parse(self, spec: dict[str, Any] | ActionSpec) -> ActionSpec:
