@@ -68,6 +68,9 @@ class CallManager:
         self._lingering: dict[str, tuple[asyncio.Task[None], float]] = {}
         # calls whose stop is under way (finals being flushed): a new stream for one waits
         self._stopping: dict[str, asyncio.Event] = {}
+        # how long a stream whose channel another stream of the call holds waits for that one
+        # to stop before it is refused (its stop may be queued on the other socket)
+        self.handover_wait_s = 3.0
         #: cluster mode: awaited before a call is opened here, so a node still holding it lets go first
         self.claim: Callable[[str], Awaitable[None]] | None = None
         #: per call, the platform sessions that can be asked to stop and restart sending audio
@@ -102,26 +105,35 @@ class CallManager:
         return n
 
     async def start(self, start: CallStart) -> Call | Leg:
-        live = self.calls.get(start.call_id)
-        stopping = self._stopping.get(start.call_id)
-        if live is not None and live.ended and stopping is not None:
-            # Twilio runs <Stop><Stream> and <Start><Stream> milliseconds apart: the new stream
-            # arrives while the old one's call is still flushing its last finals. It continues
-            # the call once that is done, as a later reconnect does, whatever the timing.
-            await stopping.wait()
+        patience = time.monotonic() + self.handover_wait_s
+        while True:  # decided again after every wait: the call may have changed meanwhile
             live = self.calls.get(start.call_id)
-        if live is not None:
-            return await self._joined(live, start)
-        if len(self.calls) >= self.deps.max_calls:
-            raise ProtocolError(1013, f"server at capacity ({len(self.calls)} calls); try again later")
-        if self.claim is not None:
-            await self.claim(start.call_id)
-        point = await self.deps.sink.resume_point(start.call_id)
-        if point is not None and point["agent_id"] != start.agent_id:
-            # a stored call is its first agent's: a stream reusing its id cannot take it over
-            raise ProtocolError(1008, f"call {start.call_id!r} is known with another agent")
-        if start.call_id in self.calls:  # started meanwhile by another connection
-            return await self._joined(self.calls[start.call_id], start)
+            stopping = self._stopping.get(start.call_id)
+            if live is not None and live.ended and stopping is not None:
+                # Twilio runs <Stop><Stream> and <Start><Stream> milliseconds apart: the new
+                # stream arrives while the old one's call is still flushing its last finals. It
+                # continues the call once that is done, as a later reconnect does, whatever the
+                # timing.
+                await stopping.wait()
+                continue
+            if live is not None and self._taken(live, start) and time.monotonic() < patience:
+                # its channel is held by a stream whose stop may still be queued behind its last
+                # frames on another socket: give that stop a moment before refusing
+                await asyncio.sleep(0.05)
+                continue
+            if live is not None:
+                return await self._joined(live, start)
+            if len(self.calls) >= self.deps.max_calls:
+                raise ProtocolError(1013, f"server at capacity ({len(self.calls)} calls); try again later")
+            if self.claim is not None:
+                await self.claim(start.call_id)
+            point = await self.deps.sink.resume_point(start.call_id)
+            if point is not None and point["agent_id"] != start.agent_id:
+                # a stored call is its first agent's: a stream reusing its id cannot take it over
+                raise ProtocolError(1008, f"call {start.call_id!r} is known with another agent")
+            if start.call_id in self.calls:
+                continue  # started meanwhile by another connection (and perhaps stopping already)
+            break
         call = Call(start, self.deps, resume=point)
         self.calls[start.call_id] = call
         metrics.ACTIVE_CALLS.inc()
@@ -135,6 +147,13 @@ class CallManager:
         leg = Leg(call, {ch: ch for ch in start.channels})
         self.legs[start.call_id] = [leg]
         return leg
+
+    def _taken(self, call: Call, start: CallStart) -> bool:
+        """A channel `start` asks for exactly is held by another live stream of the call."""
+        if start.join != "exact":
+            return False
+        held = {theirs for leg in self.legs.get(call.call_id, []) for theirs in leg.names.values()}
+        return any(ch in held for ch in start.channels)
 
     async def _joined(self, call: Call, start: CallStart) -> Leg:
         """Join, then put the time the call waited for a continued session on its clock as

@@ -155,15 +155,24 @@ class Database:
         self._conn = conn
 
     async def _open_postgres(self, url: str) -> None:
+        import psycopg
         from psycopg.rows import dict_row
-        from psycopg_pool import AsyncConnectionPool  # a declared dependency (pyproject.toml)
 
-        pool: AsyncConnectionPool = AsyncConnectionPool(
-            url, min_size=1, max_size=8, open=False,
-            kwargs={"row_factory": dict_row, "autocommit": True},
-        )
-        await pool.open(wait=True, timeout=30.0)
-        self._pool = pool
+        pool_cls: Any
+        try:
+            from psycopg_pool import AsyncConnectionPool as pool_cls
+        except ImportError:  # without the pool package: one connection under a lock
+            pool_cls = None
+
+        if pool_cls is not None:
+            pool = pool_cls(
+                url, min_size=1, max_size=8, open=False,
+                kwargs={"row_factory": dict_row, "autocommit": True},
+            )
+            await pool.open(wait=True, timeout=30.0)
+            self._pool = pool
+        else:
+            self._conn = await psycopg.AsyncConnection.connect(url, row_factory=dict_row, autocommit=True)
 
     async def close(self) -> None:
         """Close connections; further calls raise DatabaseError."""
