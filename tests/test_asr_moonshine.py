@@ -197,7 +197,7 @@ def test_quietest_cut_and_proportional_times() -> None:
 
 
 def test_digit_spelling_follows_number_words_in_pieces(engine: MoonshineEngine) -> None:
-    sp = DigitSpelling(engine._token_texts())
+    sp = DigitSpelling(engine.token_texts())
     eight = engine.encode_words(" Eight")
     assert len(eight) == 2  # "Eight" is two tokens: why a token mask cannot do this
     state = ""
@@ -235,12 +235,12 @@ def test_expected_digits_are_read_as_digits(engine: MoonshineEngine, speech_mani
 
 
 def test_word_boost_finishes_domain_words(engine: MoonshineEngine) -> None:
-    boost = WordBoost(engine._token_texts(), ["supervisor"])
+    boost = WordBoost(engine.token_texts(), ["supervisor"])
     visor = engine.encode_words(" supervisor")[1]
     assert visor in boost.continuations("super").tolist()
     assert boost.continuations("cat").size == 0 and boost.continuations("supervisor").size == 0
     assert boost.next_word("super", visor) == "supervisor"
-    assert not WordBoost(engine._token_texts(), [])
+    assert not WordBoost(engine.token_texts(), [])
 
 
 def test_decode_queue_serves_finals_first(prepared: mm.PreparedModel) -> None:

@@ -47,7 +47,7 @@ class AsrConfig(_Strict):
     # Moonshine: open audio past which a piece of a long segment is decoded once and committed
     # (bounds the cost of every partial; docs/asr.md)
     moonshine_commit_after_s: float = Field(8.0, ge=4, le=30)
-    # Moonshine: a partial forces the previous partial's tokens as its decoder prefix (cheaper)
+    # Moonshine: a partial forces the tokens the last two partials agreed on as its decoder prefix (cheaper)
     moonshine_force_prefix: bool = True
     # Moonshine: partials up to this much more often when the decoders are idle, and up to this
     # much less often when they are busy (1.0 = a fixed partial_interval_s)

@@ -9,9 +9,10 @@ it decodes. A segment is therefore decoded as *pieces*: once the open (uncommitt
 `commit_after_s`, the audio up to its quietest 200 ms between `commit_min_s` and 1.5 s from the
 end is decoded once, its text committed, and later partials decode only the audio after that
 cut. So a partial never decodes more than about `commit_after_s` seconds, whatever the segment's
-length, and the final decodes only the last piece. Each partial forces the previous partial's
-tokens (less the last two, which are the likeliest to change) as the decoder prefix in one
-decoder call, which cuts the per-token steps without changing the text in 35 of 40 trials.
+length, and the final decodes only the last piece. Each partial forces the tokens the last
+two partials agreed on (less the last two) as the decoder prefix in one decoder call, which
+cuts the per-token steps; forcing the previous partial whole kept its misreadings in every
+later partial (bench/RESULTS.md).
 
 Two decode rules matter (the note): end-of-text is never taken as the first token (Moonshine
 returned nothing for a spoken 15-digit string without it), and audio shorter than 1 s is
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,7 +71,7 @@ class MoonshineSettings:
     # partials come this much faster when the decode queue is empty, up to this much slower
     # when it is full (`MoonshineEngine.partial_step_s`); 1.0 = a fixed step
     adaptive_step: float = 2.0
-    # partials force the previous partial's tokens (less the last two) as the decoder prefix
+    # partials force the tokens the last two partials agreed on (less the last two) as the decoder prefix
     force_prefix: bool = True
     # digits expected: a final this short is re-decoded as digits (number words, digit runs)
     digits_max_s: float = 12.0
@@ -97,8 +97,8 @@ class Decoded:
     ids: list[int]
     text: str
     mean_logprob: float
-    looped: bool = False
-    total_logprob: float = -math.inf  # of the tokens and the end of text  # stopped by the loop guard (a forced prefix can set a decoder looping)
+    looped: bool = False  # stopped by the loop guard (a forced prefix can set a decoder looping)
+    total_logprob: float = -math.inf  # of the tokens and the end of text
 
     @property
     def confidence(self) -> float:
@@ -138,12 +138,14 @@ class MoonshineEngine(AsrEngine):
         past = next(i for i in self._decoder.get_inputs() if i.name.startswith("past_key_values"))
         self._heads, self._head_dim = int(past.shape[1]), int(past.shape[3])
         self._tokens = load_tokenizer(self.prepared.tokenizer)
-        self._vocab = int(self._decoder.get_outputs()[0].shape[-1])
-        self._digits = DigitSpelling(self._token_texts())
-        self._boost = WordBoost(self._token_texts(), self.settings.boost_words)
+        self._texts = [t.replace(SPACE, b" ").decode("utf-8", "replace") if i > EOS else "" for i, t in enumerate(self._tokens)]
+        self._digits = DigitSpelling(self._texts)
+        self._boost = WordBoost(self._texts, self.settings.boost_words)
+        # greedy longest-match tokenization of the readings `score_readings` is asked about
+        self._index = {t: i for i, t in enumerate(self._tokens) if i > EOS and t}
+        self._longest = max(len(t) for t in self._index)
         self.queue = DecodeQueue({"partial": self._run_jobs, "final": self._run_jobs},
                                  workers=self.num_workers, max_batch=1, name="moonshine-decode")  # fmt: skip
-        self._cpu = threading.local()
 
     # -- hooks ---------------------------------------------------------------------------
     def open_stream(self) -> MoonshineStream:
@@ -193,19 +195,11 @@ class MoonshineEngine(AsrEngine):
 
     def transcribe(self, audio: np.ndarray, prefix: Sequence[int] = (), digits: bool = False) -> Decoded:
         """Greedy decode, in this thread (tests and `callcue eval` call it directly)."""
-        audio = np.asarray(audio, dtype=np.float32)
         seconds = len(audio) / RATE
-        if seconds < MIN_AUDIO_S:
-            audio = np.pad(audio, (0, int(MIN_AUDIO_S * RATE) - len(audio)))
         t0 = time.perf_counter()
-        hidden = self._encoder.run(None, {"input_values": audio[None, :]})[0]
+        feeds = self._first_step(audio)
         budget = int(max(seconds, MIN_AUDIO_S) * self.settings.tokens_per_s) + 8
         forced = list(prefix)[:budget]
-        feeds: dict[str, Any] = {"encoder_hidden_states": hidden, "use_cache_branch": np.array([False])}
-        empty = np.zeros((1, self._heads, 0, self._head_dim), dtype=np.float32)
-        for name in self._dec_inputs:
-            if name.startswith("past_key_values"):
-                feeds[name] = empty
         ids: list[int] = list(forced)
         looped = False
         spelling = ""  # the unfinished word of a digit reading
@@ -252,13 +246,24 @@ class MoonshineEngine(AsrEngine):
         return Decoded(ids, text, sum(logprobs) / len(logprobs) if logprobs else -math.inf, looped=looped,
                        total_logprob=sum(logprobs) if logprobs else -math.inf)
 
+    def _first_step(self, audio: np.ndarray) -> dict[str, Any]:
+        """The decoder's inputs for its first step over `audio` (padded to 1 s, encoded once):
+        the encoder's states, the no-cache branch and empty key/value caches."""
+        audio = np.asarray(audio, dtype=np.float32)
+        if len(audio) < MIN_AUDIO_S * RATE:
+            audio = np.pad(audio, (0, int(MIN_AUDIO_S * RATE) - len(audio)))
+        hidden = self._encoder.run(None, {"input_values": audio[None, :]})[0]
+        feeds: dict[str, Any] = {"encoder_hidden_states": hidden, "use_cache_branch": np.array([False])}
+        empty = np.zeros((1, self._heads, 0, self._head_dim), dtype=np.float32)
+        for name in self._dec_inputs:
+            if name.startswith("past_key_values"):
+                feeds[name] = empty
+        return feeds
+
     def encode_words(self, text: str) -> list[int]:
         """Token ids for `text` by greedy longest match over the vocabulary (the model's own
         tokenization for the number words this is used for)."""
         raw = text.replace(" ", "\u2581").encode()
-        if not hasattr(self, "_index"):
-            self._index = {t: i for i, t in enumerate(self._tokens) if i > EOS and t}
-            self._longest = max(len(t) for t in self._index)
         out, i = [], 0
         while i < len(raw):
             for n in range(min(self._longest, len(raw) - i), 0, -1):
@@ -274,19 +279,11 @@ class MoonshineEngine(AsrEngine):
     def score_readings(self, audio: np.ndarray, readings: Sequence[str]) -> list[float]:
         """Total log-probability of each reading (ending with end-of-text) for `audio`:
         one decoder call per reading, all of its tokens at once."""
-        audio = np.asarray(audio, dtype=np.float32)
-        if len(audio) < MIN_AUDIO_S * RATE:
-            audio = np.pad(audio, (0, int(MIN_AUDIO_S * RATE) - len(audio)))
-        hidden = self._encoder.run(None, {"input_values": audio[None, :]})[0]
-        empty = np.zeros((1, self._heads, 0, self._head_dim), dtype=np.float32)
+        feeds = self._first_step(audio)
         scores = []
         for text in readings:
             ids = self.encode_words(text)
-            feeds: dict[str, Any] = {"encoder_hidden_states": hidden, "use_cache_branch": np.array([False]),
-                                     "input_ids": np.array([[BOS, *ids]], dtype=np.int64)}  # fmt: skip
-            for name in self._dec_inputs:
-                if name.startswith("past_key_values"):
-                    feeds[name] = empty
+            feeds["input_ids"] = np.array([[BOS, *ids]], dtype=np.int64)
             logits = self._decoder.run(["logits"], feeds)[0][0].astype(np.float64)
             peak = logits.max(axis=1, keepdims=True)
             logp = logits - (peak + np.log(np.exp(logits - peak).sum(axis=1, keepdims=True)))
@@ -309,7 +306,9 @@ class MoonshineEngine(AsrEngine):
             best = int(np.argmax(per_word))
             if per_word[best] >= free.total_logprob - s.digit_word_margin:
                 text = f"{DIGIT_FORMS[best][0]}."
-                return Decoded(self.encode_words(" " + text), text, float(per_word[best]) / 2, total_logprob=float(per_word[best]))
+                ids = self.encode_words(" " + text)
+                total = float(per_word[best])
+                return Decoded(ids, text, total / (len(ids) + 1), total_logprob=total)  # per token, end of text included
             return free
         if seconds > s.digits_max_s:
             return free
@@ -339,8 +338,9 @@ class MoonshineEngine(AsrEngine):
         raw = b"".join(self._tokens[i] for i in ids if 2 < i < len(self._tokens))
         return raw.replace(SPACE, b" ").decode("utf-8", "replace").strip()
 
-    def _token_texts(self) -> list[str]:
-        return [t.replace(SPACE, b" ").decode("utf-8", "replace") if i > EOS else "" for i, t in enumerate(self._tokens)]
+    def token_texts(self) -> list[str]:
+        """Each token as text (the word-start mark as a space; specials empty)."""
+        return self._texts
 
 
 # -- registration (callcue.asr.registry) --------------------------------------------------
@@ -393,8 +393,7 @@ def _load(choice: Any, cfg: Any) -> MoonshineEngine:
 def _register() -> None:
     from callcue.asr.registry import EngineProvider, register
 
-    register(EngineProvider("moonshine", _find, _missing, _load, auto_rank=20,
-                            summary="Moonshine base English via onnxruntime: the default"))  # fmt: skip
+    register(EngineProvider("moonshine", _find, _missing, _load, auto_rank=20))
 
 
 _register()

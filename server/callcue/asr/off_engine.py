@@ -40,7 +40,6 @@ def _register() -> None:
         find=lambda cfg, dirs: EngineChoice("off", Path(), reason),
         missing=lambda cfg, dirs: "",
         load=lambda choice, cfg: OffEngine(),
-        summary="no recognition (ingress benchmarks, record-only deployments)",
     ))  # fmt: skip
 
 

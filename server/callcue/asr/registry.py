@@ -58,7 +58,6 @@ class EngineProvider:
     missing: Callable[[Any, list[Path]], str]
     load: Callable[[EngineChoice, Any], AsrEngine]
     auto_rank: int | None = None
-    summary: str = ""
 
 
 _PROVIDERS: dict[str, EngineProvider] = {}

@@ -198,8 +198,7 @@ def _load(choice: Any, cfg: Any) -> VoskEngine:
 def _register() -> None:
     from callcue.asr.registry import EngineProvider, register
 
-    register(EngineProvider("vosk", _find, _missing, _load, auto_rank=10,
-                            summary="Kaldi streaming; English models from `callcue models fetch`"))  # fmt: skip
+    register(EngineProvider("vosk", _find, _missing, _load, auto_rank=10))
 
 
 _register()

@@ -457,8 +457,7 @@ def _load(choice: Any, cfg: Any) -> WhisperEngine:
 def _register() -> None:
     from callcue.asr.registry import EngineProvider, register
 
-    register(EngineProvider("whisper", _find, _missing, _load, auto_rank=30,
-                            summary="faster-whisper tiny.en: partials are costly re-decodes"))  # fmt: skip
+    register(EngineProvider("whisper", _find, _missing, _load, auto_rank=30))
 
 
 _register()

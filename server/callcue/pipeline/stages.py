@@ -83,8 +83,8 @@ class DetectProcessor(Processor):
         previous segment already raised: the same request is not raised twice."""
         out: list[Signal] = []
         seen = self.ctx.signals
-        views = self._views.views(t, self._previous_final(t))
-        previous = self._previous_final(t) if len(views) > 1 else None
+        previous = self._previous_final(t)
+        views = self._views.views(t, previous)
         for d in self.detectors:
             t0 = time.perf_counter()
             found: list[Signal] = []
