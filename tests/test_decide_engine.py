@@ -177,7 +177,7 @@ async def test_auto_hint_and_its_full_audit_trail(h: Harness) -> None:
     assert hint["attrs"]["action_id"] == recs[0].action_id
     kinds = h.audit.kinds()
     assert kinds[:2] == ["signal", "playbook_matched"]
-    assert h.audit.kinds(recs[0].action_id) == ["action_proposed", "action_dispatched", "action_succeeded", "hint_shown"]
+    assert h.audit.kinds(recs[0].action_id) == ["action_proposed", "action_dispatched", "hint_shown", "action_succeeded"]
     sig_entry = h.audit.entries[0]["payload"]
     assert sig_entry["detector"] == "test-det" and sig_entry["detector_version"] == "3"
     assert sig_entry["evidence"]["text"] == "masked text"

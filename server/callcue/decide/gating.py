@@ -1,28 +1,48 @@
 """Signal in, firings out: which playbooks a signal may trigger, whether their condition and
-threshold hold, and the guardrails (pause, cooldown, max per call, de-dup) that hold them back.
-
-Bookkeeping that gates a firing is updated synchronously before the first `await`, so two
-signals arriving together cannot both slip through a cooldown."""
+threshold hold (learned thresholds and shadow candidates included), and the guardrails that
+hold them back (switches.py)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from callcue.decide.actions.record import ActionRecord
-from callcue.decide.conditions import EvalContext, evaluate, evaluate_value, signal_view
+from callcue.decide.anomalies import Anomaly, AnomalyMonitor
+from callcue.decide.conditions import EvalContext, evaluate, signal_view
 from callcue.decide.lifecycle import Lifecycle
-from callcue.decide.playbooks import Playbook
-from callcue.decide.state import AuditUnavailable, CallInfo, _CallState, template_values
+from callcue.decide.playbooks import Playbook, PlaybookSet
+from callcue.decide.records import ActionBook
+from callcue.decide.state import AuditUnavailable, CallInfo, template_values
+from callcue.decide.switches import Switches
+from callcue.decide.trail import DecisionTrail
 from callcue.events import Signal, new_id
 
 log = logging.getLogger(__name__)
 
 
-class Gating(Lifecycle):
-    if TYPE_CHECKING:  # provided by DecisionEngine (engine.py), which this mixin is part of
-        def _call(self, info: CallInfo) -> _CallState: ...
+class Gating:
+    def __init__(self, playbooks: PlaybookSet, switches: Switches, book: ActionBook, trail: DecisionTrail,
+                 lifecycle: Lifecycle, anomalies: AnomalyMonitor, on_anomaly: Callable[[Anomaly], Awaitable[None]],
+                 clock: Callable[[], float], learning: Any = None) -> None:  # fmt: skip
+        """`learning` (a `callcue.learning.store.Learning`, optional) supplies the active
+        confidence threshold per playbook and shadow candidates to evaluate silently."""
+        self.playbooks = playbooks
+        self.switches = switches
+        self.book = book
+        self.trail = trail
+        self.lifecycle = lifecycle
+        self.anomalies = anomalies
+        self.on_anomaly = on_anomaly
+        self.clock = clock
+        self.learning = learning
+        self._shadow_cache: dict[str, tuple[float, list[tuple[int, float]]]] = {}
+
+    def refresh_shadows(self, playbook_id: str) -> None:
+        """Re-read shadow candidates on the next signal (after a human started or ended one)."""
+        self._shadow_cache.pop(playbook_id, None)
 
     # ------------------------------------------------------------------ signals
     async def on_signal(self, call: CallInfo, signal: Signal) -> list[ActionRecord]:
@@ -34,7 +54,7 @@ class Gating(Lifecycle):
             raise ValueError(f"signal for call {signal.call_id!r} handed in with call {call.call_id!r}")
         # the only awaits before the decision: learned thresholds (cached after the first look-up)
         thresholds = await self._thresholds(signal) if not signal.retracted else {}
-        st = self._call(call)
+        st = self.switches.call(call)
         now = self.clock()
         secs = now - (st.info.started_at or now)
         if signal.evidence is not None:
@@ -48,7 +68,7 @@ class Gating(Lifecycle):
         firings: list[tuple[Playbook, list[ActionRecord], dict[str, Any]]] = []
         shadow: list[tuple[Playbook, int, bool, list[ActionRecord] | None]] = []
         if signal.retracted:
-            for rec in self.actions(call_id=call.call_id):
+            for rec in self.book.select(call_id=call.call_id):
                 if signal.signal_id in rec.signal_ids and rec.state in ("pending_approval", "suggested", "proposed"):
                     firings.append((self.playbooks.get(rec.playbook_id) if rec.playbook_id in self.playbooks
                                     else None, [rec], {"retract": True}))  # type: ignore[arg-type]  # fmt: skip
@@ -72,7 +92,7 @@ class Gating(Lifecycle):
                     why = {"playbook_id": pb.id, "playbook_version": pb.version, "when": pb.when, "seen": out.seen,
                            "signal_id": signal.signal_id, "min_confidence": thr, "threshold_source": source}  # fmt: skip
                     entries.append(("playbook_matched", why))
-                    reason = self._suppressed(pb, st, ctx, now)
+                    reason = self.switches.suppressed(pb, st, ctx, now)
                     if reason:
                         entries.append(("suppressed", {"playbook_id": pb.id, "playbook_version": pb.version,
                                                        "reason": reason}))  # fmt: skip
@@ -84,24 +104,24 @@ class Gating(Lifecycle):
         try:
             for kind, payload in entries:
                 pid = payload.get("playbook_id")
-                await self._audit(kind, call_id=call.call_id, agent_id=call.agent_id, playbook_id=pid,
+                await self.trail(kind, call_id=call.call_id, agent_id=call.agent_id, playbook_id=pid,
                                   playbook_version=payload.get("playbook_version"), payload=payload)  # fmt: skip
         except AuditUnavailable:
             # the decision was not recorded, so it was not taken: its firings never existed
             for _pb, recs, why in firings:
                 if not why.get("retract"):
-                    self._drop_firing(recs)
+                    self.book.drop(recs)
             raise
         created: list[ActionRecord] = []
         for pb, recs, why in firings:
             if why.get("retract"):
                 if recs[0].state in ("pending_approval", "suggested", "proposed"):
-                    await self._transition(recs[0], "cancelled", "system", reason="signal_retracted")
+                    await self.lifecycle.transition(recs[0], "cancelled", "system", reason="signal_retracted")
                 continue
-            await self._launch(pb, recs, why)
+            await self.lifecycle.launch(pb, recs, why)
             created.extend(recs)
             for a in self.anomalies.record_fire(pb.id):
-                await self._anomaly(a)
+                await self.on_anomaly(a)
         for pb, version, would_fire, fired in shadow:
             hint_id = next((r.hint_id for r in fired or [] if r.hint_id), None)
             try:
@@ -143,36 +163,6 @@ class Gating(Lifecycle):
             self._shadow_cache[playbook_id] = hit
         return hit[1]
 
-    def _suppressed(self, pb: Playbook, st: _CallState, ctx: EvalContext, now: float) -> str | None:
-        """Gate and *reserve* in one synchronous step (see module docstring)."""
-        if pb.id in self._paused:
-            return "paused_globally"
-        if pb.id in st.paused:
-            return "paused_for_call"
-        last = st.last_fired.get(pb.id)
-        if last is not None and now - last < pb.cooldown_s:
-            return f"cooldown ({now - last:.1f}s of {pb.cooldown_s:g}s)"
-        if pb.max_per_call is not None and st.fired.get(pb.id, 0) >= pb.max_per_call:
-            return f"max_per_call ({pb.max_per_call}) reached"
-        key: str | None = None
-        if pb.dedupe is not None:
-            try:
-                key = repr(evaluate_value(pb.dedupe, ctx))
-            except Exception as e:
-                key = f"<error {type(e).__name__}>"
-            if key in st.dedupe.setdefault(pb.id, set()):
-                return f"duplicate (key {key})"
-        st.last_fired[pb.id] = now
-        st.fired[pb.id] = st.fired.get(pb.id, 0) + 1
-        if key is not None:
-            st.dedupe[pb.id].add(key)
-        return None
-
-    def _drop_firing(self, recs: list[ActionRecord]) -> None:
-        for r in recs:
-            self._actions.pop(r.action_id, None)
-            self._firings.pop(r.firing_id, None)
-
     def _new_firing(self, pb: Playbook, call: CallInfo, signal: Signal, view: dict[str, Any],
                     call_view: dict[str, Any]) -> list[ActionRecord]:  # fmt: skip
         fid = new_id("fire")
@@ -181,8 +171,5 @@ class Gating(Lifecycle):
                              playbook_id=pb.id, playbook_version=pb.version, autonomy=pb.autonomy, spec=spec,
                              values=values, signal_ids=[signal.signal_id], firing_id=fid)
                 for spec in pb.actions]  # fmt: skip
-        for r in recs:
-            self._actions[r.action_id] = r
-        self._firings[fid] = [r.action_id for r in recs]
+        self.book.add(recs)
         return recs
-

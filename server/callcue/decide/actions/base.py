@@ -64,6 +64,11 @@ class ActionKind(ABC):
     async def run(self, rec: ActionRecord, ports: ActionPorts) -> dict[str, Any]:
         """Perform the action; the returned dict is recorded as its result."""
 
+    def card(self, rec: ActionRecord) -> Hint | None:
+        """The card the agent will be shown, built before `run` so that its `hint_shown`
+        audit entry is written before it can reach a screen (None: this kind shows none)."""
+        return None
+
     async def undo(self, rec: ActionRecord, ports: ActionPorts) -> dict[str, Any]:
         raise NotUndoable(f"action {rec.action_id} ({rec.kind}) has no undo")
 

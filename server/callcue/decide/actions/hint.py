@@ -43,9 +43,12 @@ class HintKind(ActionKind):
     spec = HintAction
     presents_to_agent = True
 
-    async def run(self, rec: ActionRecord, ports: ActionPorts) -> dict[str, Any]:
+    def card(self, rec: ActionRecord) -> Hint:
         assert isinstance(rec.spec, HintAction)
-        hint = build_hint(rec, rec.spec, audio_received_at=float(rec.values.get("audio_received_at", 0.0)))
+        return build_hint(rec, rec.spec, audio_received_at=float(rec.values.get("audio_received_at", 0.0)))
+
+    async def run(self, rec: ActionRecord, ports: ActionPorts) -> dict[str, Any]:
+        hint = rec.shown or self.card(rec)
         rec.hint_id = hint.hint_id
         rec.shown = hint
         if ports.publish_hint is not None:
