@@ -473,14 +473,14 @@ async def test_pause_recording_asks_genesys_to_pause(tmp_path: Path) -> None:
             await ah.audio(b"\xff" * 800)
             calls = app.state.runtime.get().calls
             for _ in range(50):
-                if calls.remotes.get(conv):
+                if calls.streams.remotes.get(conv):
                     break
                 await asyncio.sleep(0.05)
-            assert calls.remote(conv, "pause") == 1
+            assert calls.streams.remote(conv, "pause") == 1
             await ah.audio(b"\xff" * 800)  # the next frame carries the server's pause back
             assert (await ah.expect("pause"))["parameters"] == {}
             await ah.send("paused")
-            assert calls.remote(conv, "resume") == 1
+            assert calls.streams.remote(conv, "resume") == 1
             await ah.ping()
             await ah.expect("resume")
             ah.samples += 8000
@@ -489,10 +489,10 @@ async def test_pause_recording_asks_genesys_to_pause(tmp_path: Path) -> None:
             await ah.close("end")
             assert ah.protocol_errors == []
         for _ in range(200):  # detached once the call's stop (after `closed` went out) is done
-            if conv not in calls.remotes:
+            if conv not in calls.streams.remotes:
                 break
             await asyncio.sleep(0.05)
-        assert conv not in calls.remotes
+        assert conv not in calls.streams.remotes
 
 
 def test_positions_as_javascript_prints_them() -> None:

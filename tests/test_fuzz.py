@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -164,8 +165,8 @@ def test_agent_and_supervisor_handlers_answer_every_message(tmp_path: Path, loop
     from callcue.egress.hub import Hub, Subscriber
     from callcue.egress.supervisor_api import SupervisorCommands
     from callcue.learning.store import Learning
-    from callcue.pipeline.manager import CallManager
     from callcue.pipeline.sink import Sink
+    from callcue.pipeline.streams import CallStreams
     from callcue.store.calls import CallStore
     from callcue.store.db import Database
 
@@ -179,11 +180,12 @@ def test_agent_and_supervisor_handlers_answer_every_message(tmp_path: Path, loop
         await learning.init()
         hub = Hub()
         sink = Sink(store, audit, hub)
-        engine = DecisionEngine(PlaybookSet.load(REPO_CONFIG_DIR / "playbooks"), sink,
-                                ActionDispatcher(publish_to_agent=sink.to_call, publish_to_supervisors=sink.to_supervisors),
-                                learning=learning)  # fmt: skip
+        streams = CallStreams(sink)
+        engine = DecisionEngine(PlaybookSet.load(REPO_CONFIG_DIR / "playbooks"), streams,
+                                ActionDispatcher(publish_to_agent=streams.to_call, publish_to_supervisors=streams.to_supervisors),
+                                learning=learning, enter=streams.enter)  # fmt: skip
         cmds = SupervisorCommands(engine, audit, None, learning=learning, writer=sink)
-        calls = CallManager(None)  # type: ignore[arg-type]  # no call starts here
+        calls = SimpleNamespace(calls={}, get=lambda call_id: None)  # no call starts here: an empty registry
         gw = AgentGateway(Authenticator(load_settings().auth), hub, CallAccess(calls, store, sink, engine),
                           sink.rejection, cmds.handle_supervisor_message)  # fmt: skip
         subs = [Subscriber(Principal("agent-1", "agent")), Subscriber(Principal("sup", "supervisor"))]

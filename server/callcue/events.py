@@ -129,3 +129,23 @@ class Hint:
         d = asdict(self)
         d["type"] = "hint"
         return d
+
+
+@dataclass(slots=True)
+class AuditIntent:
+    """An audit entry a decision needs written before its next step: it travels down the
+    call's stream to the Sink, which writes it (and raises if it cannot: fail closed)."""
+
+    call_id: str | None
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CallEvent:
+    """An event for whoever watches a call (`audience` "call": its agent and supervisors) or
+    for supervisors only (approval requests, action updates, alerts)."""
+
+    call_id: str | None
+    event: dict[str, Any]
+    audience: str = "call"

@@ -42,9 +42,10 @@ from callcue.learning.store import Learning
 from callcue.pipeline.deps import PipelineDeps
 from callcue.pipeline.load import load_report
 from callcue.pipeline.manager import CallManager
-from callcue.pipeline.post_call import PostCallQA
 from callcue.pipeline.sink import Sink
+from callcue.pipeline.streams import CallStreams
 from callcue.qa.card import load_cards
+from callcue.qa.post_call import PostCallQA
 from callcue.store.calls import CallStore
 from callcue.store.db import Database
 from callcue.transports.webrtc import WebRTCSessions
@@ -99,25 +100,22 @@ class Runtime:
 
 async def assemble(settings: Settings) -> Runtime:
     """Everything a server runs, from `settings`; on failure what was opened is closed."""
-    cores = os.cpu_count() or 2
-    asr_pool = ThreadPoolExecutor(settings.asr.threads or cores, thread_name_prefix="asr")
-    detect_pool = ThreadPoolExecutor(cores, thread_name_prefix="detect")
+    detect_pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="detect")
     opened: list[Any] = []
     try:
-        return await _assemble(settings, asr_pool, detect_pool, opened)
+        return await _assemble(settings, detect_pool, opened)
     except BaseException:
         for closer in reversed(opened):
             try:
                 await closer()
             except Exception:
                 log.exception("cleanup after a failed start-up failed")
-        asr_pool.shutdown(wait=False, cancel_futures=True)
         detect_pool.shutdown(wait=False, cancel_futures=True)
         raise
 
 
-async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_pool: ThreadPoolExecutor,
-                    opened: list[Any]) -> Runtime:  # fmt: skip
+async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened: list[Any]) -> Runtime:
+    """Read top to bottom: each part is made once, from the parts above it."""
     loop = asyncio.get_running_loop()
     url = settings.storage.url
     if url.startswith("sqlite:///"):
@@ -134,16 +132,16 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
     hub = Hub()
     sink = Sink(store, audit, hub)
 
-    asr, asr_note = await loop.run_in_executor(asr_pool, load_engine, settings.asr)
-    wanted = int(getattr(asr, "stream_threads", 0) or 0)
-    if wanted > (settings.asr.threads or os.cpu_count() or 2):  # Whisper: channels queue on its batcher, not on threads
-        asr_pool.shutdown(wait=False)
-        asr_pool = ThreadPoolExecutor(wanted, thread_name_prefix="asr")
+    asr, asr_note = await loop.run_in_executor(detect_pool, load_engine, settings.asr)
+    # the channels' pool, sized once the engine says how many streams wait on it at once
+    # (Whisper and Moonshine: channels queue on their decode queue, not on threads)
+    asr_pool = ThreadPoolExecutor(max(settings.asr.threads or os.cpu_count() or 2, asr.stream_threads),
+                                  thread_name_prefix="asr")  # fmt: skip
 
-        async def _stop_stream_pool(pool: ThreadPoolExecutor = asr_pool) -> None:
-            pool.shutdown(wait=False, cancel_futures=True)
+    async def _stop_asr_pool() -> None:
+        asr_pool.shutdown(wait=False, cancel_futures=True)
 
-        opened.append(_stop_stream_pool)
+    opened.append(_stop_asr_pool)
     asr = with_injected_faults(asr)  # off unless the fault benchmark turns it on
     log.info("ASR engine ready: %s", asr_note)
     understanding = await build_understanding(settings, detect_pool)
@@ -154,21 +152,22 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
         log.info("escalation", extra={"call_id": call_id, "queue": target.get("queue"), "role": target.get("role")})
         return {"notified": "supervisors"}
 
-    live: dict[str, CallManager] = {}  # set below, once the call manager exists
+    # each live call's stream: where the decision engine's steps enter and its output leaves
+    streams = CallStreams(sink)
 
     async def call_control(call_id: str, control: str) -> dict[str, Any]:
         out: dict[str, Any] = {"applied": control}
         if control.endswith("_transcript_storage") or control.endswith("_recording"):
             sink.pause_storage(call_id, control.startswith("pause_"))
-        if control in ("pause_recording", "resume_recording") and "calls" in live:
+        if control in ("pause_recording", "resume_recording"):
             # a platform that can stop sending audio (AudioHook) is asked to: nothing of what
             # is said meanwhile reaches CallCue at all
-            out["platform_sessions"] = live["calls"].remote(call_id, control.split("_")[0])
+            out["platform_sessions"] = streams.remote(call_id, control.split("_")[0])
         return out
 
-    dispatcher = ActionDispatcher(publish_to_agent=sink.to_call, publish_to_supervisors=sink.to_supervisors,
-                                  publish_hint=sink.publish_hint, escalate=escalate, call_control=call_control)  # fmt: skip
-    engine = DecisionEngine(playbooks, sink, dispatcher, learning=learning)
+    dispatcher = ActionDispatcher(publish_to_agent=streams.to_call, publish_to_supervisors=streams.to_supervisors,
+                                  publish_hint=streams.hint, escalate=escalate, call_control=call_control)  # fmt: skip
+    engine = DecisionEngine(playbooks, streams, dispatcher, learning=learning, enter=streams.enter)
     opened.append(engine.close)
     await engine.restore()
 
@@ -189,11 +188,10 @@ async def _assemble(settings: Settings, asr_pool: ThreadPoolExecutor, detect_poo
     deps = PipelineDeps(
         asr=asr, asr_pool=asr_pool, detect_pool=detect_pool, vad=settings.vad, pipeline=settings.pipeline,
         max_calls=settings.server.max_calls, detectors=understanding.detectors, sink=sink,
-        redactor_factory=understanding.redactor_factory, decider=PlaybookDecider(engine, fallback),
+        redactor_factory=understanding.redactor_factory, decider=PlaybookDecider(engine, fallback), streams=streams,
     )  # fmt: skip
     calls = CallManager(deps, reconnect_grace_s=settings.platforms.reconnect_grace_s)
-    live["calls"] = calls
-    sink.final_listeners.append(calls.on_final)
+    sink.final_listeners.append(streams.on_final)
     access = CallAccess(calls, store, sink, engine)
     auth = Authenticator(settings.auth)
     failures = FailureLimiter(settings.auth.max_failures_per_minute)

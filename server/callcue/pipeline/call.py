@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from callcue import metrics
@@ -27,12 +29,19 @@ from callcue.pipeline.stages import (
     SinkProcessor,
     UrgencyProcessor,
 )
+from callcue.pipeline.streams import in_stream, outside_streams, run_step
 from callcue.platforms.base import CallStart
 from callcue.understand.base import AudioFrame, CallContext
 
 log = logging.getLogger(__name__)
 
 _DONE = object()
+
+
+@dataclass(slots=True)
+class _Step:
+    step: Callable[[], Awaitable[Any]]
+    done: asyncio.Future[Any]
 
 
 class Call:
@@ -62,7 +71,7 @@ class Call:
         self.pipeline = Pipeline([
             RedactProcessor(deps.redactor_factory(start.call_id) if deps.redactor_factory else None),
             DetectProcessor(deps.detectors, self.ctx, deps.detect_pool, deps.pipeline.history_finals),
-            DecideProcessor(deps.decider, self.info_for_decisions),
+            DecideProcessor(deps.decider, self.info_for_decisions, self._tail),
             UrgencyProcessor(self._mark_urgent, self._clear_urgent),
             DigitsExpectedProcessor(self._expect_digits, self._clear_digits),
             SinkProcessor(deps.sink),
@@ -73,7 +82,11 @@ class Call:
             ch: self._channel(ch, start.encoding, start.sample_rate, base, done.get(ch, (0.0, 0))[1])
             for ch in start.channels
         }
-        self._task = asyncio.create_task(self._understand_loop(), name=f"understand-{self.call_id}")
+        self._decide_at = self.pipeline.index("decide")
+        self._task = asyncio.create_task(self._understand_loop(), name=f"understand-{self.call_id}",
+                                         context=outside_streams())  # fmt: skip
+        if deps.streams is not None:
+            deps.streams.opened(self.call_id, self)
         self._ticker = asyncio.create_task(self._tick_loop(), name=f"tick-{self.call_id}")
         for chp in self.channels.values():
             chp.start()
@@ -194,10 +207,34 @@ class Call:
             for sig in signals or ():
                 self._loop.call_soon_threadsafe(self.push, sig)
 
+    async def _tail(self, item: object) -> None:
+        """What a decision produced, down the stages after the decide stage to the Sink."""
+        await self.pipeline.push_from(self._decide_at + 1, item)
+
+    async def enter(self, step: Callable[[], Awaitable[Any]]) -> Any:
+        """A decision step from outside (a supervisor's command, an approval deadline), run
+        in this call's stream after what is queued before it; returns its result."""
+        if self._task.done():
+            return await step()
+        done: asyncio.Future[Any] = self._loop.create_future()
+        await self._queue.put(_Step(step, done))
+        await asyncio.wait({done, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if not done.done():  # the stream ended before its turn came
+            return await step()
+        return done.result()
+
     async def _understand_loop(self) -> None:
+        in_stream(self.call_id, self._tail)
         while True:
             item = await self._queue.get()
+            if isinstance(item, _Step):
+                await run_step(item.step, item.done)
+                continue
             if item is _DONE:
+                while not self._queue.empty():  # steps entered while the call was ending
+                    late = self._queue.get_nowait()
+                    if isinstance(late, _Step):
+                        await run_step(late.step, late.done)
                 return
             if isinstance(item, Transcript):
                 self._latest_audio = item.audio_received_at
@@ -243,5 +280,7 @@ class Call:
         await self._task
         await self._judge_at_end()
         await self.pipeline.close()
+        if self.deps.streams is not None:
+            self.deps.streams.closed(self.call_id, self)
         log.info("call ended", extra={"call_id": self.call_id, "reason": reason,
                                       "audio_s": round(self.call_time, 2)})

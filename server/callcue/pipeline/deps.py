@@ -14,8 +14,9 @@ from typing import Protocol
 from callcue.asr.base import AsrEngine
 from callcue.config import PipelineConfig, VadConfig
 from callcue.decide.state import CallInfo
-from callcue.events import Hint, Signal, Transcript
+from callcue.events import AuditIntent, Hint, Signal, Transcript
 from callcue.pipeline.sink import Sink
+from callcue.pipeline.streams import CallStreams
 from callcue.understand.base import Detector
 
 
@@ -25,10 +26,11 @@ class Redactor(Protocol):
 
 
 class Decider(Protocol):
-    """Turns a signal into hints for the Sink (playbook output goes out through the engine's
-    ports, which are the Sink's too)."""
+    """Turns a signal into what flows on to the Sink: a playbook's output is emitted into the
+    call's stream as it happens (pipeline/streams.py); the returned items (a fallback hint
+    after its audit intent) flow on after it."""
 
-    async def decide(self, call: CallInfo, signal: Signal) -> list[Hint]: ...
+    async def decide(self, call: CallInfo, signal: Signal) -> list[AuditIntent | Hint]: ...
     async def call_ended(self, call_id: str) -> None: ...
 
 
@@ -44,3 +46,5 @@ class PipelineDeps:
     sink: Sink
     redactor_factory: Callable[[str], Redactor] | None = None
     decider: Decider | None = None
+    #: where a call's decisions enter and leave; each call registers its stream here
+    streams: CallStreams | None = None

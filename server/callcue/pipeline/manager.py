@@ -14,7 +14,8 @@ from callcue.audio.codecs import silence
 from callcue.events import Channel, Transcript
 from callcue.pipeline.call import Call
 from callcue.pipeline.deps import PipelineDeps
-from callcue.platforms.base import CallStart, ProtocolError
+from callcue.pipeline.streams import CallStreams
+from callcue.platforms.base import CallStart, ProtocolError, TakesControl
 
 log = logging.getLogger(__name__)
 
@@ -73,36 +74,17 @@ class CallManager:
         self.handover_wait_s = 3.0
         #: cluster mode: awaited before a call is opened here, so a node still holding it lets go first
         self.claim: Callable[[str], Awaitable[None]] | None = None
-        #: per call, the platform sessions that can be asked to stop and restart sending audio
-        #: (AudioHook `pause`/`resume`): how a `pause_recording` reaches the platform
-        self.remotes: dict[str, list[object]] = {}
+        if deps.streams is None:  # a manager built alone (tests, tools): its calls' own streams
+            self.deps = dataclasses.replace(deps, streams=CallStreams(deps.sink))
+        assert self.deps.streams is not None
+        #: each live call's stream (decision steps in, output out) and its platform sessions
+        self.streams: CallStreams = self.deps.streams
 
-    def attach_remote(self, call_id: str, remote: object) -> None:
-        self.remotes.setdefault(call_id, []).append(remote)
+    def attach_remote(self, call_id: str, remote: TakesControl) -> None:
+        self.streams.attach_remote(call_id, remote)
 
-    def detach_remote(self, call_id: str, remote: object) -> None:
-        held = self.remotes.get(call_id, [])
-        if remote in held:
-            held.remove(remote)
-        if not held:
-            self.remotes.pop(call_id, None)
-
-    def on_final(self, t: object) -> None:
-        """A final transcript (masked) to the call's platform sessions that take them back."""
-        for r in self.remotes.get(getattr(t, "call_id", ""), []):
-            fn = getattr(r, "transcript", None)
-            if callable(fn):
-                fn(t)
-
-    def remote(self, call_id: str, control: str) -> int:
-        """Ask the call's platform sessions to `pause` or `resume` sending audio; how many could."""
-        n = 0
-        for r in self.remotes.get(call_id, []):
-            fn = getattr(r, control, None)
-            if callable(fn):
-                fn()
-                n += 1
-        return n
+    def detach_remote(self, call_id: str, remote: TakesControl) -> None:
+        self.streams.detach_remote(call_id, remote)
 
     async def start(self, start: CallStart) -> Call | Leg:
         patience = time.monotonic() + self.handover_wait_s

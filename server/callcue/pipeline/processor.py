@@ -33,16 +33,26 @@ class Pipeline:
         self.processors = list(processors)
 
     async def push(self, item: object) -> None:
-        await self._run(0, item)
+        await self._run(0, item, strict=False)
 
-    async def _run(self, idx: int, item: object) -> None:
+    def index(self, name: str) -> int:
+        return next(i for i, p in enumerate(self.processors) if p.name == name)
+
+    async def push_from(self, idx: int, item: object) -> None:
+        """Run an item from the processor at `idx` on, raising what a processor raised: a
+        decision emitting an audit intent must learn that the Sink could not write it."""
+        await self._run(idx, item, strict=True)
+
+    async def _run(self, idx: int, item: object, strict: bool) -> None:
         if idx >= len(self.processors):
             return
         proc = self.processors[idx]
         try:
             async for out in proc.process(item):
-                await self._run(idx + 1, out)
+                await self._run(idx + 1, out, strict)
         except Exception:
+            if strict:
+                raise
             # one faulty processor must not take the call (or the server) down with it
             log.exception("processor %s failed on %s", proc.name, type(item).__name__)
 

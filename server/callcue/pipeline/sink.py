@@ -2,9 +2,9 @@
 events fanned out to agent desktops and supervisor consoles.
 
 Why one place: "what the agent was shown", "what was stored" and "what the audit trail says"
-must be the same thing. Every writer of a call (the pipeline's last stage, the decision
-engine's action ports and audit trail, the call manager, the ingress transports, agent
-feedback) is handed this object, and nothing else in the package holds the store or the hub
+must be the same thing. A call's stream ends here (`write`: transcripts, signals, audit
+intents, hints and events, in the order the stream made them); the call manager, the
+ingress transports, agent feedback and post-call QA are handed this object too, and nothing else in the package holds the store or the hub
 for writing; `tests/test_structure.py` checks that from the imports.
 """
 
@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from callcue import metrics
 from callcue.audit.entries import AuditEntry
 from callcue.audit.log import AuditLog
-from callcue.events import Hint, Signal, Transcript
+from callcue.events import AuditIntent, CallEvent, Hint, Signal, Transcript
 from callcue.pipeline.sequencer import Sequencer
 from callcue.platforms.base import CallStart
 from callcue.store.calls import CallStore
@@ -145,14 +145,6 @@ class Sink:
         if h.audio_received_at:
             metrics.STAGE_LATENCY.labels("hint").observe(max(0.0, time.time() - h.audio_received_at))
 
-    async def publish_hint(self, h: Hint) -> None:
-        """The decision engine's hint port (same path as the pipeline's phrase hints)."""
-        await self.hint(h)
-
-    async def to_call(self, call_id: str, event: dict[str, Any]) -> None:
-        """The engine's port for events of a call (call controls, hint retractions)."""
-        self.event(call_id, event)
-
     async def to_supervisors(self, event: dict[str, Any]) -> None:
         """Supervisor events of a live call (approval requests, action updates, alerts) are
         numbered with the call's, so a console opened late is replayed them too."""
@@ -209,17 +201,18 @@ class Sink:
         self._store.pause_storage(call_id, paused)
 
     async def write(self, item: object) -> None:
-        """What the pipeline's last stage hands over, by type."""
+        """The one way out of a call's stream, by type. An audit intent is written before
+        the stream goes on, and a failure raises back to the decision that needed it."""
         if isinstance(item, Transcript):
             await self.transcript(item)
         elif isinstance(item, Signal):
             await self.signal(item)
+        elif isinstance(item, AuditIntent):
+            await self._audit.append(item.kind, **item.fields)
         elif isinstance(item, Hint):
-            await self.fallback_hint(item)
-
-    async def fallback_hint(self, h: Hint) -> None:
-        """A hint no playbook raised (a phrase rule's own): audited before it is stored and
-        shown, so even the fallback is never on a screen without its audit entry."""
-        await self._audit.append("hint_shown", call_id=h.call_id, agent_id=self._agents.get(h.call_id),
-                                 playbook_id=h.source, payload=h.audit_fields())
-        await self.hint(h)
+            await self.hint(item)
+        elif isinstance(item, CallEvent):
+            if item.audience == "supervisors":
+                await self.to_supervisors(item.event)
+            elif item.call_id is not None:
+                self.event(item.call_id, item.event)

@@ -14,8 +14,9 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor
+from typing import Any
 
 from callcue import metrics
 from callcue.decide.state import CallInfo
@@ -24,6 +25,7 @@ from callcue.pipeline.deps import Decider, Redactor
 from callcue.pipeline.processor import Processor
 from callcue.pipeline.sentence_views import SegmentSignals, SentenceViews, back_to_segment, is_boundary
 from callcue.pipeline.sink import Sink
+from callcue.pipeline.streams import deciding
 from callcue.understand.base import CallContext, Detector
 
 log = logging.getLogger(__name__)
@@ -127,19 +129,27 @@ class DetectProcessor(Processor):
 
 
 class DecideProcessor(Processor):
-    """Signals to the decider; the hints it returns flow on to the Sink like everything else."""
+    """Signals to the decider. What a decision produces (audit intents, hints, events) goes
+    down the rest of this call's pipeline through `emit`, raising if the Sink refused it, so
+    a hint whose audit intent was refused is never shown."""
 
     name = "decide"
 
-    def __init__(self, decider: Decider | None, call: CallInfo) -> None:
+    def __init__(self, decider: Decider | None, call: CallInfo, emit: Callable[[object], Awaitable[None]]) -> None:
         self.decider = decider
         self.call = call
+        self.emit = emit
 
     async def process(self, item: object) -> AsyncIterator[object]:
         yield item
         if isinstance(item, Signal) and self.decider is not None:
-            for out in await self.decider.decide(self.call, item):
-                yield out
+            for out in await self._decide(self.decider, item):
+                await self.emit(out)
+
+    async def _decide(self, decider: Decider, signal: Signal) -> list[Any]:
+        # no yield inside: the context variable is set and reset in this one coroutine
+        with deciding(self.call.call_id, self.emit):
+            return list(await decider.decide(self.call, signal))
 
 
 class UrgencyProcessor(Processor):
