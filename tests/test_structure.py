@@ -21,11 +21,12 @@ from typing import Any, ClassVar, Literal
 
 import pytest
 
+from callcue.config import PlatformLimits
 from callcue.decide.actions.base import ActionKind, ActionPorts, ActionSpec
 from callcue.decide.actions.kinds import ACTION_KINDS
 from callcue.decide.actions.record import ActionRecord
 from callcue.events import Evidence, Signal, Transcript, Word
-from callcue.platforms.base import CallStart
+from callcue.platforms.base import AudioIn, CallStart, CallStop, Platform, ProtocolError
 from callcue.understand.base import CallContext, Detector
 from callcue.understand.detectors import DETECTORS
 from callcue.understand.registry import DetectorOrderError, order_detectors
@@ -274,3 +275,61 @@ async def test_the_hint_shown_its_row_and_its_audit_entry_are_one_event(tmp_path
         assert set(rows) == set(audited) == {h["hint_id"] for h in shown}
     finally:
         await rt.close()
+
+
+# ------------------------------------------------------------------ a toy platform: one module, one registration
+
+class EchoConfig(PlatformLimits):
+    """The toy platform's own section: `[platforms.echo] greeting = ...`."""
+
+    greeting: str = "hello"
+
+
+class EchoProtocol:
+    def __init__(self, max_bytes: int, cfg: EchoConfig) -> None:
+        self.max_bytes, self.cfg, self.call_id = max_bytes, cfg, None
+        self.out: list[str | bytes] = []
+
+    def receive_text(self, text: str) -> list[Any]:
+        if not text.startswith("start ") or self.call_id:
+            raise ProtocolError(1008, "expected one 'start <id>'")
+        self.call_id = text[6:]
+        self.out.append(self.cfg.greeting)
+        return [CallStart(self.call_id, "L16", 8000, ("customer",))]
+
+    def receive_bytes(self, data: bytes) -> list[Any]:
+        if self.call_id is None or len(data) > self.max_bytes:
+            raise ProtocolError(1008, "audio before start, or too big")
+        return [AudioIn(self.call_id, "customer", data)]
+
+    def receive_eof(self) -> list[Any]:
+        return [CallStop(self.call_id, "disconnected")] if self.call_id else []
+
+    def data_to_send(self) -> list[str | bytes]:
+        out, self.out = self.out, []
+        return out
+
+
+ECHO = Platform("echo", "/ws/echo", lambda max_bytes, cfg, handshake: EchoProtocol(max_bytes, cfg), config_model=EchoConfig)
+
+
+def test_a_toy_platform_with_its_own_config_section_is_served(tmp_path: Path) -> None:
+    from serverkit import make_settings
+    from starlette.testclient import TestClient
+
+    from callcue.app import create_app
+    from callcue.platforms.registry import PLATFORMS, register
+
+    with pytest.raises(ValueError, match=r"\[platforms.echo\] names no registered platform"):
+        create_app(make_settings(tmp_path / "a", platforms={"echo": {"greeting": "hi there"}}))
+    register(ECHO)
+    try:
+        with pytest.raises(ValueError, match=r"(?s)\[platforms.echo\]: .*greting"):
+            create_app(make_settings(tmp_path / "b", platforms={"echo": {"greting": "typo"}}))
+        app = create_app(make_settings(tmp_path / "c", platforms={"echo": {"greeting": "hi there"}}))
+        with TestClient(app) as client, client.websocket_connect("/ws/echo") as ws:
+            ws.send_text("start echo-1")
+            assert ws.receive_text() == "hi there"
+            ws.send_bytes(b"\0" * 320)
+    finally:
+        PLATFORMS.pop("echo", None)

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -26,10 +26,11 @@ from callcue.auth import Principal, bearer_token, token_matches
 from callcue.config import Settings
 from callcue.egress.agent_ws import agent_endpoint
 from callcue.egress.analytics_api import ROUTES as ANALYTICS_ROUTES
+from callcue.egress.qa_api import ROUTES as QA_ROUTES
 from callcue.egress.supervisor_api import supervisor_routes
 from callcue.pipeline.load import load_report
 from callcue.platforms.base import Platform
-from callcue.platforms.registry import PLATFORMS
+from callcue.platforms.registry import PLATFORMS, check_sections, platform_config
 from callcue.transports.session import IngressPolicy, StreamCounter
 from callcue.transports.tcp import serve_tcp
 from callcue.transports.webrtc_http import webrtc_mount
@@ -63,7 +64,7 @@ def _policy(rt: Runtime, platform: Platform, cfg: Any, streams: StreamCounter) -
 
 def _ingress(slot: RuntimeSlot, platform: Platform, settings: Settings,
              streams: StreamCounter) -> Callable[[WebSocket], Awaitable[None]]:  # fmt: skip
-    cfg = getattr(settings.platforms, platform.name, None)
+    cfg = platform_config(settings.platforms, platform)
 
     async def endpoint(ws: WebSocket) -> None:
         rt = slot.get()
@@ -76,27 +77,35 @@ def _ingress(slot: RuntimeSlot, platform: Platform, settings: Settings,
 
 async def _tcp_listener(rt: Runtime, platform: Platform, streams: StreamCounter) -> asyncio.Server:
     """Raw-TCP platforms listen on their own host:port from their config section."""
-    cfg = getattr(rt.settings.platforms, platform.name)
+    cfg = platform_config(rt.settings.platforms, platform)
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await serve_tcp(reader, writer, _policy(rt, platform, cfg, streams), rt.calls, rt.sink.rejection)
 
     try:
-        srv = await asyncio.start_server(on_connect, cfg.host, cfg.port)
+        host, port = cast(_Listens, cfg).host, cast(_Listens, cfg).port
+        srv = await asyncio.start_server(on_connect, host, port)
     except OSError as e:
-        raise OSError(e.errno, f"{platform.name} cannot listen on {cfg.host}:{cfg.port}: {e.strerror} "
+        raise OSError(e.errno, f"{platform.name} cannot listen on {host}:{port}: {e.strerror} "
                                f"(set [platforms.{platform.name}] port, or stop what holds it)") from None  # fmt: skip
-    port = srv.sockets[0].getsockname()[1] if srv.sockets else cfg.port  # port 0: the one the OS chose
-    log.info("%s listening on %s:%s", platform.name, cfg.host, port)
+    port = srv.sockets[0].getsockname()[1] if srv.sockets else port  # port 0: the one the OS chose
+    log.info("%s listening on %s:%s", platform.name, host, port)
     return srv
 
 
+class _Listens(Protocol):
+    """What a raw-TCP platform's section has besides the limits (AudioSocket's does)."""
+
+    host: str
+    port: int
+
+
 def _enabled(settings: Settings, platform: Platform) -> bool:
-    cfg = getattr(settings.platforms, platform.name, None)
-    return cfg is None or bool(getattr(cfg, "enabled", True))
+    return platform_config(settings.platforms, platform).enabled
 
 
 def create_app(settings: Settings) -> Starlette:
+    check_sections(settings.platforms)
     slot = RuntimeSlot()
     streams = StreamCounter()  # open streams per platform, for each platform's max_streams
 
@@ -167,7 +176,7 @@ def create_app(settings: Settings) -> Starlette:
         import json
 
         from callcue.clients.ingest import post_call_results
-        from callcue.clients.text_channel import (
+        from callcue.transports.text_thread import (
             TextInteractionError,
             run_text_interaction,
         )
@@ -209,7 +218,7 @@ def create_app(settings: Settings) -> Starlette:
         *[WebSocketRoute(p.path, _ingress(slot, p, settings, streams)) for p in PLATFORMS.values()
           if p.transport == "websocket" and _enabled(settings, p)],
         WebSocketRoute("/ws/agent", agent_endpoint(lambda: slot.get().agents)),
-        *supervisor_routes(supervisor, ANALYTICS_ROUTES),
+        *supervisor_routes(supervisor, (*QA_ROUTES, *ANALYTICS_ROUTES)),
     ]
     if settings.platforms.webrtc.enabled:
         routes.append(webrtc_mount(lambda: slot.get().webrtc, lambda r: authenticate(r, header_only=True),

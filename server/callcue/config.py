@@ -117,7 +117,7 @@ class AuthConfig(_Strict):
     max_failures_per_minute: int = Field(20, ge=1, le=10_000)
 
 
-class _PlatformLimits(_Strict):
+class PlatformLimits(_Strict):
     """What every platform section may set besides its credentials."""
 
     enabled: bool = True
@@ -128,7 +128,7 @@ class _PlatformLimits(_Strict):
     max_frame_bytes: int | None = Field(None, ge=1024, le=16 * 1024 * 1024)
 
 
-class TwilioPlatformConfig(_PlatformLimits):
+class TwilioPlatformConfig(PlatformLimits):
     # X-Twilio-Signature (HMAC-SHA1 of the stream URL) is checked against each account's token
     validate_signature: bool = True
     auth_tokens: list[str] = Field(default_factory=list)
@@ -137,12 +137,12 @@ class TwilioPlatformConfig(_PlatformLimits):
     public_url: str | None = None
 
 
-class NativePlatformConfig(_PlatformLimits):
+class NativePlatformConfig(PlatformLimits):
     # `Authorization: Bearer <token>` on the WebSocket upgrade
     tokens: list[str] = Field(default_factory=list)
 
 
-class AudioSocketPlatformConfig(_PlatformLimits):
+class AudioSocketPlatformConfig(PlatformLimits):
     host: str = "127.0.0.1"
     port: int = Field(9092, ge=0, le=65535)
     # the protocol has no credentials: only these networks may connect
@@ -161,7 +161,7 @@ class AudioSocketPlatformConfig(_PlatformLimits):
         return v
 
 
-class AudioForkPlatformConfig(_PlatformLimits):
+class AudioForkPlatformConfig(PlatformLimits):
     # `?secret=<one of these>` in the fork URL (or Authorization: Bearer)
     secrets: list[str] = Field(default_factory=list)
     # when the metadata frame does not say (mod_audio_fork sends only what it was given)
@@ -176,7 +176,7 @@ class AudioHookApiKey(_Strict):
     client_secret: str = ""
 
 
-class AudioHookPlatformConfig(_PlatformLimits):
+class AudioHookPlatformConfig(PlatformLimits):
     # X-API-KEY values the integration may use, each with its client secret (RFC 9421 signature)
     api_keys: list[AudioHookApiKey] = Field(default_factory=list)
     # a signature's `created` may be this old (the AudioHook profile uses 10 s)
@@ -193,7 +193,7 @@ class AudioHookPlatformConfig(_PlatformLimits):
     public_url: str | None = None
 
 
-class VonagePlatformConfig(_PlatformLimits):
+class VonagePlatformConfig(PlatformLimits):
     # shared secrets: NCCO endpoint `headers: {"secret": ...}`, `?secret=` in its uri, or
     # `authorization: {"type": "custom", "value": "Bearer <secret>"}`
     secrets: list[str] = Field(default_factory=list)
@@ -206,7 +206,7 @@ class VonagePlatformConfig(_PlatformLimits):
     default_channel: Literal["customer", "agent"] = "customer"
 
 
-class WebRTCPlatformConfig(_PlatformLimits):
+class WebRTCPlatformConfig(PlatformLimits):
     # browser pages on these origins may POST /webrtc/offer (CORS); the server's own pages
     # need nothing here
     allowed_origins: list[str] = Field(default_factory=list)
@@ -217,6 +217,13 @@ class WebRTCPlatformConfig(_PlatformLimits):
 
 
 class PlatformsConfig(_Strict):
+    """The built-in platforms' sections are typed here; a platform added as one module (see
+    docs/ARCHITECTURE.md) declares its own section's model on its `Platform`, and its
+    `[platforms.NAME]` table is kept raw here and validated against that model at start-up
+    (`platforms/registry.py: platform_config`), where a table no platform claims is an error."""
+
+    model_config = ConfigDict(extra="allow")
+
     # a platform stream that sends no audio for this long is closed (1008), so idle sockets
     # cannot hold the call cap
     idle_timeout_s: float = Field(15.0, gt=0, le=3600)

@@ -12,10 +12,11 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from callcue import wire
 from callcue.audio.codecs import BYTES_PER_SAMPLE
+from callcue.config import PlatformLimits
 from callcue.events import Channel
 
 Encoding = Literal["L16", "PCMU", "PCMA"]
@@ -197,6 +198,12 @@ class PlatformParser(Protocol):
     def data_to_send(self) -> list[str | bytes]: ...
 
 
+# ---------------------------------------------------------------- optional parser hooks
+# A parser declares a hook by having the method; `ParserHooks.of` finds them once per
+# connection, so the transport dispatches on declared capabilities instead of probing.
+
+
+@runtime_checkable
 class SignalsErrors(Protocol):
     """A parser whose platform has its own error message (AudioHook `disconnect`): a refusal
     from the call side (capacity, a conflicting stream) is answered in the platform's terms
@@ -204,6 +211,47 @@ class SignalsErrors(Protocol):
     stays open for the platform's closing handshake."""
 
     def fail(self, error: ProtocolError) -> bool: ...
+
+
+@runtime_checkable
+class ClosesInTurn(Protocol):
+    """A parser whose platform gets a last reply after the call's final words are flushed
+    (AudioHook `closed`): `finish_close` queues it."""
+
+    def finish_close(self) -> None: ...
+
+
+@runtime_checkable
+class TakesControl(Protocol):
+    """A platform session that can be asked to stop and restart sending audio, and takes
+    the call's finals back (AudioHook `pause`/`resume` and transcript events)."""
+
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def transcript(self, t: Any) -> None: ...
+
+
+@runtime_checkable
+class ContinuesClock(Protocol):
+    """A continued session whose stream clock restarts at 0 where the call's already ran:
+    the transport sets `clock_base` to the call's clock when the session joins."""
+
+    clock_base: float
+
+
+@dataclass(frozen=True, slots=True)
+class ParserHooks:
+    fail: SignalsErrors | None
+    finish_close: ClosesInTurn | None
+    control: TakesControl | None
+    clock: ContinuesClock | None
+
+    @classmethod
+    def of(cls, parser: object) -> ParserHooks:
+        return cls(parser if isinstance(parser, SignalsErrors) else None,
+                   parser if isinstance(parser, ClosesInTurn) else None,
+                   parser if isinstance(parser, TakesControl) else None,
+                   parser if isinstance(parser, ContinuesClock) else None)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,3 +293,6 @@ class Platform:
     subprotocols: tuple[str, ...] = ()
     #: None: a refused connection is closed with 1008 before its first frame
     refusal: MakeRefusal | None = None
+    #: the model of its `[platforms.NAME]` section when the config module does not type it
+    #: (a platform added as one module); None: only the limits every platform has
+    config_model: type[PlatformLimits] | None = None

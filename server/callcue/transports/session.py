@@ -30,11 +30,13 @@ from callcue.platforms.base import (
     Heartbeat,
     IngressEvent,
     Mark,
+    ParserHooks,
     Paused,
     Platform,
     PlatformParser,
     ProtocolError,
     Resumed,
+    TakesControl,
     TextTurn,
 )
 
@@ -50,15 +52,18 @@ class LiveCall(Protocol):
     def ended(self) -> bool: ...
 
     @property
-    def channels(self) -> Mapping[Channel, object]: ...
+    def channels(self) -> Mapping[Channel, Any]: ...
     async def audio(self, channel: Channel, payload: bytes) -> None: ...
     async def text(self, t: Transcript) -> None: ...
     def dtmf(self) -> None: ...
+    async def end_utterance(self) -> None: ...
 
 
 class CallSink(Protocol):
     async def start(self, start: CallStart) -> LiveCall: ...
     async def stop(self, call_id: str, reason: str = "stop", leg: object = None, linger: bool = False) -> None: ...
+    def attach_remote(self, call_id: str, remote: TakesControl) -> None: ...
+    def detach_remote(self, call_id: str, remote: TakesControl) -> None: ...
 
 
 RejectionRecorder = Callable[[str, "str | None", int, str], None]  # platform, call id, close code, reason
@@ -89,6 +94,13 @@ class IngressSession:
         #: timeout counts from here
         self.last_audio = time.monotonic()
         self._text_turns: dict[str, int] = {}  # typed turns per channel (native "text" messages)
+        self.hooks = ParserHooks.of(parser)
+        self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
+            CallStart: self._on_start, AudioIn: self._on_audio, GapFilled: self._on_gap, Dtmf: self._on_dtmf,
+            Mark: self._on_nothing, Paused: self._on_paused, Resumed: self._on_resumed, Heartbeat: self._on_heartbeat,
+            TextTurn: self._on_text, EndUtterance: self._on_end_utterance, CloseConnection: self._on_close,
+            CallStop: self._on_stop,
+        }  # fmt: skip
 
     @property
     def finished(self) -> bool:
@@ -107,8 +119,7 @@ class IngressSession:
             await self._apply_all(events)
         except ProtocolError as e:
             self.rejected(self.platform, self.call.call_id if self.call else None, e.close_code, e.reason)
-            fail = getattr(self.parser, "fail", None)
-            if e.fatal and fail is not None and fail(e):
+            if e.fatal and self.hooks.fail is not None and self.hooks.fail.fail(e):
                 # the platform has its own error message and closing handshake (AudioHook
                 # `disconnect`, then `close`/`closed`): the connection stays for it
                 self.end_reason = f"protocol_error:{e.close_code}"
@@ -146,9 +157,8 @@ class IngressSession:
             self._detach(call.call_id)
 
     def _detach(self, call_id: str) -> None:
-        detach = getattr(self.calls, "detach_remote", None)
-        if detach is not None:
-            detach(call_id, self.parser)
+        if self.hooks.control is not None:
+            self.calls.detach_remote(call_id, self.hooks.control)
 
     async def _apply_all(self, events: list[IngressEvent]) -> None:
         for ev in events:
@@ -160,67 +170,83 @@ class IngressSession:
                 self.close_request = ev
 
     async def _apply(self, ev: IngressEvent) -> None:
+        handler = self._handlers.get(type(ev))
+        if handler is None:
+            raise TypeError(f"{type(ev).__name__} is not an ingress event this session knows")
+        await handler(ev)
+
+    def _live(self, call_id: str, what: str) -> LiveCall:
+        if self.call is None or call_id != self.call.call_id:
+            raise ProtocolError(1008, f"{what} for unknown call {call_id!r}")
+        return self.call
+
+    async def _on_start(self, ev: CallStart) -> None:
+        if self.call is not None:
+            raise ProtocolError(1008, f"a second start on one connection (call {self.call.call_id!r} is active)")
+        ev.platform = self.platform
+        self.call = call = await self.calls.start(ev)
+        if self.hooks.control is not None:
+            self.calls.attach_remote(ev.call_id, self.hooks.control)
+        if self.hooks.clock is not None:
+            # a continued session's stream starts at 0 where the call's clock already ran
+            self.hooks.clock.clock_base = max((getattr(c, "audio_seconds", 0.0) for c in call.channels.values()),
+                                              default=0.0)  # fmt: skip
+
+    async def _on_audio(self, ev: AudioIn) -> None:
+        call = self._live(ev.call_id, "audio")
+        if ev.channel not in call.channels:
+            raise ProtocolError(1008, f"audio for channel {ev.channel!r} that the start did not declare")
+        self.last_audio = time.monotonic()
+        await call.audio(ev.channel, ev.payload)
+
+    async def _on_gap(self, ev: GapFilled) -> None:
+        metrics.GAPS.labels(self.platform).inc()
+        log.info("audio gap filled", extra={"call_id": ev.call_id, "channel": ev.channel,
+                                            "missing_s": round(ev.missing_seconds, 3), "why": ev.reason})  # fmt: skip
+
+    async def _on_dtmf(self, ev: Dtmf) -> None:
+        if self.call is not None:
+            self.call.dtmf()
+
+    async def _on_nothing(self, ev: IngressEvent) -> None:
+        """A mark: the platform played what we sent; nothing to apply."""
+
+    async def _on_paused(self, ev: Paused) -> None:
+        self.paused = True
+
+    async def _on_resumed(self, ev: Resumed) -> None:
+        self.paused = False
+        self.last_audio = time.monotonic()
+
+    async def _on_heartbeat(self, ev: Heartbeat) -> None:
+        self.last_audio = time.monotonic()
+
+    async def _on_text(self, ev: TextTurn) -> None:
+        call = self._live(ev.call_id, "text")
+        self.last_audio = time.monotonic()
+        await call.text(self._transcript(call, ev))
+
+    async def _on_end_utterance(self, ev: EndUtterance) -> None:
+        if self.call is not None:
+            await self.call.end_utterance()
+
+    async def _on_close(self, ev: CloseConnection) -> None:
+        if self.hooks.finish_close is not None:
+            self.hooks.finish_close.finish_close()  # the platform's last reply, after what the stop flushed
+
+    async def _on_stop(self, ev: CallStop) -> None:
         call = self.call
-        if isinstance(ev, CallStart):
-            if call is not None:
-                raise ProtocolError(1008, f"a second start on one connection (call {call.call_id!r} is active)")
-            ev.platform = self.platform
-            self.call = await self.calls.start(ev)
-            attach = getattr(self.calls, "attach_remote", None)
-            if attach is not None and callable(getattr(self.parser, "pause", None)):
-                attach(ev.call_id, self.parser)
-            if hasattr(self.parser, "clock_base"):
-                # a continued session's stream starts at 0 where the call's clock already ran
-                chans = [getattr(c, "audio_seconds", 0.0) for c in self.call.channels.values()]
-                self.parser.clock_base = max(chans, default=0.0)
-        elif isinstance(ev, AudioIn):
-            if call is None or ev.call_id != call.call_id:
-                raise ProtocolError(1008, f"audio for unknown call {ev.call_id!r}")
-            if ev.channel not in call.channels:
-                raise ProtocolError(1008, f"audio for channel {ev.channel!r} that the start did not declare")
-            self.last_audio = time.monotonic()
-            await call.audio(ev.channel, ev.payload)
-        elif isinstance(ev, GapFilled):
-            metrics.GAPS.labels(self.platform).inc()
-            log.info("audio gap filled", extra={"call_id": ev.call_id, "channel": ev.channel,
-                                                "missing_s": round(ev.missing_seconds, 3), "why": ev.reason})  # fmt: skip
-        elif isinstance(ev, Dtmf):
-            if call is not None:
-                call.dtmf()
-        elif isinstance(ev, Mark):
-            pass
-        elif isinstance(ev, Paused):
-            self.paused = True
-        elif isinstance(ev, Resumed):
-            self.paused = False
-            self.last_audio = time.monotonic()
-        elif isinstance(ev, Heartbeat):
-            self.last_audio = time.monotonic()
-        elif isinstance(ev, TextTurn):
-            if call is None or ev.call_id != call.call_id:
-                raise ProtocolError(1008, f"text for unknown call {ev.call_id!r}")
-            self.last_audio = time.monotonic()
-            await call.text(self._transcript(call, ev))
-        elif isinstance(ev, EndUtterance):
-            end = getattr(call, "end_utterance", None)
-            if call is not None and callable(end):
-                await end()
-        elif isinstance(ev, CloseConnection):
-            finish = getattr(self.parser, "finish_close", None)
-            if callable(finish):
-                finish()  # the platform's last reply, after what the stop flushed
-        elif isinstance(ev, CallStop):
-            if call is not None:
-                stop = asyncio.ensure_future(self._stop(call, ev))
-                if callable(getattr(self.parser, "finish_close", None)):
-                    # the platform's closing reply waits for the flushed finals, but never past
-                    # its close deadline (AudioHook's client gives up after 10 s): the stop
-                    # then finishes in the background
-                    self._stopping = stop
-                    await asyncio.wait({stop}, timeout=CLOSE_WAIT_S)
-                else:
-                    await stop
-            self.call = None
+        if call is not None:
+            stop = asyncio.ensure_future(self._stop(call, ev))
+            if self.hooks.finish_close is not None:
+                # the platform's closing reply waits for the flushed finals, but never past
+                # its close deadline (AudioHook's client gives up after 10 s): the stop
+                # then finishes in the background
+                self._stopping = stop
+                await asyncio.wait({stop}, timeout=CLOSE_WAIT_S)
+            else:
+                await stop
+        self.call = None
 
     def _transcript(self, call: Any, ev: TextTurn) -> Transcript:
         """A typed turn as a final. Segment ids of a call that also has audio start at 100000,
@@ -287,8 +313,8 @@ def admit(policy: IngressPolicy, parser: PlatformParser, rejected: RejectionReco
         return "counted"
     err = ProtocolError(1013, f"{policy.platform.name} is at its max_streams ({policy.max_streams}); try again later")
     rejected(policy.platform.name, None, err.close_code, err.reason)
-    fail = getattr(parser, "fail", None)
-    return "told" if fail is not None and fail(err) else "refused"
+    hooks = ParserHooks.of(parser)
+    return "told" if hooks.fail is not None and hooks.fail.fail(err) else "refused"
 
 
 def refusal_of(policy: IngressPolicy, hs: Handshake) -> str | None:
