@@ -57,7 +57,7 @@ def voice(jobs: int, copies: int) -> dict[str, float]:
 
 def text(n: int) -> dict[str, float]:
     from callcue.clients.demo import scratch_settings
-    from callcue.clients.text_channel import run_text_interaction
+    from callcue.transports.text_thread import run_text_interaction
     from callcue.wiring import assemble
 
     path = SHARED / "dialogues" / "sgd_banking" / "banks1_train.jsonl"

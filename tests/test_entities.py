@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from callcue.events import Transcript, Word
+from callcue.privacy.redactor import Redactor
 from callcue.understand.base import CallContext
 from callcue.understand.entities import (
     DEFAULT_CONFIG,
@@ -17,7 +18,6 @@ from callcue.understand.entities import (
     EntityDetector,
     load_entities_config,
 )
-from callcue.understand.redaction import Redactor
 
 TODAY = dt.date(2026, 11, 24)  # a Tuesday
 

@@ -415,8 +415,8 @@ def test_a_growing_card_number_shows_its_last_four_once_not_a_prefix_s_too() -> 
     import re
 
     from callcue.events import Transcript, Word
+    from callcue.privacy.redactor import Redactor
     from callcue.privacy.spoken_numbers import luhn_valid
-    from callcue.understand.redaction import Redactor
 
     prefix = next(c for n in range(10**6) if luhn_valid(c := f"4539{n:09d}"))
     card = next(prefix + f"{k:03d}" for k in range(1000) if luhn_valid(prefix + f"{k:03d}"))

@@ -130,12 +130,12 @@ class ClusterNode:
     async def route(self, kind: str, principal: Any, args: dict[str, Any]) -> dict[str, Any] | None:
         """Run `kind` where it belongs: the result, or None to run it here as usual."""
         if kind in SWITCHES and not args.get("call_id"):
-            out = await self.supervisor.run(self.supervisor._ops[kind], principal, args, here=True)
+            out = await self.supervisor.run(kind, principal, args, here=True)
             await self.bus.broadcast_state("pause" if SWITCHES[kind] else "resume", playbook_id=args.get("playbook_id"),
                                            user=principal.user_id, reason=args.get("reason") or "")  # fmt: skip
             return out
         if kind in LEARNING:
-            out = await self.supervisor.run(self.supervisor._ops[kind], principal, args, here=True)
+            out = await self.supervisor.run(kind, principal, args, here=True)
             await self.bus.broadcast_state("learning", what=LEARNING[kind])
             return out
         if kind == "list_actions":
@@ -180,7 +180,7 @@ class ClusterNode:
 
     async def _everywhere(self, kind: str, principal: Any, args: dict[str, Any]) -> dict[str, Any]:
         """Pending approvals and other action lists are cluster-wide: merge every node's."""
-        out = await self.supervisor.run(self.supervisor._ops[kind], principal, args, here=True)
+        out = await self.supervisor.run(kind, principal, args, here=True)
         others = [n["node"] for n in await self.bus.nodes() if n.get("node") != self.node_id]
         replies = await asyncio.gather(*(self.bus.request(n, _principal(principal), {**args, "type": kind}) for n in others))
         actions = list(out.get("actions", []))
@@ -204,13 +204,13 @@ class ClusterNode:
         if req.kind == "feedback":
             return {"out": await self.access.record_feedback_here(p, req.message)}
         kind = str(req.message.get("type"))
-        op = self.supervisor._ops.get(kind)
-        if op is None or p.role != "supervisor":
+        op = self.supervisor.has(kind)
+        if not op or p.role != "supervisor":
             return {"error": {"code": "forbidden" if op else "unknown_type", "status": 403 if op else 400,
                               "message": f"cannot run {kind!r} for {p.role}"}}  # fmt: skip
         args = {k: v for k, v in req.message.items() if k != "type"}
         try:
-            return {"out": await self.supervisor.run(op, p, args, here=True)}
+            return {"out": await self.supervisor.run(kind, p, args, here=True)}
         except self._command_error as e:
             return {"error": {"code": e.code, "status": e.status, "message": e.message}}  # type: ignore[attr-defined]
 

@@ -26,6 +26,15 @@ class QaWriter(Protocol):
     async def append(self, kind: str, **fields: Any) -> Any: ...
 
 
+# (path under /api/v1, operation, takes a JSON body, method)
+ROUTES: list[tuple[str, str, bool, str]] = [
+    ("/calls/{call_id}/scorecard", "get_scorecard", False, "GET"),
+    ("/calls/{call_id}/scorecard/review", "qa_review", True, "POST"),
+    ("/qa/agreement", "qa_agreement", False, "GET"),
+    ("/qa/compare", "qa_compare", False, "GET"),
+]
+
+
 class QaCommands:
     def __init__(self, cards: Callable[[], list[Scorecard]], store: QaReader, writer: QaWriter) -> None:
         self._cards = cards

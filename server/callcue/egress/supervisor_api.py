@@ -98,7 +98,6 @@ class SupervisorCommands:
             "promote_intent_dataset": self.promote_intent_dataset,
             "rollback_intent_dataset": self.rollback_intent_dataset,
         }  # fmt: skip
-        self._type_of = {op.__name__: kind for kind, op in self._ops.items()}
         #: cluster mode: runs a command on the node that holds its call, or returns None to
         #: run it here (`callcue.cluster.node.ClusterNode.route`)
         self.route: Callable[[str, PrincipalLike, dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None
@@ -106,7 +105,9 @@ class SupervisorCommands:
     def add_ops(self, ops: dict[str, Callable[[PrincipalLike, dict[str, Any]], Any]]) -> None:
         """Operations another module provides (QA), under the same checks and routing."""
         self._ops.update(ops)
-        self._type_of.update({op.__name__: kind for kind, op in ops.items()})
+
+    def has(self, kind: str) -> bool:
+        return kind in self._ops
 
     @property
     def operations(self) -> list[str]:
@@ -118,25 +119,28 @@ class SupervisorCommands:
         try:
             if getattr(principal, "role", None) != "supervisor":
                 raise CommandError("forbidden", 403, "supervisor role required")
-            op = self._ops.get(kind) if isinstance(kind, str) else None
-            if op is None:
+            if not isinstance(kind, str) or kind not in self._ops:
                 raise CommandError("unknown_type", 400, f"unknown supervisor command {kind!r}; one of: {', '.join(self.operations)}")
-            out = await self.run(op, principal, msg)
+            out = await self.run(kind, principal, msg)
         except CommandError as e:
             return {"type": "error", "code": e.code, "message": e.message, "request": kind}
         return {"type": f"{kind}_result", "ok": True, **out}
 
-    async def run(self, op: Callable[[PrincipalLike, dict[str, Any]], Any], principal: PrincipalLike,
-                  args: dict[str, Any], *, here: bool = False) -> dict[str, Any]:  # fmt: skip
-        """Run an operation mapping the engine's refusals to CommandError; in a cluster, on the
-        node that holds its call unless `here` (a command another node routed to this one)."""
+    async def run(self, kind: str, principal: PrincipalLike, args: dict[str, Any], *, here: bool = False) -> dict[str, Any]:
+        """Run the operation named `kind`, mapping the engine's refusals to CommandError; in a
+        cluster, on the node that holds its call unless `here` (a command another node routed
+        to this one)."""
+        op = self._ops.get(kind)
+        if op is None:
+            raise CommandError("unknown_type", 400, f"unknown supervisor command {kind!r}")
         try:
             args = wire.clean_tree(args, "request", depth=16, max_items=20_000)
             if self.route is not None and not here:
-                routed = await self.route(self._type_of.get(getattr(op, "__name__", ""), ""), principal, args)
+                routed = await self.route(kind, principal, args)
                 if routed is not None:
                     return routed
-            return await op(principal, args)
+            out: dict[str, Any] = await op(principal, args)
+            return out
         except CommandError:
             raise
         except UnknownAction as e:
@@ -203,7 +207,7 @@ class SupervisorCommands:
     async def list_playbooks(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
         return {"digest": self.engine.playbooks.digest, "playbooks": self.engine.playbook_status()}
 
-    def _filters(self, a: dict[str, Any]) -> dict[str, Any]:
+    def filters(self, a: dict[str, Any]) -> dict[str, Any]:
         f: dict[str, Any] = {k: _str(a, k, required=False) for k in ("call_id", "agent_id", "playbook_id", "action_id", "kind")}
         for k in ("since", "until"):
             if a.get(k) not in (None, ""):
@@ -215,7 +219,7 @@ class SupervisorCommands:
         return {k: v for k, v in f.items() if v is not None}
 
     async def audit_query(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
-        f = self._filters(a)
+        f = self.filters(a)
         limit = _int(a.get("limit"), "limit", 1000, 1, 10_000)
         after = _int(a.get("after_seq"), "after_seq", None, 0, None)
         rows = await self.audit.query(**f, limit=limit, after_seq=after)
@@ -228,7 +232,7 @@ class SupervisorCommands:
         by = a.get("by") or "playbook"
         if by not in ("playbook", "agent"):
             raise CommandError("bad_request", 400, f"'by' must be 'playbook' or 'agent', got {by!r}")
-        f = {k: v for k, v in self._filters(a).items() if k in ("since", "until")}
+        f = {k: v for k, v in self.filters(a).items() if k in ("since", "until")}
         out = self.kpis_fn(by=by, **f)
         if inspect.isawaitable(out):
             out = await out
@@ -398,7 +402,7 @@ def supervisor_routes(get: Callable[[], tuple[SupervisorCommands, Auth]],
                     args.update(parsed)
             args.update(request.path_params)  # the path wins: it names the object acted on
             try:
-                out = await cmds.run(cmds._ops[op_name], principal, args)
+                out = await cmds.run(op_name, principal, args)
             except CommandError as e:
                 return _err(e.code, e.status, e.message)
             return JSONResponse({"ok": True, **out})
@@ -416,7 +420,7 @@ def supervisor_routes(get: Callable[[], tuple[SupervisorCommands, Auth]],
         if getattr(principal, "role", None) != "supervisor":
             return _err("forbidden", 403, "supervisor role required")
         try:
-            filters = cmds._filters(dict(request.query_params))
+            filters = cmds.filters(dict(request.query_params))
             first = await audit.query(**filters, limit=1)  # validates filters before streaming starts
         except CommandError as e:
             return _err(e.code, e.status, e.message)
@@ -432,40 +436,37 @@ def supervisor_routes(get: Callable[[], tuple[SupervisorCommands, Auth]],
         return StreamingResponse(lines(), media_type="application/x-ndjson",
                                  headers={"Content-Disposition": 'attachment; filename="callcue-audit.jsonl"'})  # fmt: skip
 
-    return [
-        *[Route(f"{PREFIX}{path}", endpoint(op, body=body), methods=[method]) for path, op, body, method in extra],
-        Route(f"{PREFIX}/actions", endpoint("list_actions", body=False), methods=["GET"]),
-        Route(f"{PREFIX}/actions/{{action_id}}", endpoint("get_action", body=False), methods=["GET"]),
-        *[Route(f"{PREFIX}/actions/{{action_id}}/{verb}", endpoint(verb, body=True), methods=["POST"])
-          for verb in ("approve", "reject", "cancel", "rollback", "override")],
-        Route(f"{PREFIX}/calls/{{call_id}}/override", endpoint("override", body=True), methods=["POST"]),
-        Route(f"{PREFIX}/calls/{{call_id}}/disposition", endpoint("disposition", body=True), methods=["POST"]),
-        Route(f"{PREFIX}/calls/{{call_id}}/scorecard", endpoint("get_scorecard", body=False), methods=["GET"]),
-        Route(f"{PREFIX}/calls/{{call_id}}/scorecard/review", endpoint("qa_review", body=True), methods=["POST"]),
-        Route(f"{PREFIX}/qa/agreement", endpoint("qa_agreement", body=False), methods=["GET"]),
-        Route(f"{PREFIX}/qa/compare", endpoint("qa_compare", body=False), methods=["GET"]),
-        Route(f"{PREFIX}/playbooks", endpoint("list_playbooks", body=False), methods=["GET"]),
-        Route(f"{PREFIX}/playbooks/{{playbook_id}}/pause", endpoint("pause_playbook", body=True), methods=["POST"]),
-        Route(f"{PREFIX}/playbooks/{{playbook_id}}/resume", endpoint("resume_playbook", body=True), methods=["POST"]),
-        Route(f"{PREFIX}/audit", endpoint("audit_query", body=False), methods=["GET"]),
-        Route(f"{PREFIX}/audit/export", export, methods=["GET"]),
-        Route(f"{PREFIX}/kpis", endpoint("kpis", body=False), methods=["GET"]),
-        Route(f"{PREFIX}/playbooks/{{playbook_id}}/calibrate", endpoint("calibrate", body=True), methods=["POST"]),
-        Route(f"{PREFIX}/playbooks/{{playbook_id}}/thresholds", endpoint("list_thresholds", body=False), methods=["GET"]),
-        Route(f"{PREFIX}/playbooks/{{playbook_id}}/thresholds/rollback", endpoint("rollback_threshold", body=True),
-              methods=["POST"]),
-        Route(f"{PREFIX}/thresholds/{{version}}/shadow", endpoint("shadow_threshold", body=True), methods=["POST"]),
-        Route(f"{PREFIX}/thresholds/{{version}}/compare", endpoint("compare_threshold", body=False), methods=["GET"]),
-        Route(f"{PREFIX}/thresholds/{{version}}/promote", endpoint("promote_threshold", body=True), methods=["POST"]),
-        Route(f"{PREFIX}/intent-datasets", endpoint("list_intent_datasets", body=False), methods=["GET"]),
-        Route(f"{PREFIX}/intent-datasets", endpoint("build_intent_dataset", body=True), methods=["POST"]),
-        Route(f"{PREFIX}/intent-datasets/rollback", endpoint("rollback_intent_dataset", body=True), methods=["POST"]),
-        Route(f"{PREFIX}/intent-datasets/{{version}}", endpoint("get_intent_dataset", body=False), methods=["GET"]),
-        Route(f"{PREFIX}/intent-datasets/{{version}}/compare", endpoint("compare_intent_datasets", body=False),
-              methods=["GET"]),
-        Route(f"{PREFIX}/intent-datasets/{{version}}/promote", endpoint("promote_intent_dataset", body=True),
-              methods=["POST"]),
-    ]  # fmt: skip
+    return [*(Route(f"{PREFIX}{path}", endpoint(op, body=body), methods=[method])
+              for path, op, body, method in (*ROUTES, *extra)),
+            Route(f"{PREFIX}/audit/export", export, methods=["GET"])]  # fmt: skip
+
+
+#: (path under /api/v1, operation, takes a JSON body, method): each REST route names the
+#: operation it runs, the same one a `/ws/agent` message of that type runs
+ROUTES: tuple[tuple[str, str, bool, str], ...] = (
+    ("/actions", "list_actions", False, "GET"),
+    ("/actions/{action_id}", "get_action", False, "GET"),
+    *((f"/actions/{{action_id}}/{verb}", verb, True, "POST") for verb in ("approve", "reject", "cancel", "rollback", "override")),
+    ("/calls/{call_id}/override", "override", True, "POST"),
+    ("/calls/{call_id}/disposition", "disposition", True, "POST"),
+    ("/playbooks", "list_playbooks", False, "GET"),
+    ("/playbooks/{playbook_id}/pause", "pause_playbook", True, "POST"),
+    ("/playbooks/{playbook_id}/resume", "resume_playbook", True, "POST"),
+    ("/audit", "audit_query", False, "GET"),
+    ("/kpis", "kpis", False, "GET"),
+    ("/playbooks/{playbook_id}/calibrate", "calibrate", True, "POST"),
+    ("/playbooks/{playbook_id}/thresholds", "list_thresholds", False, "GET"),
+    ("/playbooks/{playbook_id}/thresholds/rollback", "rollback_threshold", True, "POST"),
+    ("/thresholds/{version}/shadow", "shadow_threshold", True, "POST"),
+    ("/thresholds/{version}/compare", "compare_threshold", False, "GET"),
+    ("/thresholds/{version}/promote", "promote_threshold", True, "POST"),
+    ("/intent-datasets", "list_intent_datasets", False, "GET"),
+    ("/intent-datasets", "build_intent_dataset", True, "POST"),
+    ("/intent-datasets/rollback", "rollback_intent_dataset", True, "POST"),
+    ("/intent-datasets/{version}", "get_intent_dataset", False, "GET"),
+    ("/intent-datasets/{version}/compare", "compare_intent_datasets", False, "GET"),
+    ("/intent-datasets/{version}/promote", "promote_intent_dataset", True, "POST"),
+)
 
 
 def _err(code: str, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from callcue.events import Signal, Transcript
+from callcue.privacy.redactor import Redactor
 from callcue.privacy.spoken_numbers import find_digit_runs, luhn_valid, tokenize
-from callcue.understand.redaction import Redactor
 
 FSDD_RATE = 8000
 _PREFIXES = ("4", "51", "52", "53", "54", "55", "6011", "37")

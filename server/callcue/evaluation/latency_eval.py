@@ -135,7 +135,7 @@ def _build_detectors() -> list[Any]:
 def detector_latency(data_dir: str | Path, *, quick: bool = False, cpu: int | None = None) -> dict[str, Any]:
     """p50/p95/p99 of the redactor and each detector per transcript update, partials and finals
     apart, one CPU. Blocking (it is the measurement)."""
-    from callcue.understand.redaction import Redactor
+    from callcue.privacy.redactor import Redactor
 
     convs = load_conversations(Path(data_dir), limit=12 if quick else 400)
     detectors = _build_detectors()

@@ -141,7 +141,7 @@ async def run_qa_eval_asr(data: Path, n: int = 16, jobs: int = 2) -> list[dict[s
 async def run_qa_eval(data: Path, n: int = 16, asr: bool = False) -> dict[str, Any]:
     from callcue.clients.demo import scratch_settings
     from callcue.clients.ingest import post_call_results
-    from callcue.clients.text_channel import run_text_interaction
+    from callcue.transports.text_thread import run_text_interaction
     from callcue.wiring import assemble
 
     if asr:

@@ -14,7 +14,8 @@ digits once; every other fragment in a dictation context, every continuation of 
 fragment, every CVV/PIN and every unexplained run of 5+ digits is masked entirely. Money
 amounts ("250 dollars") and order/reference numbers in an order context stay readable.
 
-The context-free parts (masks, card brands, the log filter) are in `masking.py`.
+The context-free parts (masks, card brands, the log filter) are in `masking.py`, the words
+that arm masking in `cues.py`; the detector-shaped wrapper is `understand/redaction.py`.
 """
 
 from __future__ import annotations
@@ -30,10 +31,17 @@ from typing import Any
 from rapidfuzz import fuzz
 
 from callcue.events import Evidence, Signal, Transcript, Word
+from callcue.privacy.cues import (
+    _CONTEXT_PATTERNS,
+    _FUZZ_THRESHOLD,
+    _LEAD_WORDS,
+    _OBJECTS,
+    _REQUEST_CUE,
+    _SENSITIVE,
+)
 from callcue.privacy.masking import (
     _BACKSTOP_DIGITS,
     _SSN_GROUPED,
-    MaskingLogFilter,
     _apply_spans,
     _followed_by_currency,
     _followed_by_unit,
@@ -50,15 +58,6 @@ from callcue.privacy.spoken_numbers import (
     find_digit_runs,
     luhn_valid,
     tokenize,
-)
-from callcue.understand.base import CallContext, Detector
-from callcue.understand.redaction_cues import (
-    _CONTEXT_PATTERNS,
-    _FUZZ_THRESHOLD,
-    _LEAD_WORDS,
-    _OBJECTS,
-    _REQUEST_CUE,
-    _SENSITIVE,
 )
 
 DETECTOR_NAME = "redaction"
@@ -444,34 +443,4 @@ class Redactor:
             st.partial_signals.clear()
 
 
-class RedactionDetector(Detector):
-    """Detector-shaped wrapper for pipelines that only know detectors.
-
-    The production pipeline calls `Redactor.redact` itself (before any other stage); this
-    wrapper keeps one Redactor per call in `ctx.state` and returns its signals.
-    """
-
-    name = DETECTOR_NAME
-    version = DETECTOR_VERSION
-
-    def detect(self, t: Transcript, ctx: CallContext) -> list[Signal]:
-        red = ctx.state.get(self.name)
-        if not isinstance(red, Redactor):
-            red = Redactor(ctx.call_id)
-            ctx.state[self.name] = red
-        return red.redact(t)[1]
-
-
-__all__ = [
-    "CONTEXT_WINDOW_S",
-    "CONTINUATION_PAUSE_S",
-    "DETECTOR_NAME",
-    "DETECTOR_VERSION",
-    "MaskingLogFilter",
-    "RedactionDetector",
-    "Redactor",
-    "card_brand",
-    "mask_digits",
-    "mask_text",
-    "ssn_plausible",
-]
+__all__ = ["CONTEXT_WINDOW_S", "CONTINUATION_PAUSE_S", "DETECTOR_NAME", "DETECTOR_VERSION", "Redactor"]

@@ -118,20 +118,46 @@ def evaluate(rule: dict[str, Any], f: CallFacts) -> Finding:
     return _KINDS[kind](arg, f)
 
 
+@dataclass(frozen=True)
+class Said:
+    """The `said` rule, defined once: the post-call scoring judges a whole call with it, and
+    live QA (understand/qa_live.py) judges each final with the same matching."""
+
+    patterns: tuple[re.Pattern[str], ...]
+    by: str | None
+    within_s: float | None
+    last_s: float | None
+
+    @classmethod
+    def of(cls, arg: dict[str, Any]) -> Said:
+        return cls(tuple(re.compile(p, re.IGNORECASE) for p in arg["patterns"]), arg.get("by"),
+                   None if arg.get("within_s") is None else float(arg["within_s"]),
+                   None if arg.get("last_s") is None else float(arg["last_s"]))  # fmt: skip
+
+    def window(self, duration: float) -> tuple[float, float]:
+        # "the last N s" never reaches into the first half: on a short call the opening is not a closing
+        lo = max(duration - self.last_s, duration / 2) if self.last_s is not None else 0.0
+        return lo, self.within_s if self.within_s is not None else float("inf")
+
+    def search(self, channel: str, start: float, text: str, duration: float = 0.0) -> re.Match[str] | None:
+        """The first pattern found in this turn, if the turn is the right party's and in the
+        window (`duration`: the call's length, which only `last_s` needs)."""
+        lo, hi = self.window(duration)
+        if (self.by is not None and channel != self.by) or not lo <= start <= hi:
+            return None
+        return next((m for p in self.patterns if (m := p.search(text))), None)
+
+
 def _said(arg: dict[str, Any], f: CallFacts) -> Finding:
-    pats = [re.compile(p, re.IGNORECASE) for p in arg["patterns"]]
-    by = arg.get("by")
-    # "the last N s" never reaches into the first half: on a short call the opening is not a closing
-    lo = max(f.duration - float(arg["last_s"]), f.duration / 2) if arg.get("last_s") is not None else 0.0
-    hi = float(arg["within_s"]) if arg.get("within_s") is not None else float("inf")
+    rule = Said.of(arg)
     where = (f" in the first {arg['within_s']} s" if arg.get("within_s") is not None else
              f" in the last {arg['last_s']} s" if arg.get("last_s") is not None else "")  # fmt: skip
-    hits = [s for s in f.segments if (by is None or s.channel == by) and lo <= s.start <= hi
-            and any(p.search(s.text) for p in pats)]  # fmt: skip
-    who = by or "anyone"
+    hits = [s for s in f.segments if rule.search(s.channel, s.start, s.text, f.duration)]
+    who = rule.by or "anyone"
     if hits:
         h = hits[0]
-        return Finding(True, [_seg_ev(h)], f"{who} said it at {h.start:.0f} s: \"{h.text[:80]}\"", _said_at(h, pats))
+        return Finding(True, [_seg_ev(h)], f"{who} said it at {h.start:.0f} s: \"{h.text[:80]}\"",
+                       _said_at(h, list(rule.patterns)))  # fmt: skip
     return Finding(False, [], f"{who} never said it{where}")
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from rapidfuzz import fuzz
 
 from callcue.events import Evidence, Signal, Transcript
+from callcue.privacy.masking import mask_digits, mask_text
 from callcue.privacy.spoken_numbers import (
     TENS,
     Token,
@@ -39,7 +40,6 @@ from callcue.understand.entities_config import (
     _norm_phrase,
     load_entities_config,
 )
-from callcue.understand.redaction import mask_digits, mask_text
 
 __all__ = ["DEFAULT_CONFIG", "EntitiesConfig", "EntitiesConfigError", "EntityDetector", "EntityMatch", "NamedEntry",
            "load_entities_config"]

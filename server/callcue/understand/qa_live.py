@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from callcue.events import Signal, Transcript
+from callcue.qa.rules import Said
 from callcue.understand.base import CallContext, Detector
 from callcue.understand.common import evidence_from
 
@@ -46,14 +47,11 @@ def _matcher(rule: dict[str, Any]) -> Match | None:
     """A final-by-final test for a `said` rule (or `any` of them); None for anything else,
     which only the post-call scoring can judge."""
     ((kind, arg),) = rule.items()
-    if kind == "said" and not arg.get("last_s"):
-        pats = [re.compile(p, re.IGNORECASE) for p in arg["patterns"]]
-        by, within = arg.get("by"), arg.get("within_s")
+    if kind == "said" and not arg.get("last_s"):  # "the last N s" needs the call's end
+        said_rule = Said.of(arg)
 
         def said(t: Transcript) -> re.Match[str] | None:
-            if (by is not None and t.channel != by) or (within is not None and t.start > float(within)):
-                return None
-            return next((m for p in pats if (m := p.search(t.text))), None)
+            return said_rule.search(t.channel, t.start, t.text)
 
         return said
     if kind == "any":

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from callcue.config import Settings
+from callcue.privacy.redactor import Redactor
 from callcue.understand.base import Detector
 from callcue.understand.common import load_risk_config
 from callcue.understand.detectors import DETECTORS
@@ -23,7 +24,6 @@ from callcue.understand.env import DetectorEnv
 from callcue.understand.intent_detector import IntentDetector
 from callcue.understand.intents import IntentClassifier, IntentConfig, load_intents
 from callcue.understand.phrases import PhraseDetector
-from callcue.understand.redaction import Redactor
 
 log = logging.getLogger(__name__)
 
