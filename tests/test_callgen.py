@@ -314,6 +314,7 @@ class OracleServer:
             self.stopped += 1
 
 
+@pytest.mark.slow
 async def test_latency_bench_measures_known_delays_against_oracle_server() -> None:
     call = _short_call()
     tl = call.timeline

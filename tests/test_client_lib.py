@@ -31,6 +31,7 @@ def _callcue_bin() -> str:
     return str(found) if found.exists() else (shutil.which("callcue") or "callcue")
 
 
+@pytest.mark.slow
 def test_the_library_tests_pass_against_a_real_server(tmp_path: Path) -> None:
     if not (CLIENT / "node_modules" / "ws").exists():
         pytest.skip("client_js dependencies not installed (make test runs npm install)")
@@ -42,6 +43,7 @@ def test_the_library_tests_pass_against_a_real_server(tmp_path: Path) -> None:
     assert "# fail 0" in p.stdout and "# pass 4" in p.stdout, p.stdout[-3000:]
 
 
+@pytest.mark.slow
 async def test_the_packed_library_installs_into_a_fresh_project_and_its_example_runs(tmp_path: Path) -> None:
     pack = subprocess.run(["npm", "pack", str(CLIENT), "--pack-destination", str(tmp_path), "--json"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip

@@ -28,6 +28,7 @@ def _ingest(tmp_path: Path, *args: str) -> tuple[int, list[dict], str]:
     return p.returncode, [json.loads(line) for line in p.stdout.splitlines() if line.strip()], p.stderr
 
 
+@pytest.mark.slow
 def test_a_folder_of_recordings_is_ingested_scored_and_resumed(tmp_path: Path) -> None:
     folder = tmp_path / "recordings"
     (folder / "day1").mkdir(parents=True)

@@ -158,6 +158,7 @@ def test_the_shipped_starter_card_loads() -> None:
                                                          "no_prohibited_promise", "empathy_on_complaint", "closing"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_a_live_call_is_scored_when_it_ends_and_a_review_is_audited_and_measured(tmp_path: Path, backend: str) -> None:
     sections = {}
@@ -251,6 +252,7 @@ def test_agreement_per_question_has_accuracy_and_cohens_kappa() -> None:
         apply_review(card, autos[0], {"nope": "yes"}, "lead", "x")
 
 
+@pytest.mark.slow
 async def test_a_draft_card_version_is_compared_on_stored_calls_and_scores_no_live_call(tmp_path: Path) -> None:
     cards = tmp_path / "scorecards"
     cards.mkdir()

@@ -108,6 +108,7 @@ async def _peer(base: str, tracks: list[Path], token: str, **fields: object) -> 
     return pc, answer, players
 
 
+@pytest.mark.slow
 async def test_a_two_track_softphone_reaches_the_desk_with_transcript_and_hint(tmp_path: Path) -> None:
     audio = real_call(require_shared())
     cust = _write(tmp_path / "customer.wav", audio.channels["customer"])
