@@ -272,6 +272,12 @@ def _mount_optional() -> None:
     except ImportError:
         pass
     try:
+        from callcue.knowledge.cli import kb_app
+
+        app.add_typer(kb_app, name="kb", help="Knowledge base versions: import, diff, promote, roll back, search.")
+    except ImportError:
+        pass
+    try:
         from callcue.audit.cli import audit_app
 
         app.add_typer(audit_app, name="audit", help="Verify, query and export the audit trail.")

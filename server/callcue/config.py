@@ -257,6 +257,21 @@ class QaConfig(_Strict):
     scorecards_dir: str = "scorecards"
 
 
+class KnowledgeConfig(_Strict):
+    # knowledge cards on the agent's desktop while the customer talks (docs/knowledge.md)
+    enabled: bool = True
+    # imported as the first KB version when the database has none (Markdown, HTML, JSONL)
+    articles_dir: str = "knowledge"
+    # a card needs its best passage's fused score (dense cosine + BM25 share) this high ...
+    min_score: float = Field(default=0.45, ge=0, le=2)
+    # ... and the customer's turn this much a request for information (0-1)
+    min_ask: float = Field(default=0.5, ge=0, le=1)
+    # approved replies the desktop may offer, ranked for the moment
+    replies_file: str = "replies.yaml"
+    # ordered checklists that tick themselves as they are said
+    checklists_file: str = "checklists.yaml"
+
+
 class AnalyticsConfig(_Strict):
     enabled: bool = True  # a fact row and the uncovered utterances of every call that ends
     repeat_days: float = Field(default=7.0, gt=0, le=365)  # a contact within this many days is a repeat
@@ -300,6 +315,7 @@ class Settings(_Strict):
     decision: DecisionConfig = Field(default_factory=DecisionConfig)
     qa: QaConfig = Field(default_factory=QaConfig)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
+    knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     # directory that relative file names in this config resolve against

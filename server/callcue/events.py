@@ -122,8 +122,12 @@ class Hint:
 
     def audit_fields(self) -> dict[str, Any]:
         """What a `hint_shown` audit entry records of the hint, for every path that shows one."""
-        return {"hint_id": self.hint_id, "title": self.title, "severity": self.severity, "source": self.source,
-                "signal_ids": list(self.signal_ids)}
+        out = {"hint_id": self.hint_id, "title": self.title, "severity": self.severity, "source": self.source,
+               "signal_ids": list(self.signal_ids)}
+        for key in ("card", "kb_version", "passage_id"):  # a knowledge card says what it showed, from which KB
+            if self.attrs.get(key) is not None:
+                out[key] = self.attrs[key]
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -38,6 +38,9 @@ from callcue.egress.analytics_api import AnalyticsCommands
 from callcue.egress.hub import Hub
 from callcue.egress.qa_api import QaCommands
 from callcue.egress.supervisor_api import CommandError, SupervisorCommands
+from callcue.knowledge.gate import Gate
+from callcue.knowledge.service import KnowledgeBase
+from callcue.knowledge.store import KnowledgeStore
 from callcue.learning.store import Learning
 from callcue.pipeline.deps import PipelineDeps
 from callcue.pipeline.load import load_report
@@ -82,6 +85,7 @@ class Runtime:
     cluster: ClusterNode | None = None
     qa: PostCallQA | None = None
     analytics: Analytics | None = None
+    knowledge: KnowledgeBase | None = None
 
     async def close(self) -> None:
         await self.webrtc.close()
@@ -144,7 +148,12 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
     opened.append(_stop_asr_pool)
     asr = with_injected_faults(asr)  # off unless the fault benchmark turns it on
     log.info("ASR engine ready: %s", asr_note)
-    understanding = await build_understanding(settings, detect_pool)
+    knowledge = None
+    if settings.knowledge.enabled:
+        kcfg = settings.knowledge
+        knowledge = KnowledgeBase(KnowledgeStore(db, audit), _embed, detect_pool, Gate(kcfg.min_score, kcfg.min_ask))
+        await knowledge.start(settings.resolve(kcfg.articles_dir))
+    understanding = await build_understanding(settings, detect_pool, knowledge)
 
     playbooks = PlaybookSet.load(settings.resolve(settings.decision.playbooks_dir))
 
@@ -230,7 +239,7 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
                    store=store, audit=audit, learning=learning, hub=hub, sink=sink, auth=auth, asr=asr,
                    asr_note=asr_note, understanding=understanding, engine=engine, supervisor=supervisor,
                    calls=calls, access=access, agents=agents, auth_failures=failures, webrtc=webrtc,
-                   cluster=cluster, qa=qa, analytics=analytics)  # fmt: skip
+                   cluster=cluster, qa=qa, analytics=analytics, knowledge=knowledge)  # fmt: skip
 
 
 def _embed(texts: list[str]) -> Any:

@@ -76,7 +76,7 @@ class ActionBook:
         for fid in self.firings_of(call_id):
             recs = self.firing(fid)
             if any(
-                r.state == "dispatched" or (r.state == "succeeded" and r.undoable and r.kind != "hint") for r in recs
+                r.state == "dispatched" or (r.state == "succeeded" and r.undoable and not r.presents_to_agent) for r in recs
             ):
                 continue
             self.drop(recs)

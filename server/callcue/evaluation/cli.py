@@ -226,6 +226,34 @@ def topics(
         json_out.write_text(json.dumps(result, indent=2, default=str))
 
 
+@eval_app.command("knowledge")
+def knowledge(
+    kb: Path = typer.Option(..., "--kb", help="kb.jsonl passages, or a folder of .md/.html articles"),
+    queries: Path = typer.Option(..., "--queries", help="labelled turns: context, utterance, knowledge_seeking, gold_passages"),
+    train: Path | None = typer.Option(None, "--train", help="fit the re-ranker and asking head on these labelled turns first"),
+    cv: int = typer.Option(0, "--cv", min=0, help="also report K-fold cross-validation by dialogue (K >= 2)"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the full result to this JSON file"),
+) -> None:
+    """Knowledge retrieval: hit@1, hit@5 and MRR on knowledge-seeking turns, show precision and
+    recall, time per query; a BM25 reference beside."""
+    from callcue.evaluation.knowledge_eval import render, run
+    from callcue.understand.encoder import SentenceEncoder
+
+    for f in (kb, queries, *( [train] if train else [])):
+        if not f.exists():
+            typer.echo(f"error: {f} does not exist", err=True)
+            raise typer.Exit(2)
+    enc = SentenceEncoder.load()
+    try:
+        result = run(kb, queries, embed=enc.embed, train=train, cv=cv)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(render(result))
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2, default=str))
+
+
 @eval_app.command("latency")
 def latency(
     data: Path | None = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),

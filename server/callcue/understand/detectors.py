@@ -10,6 +10,7 @@ from callcue.understand.compliance import ComplianceDetector
 from callcue.understand.entities import EntityDetector, load_entities_config
 from callcue.understand.env import DetectorEnv
 from callcue.understand.intent_detector import IntentDetector
+from callcue.understand.knowledge import KnowledgeDetector
 from callcue.understand.phrases import PhraseDetector, load_rules
 from callcue.understand.qa_live import QaLiveDetector
 from callcue.understand.registry import DetectorRegistry
@@ -41,3 +42,4 @@ DETECTORS.register("churn", lambda env: ChurnDetector(env.risk_cfg))
 DETECTORS.register("acoustic", lambda env: AcousticDetector(env.risk_cfg))
 DETECTORS.register("qa_live", lambda env: QaLiveDetector.from_dir(env.settings.resolve(env.settings.qa.scorecards_dir))
                    if env.settings.qa.enabled else None)
+DETECTORS.register("knowledge", lambda env: KnowledgeDetector(env.knowledge) if env.knowledge is not None else None)

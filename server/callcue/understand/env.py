@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from callcue.config import Settings
+from callcue.knowledge.service import KnowledgeBase
 from callcue.understand.common import EmbedFn, default_embed
 from callcue.understand.intents import IntentClassifier, IntentConfig
 
@@ -18,6 +19,8 @@ class DetectorEnv:
     risk_cfg: dict[str, Any]
     intents_config: IntentConfig | None = None
     classifier: IntentClassifier | None = None
+    #: the live knowledge base (None: knowledge assist is off)
+    knowledge: KnowledgeBase | None = None
     _embed: EmbedFn | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

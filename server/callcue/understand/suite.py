@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from callcue.config import Settings
+from callcue.knowledge.service import KnowledgeBase
 from callcue.privacy.redactor import Redactor
 from callcue.understand.base import Detector
 from callcue.understand.common import load_risk_config
@@ -56,9 +57,9 @@ class Understanding:
         return ", ".join(f"{d.name}@{d.version}" for d in self.detectors)
 
 
-def _load_sync(settings: Settings) -> Understanding:
+def _load_sync(settings: Settings, knowledge: KnowledgeBase | None = None) -> Understanding:
     u = settings.understanding
-    env = DetectorEnv(settings, load_risk_config(settings.resolve(u.risks_file)))
+    env = DetectorEnv(settings, load_risk_config(settings.resolve(u.risks_file)), knowledge=knowledge)
     if u.intents:
         env.intents_config = load_intents(settings.resolve(u.intents_file))
         env.classifier = _classifier(env.intents_config)
@@ -71,9 +72,9 @@ def _load_sync(settings: Settings) -> Understanding:
     )
 
 
-async def build_understanding(settings: Settings, executor: Executor) -> Understanding:
+async def build_understanding(settings: Settings, executor: Executor, knowledge: KnowledgeBase | None = None) -> Understanding:
     loop = asyncio.get_running_loop()
-    built = await loop.run_in_executor(executor, _load_sync, settings)
+    built = await loop.run_in_executor(executor, _load_sync, settings, knowledge)
     log.info("understanding ready: %s", built.describe())
     return built
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from callcue.decide.actions import alert, call_control, escalate, hint, webhook
+from callcue.decide.actions import alert, call_control, escalate, hint, knowledge, webhook
 from callcue.decide.actions.base import ActionKindRegistry, ActionSpec
 
 ACTION_KINDS = ActionKindRegistry()
@@ -13,6 +13,7 @@ ACTION_KINDS.register(alert.KIND)
 ACTION_KINDS.register(webhook.KIND)
 ACTION_KINDS.register(escalate.KIND)
 ACTION_KINDS.register(call_control.KIND)
+ACTION_KINDS.register(knowledge.KIND)
 
 
 def parse_action(spec: dict[str, Any] | ActionSpec) -> ActionSpec:
