@@ -167,8 +167,55 @@ import { el, button, fmtTime, fmtClock, initialToken, Connection } from "./desk.
     for (const [key, ev] of segs) placeSegment(key, ev);
   }
 
+  /** A knowledge card: the passage that answers, its answering sentence marked, where it
+   *  comes from (article, section, KB version), how sure, and which words matched. */
+  function knowledgeCard(h) {
+    const ev = h.ev;
+    const a = ev.attrs || {};
+    const card = el("article", "hint knowledge");
+    if (h.kind === "ok") card.classList.add("done");
+    if (h.retracted) card.classList.add("retracted");
+    card.dataset.hintId = ev.hint_id;
+    card.dataset.emittedAt = String(ev.emitted_at || 0);
+    const head = el("h4", "", "");
+    head.append(el("span", "tag", "KB"), document.createTextNode(` ${ev.title || "Knowledge"}`));
+    card.append(head);
+    if (a.section) card.append(el("div", "section", a.section));
+    const body = el("div", "passage", "");
+    const text = String(ev.body || "");
+    const [s0, s1] = Array.isArray(a.span) ? a.span : [0, 0];
+    if (s1 > s0) {
+      body.append(document.createTextNode(text.slice(0, s0)), el("mark", "", text.slice(s0, s1)), document.createTextNode(text.slice(s1)));
+    } else body.append(document.createTextNode(text));
+    card.append(body);
+    const meta = [typeof a.confidence === "number" ? `${Math.round(100 * a.confidence)}% match` : "",
+                  a.kb_version != null ? `KB v${a.kb_version}` : "", fmtClock(ev.emitted_at),
+                  h.retracted ? "retracted by supervisor" : ""].filter(Boolean).join(" · ");
+    card.append(el("div", "meta", meta));
+    if (Array.isArray(a.why) && a.why.length) card.append(el("div", "whyline", `Matched: ${a.why.join(", ")}`));
+    const links = el("div", "acts");
+    if (a.url) {
+      const link = el("a", "article", "Open article");
+      link.href = a.url; link.target = "_blank"; link.rel = "noopener noreferrer";
+      links.append(link);
+    }
+    const copy = button("Copy", "copy", () => { copyReply(h, copy); if (h.kind !== "ok") feedback(h, "accepted", { reason: "copied" }); },
+                        "Copy the answering sentence (y)");
+    links.append(copy);
+    if (h.status) links.append(el("span", `state ${h.kind}`, h.status));
+    if (h.kind !== "ok" && h.kind !== "wait" && !h.retracted) {
+      links.append(
+        button("Useful", "accept", () => feedback(h, "accepted", { reason: "useful" }), "This answered the customer (a)"),
+        button("Not useful", "dismiss", () => feedback(h, "dismissed", { reason: "not useful" }), "Wrong or no help (d)"),
+      );
+    }
+    card.append(links);
+    return card;
+  }
+
   function hintCard(h) {
     const ev = h.ev;
+    if (ev.attrs && ev.attrs.card === "knowledge") return knowledgeCard(h);
     const card = el("article", `hint ${["info", "warning", "critical"].includes(ev.severity) ? ev.severity : "info"}`);
     if (h.kind === "ok") card.classList.add("done");
     if (h.retracted) card.classList.add("retracted");
@@ -233,7 +280,7 @@ import { el, button, fmtTime, fmtClock, initialToken, Connection } from "./desk.
   }
 
   async function copyReply(h, btn) {
-    const text = h.ev.suggested_reply || "";
+    const text = h.ev.suggested_reply || h.ev.body || "";
     try { await navigator.clipboard.writeText(text); btn.textContent = "Copied"; }
     catch { btn.textContent = "Copy failed: select the text"; }
     setTimeout(() => { btn.textContent = "Copy reply"; }, 1500);
@@ -320,7 +367,9 @@ import { el, button, fmtTime, fmtClock, initialToken, Connection } from "./desk.
     const h = targetHint();
     if (!h) return;
     const key = e.key.toLowerCase();
-    if (key === "a") feedback(h, "accepted");
+    const isCard = h.ev.attrs && h.ev.attrs.card === "knowledge";
+    if (key === "a") feedback(h, "accepted", isCard ? { reason: "useful" } : undefined);
+    else if (key === "d" && isCard) feedback(h, "dismissed", { reason: "not useful" });
     else if (key === "d") { h.form = "dismiss"; renderHints(); focusForm(h.ev.hint_id); }
     else if (key === "c") { h.form = "correct"; renderHints(); focusForm(h.ev.hint_id); }
     else if (key === "w") { h.why = !h.why; renderHints(); }
@@ -361,6 +410,37 @@ import { el, button, fmtTime, fmtClock, initialToken, Connection } from "./desk.
     renderMood();
     renderBanner();
   }
+
+  // ------------------------------------------------------------------ the agent's own KB search
+
+  async function searchKb(q) {
+    const box = $("kbresults");
+    box.replaceChildren(el("p", "empty", "Searching…"));
+    try {
+      const r = await fetch(`/api/v1/kb/search?q=${encodeURIComponent(q)}&k=5`, {
+        headers: { Authorization: `Bearer ${sessionStorage.getItem("callcue.token") || $("token").value.trim()}` },
+      });
+      const body = await r.json();
+      box.replaceChildren();
+      if (!r.ok) return box.append(el("p", "empty", body.error || `search failed (${r.status})`));
+      if (!body.results.length) return box.append(el("p", "empty", "Nothing found."));
+      for (const res of body.results) {
+        const item = el("div", "kbres", "");
+        const title = el("b", "", res.title + (res.section ? ` — ${res.section}` : ""));
+        item.append(title, el("div", "passage", res.text));
+        if (res.url) { const a = el("a", "article", "Open article"); a.href = res.url; a.target = "_blank"; a.rel = "noopener noreferrer"; item.append(a); }
+        box.append(item);
+      }
+    } catch (e) {
+      box.replaceChildren(el("p", "empty", `search failed: ${e.message}`));
+    }
+  }
+
+  $("kbsearch").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = $("kbq").value.trim();
+    if (q) searchKb(q);
+  });
 
   // ------------------------------------------------------------------ start
 

@@ -59,6 +59,36 @@ export interface HintEvent extends Numbered {
   emitted_at: number;
 }
 
+/** `attrs` of a knowledge card (a hint with `attrs.card === "knowledge"`): the passage is the
+ *  hint's `body`, the answering sentence its `suggested_reply` (`span` gives its place). */
+export interface KnowledgeCard {
+  card: "knowledge";
+  action_id: string;
+  passage_id: string;
+  doc_id: string;
+  section: string;
+  url: string;
+  span: [number, number];
+  why: string[];
+  kb_version: number;
+  confidence: number;
+  alternatives: { passage_id: string; title: string; section: string; score: number }[];
+  question: string;
+}
+
+export interface KnowledgeHintEvent extends HintEvent { attrs: KnowledgeCard & Record<string, unknown> }
+
+export interface KnowledgeSearchResult {
+  passage_id: string; doc_id: string; title: string; section: string; text: string; url: string;
+  score: number; dense: number; lexical: number; entity: string | null; why: string[];
+}
+
+export interface KnowledgeSearchReply { kb_version: number; query: string; results: KnowledgeSearchResult[] }
+
+export declare function isKnowledgeCard(ev: unknown): ev is KnowledgeHintEvent;
+export declare function searchKnowledge(baseUrl: string | URL, token: string, q: string,
+  options?: { k?: number; fetchImpl?: typeof fetch }): Promise<KnowledgeSearchReply>;
+
 export interface CallStartedEvent extends Numbered {
   type: "call_started";
   agent_id: string | null;
@@ -193,5 +223,8 @@ export declare class CallCueClient {
   listPlaybooks(): Promise<Reply>;
   auditQuery(filter?: Record<string, unknown>): Promise<Reply>;
   kpis(by?: "playbook" | "agent" | string): Promise<Reply>;
+  /** which knowledge articles agents found useful and which they dismissed */
+  kbReport(since?: number): Promise<Reply>;
+  kbVersions(): Promise<Reply>;
   ping(): Promise<Reply>;
 }

@@ -293,5 +293,24 @@ export class CallCueClient {
   listPlaybooks() { return this.request({ type: "list_playbooks" }); }
   auditQuery(filter = {}) { return this.request({ type: "audit_query", ...filter }); }
   kpis(by = "playbook") { return this.request({ type: "kpis", by }); }
+  kbReport(since) { return this.request({ type: "kb_report", since }); }
+  kbVersions() { return this.request({ type: "kb_versions" }); }
   ping() { return this.request({ type: "ping" }); }
+}
+
+/** Whether a hint event is a knowledge card (its attrs then follow `KnowledgeCard`). */
+export function isKnowledgeCard(ev) {
+  return !!ev && ev.type === "hint" && !!ev.attrs && ev.attrs.card === "knowledge";
+}
+
+/** Search the active knowledge base as the agent (GET /api/v1/kb/search; the token goes in
+ *  the Authorization header, never in the URL). */
+export async function searchKnowledge(baseUrl, token, q, { k = 5, fetchImpl = globalThis.fetch } = {}) {
+  const url = new URL("/api/v1/kb/search", baseUrl);
+  url.searchParams.set("q", q);
+  url.searchParams.set("k", String(k));
+  const r = await fetchImpl(url, { headers: { Authorization: `Bearer ${token}` } });
+  const body = await r.json();
+  if (!r.ok) throw new Error(body.error || `HTTP ${r.status}`);
+  return body;
 }

@@ -26,6 +26,8 @@ from callcue.auth import Principal, bearer_token, token_matches
 from callcue.config import Settings
 from callcue.egress.agent_ws import agent_endpoint
 from callcue.egress.analytics_api import ROUTES as ANALYTICS_ROUTES
+from callcue.egress.knowledge_api import ROUTES as KB_ROUTES
+from callcue.egress.knowledge_api import search_endpoint
 from callcue.egress.qa_api import ROUTES as QA_ROUTES
 from callcue.egress.supervisor_api import supervisor_routes
 from callcue.pipeline.load import load_report
@@ -215,10 +217,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/metrics", metrics_endpoint),
         Route("/api/v1/calls/{call_id}", call_record),
         Route("/api/v1/interactions", text_interaction, methods=["POST"]),
+        Route("/api/v1/kb/search", search_endpoint(lambda: (slot.get().knowledge, lambda r: authenticate(r, header_only=True)))),
         *[WebSocketRoute(p.path, _ingress(slot, p, settings, streams)) for p in PLATFORMS.values()
           if p.transport == "websocket" and _enabled(settings, p)],
         WebSocketRoute("/ws/agent", agent_endpoint(lambda: slot.get().agents)),
-        *supervisor_routes(supervisor, (*QA_ROUTES, *ANALYTICS_ROUTES)),
+        *supervisor_routes(supervisor, (*QA_ROUTES, *ANALYTICS_ROUTES, *KB_ROUTES)),
     ]
     if settings.platforms.webrtc.enabled:
         routes.append(webrtc_mount(lambda: slot.get().webrtc, lambda r: authenticate(r, header_only=True),

@@ -36,6 +36,7 @@ from callcue.egress.access import CallAccess
 from callcue.egress.agent_ws import AgentGateway
 from callcue.egress.analytics_api import AnalyticsCommands
 from callcue.egress.hub import Hub
+from callcue.egress.knowledge_api import KnowledgeCommands
 from callcue.egress.qa_api import QaCommands
 from callcue.egress.supervisor_api import CommandError, SupervisorCommands
 from callcue.knowledge.gate import Gate
@@ -234,6 +235,10 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
                         after=[analytics.record_call] if analytics is not None else [])  # fmt: skip
         sink.call_end_listeners.append(qa.call_ended)
         supervisor.add_ops(QaCommands(lambda: qa.cards if qa else [], store, sink).ops())
+    if knowledge is not None:
+        kcmds = KnowledgeCommands(knowledge, audit)
+        supervisor.add_ops(kcmds.ops())
+        await kcmds.refresh_standing()
         log.info("QA ready: %s", ", ".join(f"{c.id} v{c.version}" for c in cards) or "no scorecards")
     return Runtime(settings=settings, started_at=time.time(), asr_pool=asr_pool, detect_pool=detect_pool, db=db,
                    store=store, audit=audit, learning=learning, hub=hub, sink=sink, auth=auth, asr=asr,

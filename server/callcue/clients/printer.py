@@ -34,6 +34,11 @@ def format_event(ev: dict[str, Any], show_partials: bool = True) -> str | None:
         extra = " (retracted)" if ev.get("retracted") else ""
         return (f"{'':19} SIGNAL  {ev['kind']}/{ev['name']} conf={ev['confidence']:.2f} "
                 f"by {ev['detector']}@{ev['detector_version']} on {ev_.get('channel', '-')}{extra}")
+    if kind == "hint" and (ev.get("attrs") or {}).get("card") == "knowledge":
+        a = ev["attrs"]
+        where = f" / {a['section']}" if a.get("section") else ""
+        conf = f" ({100 * a['confidence']:.0f}%)" if isinstance(a.get("confidence"), (int, float)) else ""
+        return f"{'':19} >>> KB {ev['title']}{where}{conf}: {ev['body']}"
     if kind == "hint":
         lines = [f"{'':19} >>> HINT [{ev['severity']}] {ev['title']}: {ev['body']}"]
         if ev.get("suggested_reply"):

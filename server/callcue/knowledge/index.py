@@ -99,6 +99,8 @@ class KnowledgeIndex:
         self.names = EntityNames(self._by_entity)
         self._faq = np.array([p.meta.get("doc_type") == "faq" for p in self.passages], dtype=np.float32)
         self._index_of = {p.passage_id: i for i, p in enumerate(self.passages)}
+        self._dated = np.array([i for i, p in enumerate(self.passages) if p.meta.get("valid_from") or p.meta.get("valid_to")],
+                               dtype=np.int64)  # fmt: skip
 
     @classmethod
     def build(cls, passages: Sequence[Passage], embed: EmbedFn, version: int, reranker: Reranker | None = None) -> KnowledgeIndex:
@@ -122,10 +124,16 @@ class KnowledgeIndex:
         idx = np.array([i for e, _ in focus for i in self._by_entity.get(e, [])], dtype=np.int64)
         if idx.size == 0:
             idx = np.arange(len(self.passages))
-        if filters is not None:
-            idx = np.array([i for i in idx if filters.allows(self.passages[i])], dtype=np.int64)
-            if idx.size == 0:
-                return None
+        f = filters or Filters()
+        if f.product or f.queue or f.language:
+            idx = np.array([i for i in idx if f.allows(self.passages[i])], dtype=np.int64)
+        elif self._dated.size:  # an article outside its validity dates never shows
+            day = f.day or date.today()
+            expired = [int(i) for i in self._dated if not self.passages[int(i)].valid_on(day)]
+            if expired:
+                idx = np.setdiff1d(idx, np.array(expired, dtype=np.int64), assume_unique=True)
+        if idx.size == 0:
+            return None
         lex = self.lexical_scores(utterance)[idx]
         lex_n = lex / lex.max() if lex.size and lex.max() > 0 else np.zeros_like(lex)
         dense = self.vectors[idx] @ qv

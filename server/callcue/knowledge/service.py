@@ -33,6 +33,9 @@ class KnowledgeBase:
         self.default_gate = gate
         self.index: KnowledgeIndex | None = None
         self.gate = gate
+        #: each passage's standing from agents' verdicts (-1..1; egress/knowledge_api.py
+        #: `standing`): a card's score is nudged by a tenth of it
+        self.priors: dict[str, float] = {}
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)

@@ -7,7 +7,9 @@ is about is not. Either party's turns count (an agent's "how about the Ashley Ho
 it too, and an agent's words are often recognised better than a caller's).
 
 A mention decays with every later turn, so the latest thing named wins; a name heard
-through recognition errors still counts when it is close enough (fuzzy partial match).
+through recognition errors still counts when it is close enough (fuzzy partial match), at
+less weight than a name heard whole: on DSTC11 dev, giving near matches 0.75-1.0 instead of
+0.45-0.95 cost 5 points of hit@1 (false matches win over an exact earlier name).
 """
 
 from __future__ import annotations

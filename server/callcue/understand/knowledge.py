@@ -9,7 +9,8 @@ before it is sent and replayed to a desktop that joins late.
 
 Per call it keeps what the conversation is about (knowledge/topics.py: both parties' finals),
 and the passages already shown: none is shown twice in a call (an agent's own search is
-how to see one again). A customer's question is judged on its final, or earlier on a
+how to see one again), and a question whose best answer is already on screen gets no
+second, weaker card. A customer's question is judged on its final, or earlier on a
 partial that already ends with a question mark.
 """
 
@@ -87,8 +88,12 @@ class KnowledgeDetector(Detector):
             return []
         meta = ctx.metadata
         filters = Filters(product=_str(meta.get("product")), queue=_str(meta.get("queue")), language=_str(meta.get("language")))
-        hits = [h for h in index.search(query, topic=topic, filters=filters, k=4, query_vector=qv)
-                if h.passage.passage_id not in st.shown]  # fmt: skip
+        priors = self.kb.priors
+        hits = index.search(query, topic=topic, filters=filters, k=4, query_vector=qv)
+        if priors:  # agents' verdicts on a passage nudge it up or down
+            hits.sort(key=lambda h: -(h.score + 0.1 * priors.get(h.passage.passage_id, 0.0)))
+        if hits and hits[0].passage.passage_id in st.shown:
+            return []  # the answer is on the agent's screen already; a weaker one would only distract
         if not hits or hits[0].score < gate.min_score or (intent is None and not gate.show(t.text, hits[0].score, qv)):
             return []
         best = hits[0]
