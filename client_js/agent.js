@@ -61,7 +61,11 @@ import { el, button, fmtTime, fmtClock, initialToken, Connection } from "./desk.
       }
       case "signal":
         call(ev.call_id).signals.set(ev.signal_id, ev);
-        if (ev.call_id === state.selected) { renderSignals(); renderMood(); }
+        if (ev.call_id === state.selected) {
+          renderSignals(); renderMood();
+          if (ev.kind === "replies") renderReplies();
+          if (ev.kind === "checklist") renderChecklist();
+        }
         break;
       case "hint":
         call(ev.call_id).hints.unshift({ ev, status: "", kind: "", form: null, retracted: false });
@@ -394,6 +398,55 @@ import { el, button, fmtTime, fmtClock, initialToken, Connection } from "./desk.
     }
   }
 
+  /** The replies the server ranked for the moment (the latest replies signal); copying one
+   *  puts it on the clipboard and tells the server it was used, so the ranking learns. */
+  function renderReplies() {
+    const box = $("replies");
+    box.replaceChildren();
+    const c = state.calls.get(state.selected);
+    const sig = c && [...c.signals.values()].filter((s) => s.kind === "replies" && !s.retracted).pop();
+    const gone = (c && c.repliesGone) || new Set();
+    const list = sig ? (sig.attrs.replies || []).filter((r) => !gone.has(r.id)) : [];
+    if (!list.length) return box.append(el("p", "empty", "No suggested replies yet."));
+    for (const r of list) {
+      const row = el("div", "replyrow", "");
+      row.dataset.replyId = r.id;
+      row.append(el("span", "text", r.text));
+      row.title = r.when || "";
+      const copy = button("Copy", "copy", async () => {
+        try { await navigator.clipboard.writeText(r.text); copy.textContent = "Copied"; } catch { copy.textContent = "Select the text"; }
+        conn.request({ type: "reply_feedback", call_id: sig.call_id, reply_id: r.id, action: "copied" });
+      }, "Copy this reply");
+      const drop = button("×", "drop", () => {
+        conn.request({ type: "reply_feedback", call_id: sig.call_id, reply_id: r.id, action: "dismissed" });
+        (c.repliesGone = gone).add(r.id);
+        renderReplies();
+      }, "Not a fit: hide it");
+      row.append(copy, drop);
+      box.append(row);
+    }
+  }
+
+  /** The call's checklist: each item ticked as the agent said it, what is left in order. */
+  function renderChecklist() {
+    const box = $("checklist");
+    box.replaceChildren();
+    const c = state.calls.get(state.selected);
+    const latest = new Map();
+    for (const s of c ? c.signals.values() : []) if (s.kind === "checklist" && !s.retracted) latest.set(s.attrs.checklist, s);
+    if (!latest.size) return box.append(el("p", "empty", "No checklist for this call."));
+    for (const s of latest.values()) {
+      const ol = el("ol", "checklist", "");
+      ol.setAttribute("aria-label", s.attrs.title || s.attrs.checklist);
+      for (const it of s.attrs.items || []) {
+        const li = el("li", it.done ? "done" : "todo", `${it.done ? "✓" : "○"} ${it.label}`);
+        li.dataset.item = it.id;
+        ol.append(li);
+      }
+      box.append(ol);
+    }
+  }
+
   function renderBanner() {
     const c = state.calls.get(state.selected);
     const last = c && c.controls.length ? c.controls[c.controls.length - 1] : "";
@@ -408,6 +461,8 @@ import { el, button, fmtTime, fmtClock, initialToken, Connection } from "./desk.
     renderHints();
     renderSignals();
     renderMood();
+    renderReplies();
+    renderChecklist();
     renderBanner();
   }
 

@@ -53,6 +53,7 @@ from callcue.qa.post_call import PostCallQA
 from callcue.store.calls import CallStore
 from callcue.store.db import Database
 from callcue.transports.webrtc import WebRTCSessions
+from callcue.understand.replies import RepliesDetector
 from callcue.understand.suite import Understanding, build_understanding, retrain_intents
 
 log = logging.getLogger(__name__)
@@ -203,6 +204,11 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
     calls = CallManager(deps, reconnect_grace_s=settings.platforms.reconnect_grace_s)
     sink.final_listeners.append(streams.on_final)
     access = CallAccess(calls, store, sink, engine)
+    replies = next((d for d in understanding.detectors if isinstance(d, RepliesDetector)), None)
+    if replies is not None:
+        access.reply_used = replies.book.used
+        async for e in audit.iter_entries(kind=["reply_feedback"], since=time.time() - 180 * 86400):
+            replies.book.used(str(e.payload.get("reply_id")), str(e.payload.get("action")))
     auth = Authenticator(settings.auth)
     failures = FailureLimiter(settings.auth.max_failures_per_minute)
     agents = AgentGateway(auth=auth, hub=hub, access=access, rejected=sink.rejection,

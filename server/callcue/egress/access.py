@@ -35,6 +35,8 @@ class CallAccess:
         self.engine = engine
         #: cluster mode: runs feedback on the node holding the hint's call, None = here
         self.feedback_route: Callable[[Principal, dict[str, Any], str], Any] | None = None
+        #: told of each suggested reply an agent copied or dismissed (the ranking learns it)
+        self.reply_used: Callable[[str, str], None] | None = None
 
     def visible_calls(self, principal: Principal) -> list[dict[str, Any]]:
         """Live calls this principal may see: this node's and, in a cluster, the other nodes'."""
@@ -72,6 +74,24 @@ class CallAccess:
     async def record_feedback_here(self, principal: Principal, req: dict[str, Any]) -> dict[str, Any]:
         """Feedback another cluster node routed here because this node holds the call."""
         return await self.record_feedback(principal, req, here=True)
+
+    async def record_reply_feedback(self, principal: Principal, req: dict[str, Any]) -> dict[str, Any]:
+        """An agent copied (used) or dismissed a suggested reply: audited, then counted."""
+        call_id, reply_id, action = req.get("call_id"), req.get("reply_id"), req.get("action")
+        if not isinstance(call_id, str) or not call_id or not isinstance(reply_id, str) or not reply_id or len(reply_id) > 200:
+            return {"type": "error", "code": "bad_request", "message": "reply_feedback needs call_id and reply_id"}
+        if action not in ("copied", "dismissed"):
+            return {"type": "error", "code": "bad_request", "message": "reply_feedback action must be copied or dismissed"}
+        agent = await self.call_agent(call_id)
+        if agent is False:
+            return {"type": "error", "code": "unknown_call", "message": f"no call {call_id!r}"}
+        if not principal.may_see(agent):  # type: ignore[arg-type]
+            return {"type": "error", "code": "forbidden", "message": f"not allowed on call {call_id!r}"}
+        await self.sink.append("reply_feedback", call_id=call_id, agent_id=agent if isinstance(agent, str) else None,
+                               actor=principal.user_id, payload={"reply_id": reply_id, "action": action})  # fmt: skip
+        if self.reply_used is not None:
+            self.reply_used(reply_id, action)
+        return {"type": "reply_feedback_ack", "reply_id": reply_id, "action": action}
 
     async def record_feedback(self, principal: Principal, req: dict[str, Any], here: bool = False) -> dict[str, Any]:
         hint_id = req.get("hint_id")

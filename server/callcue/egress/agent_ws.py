@@ -143,6 +143,8 @@ async def handle_client_message(gw: AgentGateway, sub: Subscriber, req: dict[str
         return reply({"type": "unsubscribed", "call_id": call_id})
     if kind == "feedback":
         return reply(await gw.access.record_feedback(sub.principal, req))
+    if kind == "reply_feedback":
+        return reply(await gw.access.record_reply_feedback(sub.principal, req))
     if kind == "ping":
         return reply({"type": "pong", "server_time": time.time()})
     if sub.principal.role == "supervisor" and gw.supervisor_handler is not None:

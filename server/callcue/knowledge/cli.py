@@ -153,3 +153,25 @@ def train(queries: Path = typer.Option(..., "--queries", help="labelled turns (t
                 "reranker_turns": reranker.trained_on if reranker else 0}  # fmt: skip
 
     _out(_run(db, body))
+
+
+@kb_app.command("mine-replies")
+def mine_replies(out: Path = typer.Option(Path("replies-proposed.yaml"), "--out", help="the review file to write"),
+                 min_count: int = typer.Option(3, "--min-count", min=2, help="how often agents said a line"),
+                 db: str | None = DbOpt) -> None:  # fmt: skip
+    """Lines agents say often, from stored agent turns, into a file for review: none is offered
+    to agents until someone copies it into config/replies.yaml."""
+    import yaml
+
+    from callcue.knowledge.replies import mine_agent_lines
+
+    async def body(kb: Any) -> Any:
+        rows = await kb.store.db.fetchall("SELECT text FROM transcripts WHERE channel = 'agent' AND text IS NOT NULL")
+        found = mine_agent_lines([r["text"] for r in rows], min_count=min_count)
+        doc = {"review": "proposed replies mined from agent turns; copy the good ones (with an id and when) "
+                         "into config/replies.yaml",
+               "replies": [{"id": f"mined_{i + 1}", "when": "", "text": f["text"], "said": f["count"]} for i, f in enumerate(found)]}  # fmt: skip
+        out.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        return {"agent_turns": len(rows), "proposed": len(found), "file": str(out)}
+
+    _out(_run(db, body))

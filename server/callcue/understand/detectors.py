@@ -6,6 +6,7 @@ Order comes from those declarations (understand/registry.py), not from this list
 from __future__ import annotations
 
 from callcue.understand.acoustic import AcousticDetector
+from callcue.understand.checklist import ChecklistDetector
 from callcue.understand.compliance import ComplianceDetector
 from callcue.understand.entities import EntityDetector, load_entities_config
 from callcue.understand.env import DetectorEnv
@@ -14,6 +15,7 @@ from callcue.understand.knowledge import KnowledgeDetector
 from callcue.understand.phrases import PhraseDetector, load_rules
 from callcue.understand.qa_live import QaLiveDetector
 from callcue.understand.registry import DetectorRegistry
+from callcue.understand.replies import RepliesDetector
 from callcue.understand.risks import (
     AbuseDetector,
     ChurnDetector,
@@ -43,3 +45,5 @@ DETECTORS.register("acoustic", lambda env: AcousticDetector(env.risk_cfg))
 DETECTORS.register("qa_live", lambda env: QaLiveDetector.from_dir(env.settings.resolve(env.settings.qa.scorecards_dir))
                    if env.settings.qa.enabled else None)
 DETECTORS.register("knowledge", lambda env: KnowledgeDetector(env.knowledge) if env.knowledge is not None else None)
+DETECTORS.register("replies", lambda env: RepliesDetector(book) if (book := env.reply_book()) is not None else None)
+DETECTORS.register("checklist", lambda env: ChecklistDetector(m) if (m := env.checklists()) is not None else None)

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from callcue.config import Settings
+from callcue.knowledge.checklists import ChecklistMatcher, load_checklists
+from callcue.knowledge.replies import ReplyBook, load_replies
 from callcue.knowledge.service import KnowledgeBase
 from callcue.understand.common import EmbedFn, default_embed
 from callcue.understand.intents import IntentClassifier, IntentConfig
@@ -27,6 +29,24 @@ class DetectorEnv:
     def path(self, key: str) -> Path:
         """A file named in `[understanding]`, resolved against the config's folder."""
         return self.settings.resolve(getattr(self.settings.understanding, key))
+
+    def reply_book(self) -> ReplyBook | None:
+        """The approved replies ([knowledge] replies_file), when knowledge assist is on."""
+        k = self.settings.knowledge
+        path = self.settings.resolve(k.replies_file)
+        if not k.enabled or not path.exists():
+            return None
+        version, replies = load_replies(path)
+        return ReplyBook(replies, version, self.embed())
+
+    def checklists(self) -> ChecklistMatcher | None:
+        """The live checklists ([knowledge] checklists_file), when knowledge assist is on."""
+        k = self.settings.knowledge
+        path = self.settings.resolve(k.checklists_file)
+        if not k.enabled or not path.exists():
+            return None
+        version, lists = load_checklists(path)
+        return ChecklistMatcher(lists, version, self.embed()) if lists else None
 
     def embed(self) -> EmbedFn:
         """The sentence encoder, loaded once and shared by every detector that matches by meaning."""

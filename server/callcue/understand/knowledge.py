@@ -9,8 +9,8 @@ before it is sent and replayed to a desktop that joins late.
 
 Per call it keeps what the conversation is about (knowledge/topics.py: both parties' finals),
 and the passages already shown: none is shown twice in a call (an agent's own search is
-how to see one again), and a question whose best answer is already on screen gets no
-second, weaker card. A customer's question is judged on its final, or earlier on a
+how to see one again), and a question whose best answer is already on screen gets a second
+card only if it is nearly as good (`NEARLY`), never a weaker, unrelated one. A customer's question is judged on its final, or earlier on a
 partial that already ends with a question mark.
 """
 
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: a partial is judged early only when it is already a whole question this long
 EARLY_WORDS = 4
+#: when the best passage was shown already, the next is shown only if its score is this close
+NEARLY = 0.08
 
 
 @dataclass
@@ -80,12 +82,18 @@ class KnowledgeDetector(Detector):
         if not t.is_final:  # the question itself may name what it is about
             topic = Topic(index.names, dict(st.topic.weights))
             topic.hear(t.text)
-        intent = self._intent(t, ctx)
-        query = f"{t.text} ({intent.replace('_', ' ')})" if intent else t.text
-        qv = index.embed([query])[0]
         gate = self.kb.gate
-        if intent is None and gate.asking(t.text, qv) < gate.min_ask:
-            return []
+        qv = index.embed([t.text])[0]
+        query = t.text
+        intent = None
+        if gate.asking(t.text, qv) < gate.min_ask:
+            # not a question, but maybe a stated request ("I want to cancel my account"):
+            # the request's intent says what to look up
+            intent = self._intent(t, ctx)
+            if intent is None:
+                return []
+            query = f"{t.text} ({intent.replace('_', ' ')})"
+            qv = index.embed([query])[0]
         meta = ctx.metadata
         filters = Filters(product=_str(meta.get("product")), queue=_str(meta.get("queue")), language=_str(meta.get("language")))
         priors = self.kb.priors
@@ -93,7 +101,9 @@ class KnowledgeDetector(Detector):
         if priors:  # agents' verdicts on a passage nudge it up or down
             hits.sort(key=lambda h: -(h.score + 0.1 * priors.get(h.passage.passage_id, 0.0)))
         if hits and hits[0].passage.passage_id in st.shown:
-            return []  # the answer is on the agent's screen already; a weaker one would only distract
+            # the best answer is on the agent's screen already: another only if nearly as good
+            top = hits[0].score
+            hits = [h for h in hits if h.passage.passage_id not in st.shown and h.score >= top - NEARLY]
         if not hits or hits[0].score < gate.min_score or (intent is None and not gate.show(t.text, hits[0].score, qv)):
             return []
         best = hits[0]
