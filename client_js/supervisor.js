@@ -138,6 +138,7 @@ import { el, button, fmtClock, fmtTime, initialToken, Connection } from "./desk.
   async function refreshAll() {
     loadPlaybooks();
     loadKpis();
+    loadKbReport();
     const r = await command({ type: "list_actions", state: "pending_approval" });
     if (r.type === "error") return;
     const byFiring = new Map();
@@ -210,6 +211,36 @@ import { el, button, fmtClock, fmtTime, initialToken, Connection } from "./desk.
       const r2 = await fetch(`/api/v1/kpis?by=${other}`, { headers: { Authorization: `Bearer ${state.token}` } });
       if (r2.ok) drawCharts(other, (await r2.json()).kpis || []);
     } catch { /* the table above already says what failed */ }
+  }
+
+  /** Which knowledge passages agents found useful and which they dismissed (`kb_report`). */
+  async function loadKbReport() {
+    const tb = $("kbreport").querySelector("tbody");
+    let body;
+    try {
+      const r = await fetch("/api/v1/kb/report", { headers: { Authorization: `Bearer ${state.token}` } });
+      body = await r.json();
+      if (!r.ok) throw new Error((body.error && body.error.message) || `HTTP ${r.status}`);
+    } catch (e) {
+      const tr = el("tr", "");
+      tr.append(el("td", "empty", `knowledge report: ${e.message}`));
+      tb.replaceChildren(tr);
+      return;
+    }
+    const rows = body.articles || [];
+    if (!rows.length) {
+      const tr = el("tr", "");
+      tr.append(el("td", "empty", "No knowledge cards shown yet."));
+      tb.replaceChildren(tr);
+      return;
+    }
+    tb.replaceChildren(...rows.slice(0, 20).map((a) => {
+      const tr = el("tr", a.helpful_rate !== null && a.helpful_rate < 0.4 ? "weak" : "");
+      const name = el("td", "", `${a.title || ""} (${a.passage_id})`);
+      tr.append(name, el("td", "", String(a.shown)), el("td", "", String(a.accepted)), el("td", "", String(a.dismissed)),
+                el("td", "", a.helpful_rate === null ? "–" : `${Math.round(100 * a.helpful_rate)}%`));
+      return tr;
+    }));
   }
 
   const charts = {};

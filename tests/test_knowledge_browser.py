@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serverkit import AGENT_TOKEN, make_settings, server
+from tests.serverkit import AGENT_TOKEN, SUPERVISOR_TOKEN, make_settings, server
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENT = REPO / "client_js"
@@ -47,7 +47,8 @@ async def test_cards_replies_checklist_and_search_in_chromium(tmp_path: Path) ->
             assert r.status_code == 200, r.text
         proc = await asyncio.create_subprocess_exec(
             "node", str(CLIENT / "tests" / "knowledge.mjs"), cwd=str(CLIENT),
-            env={**os.environ, "CALLCUE_URL": base, "CALLCUE_AGENT_TOKEN": AGENT_TOKEN, "CALLCUE_SHOTS": str(shots)},
+            env={**os.environ, "CALLCUE_URL": base, "CALLCUE_AGENT_TOKEN": AGENT_TOKEN, "CALLCUE_SHOTS": str(shots),
+                 "CALLCUE_SUPERVISOR_TOKEN": SUPERVISOR_TOKEN},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
         stdout, stderr = await asyncio.wait_for(proc.communicate(), 180)
         assert proc.returncode == 0, stderr.decode()[-2000:]
@@ -61,6 +62,8 @@ async def test_cards_replies_checklist_and_search_in_chromium(tmp_path: Path) ->
     assert out["useful_state"].startswith("saved") and out["replies"] and out["clipboard"] == out["replies"][0]["text"]
     assert [i["item"] for i in out["checklist"]][:2] == ["greet", "verify"] and out["checklist"][0]["done"] is True
     assert out["search"][0].startswith("Lost or stolen cards") and out["sideways"] is False
+    useful = [r for r in out["report"] if r[2] == "1"]
+    assert len(useful) == 1 and useful[0][1] == "1" and useful[0][4] == "100%", out["report"]
     db = sqlite3.connect(str(tmp_path / "callcue.db"))
     rows = db.execute("SELECT action, reason FROM feedback WHERE hint_id = ?", (out["useful_hint"],)).fetchall()
     assert ("accepted", "useful") in rows

@@ -56,6 +56,14 @@ try {
   await copy.click();
   await page.waitForFunction(() => document.querySelector("#replies .replyrow button.copy")?.textContent === "Copied", null, { timeout: 5000 });
   out.clipboard = await page.evaluate(() => navigator.clipboard.readText());
+  // the supervisor console's knowledge table counts that verdict
+  const sup = await ctx.newPage();
+  sup.on("pageerror", (e) => out.errors.push(`supervisor: ${e.message}`));
+  await sup.goto(`${BASE}/agent/supervisor.html#token=${encodeURIComponent(env("CALLCUE_SUPERVISOR_TOKEN"))}`);
+  await sup.waitForSelector("#status.ok", { timeout: 15000 });
+  await sup.waitForFunction(() => [...document.querySelectorAll("#kbreport tbody tr")].some((tr) => tr.children.length === 5), null, { timeout: 15000 });
+  out.report = await sup.$$eval("#kbreport tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+  await sup.close();
   // the agent's own search
   await page.fill("#kbq", "how long for a replacement card");
   await page.click("#kbsearch button");
