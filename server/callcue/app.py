@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket
 from callcue import __version__
 from callcue.auth import Principal, bearer_token, token_matches
 from callcue.config import Settings
+from callcue.egress.access_log import access_log_endpoint, record_access
 from callcue.egress.agent_ws import agent_endpoint
 from callcue.egress.analytics_api import ROUTES as ANALYTICS_ROUTES
 from callcue.egress.knowledge_api import ROUTES as KB_ROUTES
@@ -102,6 +103,23 @@ class _Listens(Protocol):
     port: int
 
 
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """`bytes=a-b`, `bytes=a-` or `bytes=-n` as an inclusive (first, last); None when absent or
+    not one simple range (the whole body is then sent)."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header[6:].strip().partition("-")
+    try:
+        if first == "":
+            n = int(last)
+            return (max(0, size - n), size - 1) if n > 0 else None
+        a = int(first)
+        b = int(last) if last else size - 1
+    except ValueError:
+        return None
+    return (a, min(b, size - 1)) if b >= a else None
+
+
 def _enabled(settings: Settings, platform: Platform) -> bool:
     return platform_config(settings.platforms, platform).enabled
 
@@ -170,7 +188,37 @@ def create_app(settings: Settings) -> Starlette:
             return JSONResponse({"error": f"no call {call_id!r}"}, status_code=404)
         if not principal.may_see(agent):  # type: ignore[arg-type]
             return JSONResponse({"error": f"not allowed to see call {call_id!r}"}, status_code=403)
-        return JSONResponse(await rt.access.call_record(call_id))
+        record = await rt.access.call_record(call_id)
+        await record_access(rt.sink, principal, "call_record", request, call_id=call_id)
+        return JSONResponse(record)
+
+    async def recording(request: Request) -> Response:
+        """A call's recording as FLAC (customer left, agent right), redacted as it was written;
+        byte ranges for seeking in a player. Each playback or download is in the access log."""
+        rt = slot.get()
+        principal = authenticate(request, header_only=True)
+        if principal is None:
+            return JSONResponse({"error": "missing or invalid bearer token"}, status_code=401)
+        if not principal.can("read_recordings"):
+            return JSONResponse({"error": f"{principal.role} may not play recordings"}, status_code=403)
+        call_id = request.path_params["call_id"]
+        agent = await rt.access.call_agent(call_id)
+        if agent is False or rt.recordings is None or not rt.recordings.exists(call_id):
+            return JSONResponse({"error": f"no recording of call {call_id!r}"}, status_code=404)
+        if not principal.may_see(agent):  # type: ignore[arg-type]
+            return JSONResponse({"error": f"not allowed to hear call {call_id!r}"}, status_code=403)
+        data = await asyncio.get_running_loop().run_in_executor(rt.detect_pool, rt.recordings.as_flac, call_id)
+        rng = byte_range(request.headers.get("range"), len(data))
+        await record_access(rt.sink, principal, "recording", request, call_id=call_id,
+                            range=None if rng is None else [rng[0], rng[1]])  # fmt: skip
+        headers = {"Accept-Ranges": "bytes", "Cache-Control": "no-store"}
+        if rng is None:
+            return Response(data, media_type="audio/flac", headers=headers)
+        a, b = rng
+        if a >= len(data):
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{len(data)}"})
+        return Response(data[a : b + 1], status_code=206, media_type="audio/flac",
+                        headers={**headers, "Content-Range": f"bytes {a}-{b}/{len(data)}"})  # fmt: skip
 
     async def text_interaction(request: Request) -> JSONResponse:
         """A chat or email thread (JSON turns) through understanding, QA and the summary, as a
@@ -216,8 +264,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
         Route("/api/v1/calls/{call_id}", call_record),
+        Route("/api/v1/calls/{call_id}/recording", recording),
         Route("/api/v1/interactions", text_interaction, methods=["POST"]),
-        Route("/api/v1/kb/search", search_endpoint(lambda: (slot.get().knowledge, lambda r: authenticate(r, header_only=True)))),
+        Route("/api/v1/kb/search", search_endpoint(lambda: (slot.get().knowledge, lambda r: authenticate(r, header_only=True)),
+                                                   lambda: slot.get().sink)),
+        Route("/api/v1/access-log", access_log_endpoint(lambda: (slot.get().audit, lambda r: authenticate(r, header_only=True)))),
         *[WebSocketRoute(p.path, _ingress(slot, p, settings, streams)) for p in PLATFORMS.values()
           if p.transport == "websocket" and _enabled(settings, p)],
         WebSocketRoute("/ws/agent", agent_endpoint(lambda: slot.get().agents)),

@@ -16,14 +16,46 @@ from typing import Any, Literal
 
 from callcue.config import AuthConfig
 
+Role = Literal["agent", "supervisor", "qa", "admin", "auditor"]
+ROLES: tuple[Role, ...] = ("agent", "supervisor", "qa", "admin", "auditor")
+
+#: what each role may do; a token's `grants` add permissions to its role's. The permission
+#: matrix test (tests/test_roles.py) walks every endpoint and command against this table.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "read_calls": frozenset({"agent", "supervisor", "qa", "admin"}),  # scoped: own calls, teams
+    "read_transcripts": frozenset({"agent", "supervisor", "qa", "admin"}),
+    "read_recordings": frozenset({"agent", "supervisor", "qa", "admin"}),
+    "call_control": frozenset({"supervisor"}),  # approve, reject, cancel, roll back, override, pause
+    "supervisor_feed": frozenset({"supervisor"}),  # approval requests, action updates, alerts
+    "qa_review": frozenset({"supervisor", "qa"}),
+    "analytics": frozenset({"supervisor", "qa", "admin"}),
+    "kb_read": frozenset({"supervisor", "qa", "admin"}),
+    "kb_manage": frozenset({"supervisor", "admin"}),
+    "learning": frozenset({"supervisor", "admin"}),
+    "audit_read": frozenset({"supervisor", "auditor", "admin"}),
+    "access_log": frozenset({"auditor", "admin"}),
+    "erase": frozenset({"admin"}),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     user_id: str
-    role: Literal["agent", "supervisor"]
+    role: Role
+    #: the agents whose calls this user may see (None: every agent's); an agent sees its own
+    scope: frozenset[str] | None = None
+    grants: frozenset[str] = frozenset()
+
+    def can(self, permission: str) -> bool:
+        return self.role in PERMISSIONS.get(permission, frozenset()) or permission in self.grants
 
     def may_see(self, agent_id: str | None) -> bool:
-        return self.role == "supervisor" or (agent_id is not None and agent_id == self.user_id)
+        """Whether this user may read a call handled by `agent_id` (its transcript, events)."""
+        if not self.can("read_calls") and not self.can("read_transcripts"):
+            return False
+        if self.role == "agent":
+            return agent_id is not None and agent_id == self.user_id
+        return self.scope is None or (agent_id is not None and agent_id in self.scope)
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
@@ -67,9 +99,26 @@ def token_protocol(token: str) -> str:
     return TOKEN_PROTOCOL + base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
 
 
+def principals(cfg: AuthConfig) -> list[tuple[str, Principal]]:
+    """Each configured token's principal; a supervisor's or QA lead's teams become the set of
+    agents in those teams (no teams: every agent)."""
+    team_agents: dict[str, set[str]] = {}
+    for t in cfg.tokens:
+        if t.role == "agent":
+            for team in t.teams:
+                team_agents.setdefault(team, set()).add(t.user_id)
+    out = []
+    for t in cfg.tokens:
+        scope = None
+        if t.role in ("supervisor", "qa") and t.teams:
+            scope = frozenset(a for team in t.teams for a in team_agents.get(team, ()))
+        out.append((t.token, Principal(t.user_id, t.role, scope, frozenset(t.grants))))
+    return out
+
+
 class Authenticator:
     def __init__(self, cfg: AuthConfig) -> None:
-        self._tokens = [(t.token.encode(), Principal(t.user_id, t.role)) for t in cfg.tokens]
+        self._tokens = [(token.encode(), p) for token, p in principals(cfg)]
 
     def authenticate(self, token: str | None) -> Principal | None:
         if not token:

@@ -107,7 +107,14 @@ class StorageConfig(_Strict):
 class TokenConfig(_Strict):
     token: str = Field(min_length=8)
     user_id: str = Field(min_length=1)
-    role: Literal["agent", "supervisor"] = "agent"
+    # agent: own calls; supervisor: their teams' calls and commands; qa: their teams' calls,
+    # recordings and scorecards, no call control; admin: configuration and erasure; auditor:
+    # the audit trail and the access log, no transcripts or audio unless granted
+    role: Literal["agent", "supervisor", "qa", "admin", "auditor"] = "agent"
+    # an agent's teams, or the teams a supervisor or QA lead sees (none: every team)
+    teams: list[str] = Field(default_factory=list)
+    # extra permissions beyond the role's (auth.py PERMISSIONS), e.g. "read_transcripts" for an auditor
+    grants: list[str] = Field(default_factory=list)
 
 
 class AuthConfig(_Strict):
@@ -257,6 +264,19 @@ class QaConfig(_Strict):
     scorecards_dir: str = "scorecards"
 
 
+class RecordingConfig(_Strict):
+    # record every call's audio (both parties, two channels), redacted before it is written
+    enabled: bool = True
+    # where recordings go; empty: a `recordings` folder beside the SQLite database (else var/recordings)
+    dir: str = ""
+    # key-encryption keys: base64 of 32 bytes, one per line, the current first. Empty: the
+    # variable below, else a key created at first start in a `keys` folder beside the database
+    key_file: str = ""
+    key_env: str = "CALLCUE_RECORDING_KEYS"
+    # seconds of audio held in memory for redaction before it is written
+    hold_s: float = Field(default=30.0, ge=5, le=300)
+
+
 class KnowledgeConfig(_Strict):
     # knowledge cards on the agent's desktop while the customer talks (docs/knowledge.md)
     enabled: bool = True
@@ -316,6 +336,7 @@ class Settings(_Strict):
     qa: QaConfig = Field(default_factory=QaConfig)
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     # directory that relative file names in this config resolve against

@@ -48,10 +48,12 @@ from callcue.pipeline.load import load_report
 from callcue.pipeline.manager import CallManager
 from callcue.pipeline.sink import Sink
 from callcue.pipeline.streams import CallStreams
+from callcue.privacy.envelope import KeyRing
 from callcue.qa.card import load_cards
 from callcue.qa.post_call import PostCallQA
 from callcue.store.calls import CallStore
 from callcue.store.db import Database
+from callcue.store.recordings import RecordingStore
 from callcue.transports.webrtc import WebRTCSessions
 from callcue.understand.replies import RepliesDetector
 from callcue.understand.suite import Understanding, build_understanding, retrain_intents
@@ -88,6 +90,7 @@ class Runtime:
     qa: PostCallQA | None = None
     analytics: Analytics | None = None
     knowledge: KnowledgeBase | None = None
+    recordings: RecordingStore | None = None
 
     async def close(self) -> None:
         await self.webrtc.close()
@@ -171,6 +174,7 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
         if control.endswith("_transcript_storage") or control.endswith("_recording"):
             sink.pause_storage(call_id, control.startswith("pause_"))
         if control in ("pause_recording", "resume_recording"):
+            out["recorder"] = streams.pause_recording(call_id, control.startswith("pause_"))
             # a platform that can stop sending audio (AudioHook) is asked to: nothing of what
             # is said meanwhile reaches CallCue at all
             out["platform_sessions"] = streams.remote(call_id, control.split("_")[0])
@@ -196,10 +200,12 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
     log.info("decision layer ready: %d playbooks (%s)", len(list(playbooks)), playbooks.digest[:12])
 
     fallback = PhraseHintPolicy(understanding.phrases) if understanding.phrases is not None else None
+    recordings = open_recordings(settings)
     deps = PipelineDeps(
         asr=asr, asr_pool=asr_pool, detect_pool=detect_pool, vad=settings.vad, pipeline=settings.pipeline,
         max_calls=settings.server.max_calls, detectors=understanding.detectors, sink=sink,
         redactor_factory=understanding.redactor_factory, decider=PlaybookDecider(engine, fallback), streams=streams,
+        recordings=recordings, record_hold_s=settings.recording.hold_s,
     )  # fmt: skip
     calls = CallManager(deps, reconnect_grace_s=settings.platforms.reconnect_grace_s)
     sink.final_listeners.append(streams.on_final)
@@ -229,7 +235,7 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
         analytics = Analytics(AnalyticsStore(db), _embed, detect_pool, repeat_days=acfg.repeat_days,
                               min_cluster_size=acfg.min_cluster_size, datasets=learning)  # fmt: skip
         await analytics.store.init()
-        supervisor.add_ops(AnalyticsCommands(analytics).ops())
+        supervisor.add_ops(AnalyticsCommands(analytics).ops(), needs="analytics")
     if settings.qa.enabled or analytics is not None:
         cards = load_cards(settings.resolve(settings.qa.scorecards_dir)) if settings.qa.enabled else []
 
@@ -240,17 +246,39 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
                         write_summary=sink.call_summary,
                         after=[analytics.record_call] if analytics is not None else [])  # fmt: skip
         sink.call_end_listeners.append(qa.call_ended)
-        supervisor.add_ops(QaCommands(lambda: qa.cards if qa else [], store, sink).ops())
+        supervisor.add_ops(QaCommands(lambda: qa.cards if qa else [], store, sink).ops(), needs="qa_review")
     if knowledge is not None:
         kcmds = KnowledgeCommands(knowledge, audit)
-        supervisor.add_ops(kcmds.ops())
+        supervisor.add_ops(kcmds.ops(), needs={"kb_versions": "kb_read", "kb_report": "kb_read", "kb_diff": "kb_read",
+                                               "kb_promote": "kb_manage", "kb_rollback": "kb_manage"})
         await kcmds.refresh_standing()
         log.info("QA ready: %s", ", ".join(f"{c.id} v{c.version}" for c in cards) or "no scorecards")
     return Runtime(settings=settings, started_at=time.time(), asr_pool=asr_pool, detect_pool=detect_pool, db=db,
                    store=store, audit=audit, learning=learning, hub=hub, sink=sink, auth=auth, asr=asr,
                    asr_note=asr_note, understanding=understanding, engine=engine, supervisor=supervisor,
                    calls=calls, access=access, agents=agents, auth_failures=failures, webrtc=webrtc,
-                   cluster=cluster, qa=qa, analytics=analytics, knowledge=knowledge)  # fmt: skip
+                   cluster=cluster, qa=qa, analytics=analytics, knowledge=knowledge, recordings=recordings)  # fmt: skip
+
+
+def recordings_dir(settings: Settings) -> Path:
+    cfg = settings.recording
+    if cfg.dir:
+        return settings.resolve(cfg.dir)
+    url = settings.storage.url
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url[len("sqlite:///"):]).resolve().parent / "recordings"
+    return Path("var/recordings").resolve()
+
+
+def open_recordings(settings: Settings) -> RecordingStore | None:
+    """The recording store with its key ring, or None when recording is off."""
+    cfg = settings.recording
+    if not cfg.enabled:
+        return None
+    d = recordings_dir(settings)
+    keys = KeyRing.load(settings.resolve(cfg.key_file) if cfg.key_file else None, cfg.key_env,
+                        create_at=d.parent / "keys" / "recording.key")  # fmt: skip
+    return RecordingStore(d, keys)
 
 
 def _embed(texts: list[str]) -> Any:

@@ -200,12 +200,15 @@ class ClusterNode:
             handed = await self.calls.hand_over(call_id)
             self.engine.forget_call(call_id)  # after the flush: the new holder restores what is pending
             return {"out": {"handed_over": handed}}
-        p = Principal(user_id=str(req.principal.get("user_id")), role=req.principal.get("role", "agent"))
+        scope = req.principal.get("scope")
+        p = Principal(user_id=str(req.principal.get("user_id")), role=req.principal.get("role", "agent"),
+                      scope=None if scope is None else frozenset(str(a) for a in scope),
+                      grants=frozenset(str(g) for g in req.principal.get("grants") or ()))  # fmt: skip
         if req.kind == "feedback":
             return {"out": await self.access.record_feedback_here(p, req.message)}
         kind = str(req.message.get("type"))
         op = self.supervisor.has(kind)
-        if not op or p.role != "supervisor":
+        if not op or not self.supervisor.allowed(p, kind):
             return {"error": {"code": "forbidden" if op else "unknown_type", "status": 403 if op else 400,
                               "message": f"cannot run {kind!r} for {p.role}"}}  # fmt: skip
         args = {k: v for k, v in req.message.items() if k != "type"}
@@ -235,4 +238,6 @@ def _unwrap(reply: dict[str, Any], error: type[Exception]) -> dict[str, Any]:
 
 
 def _principal(p: Any) -> dict[str, Any]:
-    return {"user_id": p.user_id, "role": p.role}
+    scope = getattr(p, "scope", None)
+    return {"user_id": p.user_id, "role": p.role, "scope": None if scope is None else sorted(scope),
+            "grants": sorted(getattr(p, "grants", ()))}  # fmt: skip

@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from callcue.auth import Authenticator, FailureLimiter
 from callcue.egress.access import CallAccess, SupervisorHandler
+from callcue.egress.access_log import record_access
 from callcue.egress.hub import Hub, Subscriber
 from callcue.egress.replay import replay
 from callcue.egress.serializers import SerializerError, choose
@@ -147,7 +148,7 @@ async def handle_client_message(gw: AgentGateway, sub: Subscriber, req: dict[str
         return reply(await gw.access.record_reply_feedback(sub.principal, req))
     if kind == "ping":
         return reply({"type": "pong", "server_time": time.time()})
-    if sub.principal.role == "supervisor" and gw.supervisor_handler is not None:
+    if sub.principal.role != "agent" and gw.supervisor_handler is not None:
         return reply(await gw.supervisor_handler(sub.principal, req))
     return reply({"type": "error", "code": "unknown_type", "message": f"unknown message type {kind!r}"})
 
@@ -190,6 +191,9 @@ async def _subscribe(gw: AgentGateway, sub: Subscriber, req: dict[str, Any]) -> 
                 if c["call_id"] in cursors or (since is not None and since_time and (c.get("ended_at") or 0) >= since_time):
                     targets[c["call_id"]] = cursors.get(c["call_id"], 0)
         replayed = {cid: await replay(sub, cid, after, read) for cid, after in targets.items()}
+        for cid, n in replayed.items():
+            if n:
+                await record_access(gw.access.sink, sub.principal, "call_events", None, call_id=cid, events=n)
         return {"type": "subscribed", "call_id": "*", "active_calls": active, "recent_calls": recent,
                 "replayed": replayed}  # fmt: skip
     if not isinstance(call_id, str) or not call_id:
@@ -206,6 +210,8 @@ async def _subscribe(gw: AgentGateway, sub: Subscriber, req: dict[str, Any]) -> 
     after = _cursor(since, "since") if since is not None else 0
     sub.calls.add(call_id)
     n = await replay(sub, call_id, after, read) if since is not None or history is not False else 0
+    if n:  # the call's history was read: a view of it
+        await record_access(gw.access.sink, sub.principal, "call_events", None, call_id=call_id, events=n)
     return {"type": "subscribed", "call_id": call_id, "ended": ended is not None, "replayed": {call_id: n}}
 
 

@@ -113,7 +113,7 @@ class Hub:
     def _supervisors_here(self, event: dict[str, Any]) -> int:
         n = 0
         for sub in list(self._subs):
-            if sub.principal.role == "supervisor":
+            if sub.principal.can("supervisor_feed"):
                 n += self._offer(sub, event, event.get("call_id"))
         metrics.EVENTS_OUT.labels(str(event.get("type", "?"))).inc(n)
         return n

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from callcue.audit.log import AuditLog
+from callcue.egress.access_log import record_access
 from callcue.egress.supervisor_api import CommandError
 from callcue.knowledge.index import Filters
 from callcue.knowledge.service import KnowledgeBase
@@ -119,7 +120,8 @@ class KnowledgeCommands:
         return report
 
 
-def search_endpoint(get: Callable[[], tuple[KnowledgeBase | None, Callable[[Request], Any]]]) -> Callable[[Request], Any]:
+def search_endpoint(get: Callable[[], tuple[KnowledgeBase | None, Callable[[Request], Any]]],
+                    writer: Callable[[], Any] | None = None) -> Callable[[Request], Any]:  # fmt: skip
     """`GET /api/v1/kb/search?q=...&k=5`: the active KB for any signed-in user (agents
     search while the customer waits); the bearer token in the Authorization header only."""
 
@@ -140,9 +142,12 @@ def search_endpoint(get: Callable[[], tuple[KnowledgeBase | None, Callable[[Requ
             return JSONResponse({"error": "'k' must be a number"}, status_code=400)
         f = Filters(product=request.query_params.get("product") or None, queue=request.query_params.get("queue") or None)
         try:
-            return JSONResponse(await kb.search(q, filters=f, k=k))
+            found = await kb.search(q, filters=f, k=k)
         except KnowledgeError as e:
             return JSONResponse({"error": str(e)}, status_code=404)
+        if writer is not None:
+            await record_access(writer(), principal, "kb_search", request, results=[r["passage_id"] for r in found["results"]])
+        return JSONResponse(found)
 
     return endpoint
 

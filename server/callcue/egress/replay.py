@@ -25,7 +25,7 @@ PUT_TIMEOUT_S = 30.0
 async def replay(sub: Subscriber, call_id: str, after: int, read: ReadEvents) -> int:
     """Queue the call's stored events after `after`, then what arrived live meanwhile;
     returns how many stored events were queued. The subscriber must already want the call."""
-    audiences = ("call", "supervisors") if sub.principal.role == "supervisor" else ("call",)
+    audiences = ("call", "supervisors") if sub.principal.can("supervisor_feed") else ("call",)
     sub.holding.setdefault(call_id, [])
     sent = 0
     last = after

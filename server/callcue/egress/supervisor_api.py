@@ -34,6 +34,7 @@ from callcue.decide.engine import (
     InvalidTransition,
     UnknownAction,
 )
+from callcue.egress.access_log import record_access
 from callcue.learning.store import Learning, LearningError
 
 PREFIX = "/api/v1"
@@ -45,6 +46,7 @@ class PrincipalLike(Protocol):
     def user_id(self) -> str: ...
     @property
     def role(self) -> str: ...
+    def can(self, permission: str) -> bool: ...
 
 
 Auth = Callable[[Request], "PrincipalLike | None"]
@@ -98,13 +100,29 @@ class SupervisorCommands:
             "promote_intent_dataset": self.promote_intent_dataset,
             "rollback_intent_dataset": self.rollback_intent_dataset,
         }  # fmt: skip
+        #: the permission (auth.PERMISSIONS) each operation needs; call control by default
+        self._needs: dict[str, str] = {op: "call_control" for op in self._ops}
+        self._needs.update({"audit_query": "audit_read", "kpis": "analytics", "list_playbooks": "call_control",
+                            **{op: "learning" for op in ("calibrate", "list_thresholds", "shadow_threshold",
+                                                         "compare_threshold", "promote_threshold", "rollback_threshold",
+                                                         "build_intent_dataset", "list_intent_datasets", "get_intent_dataset",
+                                                         "compare_intent_datasets", "promote_intent_dataset",
+                                                         "rollback_intent_dataset")}})  # fmt: skip
         #: cluster mode: runs a command on the node that holds its call, or returns None to
         #: run it here (`callcue.cluster.node.ClusterNode.route`)
         self.route: Callable[[str, PrincipalLike, dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None
 
-    def add_ops(self, ops: dict[str, Callable[[PrincipalLike, dict[str, Any]], Any]]) -> None:
-        """Operations another module provides (QA), under the same checks and routing."""
+    def add_ops(self, ops: dict[str, Callable[[PrincipalLike, dict[str, Any]], Any]],
+                needs: str | dict[str, str] = "call_control") -> None:  # fmt: skip
+        """Operations another module provides (QA), under the same checks and routing; `needs`
+        is the permission they require (one for all, or per operation)."""
         self._ops.update(ops)
+        for op in ops:
+            self._needs[op] = needs if isinstance(needs, str) else needs.get(op, "call_control")
+
+    def allowed(self, principal: PrincipalLike, kind: str) -> bool:
+        can = getattr(principal, "can", None)
+        return bool(can is not None and can(self._needs.get(kind, "call_control")))
 
     def has(self, kind: str) -> bool:
         return kind in self._ops
@@ -117,10 +135,10 @@ class SupervisorCommands:
         """Entry point for `/ws/agent` (role=supervisor). Reply type is `<type>_result` or `error`."""
         kind = msg.get("type")
         try:
-            if getattr(principal, "role", None) != "supervisor":
-                raise CommandError("forbidden", 403, "supervisor role required")
             if not isinstance(kind, str) or kind not in self._ops:
                 raise CommandError("unknown_type", 400, f"unknown supervisor command {kind!r}; one of: {', '.join(self.operations)}")
+            if not self.allowed(principal, kind):
+                raise CommandError("forbidden", 403, f"{getattr(principal, 'role', '?')} may not {kind} ({self._needs.get(kind)})")
             out = await self.run(kind, principal, msg)
         except CommandError as e:
             return {"type": "error", "code": e.code, "message": e.message, "request": kind}
@@ -223,7 +241,8 @@ class SupervisorCommands:
         limit = _int(a.get("limit"), "limit", 1000, 1, 10_000)
         after = _int(a.get("after_seq"), "after_seq", None, 0, None)
         rows = await self.audit.query(**f, limit=limit, after_seq=after)
-        return {"entries": [e.to_dict() for e in rows],
+        shown = getattr(p, "can", lambda _x: True)("read_transcripts")
+        return {"entries": [e.to_dict() if shown else without_words(e.to_dict()) for e in rows],
                 "next_after_seq": rows[-1].seq if len(rows) == limit else None}  # fmt: skip
 
     async def kpis(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
@@ -333,6 +352,22 @@ class SupervisorCommands:
         return {"active": v.to_dict() if v else None}
 
 
+#: payload keys that carry what was said or shown (an auditor without `read_transcripts` sees
+#: that an entry exists, and its hash, not the words)
+_WORDS = frozenset({"text", "words", "evidence", "passage", "question", "body", "suggested_reply", "title", "correction"})
+
+
+def without_words(entry: dict[str, Any]) -> dict[str, Any]:
+    def strip(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: ("[withheld]" if k in _WORDS and x not in (None, "", []) else strip(x)) for k, x in v.items()}
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        return v
+
+    return {**entry, "payload": strip(entry.get("payload") or {})}
+
+
 def _float(v: Any, name: str, default: float) -> float:
     if v in (None, ""):
         return default
@@ -383,8 +418,8 @@ def supervisor_routes(get: Callable[[], tuple[SupervisorCommands, Auth]],
             if principal is None:
                 return _err("unauthorized", 401, "missing or invalid bearer token",
                             headers={"WWW-Authenticate": 'Bearer realm="callcue"'})  # fmt: skip
-            if getattr(principal, "role", None) != "supervisor":
-                return _err("forbidden", 403, "supervisor role required")
+            if not cmds.allowed(principal, op_name):
+                return _err("forbidden", 403, f"{getattr(principal, 'role', '?')} may not {op_name}")
             args: dict[str, Any] = dict(request.query_params)
             if body:
                 raw = await request.body()
@@ -417,8 +452,8 @@ def supervisor_routes(get: Callable[[], tuple[SupervisorCommands, Auth]],
             principal = await principal
         if principal is None:
             return _err("unauthorized", 401, "missing or invalid bearer token")
-        if getattr(principal, "role", None) != "supervisor":
-            return _err("forbidden", 403, "supervisor role required")
+        if not getattr(principal, "can", lambda _p: False)("audit_read"):
+            return _err("forbidden", 403, "the audit trail needs the audit_read permission")
         try:
             filters = cmds.filters(dict(request.query_params))
             first = await audit.query(**filters, limit=1)  # validates filters before streaming starts
@@ -427,11 +462,14 @@ def supervisor_routes(get: Callable[[], tuple[SupervisorCommands, Auth]],
         except (ValueError, TypeError) as e:
             return _err("bad_request", 400, str(e))
 
+        shown = principal.can("read_transcripts")
+        await record_access(cmds.writer, principal, "audit_export", request, filters={k: v for k, v in filters.items() if v})
+
         async def lines() -> AsyncIterator[str]:
             if not first:
                 return
             async for e in audit.iter_entries(**filters):
-                yield canonical_json(e.to_dict()) + "\n"
+                yield canonical_json(e.to_dict() if shown else {**without_words(e.to_dict()), "withheld": True}) + "\n"
 
         return StreamingResponse(lines(), media_type="application/x-ndjson",
                                  headers={"Content-Disposition": 'attachment; filename="callcue-audit.jsonl"'})  # fmt: skip

@@ -22,9 +22,11 @@ from callcue.pipeline.channel import ChannelPipeline
 from callcue.pipeline.deps import PipelineDeps
 from callcue.pipeline.digits_expected import DigitsExpectedProcessor
 from callcue.pipeline.processor import Pipeline
+from callcue.pipeline.recorder import CallRecorder
 from callcue.pipeline.stages import (
     DecideProcessor,
     DetectProcessor,
+    RecordingRedactProcessor,
     RedactProcessor,
     SinkProcessor,
     UrgencyProcessor,
@@ -68,8 +70,14 @@ class Call:
         self._loop = asyncio.get_running_loop()
         self._audio_detectors = [d for d in deps.detectors if "audio" in d.inputs]
         self._tick_detectors = [d for d in deps.detectors if "tick" in d.inputs]
+        #: the call's recording, redacted before it is written (None: not recorded, or no audio)
+        self.recorder: CallRecorder | None = None
+        if deps.recordings is not None and start.channels:
+            writer = deps.recordings.writer(start.call_id, deps.asr.sample_rate, list(start.channels))
+            self.recorder = CallRecorder(writer, list(start.channels), deps.asr.sample_rate, deps.record_hold_s)
         self.pipeline = Pipeline([
             RedactProcessor(deps.redactor_factory(start.call_id) if deps.redactor_factory else None),
+            *([RecordingRedactProcessor(self.recorder.silence)] if self.recorder is not None else []),
             DetectProcessor(deps.detectors, self.ctx, deps.detect_pool, deps.pipeline.history_finals),
             DecideProcessor(deps.decider, self.info_for_decisions, self._tail),
             UrgencyProcessor(self._mark_urgent, self._clear_urgent),
@@ -91,6 +99,10 @@ class Call:
         for chp in self.channels.values():
             chp.start()
         self.ended = False
+
+    def pause_recording(self, paused: bool) -> None:
+        if self.recorder is not None:
+            self.recorder.pause(paused)
 
     def _mark_urgent(self, channel: Channel, seconds: float) -> None:
         chp = self.channels.get(channel)
@@ -122,7 +134,7 @@ class Call:
             vad_cfg=self.deps.vad,
             pipe_cfg=self.deps.pipeline,
             emit=self._on_transcript,
-            on_frame=self._on_frame if self._audio_detectors else None,
+            on_frame=self._on_frame if self._audio_detectors or self.recorder is not None else None,
             clock_base=clock_base,
             segment_base=segment_base,
         )
@@ -197,6 +209,8 @@ class Call:
 
     def _on_frame(self, channel: Channel, offset: float, pcm: bytes, rate: int, is_speech: bool) -> None:
         # called from decoder threads of both channels; audio detectors lock their own state
+        if self.recorder is not None:
+            self.recorder.audio(channel, offset, pcm)
         frame = AudioFrame(channel, offset, pcm, rate, is_speech)
         for d in self._audio_detectors:
             try:
@@ -280,6 +294,8 @@ class Call:
         await self._task
         await self._judge_at_end()
         await self.pipeline.close()
+        if self.recorder is not None:  # every final is in: nothing left to silence
+            await asyncio.get_running_loop().run_in_executor(self.deps.asr_pool, self.recorder.close)
         if self.deps.streams is not None:
             self.deps.streams.closed(self.call_id, self)
         log.info("call ended", extra={"call_id": self.call_id, "reason": reason,

@@ -17,6 +17,7 @@ from callcue.decide.state import CallInfo
 from callcue.events import AuditIntent, Hint, Signal, Transcript
 from callcue.pipeline.sink import Sink
 from callcue.pipeline.streams import CallStreams
+from callcue.store.recordings import RecordingStore
 from callcue.understand.base import Detector
 
 
@@ -48,3 +49,6 @@ class PipelineDeps:
     decider: Decider | None = None
     #: where a call's decisions enter and leave; each call registers its stream here
     streams: CallStreams | None = None
+    #: where calls are recorded (None: not recorded), and how long audio waits for redaction
+    recordings: RecordingStore | None = None
+    record_hold_s: float = 30.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -22,6 +23,7 @@ from callcue import metrics
 from callcue.decide.state import CallInfo
 from callcue.events import Channel, Hint, Signal, Transcript
 from callcue.pipeline.deps import Decider, Redactor
+from callcue.pipeline.digits_expected import asks_for_digits
 from callcue.pipeline.processor import Processor
 from callcue.pipeline.sentence_views import SegmentSignals, SentenceViews, back_to_segment, is_boundary
 from callcue.pipeline.sink import Sink
@@ -53,6 +55,57 @@ class RedactProcessor(Processor):
         # the only place raw digits lived (to judge numbers split across utterances)
         if self._redactor is not None:
             self._redactor.reset()
+
+
+#: signals whose evidence span is silenced in the recording
+REDACTED_SIGNALS = frozenset({"card_number", "cvv", "ssn", "account_number", "security_code", "pin"})
+
+
+#: an agent asking for card data: the customer's answer is silenced whole in the recording
+_PCI_ASK = re.compile(
+    r"\b(card number|credit card|debit card|long number|number on the card|security code|cvv|cvc|cv2|"
+    r"(three|four|3|4)[ -]digit|code on the back|expiry|expiration|pin|social security|ssn)\b", re.IGNORECASE)
+#: how long after that ask, and for how many of the customer's utterances
+PCI_WINDOW_S = 20.0
+PCI_UTTERANCES = 3
+
+
+class RecordingRedactProcessor(Processor):
+    """Tells the recorder what to silence before that audio leaves its hold: the words a
+    final's masking hid (their times), the span of every redaction signal, and, whatever the
+    recogniser made of it, the customer's answer to an agent's request for card data (up to
+    three utterances within 20 s): a security code misheard as words is still a code."""
+
+    name = "recording_redact"
+
+    def __init__(self, silence: Callable[[float, float, list[str]], object]) -> None:
+        self.silence = silence
+        self._ask_end: float | None = None
+        self._left = 0
+        self._recent: list[Transcript] = []  # the customer's last finals (an ask may arrive after them)
+
+    def _answer(self, t: Transcript) -> None:
+        self.silence(t.start, t.end, [t.channel])
+        self._left -= 1
+
+    async def process(self, item: object) -> AsyncIterator[object]:
+        if isinstance(item, Transcript):
+            for w in item.words:
+                if any(c in w.text for c in "*#") or "redacted" in w.text:
+                    self.silence(w.start, w.end, [item.channel])
+            if not item.words and ("*" in item.text or "[redacted" in item.text):
+                self.silence(item.start, item.end, [item.channel])  # no word times: the whole segment
+            if item.is_final and item.channel == "agent" and _PCI_ASK.search(item.text) and asks_for_digits(item.text):
+                self._ask_end, self._left = item.end, PCI_UTTERANCES
+                for c in [c for c in self._recent if c.start >= item.end - 1.0][: self._left]:
+                    self._answer(c)
+            elif item.is_final and item.channel == "customer":
+                if self._ask_end is not None and self._left > 0 and item.start <= self._ask_end + PCI_WINDOW_S:
+                    self._answer(item)
+                self._recent = [*self._recent[-2:], item]
+        elif isinstance(item, Signal) and item.name in REDACTED_SIGNALS and item.evidence is not None:
+            self.silence(item.evidence.start, item.evidence.end, [item.evidence.channel])
+        yield item
 
 
 class DetectProcessor(Processor):

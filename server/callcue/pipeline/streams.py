@@ -41,6 +41,7 @@ class Writer(Protocol):
 
 class StreamInput(Protocol):
     async def enter(self, step: Callable[[], Awaitable[Any]]) -> Any: ...
+    def pause_recording(self, paused: bool) -> None: ...
 
 
 def in_stream(call_id: str, tail: Emit) -> None:
@@ -81,6 +82,14 @@ class CallStreams:
     def closed(self, call_id: str, stream: StreamInput) -> None:
         if self._inputs.get(call_id) is stream:
             del self._inputs[call_id]
+
+    def pause_recording(self, call_id: str, paused: bool) -> bool:
+        """Pause or resume the call's recording here (the secure payment hand-off, the agent)."""
+        stream = self._inputs.get(call_id)
+        if stream is None:
+            return False
+        stream.pause_recording(paused)
+        return True
 
     # ---------------------------------------------------------------- in and out
     async def enter(self, call_id: str, step: Callable[[], Awaitable[Any]]) -> Any:
