@@ -38,7 +38,7 @@ LAYERS: list[set[str]] = [
     {"callcue", "callcue.events", "callcue.config", "callcue.logs", "callcue.metrics", "callcue.auth", "callcue.privacy"},
     {"callcue.audio", "callcue.asr", "callcue.store"},
     {"callcue.platforms", "callcue.audit"},
-    {"callcue.understand", "callcue.learning", "callcue.qa", "callcue.analytics", "callcue.knowledge"},
+    {"callcue.understand", "callcue.learning", "callcue.qa", "callcue.analytics", "callcue.knowledge", "callcue.governance"},
     {"callcue.decide"},
     {"callcue.pipeline"},
     {"callcue.transports", "callcue.egress", "callcue.cluster"},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -31,6 +32,7 @@ from callcue.egress.knowledge_api import ROUTES as KB_ROUTES
 from callcue.egress.knowledge_api import search_endpoint
 from callcue.egress.qa_api import ROUTES as QA_ROUTES
 from callcue.egress.supervisor_api import supervisor_routes
+from callcue.governance.erasure import ErasureError
 from callcue.pipeline.load import load_report
 from callcue.platforms.base import Platform
 from callcue.platforms.registry import PLATFORMS, check_sections, platform_config
@@ -220,6 +222,42 @@ def create_app(settings: Settings) -> Starlette:
         return Response(data[a : b + 1], status_code=206, media_type="audio/flac",
                         headers={**headers, "Content-Range": f"bytes {a}-{b}/{len(data)}"})  # fmt: skip
 
+    async def erase(request: Request, call_ids: list[str] | None, scope: str) -> JSONResponse:
+        rt = slot.get()
+        principal = authenticate(request, header_only=True)
+        if principal is None:
+            return JSONResponse({"error": "missing or invalid bearer token"}, status_code=401)
+        if not principal.can("erase"):
+            return JSONResponse({"error": f"{principal.role} may not erase data (admin only)"}, status_code=403)
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            return JSONResponse({"error": "body is not JSON"}, status_code=400)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+        reason = str(body.get("reason") or request.query_params.get("reason") or "")
+        assert rt.eraser is not None
+        try:
+            if call_ids is None:
+                who = body.get("customer") or body.get("phone")
+                if not isinstance(who, str):
+                    return JSONResponse({"error": "name the customer: {\"customer\": id, phone or e-mail}"}, status_code=400)
+                call_ids = await rt.eraser.calls_of_customer(who)
+            elif await rt.access.call_agent(call_ids[0]) is False and not (rt.recordings and rt.recordings.exists(call_ids[0])):
+                return JSONResponse({"error": f"no call {call_ids[0]!r}"}, status_code=404)
+            out = await rt.eraser.erase(call_ids, actor=principal.user_id, reason=reason, scope=scope)
+        except ErasureError as e:
+            return JSONResponse({"error": str(e)}, status_code=e.status)
+        return JSONResponse(out)
+
+    async def erase_call(request: Request) -> JSONResponse:
+        """`DELETE /api/v1/calls/{id}` (admin): the call, everywhere (governance/erasure.py)."""
+        return await erase(request, [request.path_params["call_id"]], "call")
+
+    async def erase_customer(request: Request) -> JSONResponse:
+        """`POST /api/v1/erasure {"customer": ..., "reason": ...}` (admin): every call of one customer."""
+        return await erase(request, None, "customer")
+
     async def text_interaction(request: Request) -> JSONResponse:
         """A chat or email thread (JSON turns) through understanding, QA and the summary, as a
         call without audio; authenticated like the native ingress (`[platforms.native] tokens`)."""
@@ -263,7 +301,9 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
-        Route("/api/v1/calls/{call_id}", call_record),
+        Route("/api/v1/calls/{call_id}", call_record, methods=["GET"]),
+        Route("/api/v1/calls/{call_id}", erase_call, methods=["DELETE"]),
+        Route("/api/v1/erasure", erase_customer, methods=["POST"]),
         Route("/api/v1/calls/{call_id}/recording", recording),
         Route("/api/v1/interactions", text_interaction, methods=["POST"]),
         Route("/api/v1/kb/search", search_endpoint(lambda: (slot.get().knowledge, lambda r: authenticate(r, header_only=True)),

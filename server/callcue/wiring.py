@@ -39,6 +39,7 @@ from callcue.egress.hub import Hub
 from callcue.egress.knowledge_api import KnowledgeCommands
 from callcue.egress.qa_api import QaCommands
 from callcue.egress.supervisor_api import CommandError, SupervisorCommands
+from callcue.governance.erasure import Eraser
 from callcue.knowledge.gate import Gate
 from callcue.knowledge.service import KnowledgeBase
 from callcue.knowledge.store import KnowledgeStore
@@ -91,6 +92,7 @@ class Runtime:
     analytics: Analytics | None = None
     knowledge: KnowledgeBase | None = None
     recordings: RecordingStore | None = None
+    eraser: Eraser | None = None
 
     async def close(self) -> None:
         await self.webrtc.close()
@@ -253,11 +255,14 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
                                                "kb_promote": "kb_manage", "kb_rollback": "kb_manage"})
         await kcmds.refresh_standing()
         log.info("QA ready: %s", ", ".join(f"{c.id} v{c.version}" for c in cards) or "no scorecards")
+    eraser = Eraser(db, audit, recordings, live=lambda cid: cid in calls.calls, forget=[engine.forget_call],
+                    sign_key=recordings.keys.keys[recordings.keys.current] if recordings is not None else None,
+                    flush=store.flush)  # fmt: skip
     return Runtime(settings=settings, started_at=time.time(), asr_pool=asr_pool, detect_pool=detect_pool, db=db,
                    store=store, audit=audit, learning=learning, hub=hub, sink=sink, auth=auth, asr=asr,
                    asr_note=asr_note, understanding=understanding, engine=engine, supervisor=supervisor,
                    calls=calls, access=access, agents=agents, auth_failures=failures, webrtc=webrtc,
-                   cluster=cluster, qa=qa, analytics=analytics, knowledge=knowledge, recordings=recordings)  # fmt: skip
+                   cluster=cluster, qa=qa, analytics=analytics, knowledge=knowledge, recordings=recordings, eraser=eraser)  # fmt: skip
 
 
 def recordings_dir(settings: Settings) -> Path:

@@ -95,8 +95,33 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+#: the payload of an entry whose content was erased: its digest stays, so the chain verifies
+ERASED = "__erased__"
+
+
+def payload_digest(payload: dict[str, Any]) -> str:
+    """sha256 of the canonical payload, or the digest an erased payload kept."""
+    if isinstance(payload, dict) and payload.get(ERASED) is True and isinstance(payload.get("payload_sha256"), str):
+        return str(payload["payload_sha256"])
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+def erased_payload(payload: dict[str, Any], erasure_seq: int | None = None) -> dict[str, Any]:
+    """What an entry's payload becomes when its call or customer is erased."""
+    return {ERASED: True, "payload_sha256": payload_digest(payload), "erasure_seq": erasure_seq}
+
+
 def entry_hash(fields: dict[str, Any]) -> str:
-    """sha256 hex of the canonical JSON of every column except `hash` itself (prev_hash included)."""
+    """sha256 hex of the canonical JSON of every column except `hash` itself (prev_hash
+    included), the payload by its digest: a payload can be erased (GDPR, a customer's
+    request) while the chain, which covers the digest, still verifies."""
+    material: dict[str, Any] = {c: fields[c] for c in _COLUMNS if c not in ("hash", "payload")}
+    material["payload_sha256"] = payload_digest(fields["payload"])
+    return hashlib.sha256(canonical_json(material).encode("utf-8")).hexdigest()
+
+
+def entry_hash_v1(fields: dict[str, Any]) -> str:
+    """The hash of entries written before payloads could be erased (the payload in full)."""
     material = {c: fields[c] for c in _COLUMNS if c != "hash"}
     return hashlib.sha256(canonical_json(material).encode("utf-8")).hexdigest()
 
@@ -193,8 +218,8 @@ def verify_entries(entries: Iterable[AuditEntry | dict[str, Any]], *, contiguous
             if e.prev_hash != prev:
                 return VerifyResult(False, checked, e.seq, f"prev_hash of seq {e.seq} does not match the hash of seq "
                                     f"{e.seq - 1} (rows replaced or reordered)", expected_seq - 1, prev)  # fmt: skip
-        recomputed = entry_hash(e.to_dict())
-        if recomputed != e.hash:
+        d = e.to_dict()
+        if entry_hash(d) != e.hash and entry_hash_v1(d) != e.hash:
             return VerifyResult(False, checked, e.seq, f"hash of seq {e.seq} does not match its content (row edited)",
                                 expected_seq - 1, prev)  # fmt: skip
         checked += 1

@@ -30,6 +30,7 @@ from callcue.audit import kpis as _kpis
 from callcue.audit.entries import (
     _COLUMNS,
     _KIND_RE,
+    ERASED,
     FEEDBACK_ACTIONS,
     GENESIS_HASH,
     KNOWN_KINDS,
@@ -41,6 +42,7 @@ from callcue.audit.entries import (
     _check_kpi_contract,
     canonical_json,
     entry_hash,
+    erased_payload,
     find_unmasked_digits,
     to_epoch,
     verify_entries,
@@ -151,6 +153,19 @@ class AuditLog:
         return entry
 
     # ---------------------------------------------------------------- reading
+
+    async def erase_call(self, call_id: str, erasure_seq: int | None) -> int:
+        """Erase the payloads of a call's entries (their digests stay, so the chain still
+        verifies); returns how many. The erasure's own entry names no call."""
+        await self.init()
+        rows = await self.db.fetchall("SELECT seq, payload FROM audit_log WHERE call_id = ? AND kind != 'erasure'", (call_id,))
+        for r in rows:
+            payload = json.loads(r["payload"]) if isinstance(r["payload"], str) else r["payload"]
+            if isinstance(payload, dict) and payload.get(ERASED) is True:
+                continue
+            await self.db.execute("UPDATE audit_log SET payload = ? WHERE seq = ?",
+                                  (canonical_json(erased_payload(payload, erasure_seq)), r["seq"]))  # fmt: skip
+        return len(rows)
 
     async def query(
         self, call_id: str | None = None, agent_id: str | None = None, playbook_id: str | None = None,

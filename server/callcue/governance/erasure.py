@@ -1,0 +1,131 @@
+"""Erasure: everything CallCue holds about one call, or about one customer's calls, removed
+from the database, the recordings and the in-memory caches, leaving one audit entry that says
+an erasure happened (how many calls and rows, why, who) without the erased content.
+
+Why the audit trail keeps its entries: the chain must still prove that nothing else was
+changed. Each erased entry keeps its payload's digest (audit/entries.py), so `callcue audit
+verify` still passes, while the words, numbers and ids the payload held are gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from callcue.audit.log import AuditLog, canonical_json
+from callcue.store.db import Database
+from callcue.store.recordings import RecordingStore
+
+log = logging.getLogger(__name__)
+
+#: tables holding a call's rows, by their `call_id` column (the audit log is handled apart)
+CALL_TABLES = ("transcripts", "signals", "hints", "feedback", "call_events", "qa_evaluations", "call_summaries",
+               "ingress_rejections", "call_facts", "topic_utterances", "intent_examples", "intent_added_examples",
+               "shadow_decisions", "hint_facts", "call_outcomes", "calls")  # fmt: skip
+#: start-metadata keys that name the customer (platforms and CRMs use these)
+CUSTOMER_KEYS = ("customer_id", "customer_key", "customer", "phone", "from", "caller", "caller_id", "ani", "msisdn",
+                 "customer_phone", "email")  # fmt: skip
+
+
+class ErasureError(ValueError):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _digits(v: str) -> str:
+    return re.sub(r"\D", "", v)
+
+
+def names_customer(metadata: dict[str, Any], who: str) -> bool:
+    """The call's start metadata names this customer (a phone number matched on its digits,
+    the last 10 when either has a country code)."""
+    want = who.strip().lower()
+    want_d = _digits(who)
+    for k in CUSTOMER_KEYS:
+        v = metadata.get(k)
+        if not isinstance(v, (str, int)) or isinstance(v, bool):
+            continue
+        s = str(v).strip().lower()
+        if s == want:
+            return True
+        d = _digits(s)
+        if len(want_d) >= 7 and len(d) >= 7 and (d == want_d or d[-10:] == want_d[-10:]):
+            return True
+    return False
+
+
+class Eraser:
+    def __init__(self, db: Database, audit: AuditLog, recordings: RecordingStore | None,
+                 live: Callable[[str], bool], forget: Iterable[Callable[[str], Any]] = (),
+                 sign_key: bytes | None = None, flush: Callable[[], Awaitable[Any]] | None = None) -> None:  # fmt: skip
+        """`live(call_id)`: the call is still going here (it cannot be erased yet); `forget`:
+        caches to drop a call from (the engine's records, a cluster's registry)."""
+        self.db = db
+        self.audit = audit
+        self.recordings = recordings
+        self.live = live
+        self.forget = list(forget)
+        self.sign_key = sign_key
+        self.flush = flush  # the call store's write-behind queue: nothing may land after the erasure
+
+    async def calls_of_customer(self, who: str) -> list[str]:
+        if len(who.strip()) < 3:
+            raise ErasureError("name the customer: an id, phone number or e-mail of at least 3 characters")
+        rows = await self.db.fetchall("SELECT call_id, metadata FROM calls")
+        out = [r["call_id"] for r in rows if names_customer(json.loads(r["metadata"] or "{}"), who)]
+        facts = await self._fetch_ids("SELECT call_id FROM call_facts WHERE customer_key = ?", (who.strip(),)) \
+            if "call_facts" in await self._tables() else []  # fmt: skip
+        return sorted(set(out) | set(facts))
+
+    async def _tables(self) -> set[str]:
+        if self.db.dialect == "sqlite":
+            rows = await self.db.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+        else:
+            rows = await self.db.fetchall("SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()")
+        return {r["name"] for r in rows}
+
+    async def _fetch_ids(self, sql: str, params: tuple[Any, ...]) -> list[str]:
+        return [r["call_id"] for r in await self.db.fetchall(sql, params)]
+
+    async def erase(self, call_ids: list[str], *, actor: str, reason: str, scope: str) -> dict[str, Any]:
+        if not reason.strip():
+            raise ErasureError("an erasure needs a reason (it is recorded)")
+        busy = [c for c in call_ids if self.live(c)]
+        if busy:
+            raise ErasureError(f"{len(busy)} call(s) are still live; erase them when they have ended", 409)
+        if self.flush is not None:
+            await self.flush()
+        rows: dict[str, int] = {}
+        audit_entries = 0
+        recordings = 0
+        # the erasure's own entry first (naming no call): the erased entries point to its seq
+        body = {"scope": scope, "calls": len(call_ids), "reason": reason.strip()[:500]}
+        if self.sign_key is not None:
+            body["signature"] = hmac.new(self.sign_key, canonical_json(body).encode(), hashlib.sha256).hexdigest()
+        entry = await self.audit.append("erasure", actor=actor, payload=body)
+        tables = [t for t in CALL_TABLES if t in await self._tables()]  # parts that are off have none
+        for cid in call_ids:
+            async with self.db.transaction():
+                for table in tables:  # names from CALL_TABLES only, never from input
+                    n = await self.db.fetchval(f"SELECT COUNT(*) FROM {table} WHERE call_id = ?", (cid,))
+                    if n:
+                        await self.db.execute(f"DELETE FROM {table} WHERE call_id = ?", (cid,))
+                        rows[table] = rows.get(table, 0) + int(n)
+                audit_entries += await self.audit.erase_call(cid, entry.seq)
+            if self.recordings is not None and self.recordings.erase(cid):
+                recordings += 1
+            for f in self.forget:
+                try:
+                    f(cid)
+                except Exception:
+                    log.exception("a cache did not forget an erased call")
+        log.info("erased %d call(s) (%s): %d rows, %d audit payloads, %d recordings", len(call_ids), scope,
+                 sum(rows.values()), audit_entries, recordings)  # fmt: skip
+        return {"erased_calls": len(call_ids), "rows": rows, "audit_payloads_erased": audit_entries,
+                "recordings_deleted": recordings, "erasure_seq": entry.seq}  # fmt: skip

@@ -1,0 +1,144 @@
+"""Roles, the access log and erasure, against an assembled server over HTTP.
+
+Every REST endpoint is called with every role's demo token: allowed or refused as the
+permission table says. A customer's calls are erased: their words, numbers and ids are then
+in no table of the database and in no file, the API answers 404, the erasure is one audit
+entry, and the chain still verifies."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from callcue.app import create_app
+from callcue.auth import PERMISSIONS
+from tests.serverkit import make_settings
+
+TOKENS = {"agent": "demo-agent-token", "supervisor": "demo-supervisor-token", "qa": "demo-qa-token",
+          "admin": "demo-admin-token", "auditor": "demo-auditor-token"}  # fmt: skip
+NATIVE = {"Authorization": "Bearer demo-native-token"}
+
+
+def _h(role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
+def _thread(iid: str, customer: str, phone: str, words: str) -> dict:
+    return {"interaction_id": iid, "channel": "chat", "agent_id": "agent-1",
+            "metadata": {"customer_id": customer, "phone": phone},
+            "turns": [{"role": "agent", "text": "Thank you for contacting Northwind Bank, how can I help?"},
+                      {"role": "customer", "text": f"My order {words} never arrived and I want a refund"},
+                      {"role": "agent", "text": "I am sorry, I have raised a dispute for you."}]}  # fmt: skip
+
+
+@pytest.fixture
+def client(tmp_path: Path):
+    with TestClient(create_app(make_settings(tmp_path))) as c:
+        yield c
+
+
+# (method, path, the permission it needs, request body); a path's {call} is a stored call
+ENDPOINTS = [
+    ("GET", "/api/v1/calls/{call}", "read_calls", None),
+    ("GET", "/api/v1/access-log", "access_log", None),
+    ("GET", "/api/v1/audit", "audit_read", None),
+    ("GET", "/api/v1/audit/export", "audit_read", None),
+    ("GET", "/api/v1/actions", "call_control", None),
+    ("GET", "/api/v1/playbooks", "call_control", None),
+    ("POST", "/api/v1/playbooks/knowledge_assist/pause", "call_control", {"reason": "matrix"}),
+    ("POST", "/api/v1/playbooks/knowledge_assist/resume", "call_control", {}),
+    ("GET", "/api/v1/kpis", "analytics", None),
+    ("GET", "/api/v1/analytics/drivers", "analytics", None),
+    ("GET", "/api/v1/calls/{call}/scorecard", "qa_review", None),
+    ("GET", "/api/v1/qa/agreement", "qa_review", None),
+    ("GET", "/api/v1/kb/versions", "kb_read", None),
+    ("GET", "/api/v1/kb/report", "kb_read", None),
+    ("POST", "/api/v1/kb/rollback", "kb_manage", {}),
+    ("GET", "/api/v1/intent-datasets", "learning", None),
+    ("GET", "/api/v1/playbooks/knowledge_assist/thresholds", "learning", None),
+]
+
+
+def test_every_endpoint_against_every_role(client: TestClient) -> None:
+    r = client.post("/api/v1/interactions", json=_thread("matrix-1", "c-1", "+15550100001", "4411"), headers=NATIVE)
+    assert r.status_code == 200, r.text
+    call = r.json()["call_id"]
+    refused, allowed = [], []
+    for method, path, perm, body in ENDPOINTS:
+        for role in TOKENS:
+            resp = client.request(method, path.format(call=call), headers=_h(role), json=body)
+            may = role in PERMISSIONS[perm]
+            if perm == "read_calls" and role == "agent":
+                may = True  # agent-1 handled this call
+            got = resp.status_code not in (401, 403)
+            (allowed if got else refused).append((method, path, role))
+            assert got == may, f"{method} {path} as {role}: {resp.status_code} {resp.text[:200]}"
+        assert client.request(method, path.format(call=call), json=body).status_code == 401
+    assert refused and allowed
+    # the live socket's commands follow the same table (an auditor reads the audit trail, cannot pause)
+    with client.websocket_connect("/ws/agent", subprotocols=["callcue.v1.json"], headers=_h("auditor")) as ws:
+        assert ws.receive_json()["type"] == "hello"
+        ws.send_json({"type": "audit_query", "id": 1, "limit": 5})
+        reply = ws.receive_json()
+        assert reply["type"] == "audit_query_result" and reply["entries"]
+        assert all(e["payload"].get("text") in (None, "[withheld]") for e in reply["entries"])  # no words for an auditor
+        ws.send_json({"type": "pause_playbook", "id": 2, "playbook_id": "knowledge_assist"})
+        assert ws.receive_json()["code"] == "forbidden"
+
+
+def test_reads_are_in_the_access_log_for_auditors(client: TestClient) -> None:
+    r = client.post("/api/v1/interactions", json=_thread("log-1", "c-2", "+15550100002", "5522"), headers=NATIVE)
+    call = r.json()["call_id"]
+    assert client.get(f"/api/v1/calls/{call}", headers=_h("supervisor")).status_code == 200
+    assert client.get("/api/v1/kb/search?q=lost%20card", headers=_h("agent")).status_code == 200
+    log = client.get("/api/v1/access-log", headers=_h("auditor")).json()["entries"]
+    seen = {(e["actor"], e["payload"]["what"], e["call_id"]) for e in log}
+    assert ("supervisor-1", "call_record", call) in seen and ("agent-1", "kb_search", None) in seen
+    assert all(e["payload"]["from"] for e in log if e["payload"]["what"] == "call_record")
+    assert client.get("/api/v1/access-log", headers=_h("supervisor")).status_code == 403
+
+
+def test_erasing_a_customer_leaves_nothing_but_the_erasure(client: TestClient, tmp_path: Path) -> None:
+    keep = client.post("/api/v1/interactions", json=_thread("keep-1", "c-other", "+15550109999", "7788"), headers=NATIVE)
+    gone = [client.post("/api/v1/interactions", json=_thread(f"gone-{i}", "cust-zebra", "+1 (555) 010-0123",
+                                                             f"zebraquux{i}"), headers=NATIVE).json()["call_id"]
+            for i in range(2)]  # fmt: skip
+    for call in gone:
+        assert client.get(f"/api/v1/calls/{call}", headers=_h("supervisor")).status_code == 200
+    body = {"customer": "555-010-0123", "reason": "customer asked to be forgotten (ticket 1)"}
+    assert client.post("/api/v1/erasure", json=body, headers=_h("supervisor")).status_code == 403
+    r = client.post("/api/v1/erasure", json=body, headers=_h("admin"))
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["erased_calls"] == 2 and out["rows"]["transcripts"] >= 6 and out["audit_payloads_erased"] > 0
+    for call in gone:
+        assert client.get(f"/api/v1/calls/{call}", headers=_h("supervisor")).status_code == 404
+    assert client.get(f"/api/v1/calls/{keep.json()['call_id']}", headers=_h("supervisor")).status_code == 200
+    # nowhere in the database or in any file beside it
+    db = sqlite3.connect(str(tmp_path / "callcue.db"))
+    for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+        for row in db.execute(f"SELECT * FROM {table}").fetchall():
+            blob = json.dumps(row, default=str)
+            for needle in ("zebraquux", "cust-zebra", "0100123", *gone):
+                assert needle not in blob or (table == "audit_log" and needle in gone), f"{needle} in {table}: {blob[:300]}"
+    for f in tmp_path.rglob("*"):
+        if f.is_file() and f.suffix not in (".db", ".db-wal", ".db-shm"):
+            raw = f.read_bytes()
+            assert b"zebraquux" not in raw and b"cust-zebra" not in raw, f
+    erasures = client.get("/api/v1/audit?kind=erasure", headers=_h("auditor")).json()["entries"]
+    assert len(erasures) == 1 and erasures[0]["actor"] == "admin-1" and erasures[0]["payload"]["calls"] == 2
+    assert "signature" in erasures[0]["payload"]
+    # the chain still verifies with the erased payloads in it
+    from callcue.audit.entries import verify_entries
+
+    rows = client.get("/api/v1/audit?limit=10000", headers=_h("supervisor")).json()["entries"]
+    assert any(e["payload"].get("__erased__") for e in rows)
+    assert verify_entries(rows).ok
+    # erasing a call that is not there
+    assert client.request("DELETE", "/api/v1/calls/nope", headers=_h("admin"), json={"reason": "x"}).status_code == 404
+    r = client.request("DELETE", f"/api/v1/calls/{keep.json()['call_id']}", headers=_h("admin"), json={})
+    assert r.status_code == 400 and "reason" in r.text
