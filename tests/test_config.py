@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_shipped_config_is_valid() -> None:
     s = load_settings(REPO / "config" / "callcue.toml")
     assert s.server.port == 8080
-    assert {t.role for t in s.auth.tokens} == {"agent", "supervisor"}
+    assert {t.role for t in s.auth.tokens} == {"agent", "supervisor", "qa", "admin", "auditor"}
     assert s.resolve("phrases.yaml").exists()
 
 

@@ -563,7 +563,7 @@ async def test_supervisor_websocket_commands(h: Harness) -> None:
     sup, agent = TOKENS["sup-token"], TOKENS["agent-token"]
     recs = await h.engine.on_signal(CALL, sig("call_1", "entity", "money", amount=250.0))
     r = await cmds.handle_supervisor_message(agent, {"type": "approve", "action_id": recs[0].action_id})
-    assert r == {"type": "error", "code": "forbidden", "message": "supervisor role required", "request": "approve"}
+    assert r == {"type": "error", "code": "forbidden", "message": "agent may not approve (call_control)", "request": "approve"}
     r = await cmds.handle_supervisor_message(sup, {"type": "reject", "action_id": recs[0].action_id, "reason": "no"})
     assert r["type"] == "reject_result" and {a["state"] for a in r["actions"]} == {"rejected"}
     r = await cmds.handle_supervisor_message(sup, {"type": "pause_playbook", "playbook_id": "retention"})

@@ -142,3 +142,26 @@ def test_erasing_a_customer_leaves_nothing_but_the_erasure(client: TestClient, t
     assert client.request("DELETE", "/api/v1/calls/nope", headers=_h("admin"), json={"reason": "x"}).status_code == 404
     r = client.request("DELETE", f"/api/v1/calls/{keep.json()['call_id']}", headers=_h("admin"), json={})
     assert r.status_code == 400 and "reason" in r.text
+
+
+def test_retention_sweeps_what_is_due_and_keeps_held_calls(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, retention={"transcripts_days": 1e-9, "qa_days": 0, "audio_days": 0,
+                                                  "analytics_days": 0, "topics_days": 0, "sweep_every_s": 3600})  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        calls = [client.post("/api/v1/interactions", json=_thread(f"ret-{i}", f"c-{i}", f"+1555010{i:04d}", f"77{i}"),
+                             headers=NATIVE).json()["call_id"] for i in range(2)]  # fmt: skip
+        assert client.post(f"/api/v1/calls/{calls[0]}/hold", json={"reason": "dispute 88"}, headers=_h("qa")).status_code == 403
+        assert client.post(f"/api/v1/calls/{calls[0]}/hold", json={"reason": "dispute 88"}, headers=_h("admin")).status_code == 200
+        rt = client.app.state.runtime.get()
+        db = sqlite3.connect(str(tmp_path / "callcue.db"))
+        before = {c: db.execute("SELECT COUNT(*) FROM transcripts WHERE call_id = ?", (c,)).fetchone()[0] for c in calls}
+        assert all(before.values())
+        out = client.portal.call(rt.retention.sweep)
+        assert out["transcripts"] > before[calls[1]]  # its transcripts, signals, hints and events
+        after = {c: db.execute("SELECT COUNT(*) FROM transcripts WHERE call_id = ?", (c,)).fetchone()[0] for c in calls}
+        assert after == {calls[0]: before[calls[0]], calls[1]: 0}  # the held call kept everything
+        r = client.request("DELETE", f"/api/v1/calls/{calls[0]}", headers=_h("admin"), json={"reason": "asked"})
+        assert r.status_code == 409 and "legal hold" in r.text
+        assert client.request("DELETE", f"/api/v1/calls/{calls[0]}/hold", headers=_h("admin")).json()["released"] is True
+        assert client.request("DELETE", f"/api/v1/calls/{calls[0]}", headers=_h("admin"), json={"reason": "asked"}).status_code == 200
+

@@ -43,7 +43,7 @@ def test_shipped_starter_playbooks_load_and_cover_the_issue() -> None:
             "sustained_anger_escalation", "disclosure_reminder", "refund_approval"} <= ids  # fmt: skip
     assert {p.autonomy for p in s} == {"auto", "suggest", "approve"}
     kinds = {a.kind for p in s for a in p.actions}
-    assert kinds == {"hint", "alert", "webhook", "escalate", "call_control"}
+    assert kinds == {"hint", "alert", "webhook", "escalate", "call_control", "knowledge"}
     assert len(s.digest) == 12
 
 

@@ -258,6 +258,31 @@ def create_app(settings: Settings) -> Starlette:
         """`POST /api/v1/erasure {"customer": ..., "reason": ...}` (admin): every call of one customer."""
         return await erase(request, None, "customer")
 
+    async def legal_hold(request: Request) -> JSONResponse:
+        """`POST` (set, with a reason) or `DELETE` (release) `/api/v1/calls/{id}/hold`, admin:
+        a held call is kept whole past every retention rule and cannot be erased."""
+        rt = slot.get()
+        principal = authenticate(request, header_only=True)
+        if principal is None:
+            return JSONResponse({"error": "missing or invalid bearer token"}, status_code=401)
+        if not principal.can("erase"):
+            return JSONResponse({"error": f"{principal.role} may not set legal holds (admin only)"}, status_code=403)
+        call_id = request.path_params["call_id"]
+        if await rt.access.call_agent(call_id) is False:
+            return JSONResponse({"error": f"no call {call_id!r}"}, status_code=404)
+        assert rt.retention is not None
+        if request.method == "DELETE":
+            return JSONResponse({"call_id": call_id, "released": await rt.retention.release(call_id, actor=principal.user_id)})
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            return JSONResponse({"error": "body is not JSON"}, status_code=400)
+        reason = str((body or {}).get("reason") or "").strip() if isinstance(body, dict) else ""
+        if not reason:
+            return JSONResponse({"error": "a legal hold needs a reason"}, status_code=400)
+        await rt.retention.hold(call_id, actor=principal.user_id, reason=reason[:500])
+        return JSONResponse({"call_id": call_id, "held": True})
+
     async def text_interaction(request: Request) -> JSONResponse:
         """A chat or email thread (JSON turns) through understanding, QA and the summary, as a
         call without audio; authenticated like the native ingress (`[platforms.native] tokens`)."""
@@ -304,6 +329,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/v1/calls/{call_id}", call_record, methods=["GET"]),
         Route("/api/v1/calls/{call_id}", erase_call, methods=["DELETE"]),
         Route("/api/v1/erasure", erase_customer, methods=["POST"]),
+        Route("/api/v1/calls/{call_id}/hold", legal_hold, methods=["POST", "DELETE"]),
         Route("/api/v1/calls/{call_id}/recording", recording),
         Route("/api/v1/interactions", text_interaction, methods=["POST"]),
         Route("/api/v1/kb/search", search_endpoint(lambda: (slot.get().knowledge, lambda r: authenticate(r, header_only=True)),

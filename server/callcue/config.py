@@ -277,6 +277,17 @@ class RecordingConfig(_Strict):
     hold_s: float = Field(default=30.0, ge=5, le=300)
 
 
+class RetentionConfig(_Strict):
+    # days each artifact is kept after its call ended; 0 keeps it (a call under legal hold
+    # keeps everything). The audit trail is not swept (erasure handles a person's entries).
+    audio_days: float = Field(default=90, ge=0)
+    transcripts_days: float = Field(default=365, ge=0)  # transcripts, signals, hints, feedback, events
+    qa_days: float = Field(default=730, ge=0)  # scorecards and summaries
+    analytics_days: float = Field(default=730, ge=0)  # per-call fact rows
+    topics_days: float = Field(default=90, ge=0)  # uncovered customer utterances
+    sweep_every_s: float = Field(default=3600, ge=10)
+
+
 class KnowledgeConfig(_Strict):
     # knowledge cards on the agent's desktop while the customer talks (docs/knowledge.md)
     enabled: bool = True
@@ -337,6 +348,7 @@ class Settings(_Strict):
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     # directory that relative file names in this config resolve against

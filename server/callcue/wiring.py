@@ -40,6 +40,7 @@ from callcue.egress.knowledge_api import KnowledgeCommands
 from callcue.egress.qa_api import QaCommands
 from callcue.egress.supervisor_api import CommandError, SupervisorCommands
 from callcue.governance.erasure import Eraser
+from callcue.governance.retention import Retention
 from callcue.knowledge.gate import Gate
 from callcue.knowledge.service import KnowledgeBase
 from callcue.knowledge.store import KnowledgeStore
@@ -93,8 +94,11 @@ class Runtime:
     knowledge: KnowledgeBase | None = None
     recordings: RecordingStore | None = None
     eraser: Eraser | None = None
+    retention: Retention | None = None
 
     async def close(self) -> None:
+        if self.retention is not None:
+            await self.retention.close()
         await self.webrtc.close()
         await self.calls.shutdown()
         self.asr.close()  # decode workers: every call's last final is in by now
@@ -255,6 +259,9 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
                                                "kb_promote": "kb_manage", "kb_rollback": "kb_manage"})
         await kcmds.refresh_standing()
         log.info("QA ready: %s", ", ".join(f"{c.id} v{c.version}" for c in cards) or "no scorecards")
+    retention = await Retention(db, audit, recordings, settings.retention).init()
+    retention.start()
+    opened.append(retention.close)
     eraser = Eraser(db, audit, recordings, live=lambda cid: cid in calls.calls, forget=[engine.forget_call],
                     sign_key=recordings.keys.keys[recordings.keys.current] if recordings is not None else None,
                     flush=store.flush)  # fmt: skip
@@ -262,7 +269,7 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
                    store=store, audit=audit, learning=learning, hub=hub, sink=sink, auth=auth, asr=asr,
                    asr_note=asr_note, understanding=understanding, engine=engine, supervisor=supervisor,
                    calls=calls, access=access, agents=agents, auth_failures=failures, webrtc=webrtc,
-                   cluster=cluster, qa=qa, analytics=analytics, knowledge=knowledge, recordings=recordings, eraser=eraser)  # fmt: skip
+                   cluster=cluster, qa=qa, analytics=analytics, knowledge=knowledge, recordings=recordings, eraser=eraser, retention=retention)  # fmt: skip
 
 
 def recordings_dir(settings: Settings) -> Path:

@@ -32,6 +32,22 @@ async def record_access(writer: Any, principal: Any, what: str, request: Request
         log.exception("access log entry failed", extra={"call_id": call_id})
 
 
+#: payload keys that carry what was said or shown (an auditor without `read_transcripts` sees
+#: that an entry exists, and its hash, not the words)
+_WORDS = frozenset({"text", "words", "evidence", "passage", "question", "body", "suggested_reply", "title", "correction"})
+
+
+def without_words(entry: dict[str, Any]) -> dict[str, Any]:
+    def strip(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: ("[withheld]" if k in _WORDS and x not in (None, "", []) else strip(x)) for k, x in v.items()}
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        return v
+
+    return {**entry, "payload": strip(entry.get("payload") or {})}
+
+
 def access_log_endpoint(get: Callable[[], tuple[AuditLog, Callable[[Request], Any]]]) -> Callable[[Request], Any]:
     """`GET /api/v1/access-log?since=&until=&actor=&call_id=&limit=`: for auditors and admins."""
 

@@ -34,7 +34,7 @@ from callcue.decide.engine import (
     InvalidTransition,
     UnknownAction,
 )
-from callcue.egress.access_log import record_access
+from callcue.egress.access_log import record_access, without_words
 from callcue.learning.store import Learning, LearningError
 
 PREFIX = "/api/v1"
@@ -350,22 +350,6 @@ class SupervisorCommands:
     async def rollback_intent_dataset(self, p: PrincipalLike, a: dict[str, Any]) -> dict[str, Any]:
         v = await self._learning().rollback_dataset(actor=p.user_id)
         return {"active": v.to_dict() if v else None}
-
-
-#: payload keys that carry what was said or shown (an auditor without `read_transcripts` sees
-#: that an entry exists, and its hash, not the words)
-_WORDS = frozenset({"text", "words", "evidence", "passage", "question", "body", "suggested_reply", "title", "correction"})
-
-
-def without_words(entry: dict[str, Any]) -> dict[str, Any]:
-    def strip(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: ("[withheld]" if k in _WORDS and x not in (None, "", []) else strip(x)) for k, x in v.items()}
-        if isinstance(v, list):
-            return [strip(x) for x in v]
-        return v
-
-    return {**entry, "payload": strip(entry.get("payload") or {})}
 
 
 def _float(v: Any, name: str, default: float) -> float:

@@ -99,6 +99,10 @@ class Eraser:
         busy = [c for c in call_ids if self.live(c)]
         if busy:
             raise ErasureError(f"{len(busy)} call(s) are still live; erase them when they have ended", 409)
+        if "legal_holds" in await self._tables():
+            held = [c for c in call_ids if await self.db.fetchval("SELECT COUNT(*) FROM legal_holds WHERE call_id = ?", (c,))]
+            if held:
+                raise ErasureError(f"{len(held)} call(s) are under legal hold; release the hold first", 409)
         if self.flush is not None:
             await self.flush()
         rows: dict[str, int] = {}
