@@ -165,3 +165,76 @@ def test_retention_sweeps_what_is_due_and_keeps_held_calls(tmp_path: Path) -> No
         assert client.request("DELETE", f"/api/v1/calls/{calls[0]}/hold", headers=_h("admin")).json()["released"] is True
         assert client.request("DELETE", f"/api/v1/calls/{calls[0]}", headers=_h("admin"), json={"reason": "asked"}).status_code == 200
 
+
+
+def test_oidc_jwt_bearer_tokens(tmp_path: Path) -> None:
+    import time
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update(kid="k1", use="sig", alg="RS256")
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    settings = make_settings(tmp_path, auth={"oidc": {"enabled": True, "issuer": "https://idp.example", "audience": "callcue",
+                                                      "jwks_file": str(tmp_path / "jwks.json")}})  # fmt: skip
+
+    def token(**claims: object) -> str:
+        now = int(time.time())
+        body = {"iss": "https://idp.example", "aud": "callcue", "sub": "qa-lead-7", "roles": ["qa"], "iat": now,
+                "exp": now + 300, **claims}  # fmt: skip
+        return jwt.encode(body, key, algorithm="RS256", headers={"kid": "k1"})
+
+    with TestClient(create_app(settings)) as client:
+        ok = client.get("/api/v1/qa/agreement", headers={"Authorization": f"Bearer {token()}"})
+        assert ok.status_code == 200, ok.text
+        assert client.get("/api/v1/actions", headers={"Authorization": f"Bearer {token()}"}).status_code == 403  # qa: no control
+        for bad in (token(exp=int(time.time()) - 600), token(aud="other"), token(iss="https://evil"), token(roles=["boss"]),
+                    token()[:-4] + "AAAA"):
+            assert client.get("/api/v1/qa/agreement", headers={"Authorization": f"Bearer {bad}"}).status_code == 401
+        assert client.get("/api/v1/actions", headers=_h("supervisor")).status_code == 200  # static tokens stay
+        with client.websocket_connect("/ws/agent", subprotocols=["callcue.v1.json"],
+                                      headers={"Authorization": f"Bearer {token(sub='sup-9', roles='supervisor')}"}) as ws:
+            hello = ws.receive_json()
+            assert (hello["user_id"], hello["role"]) == ("sup-9", "supervisor")
+
+
+async def test_https_and_wss_when_a_certificate_is_configured(tmp_path: Path) -> None:
+    import datetime
+    import ssl
+
+    import httpx
+    import websockets
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from tests.serverkit import server
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    import ipaddress
+
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))  # fmt: skip
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))  # fmt: skip
+    settings = make_settings(tmp_path, server={"tls_cert": str(tmp_path / "cert.pem"), "tls_key": str(tmp_path / "key.pem")})
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    async with server(settings) as (base, _app):
+        assert base.startswith("wss://")
+        async with httpx.AsyncClient(verify=ctx) as http:
+            r = await http.get(base.replace("wss://", "https://") + "/healthz")
+            assert r.status_code == 200
+        async with websockets.connect(base + "/ws/agent", ssl=ctx, subprotocols=["callcue.v1.json"],
+                                      additional_headers={"Authorization": "Bearer demo-agent-token"}) as ws:
+            assert json.loads(await ws.recv())["type"] == "hello"
+        with pytest.raises((httpx.ConnectError, httpx.RemoteProtocolError)):  # plain HTTP is not served
+            async with httpx.AsyncClient() as plain:
+                await plain.get(base.replace("wss://", "http://") + "/healthz")

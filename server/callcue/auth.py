@@ -12,6 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from callcue.config import AuthConfig
@@ -117,12 +118,15 @@ def principals(cfg: AuthConfig) -> list[tuple[str, Principal]]:
 
 
 class Authenticator:
-    def __init__(self, cfg: AuthConfig) -> None:
+    def __init__(self, cfg: AuthConfig, base_dir: Path | None = None) -> None:
         self._tokens = [(token.encode(), p) for token, p in principals(cfg)]
+        self._oidc = OidcVerifier(cfg, base_dir) if cfg.oidc.enabled else None
 
     def authenticate(self, token: str | None) -> Principal | None:
         if not token:
             return None
+        if self._oidc is not None and token.count(".") == 2 and token.startswith("ey"):
+            return self._oidc.principal(token)
         given = token.encode()
         found = None
         for secret, principal in self._tokens:
@@ -142,6 +146,67 @@ class Authenticator:
             if proto.startswith(TOKEN_PROTOCOL):
                 return self.authenticate(_b64url(proto[len(TOKEN_PROTOCOL):]))
         return self.authenticate(query.get("token"))
+
+
+class OidcVerifier:
+    """JWT bearer tokens from an OpenID Connect provider (PyJWT): signature against the JWKS
+    (file or URL), issuer, audience, expiry; the user, role, teams and grants from claims.
+    A token whose role claim names no CallCue role is refused."""
+
+    def __init__(self, cfg: AuthConfig, base_dir: Path | None) -> None:
+        import jwt
+
+        o = cfg.oidc
+        self.cfg = o
+        self._jwt = jwt
+        self._client = jwt.PyJWKClient(o.jwks_url, cache_keys=True) if o.jwks_url else None
+        self._set = None
+        if o.jwks_file:
+            path = Path(o.jwks_file)
+            if base_dir is not None and not path.is_absolute():
+                path = base_dir / path
+            self._set = jwt.PyJWKSet.from_json(path.read_text(encoding="utf-8"))
+        if self._client is None and self._set is None:
+            raise ValueError("[auth.oidc] needs jwks_file or jwks_url")
+        # the agents of each team, from the static tokens, for a supervisor's team scope
+        self._team_agents: dict[str, set[str]] = {}
+        for t in cfg.tokens:
+            if t.role == "agent":
+                for team in t.teams:
+                    self._team_agents.setdefault(team, set()).add(t.user_id)
+
+    def _key(self, token: str) -> Any:
+        if self._client is not None:
+            return self._client.get_signing_key_from_jwt(token).key
+        kid = self._jwt.get_unverified_header(token).get("kid")
+        assert self._set is not None
+        for k in self._set.keys:
+            if kid is None or k.key_id == kid:
+                return k.key
+        raise self._jwt.InvalidTokenError(f"no key {kid!r} in the JWKS")
+
+    def principal(self, token: str) -> Principal | None:
+        o = self.cfg
+        try:
+            claims = self._jwt.decode(token, self._key(token), algorithms=o.algorithms, audience=o.audience or None,
+                                      issuer=o.issuer or None, leeway=o.leeway_s,
+                                      options={"require": ["exp", "iat"], "verify_aud": bool(o.audience)})  # fmt: skip
+        except Exception:
+            return None
+        user = claims.get(o.user_claim)
+        roles = claims.get(o.role_claim)
+        roles = [roles] if isinstance(roles, str) else roles if isinstance(roles, list) else []
+        role = next((r for r in roles if r in ROLES), None)
+        if not isinstance(user, str) or not user or role is None:
+            return None
+        teams = claims.get(o.teams_claim)
+        teams = [teams] if isinstance(teams, str) else teams if isinstance(teams, list) else []
+        scope = None
+        if role in ("supervisor", "qa") and teams:
+            scope = frozenset(a for team in teams for a in self._team_agents.get(str(team), ()))
+        grants = claims.get(o.grants_claim)
+        grants = grants if isinstance(grants, list) else []
+        return Principal(user, role, scope, frozenset(str(g) for g in grants))
 
 
 class FailureLimiter:

@@ -65,7 +65,7 @@ def serve(config: Path | None = ConfigOpt, host: str | None = None, port: int | 
     _logging(s)
     try:
         uvicorn.run(create_app(s), host=s.server.host, port=s.server.port, log_config=None,
-                    ws_max_size=4 * s.server.max_frame_bytes, lifespan="on")
+                    ws_max_size=4 * s.server.max_frame_bytes, lifespan="on", **s.tls())  # type: ignore[arg-type]
     except ConfigError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e

@@ -24,6 +24,9 @@ class _Strict(BaseModel):
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    # HTTPS and WSS on the same port when both are set (PEM files; relative to the config)
+    tls_cert: str = ""
+    tls_key: str = ""
     max_frame_bytes: int = Field(64 * 1024, ge=1024, description="largest WebSocket message accepted from a platform")
     max_calls: int = Field(200, ge=1)
     # /readyz says 503 (send new calls elsewhere) while any channel's recognizer is this far behind
@@ -117,8 +120,26 @@ class TokenConfig(_Strict):
     grants: list[str] = Field(default_factory=list)
 
 
+class OidcConfig(_Strict):
+    # single sign-on: signed JWT bearer tokens from an identity provider, accepted beside the
+    # static tokens (which stay for machines); checked against a JWKS file or URL
+    enabled: bool = False
+    issuer: str = ""
+    audience: str = ""
+    jwks_file: str = ""
+    jwks_url: str = ""
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "PS256", "EdDSA"])
+    user_claim: str = "sub"
+    # a string or a list; the first value that names a CallCue role is the user's role
+    role_claim: str = "roles"
+    teams_claim: str = "teams"
+    grants_claim: str = "callcue_grants"
+    leeway_s: float = Field(default=30, ge=0, le=600)
+
+
 class AuthConfig(_Strict):
     tokens: list[TokenConfig] = Field(default_factory=list)
+    oidc: OidcConfig = Field(default_factory=OidcConfig)
     # per client address: more failed authentications than this in a minute are refused
     # without being checked, until the minute has passed
     max_failures_per_minute: int = Field(20, ge=1, le=10_000)
@@ -353,6 +374,13 @@ class Settings(_Strict):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     # directory that relative file names in this config resolve against
     config_dir: str = Field(default=str(REPO_CONFIG_DIR), exclude=True)
+
+    def tls(self) -> dict[str, str]:
+        """uvicorn's ssl arguments when a certificate is configured (else plain HTTP/WS)."""
+        s = self.server
+        if bool(s.tls_cert) != bool(s.tls_key):
+            raise ConfigError("[server] tls_cert and tls_key go together")
+        return {"ssl_certfile": str(self.resolve(s.tls_cert)), "ssl_keyfile": str(self.resolve(s.tls_key))} if s.tls_cert else {}
 
     def resolve(self, name: str) -> Path:
         p = Path(name)

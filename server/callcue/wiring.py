@@ -221,7 +221,7 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
         access.reply_used = replies.book.used
         async for e in audit.iter_entries(kind=["reply_feedback"], since=time.time() - 180 * 86400):
             replies.book.used(str(e.payload.get("reply_id")), str(e.payload.get("action")))
-    auth = Authenticator(settings.auth)
+    auth = Authenticator(settings.auth, Path(settings.config_dir))
     failures = FailureLimiter(settings.auth.max_failures_per_minute)
     agents = AgentGateway(auth=auth, hub=hub, access=access, rejected=sink.rejection,
                           supervisor_handler=supervisor.handle_supervisor_message, failures=failures,

@@ -58,7 +58,7 @@ async def running_server(settings: Settings):
     """Serve `settings` on loopback until the block exits; yields the base ws:// URL."""
     app = create_app(settings)
     cfg = uvicorn.Config(app, host=settings.server.host, port=settings.server.port, log_config=None,
-                         ws_max_size=4 * settings.server.max_frame_bytes, lifespan="on")
+                         ws_max_size=4 * settings.server.max_frame_bytes, lifespan="on", **settings.tls())  # type: ignore[arg-type]
     server = uvicorn.Server(cfg)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -67,7 +67,8 @@ async def running_server(settings: Settings):
             raise RuntimeError("server exited during startup")
         await asyncio.sleep(0.05)
     try:
-        yield f"ws://{settings.server.host}:{settings.server.port}", app
+        scheme = "wss" if settings.server.tls_cert else "ws"
+        yield f"{scheme}://{settings.server.host}:{settings.server.port}", app
     finally:
         server.should_exit = True
         await task
