@@ -455,6 +455,51 @@ import { el, button, fmtClock, fmtTime, initialToken, Connection } from "./desk.
     }
   }
 
+  // ------------------------------------------------------------------ recording playback
+  // The recording comes over REST with the token as a Bearer header (never in a URL), as a
+  // blob the <audio> element plays; clicking a line seeks to it, and the line being heard is
+  // marked as the audio plays.
+  let audioFor = null;
+  let audioUrl = null;
+
+  function player(callId) {
+    const box = el("div", "player");
+    const audio = el("audio", "");
+    audio.id = "recording";
+    audio.controls = true;
+    audio.preload = "auto";
+    box.append(audio, el("span", "empty", ""));
+    loadRecording(callId, audio, box.lastChild);
+    audio.addEventListener("timeupdate", () => {
+      const t = audio.currentTime;
+      for (const d of document.querySelectorAll("#lines .ln")) {
+        d.classList.toggle("playing", Number(d.dataset.start) <= t && t < Number(d.dataset.end));
+      }
+    });
+    return box;
+  }
+
+  async function loadRecording(callId, audio, note) {
+    if (audioFor === callId && audioUrl) { audio.src = audioUrl; return; }
+    try {
+      const r = await fetch(`/api/v1/calls/${encodeURIComponent(callId)}/recording`, { headers: { Authorization: `Bearer ${state.token}` } });
+      if (!r.ok) { note.textContent = r.status === 404 ? "no recording of this call" : `recording: HTTP ${r.status}`; return; }
+      if (audioUrl) URL.revokeObjectURL(audioUrl);
+      audioUrl = URL.createObjectURL(await r.blob());
+      audioFor = callId;
+      audio.src = audioUrl;
+    } catch (e) {
+      note.textContent = `recording: ${e.message}`;
+    }
+  }
+
+  function playFrom(start) {
+    const audio = $("recording");
+    if (!audio || !audio.src) return;
+    audio.currentTime = Math.max(0, start - 0.2);
+    audio.play().catch(() => {});
+  }
+
   function renderLines() {
     const box = $("lines");
     box.replaceChildren();
@@ -463,9 +508,13 @@ import { el, button, fmtClock, fmtTime, initialToken, Connection } from "./desk.
     box.append(el("h2", "", "Transcript"));
     const finals = [...c.finals.values()].sort((a, b) => a.start - b.start).slice(-40);
     if (!finals.length) box.append(el("p", "empty", "No final transcript yet."));
+    if (c.ended) box.append(player(state.selected));
     for (const t of finals) {
       const d = el("div", `ln ${t.channel}`);
+      d.dataset.start = String(t.start); d.dataset.end = String(t.end);
       d.append(el("span", "who", t.channel === "agent" ? "A" : "C"), document.createTextNode(t.text || ""));
+      d.title = "play from here";
+      d.addEventListener("click", () => playFrom(t.start));
       box.append(d);
     }
   }

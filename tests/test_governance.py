@@ -238,3 +238,23 @@ async def test_https_and_wss_when_a_certificate_is_configured(tmp_path: Path) ->
         with pytest.raises((httpx.ConnectError, httpx.RemoteProtocolError)):  # plain HTTP is not served
             async with httpx.AsyncClient() as plain:
                 await plain.get(base.replace("wss://", "http://") + "/healthz")
+
+
+def test_recording_playback_with_ranges_for_allowed_roles(client: TestClient) -> None:
+    import numpy as np
+
+    call = client.post("/api/v1/interactions", json=_thread("play-1", "c-9", "+15550100009", "9911"), headers=NATIVE).json()["call_id"]
+    rt = client.app.state.runtime.get()
+    w = rt.recordings.writer(call, 8000, ["customer", "agent"])  # as the recorder writes one
+    w.write((np.random.default_rng(1).normal(0, 3000, (16000, 2))).astype(np.int16))
+    whole = client.get(f"/api/v1/calls/{call}/recording", headers=_h("qa"))
+    assert whole.status_code == 200 and whole.headers["content-type"] == "audio/flac" and whole.content[:4] == b"fLaC"
+    part = client.get(f"/api/v1/calls/{call}/recording", headers={**_h("agent"), "Range": "bytes=10-99"})
+    assert part.status_code == 206 and part.content == whole.content[10:100]
+    assert part.headers["content-range"] == f"bytes 10-99/{len(whole.content)}"
+    assert client.get(f"/api/v1/calls/{call}/recording", headers={**_h("qa"), "Range": "bytes=999999999-"}).status_code == 416
+    assert client.get(f"/api/v1/calls/{call}/recording", headers=_h("auditor")).status_code == 403
+    assert client.get("/api/v1/calls/nope/recording", headers=_h("qa")).status_code == 404
+    log = client.get("/api/v1/access-log", headers=_h("auditor")).json()["entries"]
+    plays = [e for e in log if e["payload"]["what"] == "recording"]
+    assert {e["actor"] for e in plays} == {"qa-1", "agent-1"} and any(e["payload"]["range"] == [10, 99] for e in plays)

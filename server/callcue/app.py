@@ -119,6 +119,8 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         b = int(last) if last else size - 1
     except ValueError:
         return None
+    if a >= size:
+        return (a, a)  # past the end: the caller answers 416
     return (a, min(b, size - 1)) if b >= a else None
 
 
