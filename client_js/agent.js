@@ -447,7 +447,27 @@ import { el, button, fmtTime, fmtClock, initialToken, Connection } from "./desk.
     }
   }
 
+  /** The agent's own pause of the call's recording (a card number about to be read, a
+   *  private moment); the server audits it and says so to every desk on the call. */
+  function renderRecButton() {
+    const b = $("recbtn");
+    const c = state.calls.get(state.selected);
+    const rec = c ? c.controls.filter((x) => x.endsWith("_recording")).pop() || "" : "";
+    b.hidden = !c || c.ended;
+    b.textContent = rec === "pause_recording" ? "Resume recording" : "Pause recording";
+  }
+
+  $("recbtn").addEventListener("click", async () => {
+    const c = state.calls.get(state.selected);
+    if (!c) return;
+    const rec = c.controls.filter((x) => x.endsWith("_recording")).pop() || "";
+    const action = rec === "pause_recording" ? "resume" : "pause";
+    const r = await conn.request({ type: "recording", call_id: state.selected, action });
+    if (r.type === "error") $("banner").textContent = `recording: ${r.message || r.code}`;
+  });
+
   function renderBanner() {
+    renderRecButton();
     const c = state.calls.get(state.selected);
     const last = c && c.controls.length ? c.controls[c.controls.length - 1] : "";
     const b = $("banner");

@@ -27,7 +27,8 @@ from callcue.decide.engine import (
 from callcue.decide.playbooks import PlaybookSet
 from callcue.decide.webhooks import WebhookClient
 from callcue.egress.hub import Principal
-from callcue.egress.supervisor_api import SupervisorCommands, routes
+from callcue.egress.supervisor_api import SupervisorCommands
+from callcue.egress.supervisor_http import routes
 from callcue.events import Evidence, Signal
 
 REPO = Path(__file__).resolve().parents[1]

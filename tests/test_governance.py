@@ -102,7 +102,35 @@ def test_reads_are_in_the_access_log_for_auditors(client: TestClient) -> None:
     assert client.get("/api/v1/access-log", headers=_h("supervisor")).status_code == 403
 
 
-def test_erasing_a_customer_leaves_nothing_but_the_erasure(client: TestClient, tmp_path: Path) -> None:
+def _rows(url: str | None, tmp_path: Path) -> dict[str, list[str]]:
+    """Every row of every table, as JSON text, per table (SQLite file or PostgreSQL schema)."""
+    if url is None:
+        db = sqlite3.connect(str(tmp_path / "callcue.db"))
+        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()]
+        return {t: [json.dumps(r, default=str) for r in db.execute(f"SELECT * FROM {t}").fetchall()] for t in tables}
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        tables = [t for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()]
+        return {t: [json.dumps(r, default=str) for r in conn.execute(f'SELECT * FROM "{t}"').fetchall()] for t in tables}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_erasing_a_customer_leaves_nothing_but_the_erasure(tmp_path: Path, backend: str) -> None:
+    from tests.pg import fresh_postgres_url, postgres_unavailable_reason
+
+    url = None
+    sections: dict = {"recording": {"dir": str(tmp_path / "recordings")}}
+    if backend == "postgresql":
+        url = fresh_postgres_url()
+        if url is None:
+            pytest.skip(f"PostgreSQL tests skipped: {postgres_unavailable_reason()}")
+        sections["storage"] = {"url": url}
+    with TestClient(create_app(make_settings(tmp_path, **sections))) as client:
+        _erase_a_customer(client, tmp_path, url)
+
+
+def _erase_a_customer(client: TestClient, tmp_path: Path, url: str | None) -> None:
     keep = client.post("/api/v1/interactions", json=_thread("keep-1", "c-other", "+15550109999", "7788"), headers=NATIVE)
     gone = [client.post("/api/v1/interactions", json=_thread(f"gone-{i}", "cust-zebra", "+1 (555) 010-0123",
                                                              f"zebraquux{i}"), headers=NATIVE).json()["call_id"]
@@ -119,10 +147,8 @@ def test_erasing_a_customer_leaves_nothing_but_the_erasure(client: TestClient, t
         assert client.get(f"/api/v1/calls/{call}", headers=_h("supervisor")).status_code == 404
     assert client.get(f"/api/v1/calls/{keep.json()['call_id']}", headers=_h("supervisor")).status_code == 200
     # nowhere in the database or in any file beside it
-    db = sqlite3.connect(str(tmp_path / "callcue.db"))
-    for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
-        for row in db.execute(f"SELECT * FROM {table}").fetchall():
-            blob = json.dumps(row, default=str)
+    for table, rows in _rows(url, tmp_path).items():
+        for blob in rows:
             for needle in ("zebraquux", "cust-zebra", "0100123", *gone):
                 assert needle not in blob or (table == "audit_log" and needle in gone), f"{needle} in {table}: {blob[:300]}"
     for f in tmp_path.rglob("*"):

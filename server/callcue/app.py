@@ -31,7 +31,7 @@ from callcue.egress.analytics_api import ROUTES as ANALYTICS_ROUTES
 from callcue.egress.knowledge_api import ROUTES as KB_ROUTES
 from callcue.egress.knowledge_api import search_endpoint
 from callcue.egress.qa_api import ROUTES as QA_ROUTES
-from callcue.egress.supervisor_api import supervisor_routes
+from callcue.egress.supervisor_http import supervisor_routes
 from callcue.governance.erasure import ErasureError
 from callcue.pipeline.load import load_report
 from callcue.platforms.base import Platform

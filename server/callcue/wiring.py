@@ -216,6 +216,13 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
     calls = CallManager(deps, reconnect_grace_s=settings.platforms.reconnect_grace_s)
     sink.final_listeners.append(streams.on_final)
     access = CallAccess(calls, store, sink, engine)
+
+    def recording_control(call_id: str, paused: bool) -> None:
+        sink.pause_storage(call_id, paused)
+        streams.pause_recording(call_id, paused)
+        streams.remote(call_id, "pause" if paused else "resume")
+
+    access.recording_control = recording_control
     replies = next((d for d in understanding.detectors if isinstance(d, RepliesDetector)), None)
     if replies is not None:
         access.reply_used = replies.book.used

@@ -37,6 +37,8 @@ class CallAccess:
         self.feedback_route: Callable[[Principal, dict[str, Any], str], Any] | None = None
         #: told of each suggested reply an agent copied or dismissed (the ranking learns it)
         self.reply_used: Callable[[str, str], None] | None = None
+        #: pauses (True) or resumes a live call's recording and transcript storage
+        self.recording_control: Callable[[str, bool], Any] | None = None
 
     def visible_calls(self, principal: Principal) -> list[dict[str, Any]]:
         """Live calls this principal may see: this node's and, in a cluster, the other nodes'."""
@@ -74,6 +76,22 @@ class CallAccess:
     async def record_feedback_here(self, principal: Principal, req: dict[str, Any]) -> dict[str, Any]:
         """Feedback another cluster node routed here because this node holds the call."""
         return await self.record_feedback(principal, req, here=True)
+
+    async def pause_recording(self, principal: Principal, req: dict[str, Any]) -> dict[str, Any]:
+        """The agent's own pause/resume of a live call's recording (a customer about to read
+        a card number, a private moment): audited, and applied at once."""
+        call_id, action = req.get("call_id"), req.get("action")
+        if not isinstance(call_id, str) or action not in ("pause", "resume"):
+            return {"type": "error", "code": "bad_request", "message": "recording needs call_id and action pause or resume"}
+        if call_id not in self.calls.calls:
+            return {"type": "error", "code": "unknown_call", "message": f"no live call {call_id!r} here"}
+        if not principal.may_see(self.calls.calls[call_id].agent_id):
+            return {"type": "error", "code": "forbidden", "message": f"not allowed on call {call_id!r}"}
+        await self.sink.append(f"recording_{action}d", call_id=call_id, actor=principal.user_id, payload={"by": "agent"})
+        if self.recording_control is not None:
+            self.recording_control(call_id, action == "pause")
+        self.sink.event(call_id, {"type": "call_control", "call_id": call_id, "control": f"{action}_recording", "by": principal.user_id})
+        return {"type": "recording_ack", "call_id": call_id, "action": action}
 
     async def record_reply_feedback(self, principal: Principal, req: dict[str, Any]) -> dict[str, Any]:
         """An agent copied (used) or dismissed a suggested reply: audited, then counted."""

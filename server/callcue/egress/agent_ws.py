@@ -144,6 +144,8 @@ async def handle_client_message(gw: AgentGateway, sub: Subscriber, req: dict[str
         return reply({"type": "unsubscribed", "call_id": call_id})
     if kind == "feedback":
         return reply(await gw.access.record_feedback(sub.principal, req))
+    if kind == "recording":
+        return reply(await gw.access.pause_recording(sub.principal, req))
     if kind == "reply_feedback":
         return reply(await gw.access.record_reply_feedback(sub.principal, req))
     if kind == "ping":
