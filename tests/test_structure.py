@@ -39,7 +39,7 @@ LAYERS: list[set[str]] = [
     {"callcue.audio", "callcue.asr", "callcue.store"},
     {"callcue.platforms", "callcue.audit"},
     {"callcue.understand", "callcue.learning", "callcue.qa", "callcue.analytics", "callcue.knowledge", "callcue.governance"},
-    {"callcue.decide"},
+    {"callcue.decide", "callcue.bot"},
     {"callcue.pipeline"},
     {"callcue.transports", "callcue.egress", "callcue.cluster"},
     {"callcue.wiring"},

@@ -24,6 +24,7 @@ from starlette.websockets import WebSocket
 
 from callcue import __version__
 from callcue.auth import Principal, bearer_token, token_matches
+from callcue.bot.demo_backend import backend_routes
 from callcue.config import Settings
 from callcue.egress.access_log import access_log_endpoint, record_access
 from callcue.egress.agent_ws import agent_endpoint
@@ -336,6 +337,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/v1/interactions", text_interaction, methods=["POST"]),
         Route("/api/v1/kb/search", search_endpoint(lambda: (slot.get().knowledge, lambda r: authenticate(r, header_only=True)),
                                                    lambda: slot.get().sink)),
+        *backend_routes(lambda: slot.get().demo_backend),
         Route("/api/v1/access-log", access_log_endpoint(lambda: (slot.get().audit, lambda r: authenticate(r, header_only=True)))),
         *[WebSocketRoute(p.path, _ingress(slot, p, settings, streams)) for p in PLATFORMS.values()
           if p.transport == "websocket" and _enabled(settings, p)],

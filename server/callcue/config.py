@@ -309,6 +309,19 @@ class RetentionConfig(_Strict):
     sweep_every_s: float = Field(default=3600, ge=10)
 
 
+class BotConfig(_Strict):
+    # the virtual agent: a call whose start names a flow (Twilio customParameters.flow, the
+    # native protocol's or a chat's metadata "flow") is answered by it (docs/virtual-agent.md)
+    enabled: bool = True
+    flows_dir: str = "flows"
+    # the agent a handed-off call goes to when the platform named none
+    handoff_agent: str = "agent-1"
+    # where flow webhooks go ($backend in a flow's url); empty: this server's demo backend
+    backend_url: str = ""
+    backend_token: str = "demo-backend-token"
+    voice: Literal["piper", "espeak"] = "piper"
+
+
 class KnowledgeConfig(_Strict):
     # knowledge cards on the agent's desktop while the customer talks (docs/knowledge.md)
     enabled: bool = True
@@ -370,6 +383,7 @@ class Settings(_Strict):
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    bot: BotConfig = Field(default_factory=BotConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     # directory that relative file names in this config resolve against

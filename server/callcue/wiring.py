@@ -24,6 +24,9 @@ from callcue.asr.select import load_engine
 from callcue.audit.kpis import kpis
 from callcue.audit.log import AuditLog
 from callcue.auth import Authenticator, FailureLimiter
+from callcue.bot.demo_backend import DemoBackend
+from callcue.bot.flows import load_flows
+from callcue.bot.voice import EspeakVoice, default_voice
 from callcue.cluster.bus import RedisBus
 from callcue.cluster.node import ClusterNode
 from callcue.config import Settings
@@ -32,6 +35,7 @@ from callcue.decide.decider import PlaybookDecider
 from callcue.decide.engine import DecisionEngine
 from callcue.decide.hints import PhraseHintPolicy
 from callcue.decide.playbooks import PlaybookSet
+from callcue.decide.webhooks import WebhookClient
 from callcue.egress.access import CallAccess
 from callcue.egress.agent_ws import AgentGateway
 from callcue.egress.analytics_api import AnalyticsCommands
@@ -45,7 +49,7 @@ from callcue.knowledge.gate import Gate
 from callcue.knowledge.service import KnowledgeBase
 from callcue.knowledge.store import KnowledgeStore
 from callcue.learning.store import Learning
-from callcue.pipeline.deps import PipelineDeps
+from callcue.pipeline.deps import BotSetup, PipelineDeps
 from callcue.pipeline.load import load_report
 from callcue.pipeline.manager import CallManager
 from callcue.pipeline.sink import Sink
@@ -95,6 +99,7 @@ class Runtime:
     recordings: RecordingStore | None = None
     eraser: Eraser | None = None
     retention: Retention | None = None
+    demo_backend: DemoBackend | None = None
 
     async def close(self) -> None:
         if self.retention is not None:
@@ -207,11 +212,12 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
 
     fallback = PhraseHintPolicy(understanding.phrases) if understanding.phrases is not None else None
     recordings = open_recordings(settings)
+    bot, demo_backend = build_bot(settings, knowledge, detect_pool)
     deps = PipelineDeps(
         asr=asr, asr_pool=asr_pool, detect_pool=detect_pool, vad=settings.vad, pipeline=settings.pipeline,
         max_calls=settings.server.max_calls, detectors=understanding.detectors, sink=sink,
         redactor_factory=understanding.redactor_factory, decider=PlaybookDecider(engine, fallback), streams=streams,
-        recordings=recordings, record_hold_s=settings.recording.hold_s,
+        recordings=recordings, record_hold_s=settings.recording.hold_s, bot=bot,
     )  # fmt: skip
     calls = CallManager(deps, reconnect_grace_s=settings.platforms.reconnect_grace_s)
     sink.final_listeners.append(streams.on_final)
@@ -276,7 +282,42 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
                    store=store, audit=audit, learning=learning, hub=hub, sink=sink, auth=auth, asr=asr,
                    asr_note=asr_note, understanding=understanding, engine=engine, supervisor=supervisor,
                    calls=calls, access=access, agents=agents, auth_failures=failures, webrtc=webrtc,
-                   cluster=cluster, qa=qa, analytics=analytics, knowledge=knowledge, recordings=recordings, eraser=eraser, retention=retention)  # fmt: skip
+                   cluster=cluster, qa=qa, analytics=analytics, knowledge=knowledge, recordings=recordings, eraser=eraser, retention=retention, demo_backend=demo_backend)  # fmt: skip
+
+
+def build_bot(settings: Settings, knowledge: KnowledgeBase | None, pool: Any) -> tuple[BotSetup | None, DemoBackend | None]:
+    """The virtual agent's flows (validated now: a bad flow stops the server), its voice
+    (loaded on first use), its way to the knowledge base, and the demo backend."""
+    cfg = settings.bot
+    if not cfg.enabled:
+        return None, None
+    flows = load_flows(settings.resolve(cfg.flows_dir))
+    if flows:
+        log.info("virtual agent ready: %s", ", ".join(f"{f.id} v{f.version}" for f in flows.values()))
+    backend = None
+    url = cfg.backend_url
+    if not url:
+        backend = DemoBackend(cfg.backend_token)
+        scheme = "https" if settings.server.tls_cert else "http"
+        url = f"{scheme}://{settings.server.host}:{settings.server.port}/demo-backend"
+
+    async def kb_answer(question: str) -> str:
+        if knowledge is None or knowledge.index is None or not question.strip():
+            return ""
+        index = knowledge.index
+
+        def best() -> str:
+            hits = index.search(question, k=1)
+            if not hits or hits[0].score < knowledge.gate.min_score:
+                return ""
+            a, b = index.span(hits[0].passage, question)
+            return hits[0].passage.text[a:b].strip()
+
+        return str(await asyncio.get_running_loop().run_in_executor(pool, best))
+
+    voice = default_voice if cfg.voice == "piper" else EspeakVoice
+    return BotSetup(flows=flows, webhooks=WebhookClient(), voice=voice, knowledge=kb_answer, backend=url,
+                    backend_token=cfg.backend_token, handoff_agent=cfg.handoff_agent or None), backend  # fmt: skip
 
 
 def recordings_dir(settings: Settings) -> Path:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from callcue import metrics
+from callcue.bot.runner import BotPorts, BotRunner
 from callcue.decide.state import CallInfo
 from callcue.events import Channel, Signal, Transcript
 from callcue.pipeline.channel import ChannelPipeline
@@ -75,6 +76,10 @@ class Call:
         if deps.recordings is not None and start.channels:
             writer = deps.recordings.writer(start.call_id, deps.asr.sample_rate, list(start.channels))
             self.recorder = CallRecorder(writer, list(start.channels), deps.asr.sample_rate, deps.record_hold_s)
+        self._bot_tasks: set[asyncio.Task[None]] = set()
+        self._barge_pending = False
+        self._bot_started = False
+        self.bot: BotRunner | None = self._make_bot(start)
         self.pipeline = Pipeline([
             RedactProcessor(deps.redactor_factory(start.call_id) if deps.redactor_factory else None),
             *([RecordingRedactProcessor(self.recorder.silence)] if self.recorder is not None else []),
@@ -99,6 +104,79 @@ class Call:
         for chp in self.channels.values():
             chp.start()
         self.ended = False
+
+    # ---------------------------------------------------------------- the virtual agent
+    def _make_bot(self, start: CallStart) -> BotRunner | None:
+        """A call whose start names a flow (Twilio `customParameters.flow`, the native
+        protocol's or a chat's metadata `flow`) is answered by the virtual agent."""
+        setup = self.deps.bot
+        params = start.metadata.get("custom_parameters")
+        name = start.metadata.get("flow") or (params.get("flow") if isinstance(params, dict) else None)
+        if setup is None or not isinstance(name, str) or not name:
+            return None
+        flow = setup.flows.get(name)
+        if flow is None:
+            log.warning("call names flow %r, which is not loaded (%s)", name, ", ".join(setup.flows) or "none",
+                        extra={"call_id": self.call_id})  # fmt: skip
+            return None
+        sink, streams = self.deps.sink, self.deps.streams
+
+        async def audit(kind: str, payload: dict[str, Any]) -> None:
+            await sink.append(kind, call_id=self.call_id, agent_id=self.agent_id, actor=f"bot:{flow.id}", payload=payload)
+
+        def event(ev: dict[str, Any]) -> None:
+            if ev.get("type") == "handoff" and setup.handoff_agent and not self.agent_id:
+                self.agent_id = setup.handoff_agent  # the human the call goes to
+                sink.assign_agent(self.call_id, setup.handoff_agent)
+            sink.event(self.call_id, ev)
+
+        ports = BotPorts(audit=audit, event=event, transcript=sink.transcript,
+                         speaker=lambda: streams.speaker(self.call_id) if streams is not None else None,
+                         call_time=lambda: self.call_time, webhooks=setup.webhooks, executor=self.deps.detect_pool,
+                         voice=setup.voice, knowledge=setup.knowledge, backend=setup.backend,
+                         backend_token=setup.backend_token)  # fmt: skip
+        runner = BotRunner(flow, self.call_id, ports)
+        if not start.channels:  # chat: no audio will come, so no speaker either
+            self._bot_started = True
+            self._spawn(runner.start())
+        else:  # voice: the greeting waits (a moment at most) for the platform's speaker
+            self._bot_started = False
+            self._loop.call_later(1.0, self.speaker_attached)
+        return runner
+
+    def speaker_attached(self) -> None:
+        if self.bot is not None and not self._bot_started:
+            self._bot_started = True
+            self._spawn(self.bot.start())
+
+    def _spawn(self, coro: Any) -> None:
+        task = self._loop.create_task(coro)
+        self._bot_tasks.add(task)
+        task.add_done_callback(self._bot_tasks.discard)
+
+    def _bot_turn(self, t: Transcript) -> None:
+        """After the pipeline handled a caller's final: the intents and risks it raised go
+        with the words to the virtual agent (its own task, in order, under its lock)."""
+        if self.bot is None or not self.bot.active:
+            return
+        intents: list[tuple[str, float]] = []
+        risks: set[str] = set()
+        for s in self.ctx.signals:
+            ev = s.evidence
+            if s.retracted or ev is None or ev.channel != t.channel or ev.segment_id != t.segment_id:
+                continue
+            if s.kind == "intent":
+                intents.append((s.name, s.confidence))
+            elif s.kind in ("risk", "sentiment", "compliance"):
+                risks.add(s.name)
+        masked = next((h.text for h in reversed(self.ctx.history) if h.channel == t.channel and h.segment_id == t.segment_id),
+                      "")  # the redacted final the detectors saw; none: say nothing of it  # fmt: skip
+        self._spawn(self.bot.turn(t, intents, risks, masked))
+
+    def _barge(self) -> None:
+        self._barge_pending = False
+        if self.bot is not None:
+            self.bot.barge_in()
 
     def pause_recording(self, paused: bool) -> None:
         if self.recorder is not None:
@@ -134,7 +212,7 @@ class Call:
             vad_cfg=self.deps.vad,
             pipe_cfg=self.deps.pipeline,
             emit=self._on_transcript,
-            on_frame=self._on_frame if self._audio_detectors or self.recorder is not None else None,
+            on_frame=self._on_frame if self._audio_detectors or self.recorder is not None or self.bot is not None else None,
             clock_base=clock_base,
             segment_base=segment_base,
         )
@@ -211,6 +289,9 @@ class Call:
         # called from decoder threads of both channels; audio detectors lock their own state
         if self.recorder is not None:
             self.recorder.audio(channel, offset, pcm)
+        if self.bot is not None and is_speech and channel == "customer" and not self._barge_pending:
+            self._barge_pending = True  # the caller speaks: if the bot is talking, it stops
+            self._loop.call_soon_threadsafe(self._barge)
         frame = AudioFrame(channel, offset, pcm, rate, is_speech)
         for d in self._audio_detectors:
             try:
@@ -253,6 +334,8 @@ class Call:
             if isinstance(item, Transcript):
                 self._latest_audio = item.audio_received_at
             await self.pipeline.push(item)
+            if isinstance(item, Transcript) and item.is_final and item.channel == "customer" and item.engine != "bot":
+                self._bot_turn(item)
 
     async def _tick_loop(self) -> None:
         """Once a second, let time-based detectors speak: disclosure deadlines, dead air."""
@@ -292,6 +375,8 @@ class Call:
         await asyncio.gather(*(c.finish() for c in self.channels.values()))
         await self._queue.put(_DONE)
         await self._task
+        if self._bot_tasks:  # the bot's last words and actions go on record before the call ends
+            await asyncio.gather(*list(self._bot_tasks), return_exceptions=True)
         await self._judge_at_end()
         await self.pipeline.close()
         if self.recorder is not None:  # every final is in: nothing left to silence

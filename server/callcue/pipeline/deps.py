@@ -6,14 +6,17 @@ swapped under a running call; the composition root (`wiring.py`) builds this.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
 
 from callcue.asr.base import AsrEngine
+from callcue.bot.flows import Flow
+from callcue.bot.voice import Voice
 from callcue.config import PipelineConfig, VadConfig
 from callcue.decide.state import CallInfo
+from callcue.decide.webhooks import WebhookClient
 from callcue.events import AuditIntent, Hint, Signal, Transcript
 from callcue.pipeline.sink import Sink
 from callcue.pipeline.streams import CallStreams
@@ -52,3 +55,16 @@ class PipelineDeps:
     #: where calls are recorded (None: not recorded), and how long audio waits for redaction
     recordings: RecordingStore | None = None
     record_hold_s: float = 30.0
+    #: the virtual agent's flows and what its runners need (None: no virtual agent)
+    bot: BotSetup | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BotSetup:
+    flows: dict[str, Flow]
+    webhooks: WebhookClient
+    voice: Callable[[], Voice]
+    knowledge: Callable[[str], Awaitable[str]] | None = None
+    backend: str = ""
+    backend_token: str = ""
+    handoff_agent: str | None = None

@@ -72,6 +72,13 @@ class Sink:
         self._fanout.call_opened(start.call_id, start.agent_id)
         self._emit(start.call_id, {"type": "call_started", **info})
 
+    def assign_agent(self, call_id: str, agent_id: str) -> None:
+        """The call now belongs to this agent (a handoff from the virtual agent): stored, and
+        its events from now on reach that agent's desk."""
+        self._agents[call_id] = agent_id
+        self._store.call_assigned(call_id, agent_id)
+        self._fanout.call_opened(call_id, agent_id)
+
     def call_closed(self, call_id: str, reason: str) -> None:
         self._store.call_ended(call_id, reason)
         self._emit(call_id, {"type": "call_ended", "call_id": call_id, "reason": reason})

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 from callcue.events import AuditIntent, CallEvent, Transcript
-from callcue.platforms.base import TakesControl
+from callcue.platforms.base import SpeaksBack, TakesControl
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class Writer(Protocol):
 class StreamInput(Protocol):
     async def enter(self, step: Callable[[], Awaitable[Any]]) -> Any: ...
     def pause_recording(self, paused: bool) -> None: ...
+    def speaker_attached(self) -> None: ...
 
 
 def in_stream(call_id: str, tail: Emit) -> None:
@@ -74,6 +75,8 @@ class CallStreams:
         #: per call, the platform sessions that can be asked to stop and restart sending audio
         #: (AudioHook `pause`/`resume`) or take finals back
         self.remotes: dict[str, list[TakesControl]] = {}
+        #: per call, the session that carries audio back to the caller (the virtual agent's voice)
+        self.speakers: dict[str, SpeaksBack] = {}
 
     # ---------------------------------------------------------------- live calls
     def opened(self, call_id: str, stream: StreamInput) -> None:
@@ -130,6 +133,19 @@ class CallStreams:
     # ---------------------------------------------------------------- platform sessions
     def attach_remote(self, call_id: str, remote: TakesControl) -> None:
         self.remotes.setdefault(call_id, []).append(remote)
+
+    def attach_speaker(self, call_id: str, speaker: SpeaksBack) -> None:
+        self.speakers[call_id] = speaker
+        stream = self._inputs.get(call_id)
+        if stream is not None:
+            stream.speaker_attached()
+
+    def detach_speaker(self, call_id: str, speaker: SpeaksBack) -> None:
+        if self.speakers.get(call_id) is speaker:
+            del self.speakers[call_id]
+
+    def speaker(self, call_id: str) -> SpeaksBack | None:
+        return self.speakers.get(call_id)
 
     def detach_remote(self, call_id: str, remote: TakesControl) -> None:
         held = self.remotes.get(call_id, [])

@@ -232,6 +232,17 @@ class TakesControl(Protocol):
 
 
 @runtime_checkable
+class SpeaksBack(Protocol):
+    """A session that carries audio to the caller (Twilio `<Connect><Stream>`): the virtual
+    agent plays 16-bit PCM at `speak_rate` and clears what is still queued (barge-in)."""
+
+    speak_rate: int
+
+    def play(self, pcm16: bytes, mark: str | None = None) -> float: ...
+    def clear(self) -> None: ...
+
+
+@runtime_checkable
 class ContinuesClock(Protocol):
     """A continued session whose stream clock restarts at 0 where the call's already ran:
     the transport sets `clock_base` to the call's clock when the session joins."""
@@ -245,13 +256,15 @@ class ParserHooks:
     finish_close: ClosesInTurn | None
     control: TakesControl | None
     clock: ContinuesClock | None
+    speaker: SpeaksBack | None = None
 
     @classmethod
     def of(cls, parser: object) -> ParserHooks:
         return cls(parser if isinstance(parser, SignalsErrors) else None,
                    parser if isinstance(parser, ClosesInTurn) else None,
                    parser if isinstance(parser, TakesControl) else None,
-                   parser if isinstance(parser, ContinuesClock) else None)  # fmt: skip
+                   parser if isinstance(parser, ContinuesClock) else None,
+                   parser if isinstance(parser, SpeaksBack) else None)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

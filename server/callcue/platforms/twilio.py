@@ -28,6 +28,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from callcue import wire
+from callcue.audio.codecs import encode
 from callcue.events import Channel
 from callcue.platforms.base import (
     AudioIn,
@@ -124,6 +126,7 @@ class TwilioProtocol:
         self.protocol_version: str | None = None
         self._stream: _Stream | None = None
         self._last_seq: int | None = None
+        self._out: list[str] = []
         self._handlers = {
             "connected": self._on_connected,
             "start": self._on_start,
@@ -151,9 +154,32 @@ class TwilioProtocol:
                 self.state = "failed"
             raise
 
+    #: the virtual agent's audio back on a bidirectional `<Connect><Stream>`: mu-law 8 kHz
+    speak_rate = RATE
+
+    def play(self, pcm16: bytes, mark: str | None = None) -> float:
+        """Queue audio for the caller as `media` messages (one per second of audio), then a
+        `mark` Twilio echoes when it has played; returns the seconds queued."""
+        if self._stream is None or self.state != "started":
+            return 0.0
+        ulaw = encode("PCMU", pcm16)
+        sid = self._stream.stream_sid
+        for i in range(0, len(ulaw), RATE):
+            self._out.append(json.dumps({"event": "media", "streamSid": sid,
+                                         "media": {"payload": base64.b64encode(ulaw[i : i + RATE]).decode()}}))  # fmt: skip
+        if mark:
+            self._out.append(json.dumps({"event": "mark", "streamSid": sid, "mark": {"name": mark}}))
+        return len(ulaw) / RATE
+
+    def clear(self) -> None:
+        """Barge-in: Twilio drops the audio it has not played yet."""
+        if self._stream is not None and self.state == "started":
+            self._out.append(json.dumps({"event": "clear", "streamSid": self._stream.stream_sid}))
+
     def data_to_send(self) -> list[str | bytes]:
-        """Nothing: this platform expects no replies on its socket."""
-        return []
+        """The virtual agent's media, marks and clears, in order (listen-only: nothing)."""
+        out, self._out = self._out, []
+        return list(out)
 
     def receive_eof(self) -> list[IngressEvent]:
         """The socket closed. A call that never got `stop` still has to end downstream."""

@@ -178,6 +178,10 @@ class CallStore:
             (call_id, agent_id, platform, encoding, sample_rate, json.dumps(channels), json.dumps(metadata), time.time()),
         )
 
+    def call_assigned(self, call_id: str, agent_id: str) -> None:
+        """A call handed to a human agent mid-call (the virtual agent's handoff)."""
+        self._put("UPDATE calls SET agent_id = ? WHERE call_id = ?", (agent_id, call_id))
+
     def call_reopened(self, call_id: str) -> None:
         """A known call streams again (a platform reconnected): one calls row, open again."""
         self._put("UPDATE calls SET ended_at = NULL, end_reason = NULL WHERE call_id = ?", (call_id,))

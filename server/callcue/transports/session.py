@@ -36,6 +36,7 @@ from callcue.platforms.base import (
     PlatformParser,
     ProtocolError,
     Resumed,
+    SpeaksBack,
     TakesControl,
     TextTurn,
 )
@@ -64,6 +65,8 @@ class CallSink(Protocol):
     async def stop(self, call_id: str, reason: str = "stop", leg: object = None, linger: bool = False) -> None: ...
     def attach_remote(self, call_id: str, remote: TakesControl) -> None: ...
     def detach_remote(self, call_id: str, remote: TakesControl) -> None: ...
+    def attach_speaker(self, call_id: str, speaker: SpeaksBack) -> None: ...
+    def detach_speaker(self, call_id: str, speaker: SpeaksBack) -> None: ...
 
 
 RejectionRecorder = Callable[[str, "str | None", int, str], None]  # platform, call id, close code, reason
@@ -159,6 +162,8 @@ class IngressSession:
     def _detach(self, call_id: str) -> None:
         if self.hooks.control is not None:
             self.calls.detach_remote(call_id, self.hooks.control)
+        if self.hooks.speaker is not None:
+            self.calls.detach_speaker(call_id, self.hooks.speaker)
 
     async def _apply_all(self, events: list[IngressEvent]) -> None:
         for ev in events:
@@ -187,6 +192,8 @@ class IngressSession:
         self.call = call = await self.calls.start(ev)
         if self.hooks.control is not None:
             self.calls.attach_remote(ev.call_id, self.hooks.control)
+        if self.hooks.speaker is not None:
+            self.calls.attach_speaker(ev.call_id, self.hooks.speaker)
         if self.hooks.clock is not None:
             # a continued session's stream starts at 0 where the call's clock already ran
             self.hooks.clock.clock_base = max((getattr(c, "audio_seconds", 0.0) for c in call.channels.values()),

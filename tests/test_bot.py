@@ -1,0 +1,180 @@
+"""The virtual agent: flows validated, dialogs driven from text, chat through a real server
+(the demo backend blocks the card), handoff with context to the agent's desk, and voice over
+a Twilio bidirectional stream (the bot's audio recognised back; barge-in clears it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from callcue.bot.dialog import Dialog, Handoff, Run, Say
+from callcue.bot.flows import FlowError, load_flows
+from callcue.bot.slots import fill, parse_amount, parse_date
+from callcue.config import REPO_CONFIG_DIR
+from tests.serverkit import make_settings, server
+
+NATIVE = {"Authorization": "Bearer demo-native-token"}
+SUP = {"Authorization": "Bearer demo-supervisor-token"}
+
+
+def _bank():
+    return load_flows(REPO_CONFIG_DIR / "flows")["bank"]
+
+
+def _said(outs) -> str:
+    return " ".join(o.text for o in outs if isinstance(o, Say))
+
+
+def test_the_lost_card_task_from_text() -> None:
+    d = Dialog(_bank())
+    assert "virtual assistant" in _said(d.start())
+    assert "last four digits" in _said(d.hear("I think my card was stolen"))
+    assert "say just the last four" in _said(d.hear("umm hang on")).lower()  # re-prompt
+    assert "date of birth" in _said(d.hear("four four one one"))
+    assert "ending in 4411" in _said(d.hear("July 4th 1980"))
+    [run] = [o for o in d.hear("yes please") if isinstance(o, Run)]
+    assert run.step.kind == "webhook" and run.slots == {"last4": "4411", "dob": "1980-07-04"}
+    after = d.action_done(run.step, True, {"status": "blocked"})
+    assert "blocked" in _said(after) and "anything else" in _said(after)
+    assert d.hear("no that's all")[-1].__class__.__name__ == "End"
+
+
+def test_handoff_on_request_on_repeated_misunderstanding_on_risk_and_over_a_limit() -> None:
+    d = Dialog(_bank()); d.start()  # noqa: E702
+    [h] = [o for o in d.hear("can I talk to a real person") if isinstance(o, Handoff)]
+    assert h.reason == "caller asked for a person" and "not recognized" in h.context["summary"]
+    d = Dialog(_bank()); d.start()  # noqa: E702
+    d.hear("blah"); d.hear("blah blah")  # noqa: E702
+    assert any(isinstance(o, Handoff) for o in d.hear("more blah"))
+    d = Dialog(_bank()); d.start()  # noqa: E702
+    assert any(isinstance(o, Handoff) and "abuse" in o.reason for o in d.hear("you idiots", risks={"abuse"}))
+    d = Dialog(_bank()); d.start()  # noqa: E702
+    d.hear("where is my refund")
+    outs = d.hear("seven hundred dollars")
+    [h] = [o for o in outs if isinstance(o, Handoff)]
+    assert "500" in _said(outs) and h.context["slots"] == {"amount": "700"} and h.context["wanted"] == "payment_status"
+
+
+def test_slot_types() -> None:
+    assert parse_date("the twelfth of may nineteen seventy two") == "1972-05-12"
+    assert parse_amount("forty two dollars fifty") == 42.5
+    from callcue.bot.flows import Slot
+
+    assert fill(Slot(name="x", type="digits", length=4, prompt="?"), "it's 4 4 1 1") == "4411"
+    assert fill(Slot(name="x", type="digits", length=4, prompt="?"), "four one") is None
+    assert fill(Slot(name="x", type="yes_no", prompt="?"), "yes that's right") == "yes"
+    assert fill(Slot(name="x", type="choice", choices=["savings", "checking"], prompt="?"), "my saving account") == "savings"
+
+
+def test_a_bad_flow_stops_the_server_with_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "f.yaml").write_text("id: x\nversion: 1\ngreeting: hi\nnot_understood: what\ntasks:\n"
+                                     "  - id: t\n    slots: [{name: a, type: digits, prompt: p}]\n")
+    with pytest.raises(FlowError, match="needs a length"):
+        load_flows(tmp_path)
+    (tmp_path / "f.yaml").write_text("id: x\nversion: 1\ngreeting: hi\nnot_understood: what\ntasks:\n"
+                                     "  - id: t\n    actions: [{kind: webhook, url: u, autonomy: approve}]\n")
+    with pytest.raises(FlowError, match="not supported"):
+        load_flows(tmp_path)
+
+
+async def test_a_chat_completes_the_lost_card_task_and_a_second_is_handed_to_the_desk(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.serverkit import agent
+
+    settings = make_settings(tmp_path)
+    async with server(settings) as (ws_base, app):
+        base = ws_base.replace("ws://", "http://", 1)
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            turns = ["Hi, I lost my debit card", "4 4 1 1", "the fourth of july nineteen eighty", "yes",
+                     "what are your opening hours on saturday?", "no that's all"]  # fmt: skip
+            r = await http.post("/api/v1/interactions", headers=NATIVE, json={
+                "interaction_id": "bot-1", "channel": "chat", "metadata": {"flow": "bank"},
+                "turns": [{"role": "customer", "text": t, "time": 10.0 * i} for i, t in enumerate(turns)]})
+            assert r.status_code == 200, r.text
+            call_id = r.json()["call_id"]
+            rec = (await http.get(f"/api/v1/calls/{call_id}", headers=SUP)).json()
+            bot = [t["text"] for t in rec["transcripts"] if t["channel"] == "agent"]
+            assert any("ending in 4411" in b for b in bot) and any("is blocked" in b for b in bot), bot
+            assert any("9 am to 1 pm on Saturdays" in b for b in bot), bot  # answered from the knowledge base
+            assert any("Goodbye" in b for b in bot)
+            rt = app.state.runtime.get()
+            assert rt.demo_backend.blocked[-1]["last4"] == "4411"
+            kinds = [e["kind"] for e in (await http.get("/api/v1/audit", params={"call_id": call_id, "limit": 500},
+                                                        headers=SUP)).json()["entries"]]  # fmt: skip
+            assert {"bot_started", "bot_heard", "bot_said", "bot_action_started", "bot_action_succeeded", "bot_ended"} <= set(kinds)
+            # a caller who wants a person: the agent's desk gets the call with its context
+            async with agent(ws_base) as desk:
+                r = await http.post("/api/v1/interactions", headers=NATIVE, json={
+                    "interaction_id": "bot-2", "channel": "chat", "metadata": {"flow": "bank"},
+                    "turns": [{"role": "customer", "text": "my card was stolen"},
+                              {"role": "customer", "text": "1 2 3 4"},
+                              {"role": "customer", "text": "I want to speak to an agent"}]})  # fmt: skip
+                cid = r.json()["call_id"]
+                ev = await desk.wait_for(lambda e: e.get("type") == "handoff" and e.get("call_id") == cid, timeout=20)
+                assert ev["wanted"] == "lost_card" and ev["slots"] == {"last4": "1234"}
+                assert ev["reason"] == "caller asked for a person" and "lost card" in ev["summary"]
+                assert [t["who"] for t in ev["transcript"]][:2] == ["bot", "caller"]
+                assert json.dumps(ev).count("1234") >= 1
+
+
+@pytest.mark.slow
+async def test_a_twilio_caller_hears_the_bot_and_can_interrupt_it(tmp_path: Path) -> None:
+    """A Twilio `<Connect><Stream>` with customParameters flow=bank: the greeting comes back
+    as media, the caller (espeak-ng) speaks over it and gets a `clear`, and the bot's answer,
+    recognised back, asks for the card's last four digits."""
+    import asyncio
+    import base64
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from callcue.asr.select import load_engine
+    from callcue.audio.codecs import decode, encode
+    from callcue.bot.voice import EspeakVoice
+    from callcue.clients.twilio_stream import TwilioMessages, connect_twilio
+    from callcue.evaluation.asr_eval import decode_clip
+
+    caller = b"".join(EspeakVoice().synthesize("Hello. I lost my card and I need to block it.", 8000))
+    settings = make_settings(tmp_path)
+    got: list[tuple[float, dict]] = []
+    async with server(settings) as (base, _app):
+        msgs = TwilioMessages(agent_id=None, custom={"flow": "bank"})
+        async with connect_twilio(f"{base}/ws/twilio") as ws:
+
+            async def read() -> None:
+                async for raw in ws:
+                    got.append((time.monotonic(), json.loads(raw)))
+
+            reader = asyncio.create_task(read())
+            await ws.send(msgs.connected())
+            await ws.send(msgs.start(["inbound"]))
+            ts = 0
+
+            async def play(pcm: bytes) -> None:
+                nonlocal ts
+                ulaw = encode("PCMU", pcm)
+                t0 = time.monotonic()
+                for i in range(0, len(ulaw), 160):
+                    await ws.send(msgs.media("inbound", ts, ulaw[i : i + 160]))
+                    ts += 20
+                    await asyncio.sleep(max(0.0, t0 + (i // 160 + 1) * 0.02 - time.monotonic()))
+
+            silence = b"\0\0" * 8000
+            await play(silence * 2)  # the greeting starts meanwhile
+            assert any(m.get("event") == "media" for _, m in got), "no greeting audio"
+            speak_at = time.monotonic()
+            await play(caller)  # over the greeting: barge-in
+            await play(silence * 4)  # the caller's turn ends; the bot answers
+            await ws.send(msgs.stop())
+            await asyncio.sleep(0.5)
+            reader.cancel()
+    clears = [t for t, m in got if m.get("event") == "clear"]
+    assert clears and clears[0] - speak_at < 1.5, "the caller spoke over the bot and playback was not cleared"
+    after = b"".join(base64.b64decode(m["media"]["payload"]) for t, m in got if m.get("event") == "media" and t > clears[0])
+    assert after, "no answer after the barge-in"
+    engine, _ = load_engine(settings.asr)
+    with ThreadPoolExecutor(2) as pool:
+        heard = await decode_clip(engine, decode("PCMU", after), 8000, pool, settings.vad)
+    assert "four" in heard.text.lower() or "digits" in heard.text.lower() or "block" in heard.text.lower(), heard.text
