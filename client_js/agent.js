@@ -75,6 +75,15 @@ import { el, button, fmtTime, fmtClock, initialToken, Connection } from "./desk.
         for (const h of call(ev.call_id).hints) if (h.ev.hint_id === ev.hint_id) h.retracted = true;
         if (ev.call_id === state.selected) renderHints();
         break;
+      case "handoff": {
+        // the virtual agent hands this call to a person: what the caller wanted, what the
+        // bot learned and did, shown first on the desk
+        const c = call(ev.call_id);
+        c.handoff = ev;
+        if (!state.selected || state.calls.get(state.selected).ended) state.selected = ev.call_id;
+        renderAll();
+        break;
+      }
       case "call_control":
         call(ev.call_id).controls.push(ev.control);
         if (ev.call_id === state.selected) renderBanner();
@@ -329,11 +338,29 @@ import { el, button, fmtTime, fmtClock, initialToken, Connection } from "./desk.
     if (f) f.focus();
   }
 
+  /** The virtual agent's handoff: why, what the caller wanted, the slots it filled, what it
+   *  did, and its one-line summary; the transcript so far is in the transcript pane. */
+  function handoffCard(h) {
+    const card = el("article", "hint handoff warning");
+    card.append(el("h4", "", "Handed over by the virtual agent"));
+    card.append(el("div", "body", h.summary || ""));
+    const facts = el("dl", "facts");
+    const row = (k, v) => { if (v) { facts.append(el("dt", "", k), el("dd", "", v)); } };
+    row("Reason", h.reason);
+    row("Wanted", h.wanted ? h.wanted.replace(/_/g, " ") : "");
+    row("Details", Object.entries(h.slots || {}).map(([k, v]) => `${k}: ${v}`).join(", "));
+    row("Done", (h.done || []).map((d) => d.task.replace(/_/g, " ")).join(", "));
+    row("Flow", h.flow);
+    card.append(facts);
+    return card;
+  }
+
   function renderHints() {
     const box = $("hints");
     box.replaceChildren();
     const c = state.calls.get(state.selected);
-    if (!c || !c.hints.length) return box.append(el("p", "empty", "No hints for this call yet."));
+    if (c && c.handoff) box.append(handoffCard(c.handoff));
+    if (!c || (!c.hints.length && !c.handoff)) return box.append(el("p", "empty", "No hints for this call yet."));
     for (const h of ranked(c.hints)) box.append(hintCard(h));
   }
 

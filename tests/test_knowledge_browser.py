@@ -71,3 +71,27 @@ async def test_cards_replies_checklist_and_search_in_chromium(tmp_path: Path) ->
     assert [json.loads(p)["action"] for (p,) in used] == ["copied"]
     for name in ("knowledge-1280.png", "knowledge-380.png"):
         assert (shots / name).stat().st_size > 10_000
+
+
+async def test_a_virtual_agent_handoff_reaches_the_desk_with_its_context(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    async with server(settings) as (ws_base, _app):
+        base = ws_base.replace("ws://", "http://", 1)
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            r = await http.post("/api/v1/interactions", headers={"Authorization": "Bearer demo-native-token"}, json={
+                "interaction_id": "handoff-1", "channel": "chat", "metadata": {"flow": "bank"},
+                "turns": [{"role": "customer", "text": "my card was stolen"}, {"role": "customer", "text": "5 6 7 8"},
+                          {"role": "customer", "text": "actually I want to talk to a real person"}]})  # fmt: skip
+            assert r.status_code == 200, r.text
+        proc = await asyncio.create_subprocess_exec(
+            "node", str(CLIENT / "tests" / "handoff.mjs"), cwd=str(CLIENT),
+            env={**os.environ, "CALLCUE_URL": base, "CALLCUE_AGENT_TOKEN": AGENT_TOKEN, "CALLCUE_SHOTS": str(shots)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, stderr.decode()[-2000:]
+        out = json.loads(stdout.decode().strip().splitlines()[-1])
+    assert out["errors"] == [], out["errors"]
+    assert out["title"] == "Handed over by the virtual agent" and "lost card" in out["summary"]
+    assert "last4: 5678" in out["facts"] and "caller asked for a person" in out["facts"] and out["bot_lines"] >= 2
