@@ -126,6 +126,11 @@ class Dialog:
 
     # ---------------------------------------------------------------- inside
     def _choose(self, low: str, intents: list[tuple[str, float]]) -> Task | None:
+        """A task's own phrases first (the flow's author wrote them for it), then the
+        intent detector's best guess above the confidence floor."""
+        for t in self.flow.tasks:
+            if any(re.search(rf"\b{re.escape(p)}\b", low) for p in t.phrases):
+                return t
         floor = self.flow.handoff.min_intent_confidence
         for name, conf in sorted(intents, key=lambda x: -x[1]):
             if conf < floor:
@@ -133,9 +138,6 @@ class Dialog:
             for t in self.flow.tasks:
                 if name in t.intents:
                     return t
-        for t in self.flow.tasks:
-            if any(re.search(rf"\b{re.escape(p)}\b", low) for p in t.phrases):
-                return t
         return None
 
     def _slot_turn(self, text: str) -> list[Out]:

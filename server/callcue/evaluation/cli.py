@@ -254,6 +254,32 @@ def knowledge(
         json_out.write_text(json.dumps(result, indent=2, default=str))
 
 
+@eval_app.command("bot")
+def bot(
+    data: Path | None = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
+    flow: str = typer.Option("bank", "--flow", help="the flow under config/flows"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the full result to this JSON file"),
+) -> None:
+    """The virtual agent on scripted callers (task success, slot accuracy, turns, handoffs)
+    and on out-of-scope openings from SGD Banks_1 (it should hand them to a person)."""
+    from callcue.bot.flows import load_flows
+    from callcue.config import load_settings
+    from callcue.evaluation.bot_eval import render, run_bot_eval
+    from callcue.understand.intents import IntentClassifier, load_intents
+
+    s = load_settings(None)
+    flows = load_flows(s.resolve(s.bot.flows_dir))
+    if flow not in flows:
+        typer.echo(f"error: no flow {flow!r} (have: {', '.join(flows) or 'none'})", err=True)
+        raise typer.Exit(2)
+    clf = IntentClassifier.from_config(load_intents(s.resolve(s.understanding.intents_file)))
+    d = data or default_data_dir()
+    result = run_bot_eval(flows[flow], clf, d / "dialogues" / "sgd_banking" / "banks1_train.jsonl")
+    typer.echo(render(result))
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2, default=str))
+
+
 @eval_app.command("latency")
 def latency(
     data: Path | None = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
