@@ -81,7 +81,7 @@ try {
   async function agentFlow() {
     await agent.waitForSelector("#tr-customer .seg.final", { timeout: WAIT });
     step("agent: customer final shown");
-    const card = agent.locator("article.hint", { hasText: "Retention offer" }).first();
+    const card = agent.locator("article.hint:not(.knowledge)", { hasText: "Retention offer" }).first();
     await card.waitFor({ timeout: WAIT });
     result.agent.hint = {
       hint_id: await card.getAttribute("data-hint-id"),
@@ -97,7 +97,7 @@ try {
     const opened = Date.now();
     await late.goto(`${BASE}/agent/agent.html#token=${encodeURIComponent(AGENT_TOKEN)}`);
     await late.waitForFunction((n) => document.querySelectorAll("#tr-customer .seg.final").length >= n, before, { timeout: 20000 });
-    await late.locator("article.hint", { hasText: "Retention offer" }).first().waitFor({ timeout: 20000 });
+    await late.locator("article.hint:not(.knowledge)", { hasText: "Retention offer" }).first().waitFor({ timeout: 20000 });
     result.late = { agent_finals_before: before, finals_shown: await late.locator("#tr-customer .seg.final").count(),
                     ms: Date.now() - opened, status: await late.textContent("#status") };
     step(`late desk: ${result.late.finals_shown} customer finals after ${result.late.ms} ms`);
