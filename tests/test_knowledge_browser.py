@@ -36,6 +36,17 @@ THREAD = {
 }
 
 
+async def _node(script: str, base: str, shots: Path, **env: str) -> dict:
+    """Run a client_js/tests script against the server; its last stdout line is its result."""
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(CLIENT / "tests" / script), cwd=str(CLIENT),
+        env={**os.environ, "CALLCUE_URL": base, "CALLCUE_AGENT_TOKEN": AGENT_TOKEN, "CALLCUE_SHOTS": str(shots), **env},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 180)
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    return json.loads(stdout.decode().strip().splitlines()[-1])
+
+
 async def test_cards_replies_checklist_and_search_in_chromium(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     shots = tmp_path / "shots"
@@ -45,14 +56,7 @@ async def test_cards_replies_checklist_and_search_in_chromium(tmp_path: Path) ->
         async with httpx.AsyncClient(base_url=base, timeout=60) as http:
             r = await http.post("/api/v1/interactions", json=THREAD, headers={"Authorization": "Bearer demo-native-token"})
             assert r.status_code == 200, r.text
-        proc = await asyncio.create_subprocess_exec(
-            "node", str(CLIENT / "tests" / "knowledge.mjs"), cwd=str(CLIENT),
-            env={**os.environ, "CALLCUE_URL": base, "CALLCUE_AGENT_TOKEN": AGENT_TOKEN, "CALLCUE_SHOTS": str(shots),
-                 "CALLCUE_SUPERVISOR_TOKEN": SUPERVISOR_TOKEN},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), 180)
-        assert proc.returncode == 0, stderr.decode()[-2000:]
-        out = json.loads(stdout.decode().strip().splitlines()[-1])
+        out = await _node("knowledge.mjs", base, shots, CALLCUE_SUPERVISOR_TOKEN=SUPERVISOR_TOKEN)
     assert out["errors"] == [], out["errors"]
     titles = [c["title"] for c in out["cards"]]
     assert any("Lost or stolen cards" in t for t in titles) and any("Closing an account" in t for t in titles), titles
@@ -85,13 +89,7 @@ async def test_a_virtual_agent_handoff_reaches_the_desk_with_its_context(tmp_pat
                 "turns": [{"role": "customer", "text": "my card was stolen"}, {"role": "customer", "text": "5 6 7 8"},
                           {"role": "customer", "text": "actually I want to talk to a real person"}]})  # fmt: skip
             assert r.status_code == 200, r.text
-        proc = await asyncio.create_subprocess_exec(
-            "node", str(CLIENT / "tests" / "handoff.mjs"), cwd=str(CLIENT),
-            env={**os.environ, "CALLCUE_URL": base, "CALLCUE_AGENT_TOKEN": AGENT_TOKEN, "CALLCUE_SHOTS": str(shots)},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
-        assert proc.returncode == 0, stderr.decode()[-2000:]
-        out = json.loads(stdout.decode().strip().splitlines()[-1])
+        out = await _node("handoff.mjs", base, shots)
     assert out["errors"] == [], out["errors"]
     assert out["title"] == "Handed over by the virtual agent" and "lost card" in out["summary"]
     assert "last4: 5678" in out["facts"] and "caller asked for a person" in out["facts"] and out["bot_lines"] >= 2

@@ -181,6 +181,16 @@ def create_app(settings: Settings) -> Starlette:
             rt.auth_failures.failed(client)
         return principal
 
+    def permitted(request: Request, permission: str, what: str) -> Principal | JSONResponse:
+        """The signed-in user holding `permission` (bearer header only), or the 401/403 to send."""
+        principal = authenticate(request, header_only=True)
+        if principal is None:
+            return JSONResponse({"error": "missing or invalid bearer token"}, status_code=401,
+                                headers={"WWW-Authenticate": 'Bearer realm="callcue"'})  # fmt: skip
+        if not principal.can(permission):
+            return JSONResponse({"error": f"{principal.role} may not {what}"}, status_code=403)
+        return principal
+
     async def call_record(request: Request) -> JSONResponse:
         """A stored call (transcripts, signals, hints, feedback) for a user allowed to see it."""
         rt = slot.get()
@@ -201,11 +211,9 @@ def create_app(settings: Settings) -> Starlette:
         """A call's recording as FLAC (customer left, agent right), redacted as it was written;
         byte ranges for seeking in a player. Each playback or download is in the access log."""
         rt = slot.get()
-        principal = authenticate(request, header_only=True)
-        if principal is None:
-            return JSONResponse({"error": "missing or invalid bearer token"}, status_code=401)
-        if not principal.can("read_recordings"):
-            return JSONResponse({"error": f"{principal.role} may not play recordings"}, status_code=403)
+        principal = permitted(request, "read_recordings", "play recordings")
+        if isinstance(principal, JSONResponse):
+            return principal
         call_id = request.path_params["call_id"]
         agent = await rt.access.call_agent(call_id)
         if agent is False or rt.recordings is None or not rt.recordings.exists(call_id):
@@ -227,11 +235,9 @@ def create_app(settings: Settings) -> Starlette:
 
     async def erase(request: Request, call_ids: list[str] | None, scope: str) -> JSONResponse:
         rt = slot.get()
-        principal = authenticate(request, header_only=True)
-        if principal is None:
-            return JSONResponse({"error": "missing or invalid bearer token"}, status_code=401)
-        if not principal.can("erase"):
-            return JSONResponse({"error": f"{principal.role} may not erase data (admin only)"}, status_code=403)
+        principal = permitted(request, "erase", "erase data (admin only)")
+        if isinstance(principal, JSONResponse):
+            return principal
         try:
             body = json.loads(await request.body() or b"{}")
         except ValueError:
@@ -265,11 +271,9 @@ def create_app(settings: Settings) -> Starlette:
         """`POST` (set, with a reason) or `DELETE` (release) `/api/v1/calls/{id}/hold`, admin:
         a held call is kept whole past every retention rule and cannot be erased."""
         rt = slot.get()
-        principal = authenticate(request, header_only=True)
-        if principal is None:
-            return JSONResponse({"error": "missing or invalid bearer token"}, status_code=401)
-        if not principal.can("erase"):
-            return JSONResponse({"error": f"{principal.role} may not set legal holds (admin only)"}, status_code=403)
+        principal = permitted(request, "erase", "set legal holds (admin only)")
+        if isinstance(principal, JSONResponse):
+            return principal
         call_id = request.path_params["call_id"]
         if await rt.access.call_agent(call_id) is False:
             return JSONResponse({"error": f"no call {call_id!r}"}, status_code=404)

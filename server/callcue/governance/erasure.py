@@ -80,15 +80,8 @@ class Eraser:
         rows = await self.db.fetchall("SELECT call_id, metadata FROM calls")
         out = [r["call_id"] for r in rows if names_customer(json.loads(r["metadata"] or "{}"), who)]
         facts = await self._fetch_ids("SELECT call_id FROM call_facts WHERE customer_key = ?", (who.strip(),)) \
-            if "call_facts" in await self._tables() else []  # fmt: skip
+            if "call_facts" in await self.db.tables() else []  # fmt: skip
         return sorted(set(out) | set(facts))
-
-    async def _tables(self) -> set[str]:
-        if self.db.dialect == "sqlite":
-            rows = await self.db.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
-        else:
-            rows = await self.db.fetchall("SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()")
-        return {r["name"] for r in rows}
 
     async def _fetch_ids(self, sql: str, params: tuple[Any, ...]) -> list[str]:
         return [r["call_id"] for r in await self.db.fetchall(sql, params)]
@@ -99,7 +92,7 @@ class Eraser:
         busy = [c for c in call_ids if self.live(c)]
         if busy:
             raise ErasureError(f"{len(busy)} call(s) are still live; erase them when they have ended", 409)
-        if "legal_holds" in await self._tables():
+        if "legal_holds" in await self.db.tables():
             held = [c for c in call_ids if await self.db.fetchval("SELECT COUNT(*) FROM legal_holds WHERE call_id = ?", (c,))]
             if held:
                 raise ErasureError(f"{len(held)} call(s) are under legal hold; release the hold first", 409)
@@ -113,7 +106,7 @@ class Eraser:
         if self.sign_key is not None:
             body["signature"] = hmac.new(self.sign_key, canonical_json(body).encode(), hashlib.sha256).hexdigest()
         entry = await self.audit.append("erasure", actor=actor, payload=body)
-        tables = [t for t in CALL_TABLES if t in await self._tables()]  # parts that are off have none
+        tables = [t for t in CALL_TABLES if t in await self.db.tables()]  # parts that are off have none
         for cid in call_ids:
             async with self.db.transaction():
                 for table in tables:  # names from CALL_TABLES only, never from input

@@ -73,7 +73,7 @@ class Retention:
     async def sweep(self) -> dict[str, int]:
         """One pass: what is past its retention, not under hold, removed; counts per artifact."""
         now = float(self.clock())
-        tables = await self._tables()
+        tables = await self.db.tables()
         out: dict[str, int] = {}
         rules = {"audio": self.cfg.audio_days, "transcripts": self.cfg.transcripts_days, "qa": self.cfg.qa_days,
                  "analytics": self.cfg.analytics_days, "topics": self.cfg.topics_days}  # fmt: skip
@@ -102,13 +102,6 @@ class Retention:
             await self.audit.append("retention_sweep", actor="system", payload={"removed": out})
             log.info("retention sweep removed %s", out)
         return out
-
-    async def _tables(self) -> set[str]:
-        if self.db.dialect == "sqlite":
-            rows = await self.db.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
-        else:
-            rows = await self.db.fetchall("SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()")
-        return {r["name"] for r in rows}
 
     def start(self) -> None:
         async def loop() -> None:

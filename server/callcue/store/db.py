@@ -312,6 +312,14 @@ class Database:
         row = await self.fetchone(sql, params)
         return next(iter(row.values())) if row else None
 
+    async def tables(self) -> set[str]:
+        """The tables that exist (a part that is switched off created none)."""
+        if self.dialect == "sqlite":
+            rows = await self.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+        else:
+            rows = await self.fetchall("SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()")
+        return {r["name"] for r in rows}
+
     # ---------------------------------------------------------------- migrations
 
     async def migrate(self, name: str, statements: str | Sequence[str]) -> bool:
