@@ -12,7 +12,7 @@ try {
   const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
   page.on("pageerror", (e) => out.errors.push(e.message));
   await page.goto(`${env("CALLCUE_URL")}/agent/agent.html#token=${encodeURIComponent(env("CALLCUE_AGENT_TOKEN"))}`);
-  await page.waitForSelector("#status.ok", { timeout: 15000 });
+  await page.waitForSelector("#status.ok", { timeout: 30000 });
   const card = page.locator("article.hint.handoff");
   await card.waitFor({ timeout: 20000 });
   out.title = await card.locator("h4").textContent();

@@ -23,7 +23,7 @@ try {
   page.on("pageerror", (e) => out.errors.push(e.message));
   page.on("console", (m) => { if (m.type() === "error") out.errors.push(`console: ${m.text()}`); });
   await page.goto(`${BASE}/agent/agent.html#token=${encodeURIComponent(TOKEN)}`);
-  await page.waitForSelector("#status.ok", { timeout: 15000 });
+  await page.waitForSelector("#status.ok", { timeout: 30000 });
   await page.waitForSelector("article.hint.knowledge", { timeout: 30000 });
   for (const card of await page.locator("article.hint.knowledge").all()) {
     out.cards.push({
@@ -36,7 +36,7 @@ try {
       why: await card.locator(".whyline").textContent().catch(() => ""),
     });
   }
-  await page.waitForSelector("#replies .replyrow", { timeout: 15000 });
+  await page.waitForSelector("#replies .replyrow", { timeout: 30000 });
   for (const row of await page.locator("#replies .replyrow").all()) {
     out.replies.push({ id: await row.getAttribute("data-reply-id"), text: await row.locator(".text").textContent() });
   }
@@ -48,7 +48,7 @@ try {
   const firstId = await page.locator("article.hint.knowledge").first().getAttribute("data-hint-id");
   const first = page.locator(`article[data-hint-id="${firstId}"]`);  // it moves down once done
   await first.getByRole("button", { name: "Useful", exact: true }).click();
-  await first.locator(".state.ok").waitFor({ timeout: 15000 });
+  await first.locator(".state.ok").waitFor({ timeout: 30000 });
   out.useful_state = await first.locator(".state").textContent();
   out.useful_hint = firstId;
   // copy the top reply: clipboard, and the server is told it was used
@@ -60,14 +60,14 @@ try {
   const sup = await ctx.newPage();
   sup.on("pageerror", (e) => out.errors.push(`supervisor: ${e.message}`));
   await sup.goto(`${BASE}/agent/supervisor.html#token=${encodeURIComponent(env("CALLCUE_SUPERVISOR_TOKEN"))}`);
-  await sup.waitForSelector("#status.ok", { timeout: 15000 });
-  await sup.waitForFunction(() => [...document.querySelectorAll("#kbreport tbody tr")].some((tr) => tr.children.length === 5), null, { timeout: 15000 });
+  await sup.waitForSelector("#status.ok", { timeout: 30000 });
+  await sup.waitForFunction(() => [...document.querySelectorAll("#kbreport tbody tr")].some((tr) => tr.children.length === 5), null, { timeout: 30000 });
   out.report = await sup.$$eval("#kbreport tbody tr", (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
   await sup.close();
   // the agent's own search
   await page.fill("#kbq", "how long for a replacement card");
   await page.click("#kbsearch button");
-  await page.waitForSelector("#kbresults .kbres", { timeout: 15000 });
+  await page.waitForSelector("#kbresults .kbres", { timeout: 30000 });
   for (const r of await page.locator("#kbresults .kbres").all()) out.search.push((await r.locator("b").textContent()).trim());
   await page.setViewportSize({ width: 380, height: 800 });
   await page.screenshot({ path: join(SHOTS, "knowledge-380.png"), fullPage: true });
