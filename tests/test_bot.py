@@ -178,3 +178,27 @@ async def test_a_twilio_caller_hears_the_bot_and_can_interrupt_it(tmp_path: Path
     with ThreadPoolExecutor(2) as pool:
         heard = await decode_clip(engine, decode("PCMU", after), 8000, pool, settings.vad)
     assert "four" in heard.text.lower() or "digits" in heard.text.lower() or "block" in heard.text.lower(), heard.text
+
+
+async def test_a_chat_over_the_native_socket_is_answered_by_the_flow(tmp_path: Path) -> None:
+    import asyncio
+
+    from callcue.clients.twilio_stream import connect_native
+
+    async with server(make_settings(tmp_path)) as (base, _app):
+        async with connect_native(f"{base}/ws/native") as ws:
+            await ws.send(json.dumps({"type": "start", "call_id": "chat-native-1", "channels": [],
+                                      "metadata": {"flow": "bank"}}))  # fmt: skip
+
+            async def bot_line(containing: str) -> str:
+                while True:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                    if msg.get("type") == "bot" and containing in msg["text"]:
+                        return str(msg["text"])
+
+            assert "virtual assistant" in await bot_line("virtual assistant")
+            await ws.send(json.dumps({"type": "text", "channel": "customer", "text": "I lost my card"}))
+            assert "last four digits" in await bot_line("last four")
+            await ws.send(json.dumps({"type": "text", "channel": "customer", "text": "let me talk to an agent"}))
+            assert "colleagues" in await bot_line("colleagues")
+            await ws.send(json.dumps({"type": "stop"}))

@@ -23,7 +23,7 @@ from callcue.bot.flows import Flow
 from callcue.bot.voice import Voice
 from callcue.decide.webhooks import WebhookClient, WebhookError
 from callcue.events import Transcript, new_id
-from callcue.platforms.base import SpeaksBack
+from callcue.platforms.base import SpeaksBack, TypesBack
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ class BotPorts:
     event: Callable[[dict[str, Any]], None]
     transcript: Callable[[Transcript], Awaitable[None]]
     speaker: Callable[[], SpeaksBack | None]
+    typist: Callable[[], TypesBack | None]
+    flush: Callable[[], Awaitable[None]]
     call_time: Callable[[], float]
     webhooks: WebhookClient
     executor: Executor
@@ -119,6 +121,10 @@ class BotRunner:
         await self.ports.transcript(Transcript(self.call_id, "agent", self._seg, 0, text, True, start, start + 0.35 * words,
                                                confidence=1.0, engine="bot"))  # fmt: skip
         self.ports.replies.append({"type": "bot", "text": text})
+        typist = self.ports.typist()
+        if typist is not None:
+            typist.reply_text(text)
+            await self.ports.flush()
         sp = self.ports.speaker()
         if sp is None:
             return
@@ -134,6 +140,7 @@ class BotRunner:
                 self.first_audio_at = now
             seconds = sp.play(pcm, mark=new_id("say"))
             self.playing_until = max(self.playing_until, now) + seconds
+            await self.ports.flush()
 
     async def _run(self, r: Run) -> list[Out]:
         step = r.step

@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 _DONE = object()
 
 
+async def _nothing() -> None:
+    return None
+
+
 @dataclass(slots=True)
 class _Step:
     step: Callable[[], Awaitable[Any]]
@@ -132,16 +136,16 @@ class Call:
 
         ports = BotPorts(audit=audit, event=event, transcript=sink.transcript,
                          speaker=lambda: streams.speaker(self.call_id) if streams is not None else None,
+                         typist=lambda: streams.typist(self.call_id) if streams is not None else None,
+                         flush=lambda: streams.flush(self.call_id) if streams is not None else _nothing(),
                          call_time=lambda: self.call_time, webhooks=setup.webhooks, executor=self.deps.detect_pool,
                          voice=setup.voice, knowledge=setup.knowledge, backend=setup.backend,
                          backend_token=setup.backend_token)  # fmt: skip
         runner = BotRunner(flow, self.call_id, ports)
-        if not start.channels:  # chat: no audio will come, so no speaker either
-            self._bot_started = True
-            self._spawn(runner.start())
-        else:  # voice: the greeting waits (a moment at most) for the platform's speaker
-            self._bot_started = False
-            self._loop.call_later(1.0, self.speaker_attached)
+        # the greeting waits (a moment at most) for the session that carries it back; a chat
+        # posted whole (POST /api/v1/interactions) has none and starts at once
+        self._bot_started = False
+        self._loop.call_later(0.0 if start.platform in ("chat", "email") else 1.0, self.speaker_attached)
         return runner
 
     def speaker_attached(self) -> None:

@@ -15,7 +15,7 @@ from callcue.events import Channel, Transcript
 from callcue.pipeline.call import Call
 from callcue.pipeline.deps import PipelineDeps
 from callcue.pipeline.streams import CallStreams
-from callcue.platforms.base import CallStart, ProtocolError, SpeaksBack, TakesControl
+from callcue.platforms.base import CallStart, ProtocolError, SpeaksBack, TakesControl, TypesBack
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +86,12 @@ class CallManager:
     def detach_remote(self, call_id: str, remote: TakesControl) -> None:
         self.streams.detach_remote(call_id, remote)
 
-    def attach_speaker(self, call_id: str, speaker: SpeaksBack) -> None:
-        self.streams.attach_speaker(call_id, speaker)
+    def attach_outlet(self, call_id: str, speaker: SpeaksBack | None, typist: TypesBack | None,
+                      flush: Callable[[], Awaitable[None]]) -> None:  # fmt: skip
+        self.streams.attach_outlet(call_id, speaker, typist, flush)
 
-    def detach_speaker(self, call_id: str, speaker: SpeaksBack) -> None:
-        self.streams.detach_speaker(call_id, speaker)
+    def detach_outlet(self, call_id: str) -> None:
+        self.streams.detach_outlet(call_id)
 
     async def start(self, start: CallStart) -> Call | Leg:
         patience = time.monotonic() + self.handover_wait_s

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 from callcue.events import AuditIntent, CallEvent, Transcript
-from callcue.platforms.base import SpeaksBack, TakesControl
+from callcue.platforms.base import SpeaksBack, TakesControl, TypesBack
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,10 @@ class CallStreams:
         self.remotes: dict[str, list[TakesControl]] = {}
         #: per call, the session that carries audio back to the caller (the virtual agent's voice)
         self.speakers: dict[str, SpeaksBack] = {}
+        #: per call, the session that carries text back (a chat on the native protocol)
+        self.typists: dict[str, TypesBack] = {}
+        #: per call, how to send what a session queued without waiting for the peer's next frame
+        self.flushers: dict[str, Callable[[], Awaitable[None]]] = {}
 
     # ---------------------------------------------------------------- live calls
     def opened(self, call_id: str, stream: StreamInput) -> None:
@@ -134,18 +138,33 @@ class CallStreams:
     def attach_remote(self, call_id: str, remote: TakesControl) -> None:
         self.remotes.setdefault(call_id, []).append(remote)
 
-    def attach_speaker(self, call_id: str, speaker: SpeaksBack) -> None:
-        self.speakers[call_id] = speaker
+    def attach_outlet(self, call_id: str, speaker: SpeaksBack | None, typist: TypesBack | None,
+                      flush: Callable[[], Awaitable[None]]) -> None:  # fmt: skip
+        """A session that can carry the virtual agent's voice or text back to the customer."""
+        if speaker is not None:
+            self.speakers[call_id] = speaker
+        if typist is not None:
+            self.typists[call_id] = typist
+        self.flushers[call_id] = flush
         stream = self._inputs.get(call_id)
         if stream is not None:
             stream.speaker_attached()
 
-    def detach_speaker(self, call_id: str, speaker: SpeaksBack) -> None:
-        if self.speakers.get(call_id) is speaker:
-            del self.speakers[call_id]
+    def detach_outlet(self, call_id: str) -> None:
+        self.speakers.pop(call_id, None)
+        self.typists.pop(call_id, None)
+        self.flushers.pop(call_id, None)
 
     def speaker(self, call_id: str) -> SpeaksBack | None:
         return self.speakers.get(call_id)
+
+    def typist(self, call_id: str) -> TypesBack | None:
+        return self.typists.get(call_id)
+
+    async def flush(self, call_id: str) -> None:
+        f = self.flushers.get(call_id)
+        if f is not None:
+            await f()
 
     def detach_remote(self, call_id: str, remote: TakesControl) -> None:
         held = self.remotes.get(call_id, [])

@@ -243,6 +243,14 @@ class SpeaksBack(Protocol):
 
 
 @runtime_checkable
+class TypesBack(Protocol):
+    """A session that carries text to the customer (the native protocol's chats): the virtual
+    agent's lines."""
+
+    def reply_text(self, text: str) -> None: ...
+
+
+@runtime_checkable
 class ContinuesClock(Protocol):
     """A continued session whose stream clock restarts at 0 where the call's already ran:
     the transport sets `clock_base` to the call's clock when the session joins."""
@@ -257,6 +265,7 @@ class ParserHooks:
     control: TakesControl | None
     clock: ContinuesClock | None
     speaker: SpeaksBack | None = None
+    typist: TypesBack | None = None
 
     @classmethod
     def of(cls, parser: object) -> ParserHooks:
@@ -264,7 +273,8 @@ class ParserHooks:
                    parser if isinstance(parser, ClosesInTurn) else None,
                    parser if isinstance(parser, TakesControl) else None,
                    parser if isinstance(parser, ContinuesClock) else None,
-                   parser if isinstance(parser, SpeaksBack) else None)  # fmt: skip
+                   parser if isinstance(parser, SpeaksBack) else None,
+                   parser if isinstance(parser, TypesBack) else None)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ production.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,7 @@ class NativeProtocol:
         self.counters = NativeCounters()
         self.state: str = "new"  # new -> started -> stopped | failed
         self.start: CallStart | None = None
+        self._out: list[str | bytes] = []
 
     @property
     def call_id(self) -> str | None:
@@ -90,9 +92,15 @@ class NativeProtocol:
         """Parse one binary audio frame; raises `ProtocolError` (always fatal)."""
         return self._guard(self._bytes, data)
 
+    def reply_text(self, text: str) -> None:
+        """The virtual agent's line in a chat: `{"type": "bot", "text": ...}`."""
+        if self.state == "started":
+            self._out.append(json.dumps({"type": "bot", "text": text}))
+
     def data_to_send(self) -> list[str | bytes]:
-        """Nothing: this platform expects no replies on its socket."""
-        return []
+        """The virtual agent's lines, when a flow answers the interaction (else nothing)."""
+        out, self._out = self._out, []
+        return out
 
     def receive_eof(self) -> list[IngressEvent]:
         """The socket closed. A call that never got `stop` still has to end downstream."""

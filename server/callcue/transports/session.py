@@ -39,6 +39,7 @@ from callcue.platforms.base import (
     SpeaksBack,
     TakesControl,
     TextTurn,
+    TypesBack,
 )
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,9 @@ class CallSink(Protocol):
     async def stop(self, call_id: str, reason: str = "stop", leg: object = None, linger: bool = False) -> None: ...
     def attach_remote(self, call_id: str, remote: TakesControl) -> None: ...
     def detach_remote(self, call_id: str, remote: TakesControl) -> None: ...
-    def attach_speaker(self, call_id: str, speaker: SpeaksBack) -> None: ...
-    def detach_speaker(self, call_id: str, speaker: SpeaksBack) -> None: ...
+    def attach_outlet(self, call_id: str, speaker: SpeaksBack | None, typist: TypesBack | None,
+                      flush: Callable[[], Awaitable[None]]) -> None: ...  # fmt: skip
+    def detach_outlet(self, call_id: str) -> None: ...
 
 
 RejectionRecorder = Callable[[str, "str | None", int, str], None]  # platform, call id, close code, reason
@@ -133,6 +135,13 @@ class IngressSession:
         finally:
             self._frame_seconds.observe(time.perf_counter() - t0)
 
+    async def _flush(self) -> None:
+        """Send what the parser queued now (the virtual agent speaks between the peer's frames)."""
+        if self.send is not None:
+            out = self.parser.data_to_send()
+            if out:
+                await self.send(out)
+
     def outgoing(self) -> list[str | bytes]:
         return self.parser.data_to_send()
 
@@ -162,8 +171,8 @@ class IngressSession:
     def _detach(self, call_id: str) -> None:
         if self.hooks.control is not None:
             self.calls.detach_remote(call_id, self.hooks.control)
-        if self.hooks.speaker is not None:
-            self.calls.detach_speaker(call_id, self.hooks.speaker)
+        if self.hooks.speaker is not None or self.hooks.typist is not None:
+            self.calls.detach_outlet(call_id)
 
     async def _apply_all(self, events: list[IngressEvent]) -> None:
         for ev in events:
@@ -192,8 +201,8 @@ class IngressSession:
         self.call = call = await self.calls.start(ev)
         if self.hooks.control is not None:
             self.calls.attach_remote(ev.call_id, self.hooks.control)
-        if self.hooks.speaker is not None:
-            self.calls.attach_speaker(ev.call_id, self.hooks.speaker)
+        if self.hooks.speaker is not None or self.hooks.typist is not None:
+            self.calls.attach_outlet(ev.call_id, self.hooks.speaker, self.hooks.typist, self._flush)
         if self.hooks.clock is not None:
             # a continued session's stream starts at 0 where the call's clock already ran
             self.hooks.clock.clock_base = max((getattr(c, "audio_seconds", 0.0) for c in call.channels.values()),
