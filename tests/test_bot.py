@@ -202,3 +202,26 @@ async def test_a_chat_over_the_native_socket_is_answered_by_the_flow(tmp_path: P
             await ws.send(json.dumps({"type": "text", "channel": "customer", "text": "let me talk to an agent"}))
             assert "colleagues" in await bot_line("colleagues")
             await ws.send(json.dumps({"type": "stop"}))
+
+
+async def test_the_kill_switch_sends_a_flows_calls_to_a_person(tmp_path: Path) -> None:
+    import httpx
+
+    async with server(make_settings(tmp_path)) as (ws_base, _app):
+        base = ws_base.replace("ws://", "http://", 1)
+        async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+            flows = (await http.get("/api/v1/flows", headers=SUP)).json()["flows"]
+            assert [(f["id"], f["paused"]) for f in flows] == [("bank", False)]
+            agent_h = {"Authorization": "Bearer demo-agent-token"}
+            assert (await http.post("/api/v1/flows/bank/pause", json={}, headers=agent_h)).status_code == 403
+            r = await http.post("/api/v1/flows/bank/pause", json={"reason": "backend down"}, headers=SUP)
+            assert r.json()["paused"] is True
+            r = await http.post("/api/v1/interactions", headers=NATIVE, json={
+                "interaction_id": "paused-1", "channel": "chat", "metadata": {"flow": "bank"},
+                "turns": [{"role": "customer", "text": "I lost my card"}]})
+            rec = (await http.get(f"/api/v1/calls/{r.json()['call_id']}", headers=SUP)).json()
+            assert not [t for t in rec["transcripts"] if t["channel"] == "agent"]  # the bot said nothing
+            assert rec["call"]["agent_id"] == "agent-1"  # a person has it
+            assert (await http.post("/api/v1/flows/bank/resume", json={}, headers=SUP)).json()["paused"] is False
+            kinds = [e["kind"] for e in (await http.get("/api/v1/audit", params={"kind": "flow_paused"}, headers=SUP)).json()["entries"]]
+            assert kinds == ["flow_paused"]

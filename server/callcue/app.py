@@ -29,6 +29,7 @@ from callcue.config import Settings
 from callcue.egress.access_log import access_log_endpoint, record_access
 from callcue.egress.agent_ws import agent_endpoint
 from callcue.egress.analytics_api import ROUTES as ANALYTICS_ROUTES
+from callcue.egress.bot_api import ROUTES as BOT_ROUTES
 from callcue.egress.knowledge_api import ROUTES as KB_ROUTES
 from callcue.egress.knowledge_api import search_endpoint
 from callcue.egress.qa_api import ROUTES as QA_ROUTES
@@ -346,7 +347,7 @@ def create_app(settings: Settings) -> Starlette:
         *[WebSocketRoute(p.path, _ingress(slot, p, settings, streams)) for p in PLATFORMS.values()
           if p.transport == "websocket" and _enabled(settings, p)],
         WebSocketRoute("/ws/agent", agent_endpoint(lambda: slot.get().agents)),
-        *supervisor_routes(supervisor, (*QA_ROUTES, *ANALYTICS_ROUTES, *KB_ROUTES)),
+        *supervisor_routes(supervisor, (*QA_ROUTES, *ANALYTICS_ROUTES, *KB_ROUTES, *BOT_ROUTES)),
     ]
     if settings.platforms.webrtc.enabled:
         routes.append(webrtc_mount(lambda: slot.get().webrtc, lambda r: authenticate(r, header_only=True),

@@ -39,6 +39,7 @@ from callcue.decide.webhooks import WebhookClient
 from callcue.egress.access import CallAccess
 from callcue.egress.agent_ws import AgentGateway
 from callcue.egress.analytics_api import AnalyticsCommands
+from callcue.egress.bot_api import BotCommands
 from callcue.egress.hub import Hub
 from callcue.egress.knowledge_api import KnowledgeCommands
 from callcue.egress.qa_api import QaCommands
@@ -266,6 +267,9 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
                         after=[analytics.record_call] if analytics is not None else [])  # fmt: skip
         sink.call_end_listeners.append(qa.call_ended)
         supervisor.add_ops(QaCommands(lambda: qa.cards if qa else [], store, sink).ops(), needs="qa_review")
+    if bot is not None:
+        supervisor.add_ops(BotCommands(bot, sink).ops(), needs={"list_flows": "call_control", "pause_flow": "call_control",
+                                                              "resume_flow": "call_control"})  # fmt: skip
     if knowledge is not None:
         kcmds = KnowledgeCommands(knowledge, audit)
         supervisor.add_ops(kcmds.ops(), needs={"kb_versions": "kb_read", "kb_report": "kb_read", "kb_diff": "kb_read",

@@ -119,6 +119,12 @@ class Call:
         if setup is None or not isinstance(name, str) or not name:
             return None
         flow = setup.flows.get(name)
+        if name in setup.paused:  # the kill switch: a person takes the call from the start
+            log.info("flow %s is paused: the call goes to a person", name, extra={"call_id": self.call_id})
+            if setup.handoff_agent and not self.agent_id:
+                self.agent_id = start.agent_id = setup.handoff_agent  # opened on that agent's desk
+                self.ctx.agent_id = self.agent_id
+            return None
         if flow is None:
             log.warning("call names flow %r, which is not loaded (%s)", name, ", ".join(setup.flows) or "none",
                         extra={"call_id": self.call_id})  # fmt: skip

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from callcue.asr.base import AsrEngine
@@ -68,3 +68,5 @@ class BotSetup:
     backend: str = ""
     backend_token: str = ""
     handoff_agent: str | None = None
+    #: flows a supervisor paused (the kill switch): their calls go straight to a person
+    paused: set[str] = field(default_factory=set)
