@@ -225,3 +225,17 @@ async def test_the_kill_switch_sends_a_flows_calls_to_a_person(tmp_path: Path) -
             assert (await http.post("/api/v1/flows/bank/resume", json={}, headers=SUP)).json()["paused"] is False
             kinds = [e["kind"] for e in (await http.get("/api/v1/audit", params={"kind": "flow_paused"}, headers=SUP)).json()["entries"]]
             assert kinds == ["flow_paused"]
+
+
+def test_eval_bot_prints_its_table(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "callcue.cli", "eval", "bot", "--json", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "CALLCUE_MODELS_DIR": str(tmp_path / "m")})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "task success" in out.stdout and "turns to completion" in out.stdout
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["scripted"]["callers"] >= 10 and res["scripted"]["task_success"] >= 0.8

@@ -35,9 +35,18 @@ def _thread(iid: str, customer: str, phone: str, words: str) -> dict:
                       {"role": "agent", "text": "I am sorry, I have raised a dispute for you."}]}  # fmt: skip
 
 
-@pytest.fixture
-def client(tmp_path: Path):
-    with TestClient(create_app(make_settings(tmp_path))) as c:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def client(tmp_path: Path, request: pytest.FixtureRequest):
+    """A server on SQLite, and on PostgreSQL where one can be started here."""
+    from tests.pg import fresh_postgres_url, postgres_unavailable_reason
+
+    sections: dict = {"recording": {"dir": str(tmp_path / "recordings")}}
+    if request.param == "postgresql":
+        url = fresh_postgres_url()
+        if url is None:
+            pytest.skip(f"PostgreSQL tests skipped: {postgres_unavailable_reason()}")
+        sections["storage"] = {"url": url}
+    with TestClient(create_app(make_settings(tmp_path, **sections))) as c:
         yield c
 
 

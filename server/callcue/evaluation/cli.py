@@ -258,6 +258,8 @@ def knowledge(
 def bot(
     data: Path | None = typer.Option(None, "--data", help="shared data dir (default: ../shared/data beside the repo)"),
     flow: str = typer.Option("bank", "--flow", help="the flow under config/flows"),
+    speech: bool = typer.Option(False, "--speech", help="say each caller turn with a synthetic voice and recognize it (the ear)"),
+    caller_voice: str = typer.Option("piper", "--caller-voice", help="the caller's synthetic voice with --speech: piper or espeak"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the full result to this JSON file"),
 ) -> None:
     """The virtual agent on scripted callers (task success, slot accuracy, turns, handoffs)
@@ -274,7 +276,16 @@ def bot(
         raise typer.Exit(2)
     clf = IntentClassifier.from_config(load_intents(s.resolve(s.understanding.intents_file)))
     d = data or default_data_dir()
-    result = run_bot_eval(flows[flow], clf, d / "dialogues" / "sgd_banking" / "banks1_train.jsonl")
+    hear = None
+    if speech:
+        from callcue.asr.select import load_engine
+        from callcue.evaluation.bot_eval import speech_ear
+
+        engine, _note = load_engine(s.asr)
+        hear = speech_ear(engine, s.vad, caller_voice)
+    result = run_bot_eval(flows[flow], clf, d / "dialogues" / "sgd_banking" / "banks1_train.jsonl",
+                          limit=40 if speech else 200, hear=hear)  # fmt: skip
+    result["speech"] = caller_voice if speech else None
     typer.echo(render(result))
     if json_out:
         json_out.write_text(json.dumps(result, indent=2, default=str))
