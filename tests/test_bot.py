@@ -74,8 +74,8 @@ def test_a_bad_flow_stops_the_server_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(FlowError, match="needs a length"):
         load_flows(tmp_path)
     (tmp_path / "f.yaml").write_text("id: x\nversion: 1\ngreeting: hi\nnot_understood: what\ntasks:\n"
-                                     "  - id: t\n    actions: [{kind: webhook, url: u, autonomy: approve}]\n")
-    with pytest.raises(FlowError, match="not supported"):
+                                     "  - id: t\n    actions: [{kind: kb_answer, autonomy: approve}]\n")
+    with pytest.raises(FlowError, match="only webhook steps can wait"):
         load_flows(tmp_path)
 
 
@@ -239,3 +239,55 @@ def test_eval_bot_prints_its_table(tmp_path: Path) -> None:
     assert "task success" in out.stdout and "turns to completion" in out.stdout
     res = json.loads((tmp_path / "r.json").read_text())
     assert res["scripted"]["callers"] >= 10 and res["scripted"]["task_success"] >= 0.8
+
+
+APPROVAL_FLOW = """
+id: approvals
+version: 1
+greeting: "Hello, refunds desk."
+not_understood: "Sorry?"
+tasks:
+  - id: refund
+    phrases: ["refund"]
+    slots:
+      - {name: amount, type: amount, prompt: "How much?"}
+    actions:
+      - {kind: webhook, url: "$backend/payments/status", payload: {amount: "$amount"}, autonomy: approve, deadline_s: 20,
+         hold: "Please hold while a supervisor approves the refund."}
+    done: "The refund of $amount is approved and on its way."
+"""
+
+
+async def test_a_bot_action_waits_for_a_supervisors_approval_while_the_caller_holds(tmp_path: Path) -> None:
+    import asyncio
+    import shutil
+
+    from callcue.clients.twilio_stream import connect_native
+    from tests.serverkit import SUPERVISOR_TOKEN, agent
+
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    shutil.copy(REPO_CONFIG_DIR / "flows" / "bank.yaml", flows / "bank.yaml")
+    (flows / "approvals.yaml").write_text(APPROVAL_FLOW)
+    async with server(make_settings(tmp_path, bot={"flows_dir": str(flows)})) as (base, _app):
+        async with agent(base, token=SUPERVISOR_TOKEN) as sup, connect_native(f"{base}/ws/native") as ws:
+            await ws.send(json.dumps({"type": "start", "call_id": "chat-approve-1", "channels": [],
+                                      "metadata": {"flow": "approvals"}}))  # fmt: skip
+
+            async def bot_line(containing: str) -> str:
+                while True:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                    if msg.get("type") == "bot" and containing in msg["text"]:
+                        return str(msg["text"])
+
+            await bot_line("refunds desk")
+            await ws.send(json.dumps({"type": "text", "channel": "customer", "text": "I need a refund"}))
+            await bot_line("How much")
+            await ws.send(json.dumps({"type": "text", "channel": "customer", "text": "80 dollars"}))
+            await bot_line("Please hold")
+            req = await sup.wait_for(lambda e: e.get("type") == "bot_approval_request", timeout=20)
+            assert req["task"] == "refund" and req["slots"] == {"amount": "80"}
+            await sup.ws.send(json.dumps({"type": "bot_approve", "action_id": req["action_id"], "note": "fine"}))
+            await sup.wait_for(lambda e: e.get("type") == "bot_approve_result", timeout=20)
+            assert "is approved" in await bot_line("approved and on its way")
+            await ws.send(json.dumps({"type": "stop"}))

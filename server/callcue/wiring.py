@@ -268,8 +268,7 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
         sink.call_end_listeners.append(qa.call_ended)
         supervisor.add_ops(QaCommands(lambda: qa.cards if qa else [], store, sink).ops(), needs="qa_review")
     if bot is not None:
-        supervisor.add_ops(BotCommands(bot, sink).ops(), needs={"list_flows": "call_control", "pause_flow": "call_control",
-                                                              "resume_flow": "call_control"})  # fmt: skip
+        supervisor.add_ops(BotCommands(bot, sink).ops(), needs="call_control")
     if knowledge is not None:
         kcmds = KnowledgeCommands(knowledge, audit)
         supervisor.add_ops(kcmds.ops(), needs={"kb_versions": "kb_read", "kb_report": "kb_read", "kb_diff": "kb_read",

@@ -104,9 +104,8 @@ def load_flows(folder: Path) -> dict[str, Flow]:
             if t.limit is not None and t.limit.slot not in names:
                 raise FlowError(f"{f}: task {t.id}: limit names slot {t.limit.slot!r}, which the task does not ask for")
             for step in t.actions:
-                if step.autonomy == "approve":
-                    raise FlowError(f"{f}: task {t.id}: 'approve' steps are not supported by the virtual agent yet; "
-                                    "hand the task to a human (kind: handoff) instead")  # fmt: skip
+                if step.autonomy == "approve" and step.kind != "webhook":
+                    raise FlowError(f"{f}: task {t.id}: only webhook steps can wait for a supervisor's approval")
             for s in t.slots:
                 if s.type == "digits" and s.length is None:
                     raise FlowError(f"{f}: task {t.id}: digits slot {s.name} needs a length")

@@ -19,7 +19,7 @@ from string import Template
 from typing import Any
 
 from callcue.bot.dialog import Dialog, End, Handoff, Out, Run, Say
-from callcue.bot.flows import Flow
+from callcue.bot.flows import Flow, Step
 from callcue.bot.voice import Voice
 from callcue.decide.webhooks import WebhookClient, WebhookError
 from callcue.events import Transcript, new_id
@@ -46,6 +46,8 @@ class BotPorts:
     executor: Executor
     voice: Callable[[], Voice]
     knowledge: Callable[[str], Awaitable[str]] | None = None
+    supervisors: Callable[[dict[str, Any]], None] | None = None
+    approvals: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
     backend: str = ""
     backend_token: str = ""
     replies: list[dict[str, Any]] = field(default_factory=list)
@@ -146,8 +148,7 @@ class BotRunner:
         step = r.step
         action_id = new_id("botact")
         base = {"action_id": action_id, "task": r.task, "kind": step.kind, "flow": f"{self.flow.id}@{self.flow.version}"}
-        if step.autonomy != "auto":  # load_flows refuses these until approvals reach the bot
-            await self.ports.audit("bot_action_refused", {**base, "why": f"autonomy {step.autonomy} is not supported"})
+        if step.autonomy == "approve" and not await self._approved(step, base, r):
             return self.dialog.action_done(step, False)
         await self.ports.audit("bot_action_started", {**base, "slots": sorted(r.slots)})
         if step.kind == "kb_answer":
@@ -170,6 +171,28 @@ class BotRunner:
         body = res.body if isinstance(res.body, dict) else {}
         await self.ports.audit("bot_action_succeeded", {**base, "status": res.status, "attempts": res.attempts})
         return self.dialog.action_done(step, True, body)
+
+    async def _approved(self, step: Step, base: dict[str, Any], r: Run) -> bool:
+        """A supervisor approves the action within its deadline while the caller holds; no
+        answer, or a rejection, and the call goes to a person."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        action_id = base["action_id"]
+        self.ports.approvals[action_id] = fut
+        await self.ports.audit("bot_approval_requested", {**base, "deadline_s": step.deadline_s})
+        if self.ports.supervisors is not None:
+            self.ports.supervisors({"type": "bot_approval_request", "call_id": self.call_id, **base,
+                                    "slots": {k: v for k, v in r.slots.items() if not k.startswith("result_")},
+                                    "deadline_s": step.deadline_s, "deadline_at": time.time() + step.deadline_s})  # fmt: skip
+        await self._say(step.hold)
+        try:
+            ok = await asyncio.wait_for(fut, step.deadline_s)
+        except TimeoutError:
+            ok = False
+            await self.ports.audit("bot_approval_expired", base)
+        finally:
+            self.ports.approvals.pop(action_id, None)
+        return ok
 
     async def _handoff(self, h: Handoff) -> None:
         self.handed_off = True

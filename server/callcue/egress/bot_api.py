@@ -15,6 +15,8 @@ ROUTES: list[tuple[str, str, bool, str]] = [
     ("/flows", "list_flows", False, "GET"),
     ("/flows/{flow_id}/pause", "pause_flow", True, "POST"),
     ("/flows/{flow_id}/resume", "resume_flow", True, "POST"),
+    ("/bot-actions/{action_id}/approve", "bot_approve", True, "POST"),
+    ("/bot-actions/{action_id}/reject", "bot_reject", True, "POST"),
 ]
 
 
@@ -24,7 +26,24 @@ class BotCommands:
         self.writer = writer  # the Sink: the switch's audit entry
 
     def ops(self) -> dict[str, Callable[[Any, dict[str, Any]], Any]]:
-        return {"list_flows": self.list_flows, "pause_flow": self.pause_flow, "resume_flow": self.resume_flow}
+        return {"list_flows": self.list_flows, "pause_flow": self.pause_flow, "resume_flow": self.resume_flow,
+                "bot_approve": self.bot_approve, "bot_reject": self.bot_reject}  # fmt: skip
+
+    async def _decide(self, p: Any, a: dict[str, Any], ok: bool) -> dict[str, Any]:
+        aid = a.get("action_id")
+        fut = self.setup.approvals.get(aid) if isinstance(aid, str) else None
+        if fut is None or fut.done():
+            raise CommandError("not_found", 404, f"no bot action {aid!r} is waiting for approval")
+        await self.writer.append("bot_action_approved" if ok else "bot_action_rejected", actor=p.user_id,
+                                 payload={"action_id": aid, "note": str(a.get("note") or a.get("reason") or "")})  # fmt: skip
+        fut.set_result(ok)
+        return {"action_id": aid, "approved": ok}
+
+    async def bot_approve(self, p: Any, a: dict[str, Any]) -> dict[str, Any]:
+        return await self._decide(p, a, True)
+
+    async def bot_reject(self, p: Any, a: dict[str, Any]) -> dict[str, Any]:
+        return await self._decide(p, a, False)
 
     def _flow(self, a: dict[str, Any]) -> str:
         fid = a.get("flow_id")

@@ -146,7 +146,8 @@ class Call:
                          flush=lambda: streams.flush(self.call_id) if streams is not None else _nothing(),
                          call_time=lambda: self.call_time, webhooks=setup.webhooks, executor=self.deps.detect_pool,
                          voice=setup.voice, knowledge=setup.knowledge, backend=setup.backend,
-                         backend_token=setup.backend_token)  # fmt: skip
+                         backend_token=setup.backend_token, approvals=setup.approvals,
+                         supervisors=lambda ev: sink.event(self.call_id, ev, audience="supervisors"))  # fmt: skip
         runner = BotRunner(flow, self.call_id, ports)
         # the greeting waits (a moment at most) for the session that carries it back; a chat
         # posted whole (POST /api/v1/interactions) has none and starts at once

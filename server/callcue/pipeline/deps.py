@@ -6,6 +6,7 @@ swapped under a running call; the composition root (`wiring.py`) builds this.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -70,3 +71,5 @@ class BotSetup:
     handoff_agent: str | None = None
     #: flows a supervisor paused (the kill switch): their calls go straight to a person
     paused: set[str] = field(default_factory=set)
+    #: bot actions waiting for a supervisor's approval (action id -> the caller's hold)
+    approvals: dict[str, asyncio.Future[bool]] = field(default_factory=dict)

@@ -161,10 +161,14 @@ class Sink:
         else:
             self._fanout.publish_supervisors(event)
 
-    def event(self, call_id: str, event: dict[str, Any]) -> None:
-        """An event for whoever watches the call (DTMF, call controls, retractions)."""
+    def event(self, call_id: str, event: dict[str, Any], audience: str = "call") -> None:
+        """An event for whoever watches the call (DTMF, call controls, retractions), or for
+        supervisors only (`audience="supervisors"`: a bot's approval request)."""
+        event.setdefault("call_id", call_id)
         if call_id in self._agents:
-            self._emit(call_id, event)
+            self._emit(call_id, event, audience=audience)
+        elif audience == "supervisors":
+            self._fanout.publish_supervisors(event)
         else:
             self._fanout.publish(call_id, event)
 
