@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -40,7 +40,7 @@ def build_hint(rec: ActionRecord, spec: HintAction, *, audio_received_at: float 
 
 class HintKind(ActionKind):
     name = "hint"
-    spec = HintAction
+    spec: ClassVar[type[ActionSpec]] = HintAction
     presents_to_agent = True
 
     def card(self, rec: ActionRecord) -> Hint:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from callcue.decide.actions.base import ActionKind, ActionPorts, ActionSpec
+from callcue.decide.actions.base import ActionPorts, ActionSpec
 from callcue.decide.actions.hint import HintKind
 from callcue.events import Hint, new_id
 
@@ -49,26 +49,20 @@ def build_card(rec: ActionRecord, spec: KnowledgeAction) -> Hint:
     )  # fmt: skip
 
 
-class KnowledgeKind(ActionKind):
+class KnowledgeKind(HintKind):
+    """Shown, published and retracted as a hint is; only the card it builds differs."""
+
     name = "knowledge"
     spec = KnowledgeAction
-    presents_to_agent = True
 
     def card(self, rec: ActionRecord) -> Hint:
         assert isinstance(rec.spec, KnowledgeAction)
         return build_card(rec, rec.spec)
 
     async def run(self, rec: ActionRecord, ports: ActionPorts) -> dict[str, Any]:
-        card = rec.shown or self.card(rec)
-        rec.hint_id, rec.shown = card.hint_id, card
-        if ports.publish_hint is not None:
-            await ports.publish_hint(card)
-        else:
-            await ports.publish_to_agent(rec.call_id, card.to_dict())
-        return {"hint_id": card.hint_id, "passage_id": card.attrs.get("passage_id"), "kb_version": card.attrs.get("kb_version")}
-
-    async def undo(self, rec: ActionRecord, ports: ActionPorts) -> dict[str, Any]:
-        return await HintKind().undo(rec, ports)
+        out = await super().run(rec, ports)
+        assert rec.shown is not None
+        return {**out, "passage_id": rec.shown.attrs.get("passage_id"), "kb_version": rec.shown.attrs.get("kb_version")}
 
 
 KIND = KnowledgeKind()
