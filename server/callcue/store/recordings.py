@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import struct
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ class RecordingStore:
     def __init__(self, directory: Path, keys: KeyRing) -> None:
         self.dir = directory
         self.keys = keys
+        self._lock = threading.Lock()
+        self._last: tuple[tuple[str, int, int], bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
     def path(self, call_id: str) -> Path:
@@ -68,12 +71,26 @@ class RecordingStore:
         return audio, int(head["rate"]), list(head["channels"])
 
     def as_flac(self, call_id: str) -> bytes:
+        """The recording as one FLAC file. The last one built is kept (in memory only) while
+        its file is unchanged: a player seeks with many range requests, each of which would
+        otherwise decrypt, decode and encode the whole call again."""
+        st = self.path(call_id).stat()
+        key = (call_id, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            if self._last is not None and self._last[0] == key:
+                return self._last[1]
         audio, rate, _ = self.read(call_id)
         buf = io.BytesIO()
         sf.write(buf, audio, rate, format="FLAC", subtype="PCM_16")
-        return buf.getvalue()
+        data = buf.getvalue()
+        with self._lock:
+            self._last = (key, data)
+        return data
 
     def erase(self, call_id: str) -> bool:
+        with self._lock:
+            if self._last is not None and self._last[0][0] == call_id:
+                self._last = None
         p = self.path(call_id)
         if not p.exists():
             return False
