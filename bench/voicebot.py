@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,22 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.array(xs), q)) if xs else float("nan")
 
 
-async def one_call(base: str, caller: bytes) -> dict[str, float | None]:
+@dataclass
+class Conversation:
+    """What a caller heard (Twilio messages with their arrival times) and when it spoke."""
+
+    got: list[tuple[float, dict]]
+    speech_start: float
+    speech_end: float
+
+
+async def converse(base: str, caller: bytes, flow: str = "bank") -> Conversation:
+    """One Twilio `<Connect><Stream>` caller in real time: 2 s of silence (the greeting
+    starts), `caller` (16-bit PCM, 8 kHz) over it, then 4 s of silence for the bot's answer."""
     from callcue.audio.codecs import encode
     from callcue.clients.twilio_stream import TwilioMessages, connect_twilio
 
-    msgs = TwilioMessages(agent_id=None, custom={"flow": "bank"})
+    msgs = TwilioMessages(agent_id=None, custom={"flow": flow})
     got: list[tuple[float, dict]] = []
     async with connect_twilio(f"{base}/ws/twilio") as ws:
 
@@ -64,10 +76,16 @@ async def one_call(base: str, caller: bytes) -> dict[str, float | None]:
         await ws.send(msgs.stop())
         await asyncio.sleep(0.3)
         reader.cancel()
-    clear = next((t for t, m in got if m.get("event") == "clear" and t >= speech_start), None)
-    answer = next((t for t, m in got if m.get("event") == "media" and t >= speech_end and (clear is None or t > clear)), None)
-    return {"barge_in_s": None if clear is None else clear - speech_start,
-            "first_audio_s": None if answer is None else answer - speech_end}  # fmt: skip
+    return Conversation(got, speech_start, speech_end)
+
+
+async def one_call(base: str, caller: bytes) -> dict[str, float | None]:
+    c = await converse(base, caller)
+    clear = next((t for t, m in c.got if m.get("event") == "clear" and t >= c.speech_start), None)
+    answer = next((t for t, m in c.got if m.get("event") == "media" and t >= c.speech_end and (clear is None or t > clear)),
+                  None)  # fmt: skip
+    return {"barge_in_s": None if clear is None else clear - c.speech_start,
+            "first_audio_s": None if answer is None else answer - c.speech_end}  # fmt: skip
 
 
 async def run(calls: int) -> dict:

@@ -125,51 +125,24 @@ async def test_a_twilio_caller_hears_the_bot_and_can_interrupt_it(tmp_path: Path
     """A Twilio `<Connect><Stream>` with customParameters flow=bank: the greeting comes back
     as media, the caller (espeak-ng) speaks over it and gets a `clear`, and the bot's answer,
     recognised back, asks for the card's last four digits."""
-    import asyncio
     import base64
-    import time
+    import sys
     from concurrent.futures import ThreadPoolExecutor
 
     from callcue.asr.select import load_engine
-    from callcue.audio.codecs import decode, encode
+    from callcue.audio.codecs import decode
     from callcue.bot.voice import EspeakVoice
-    from callcue.clients.twilio_stream import TwilioMessages, connect_twilio
     from callcue.evaluation.asr_eval import decode_clip
+
+    sys.path.insert(0, str(REPO_CONFIG_DIR.parent / "bench"))
+    from voicebot import converse  # the benchmark's caller: silence, speech over the greeting, silence
 
     caller = b"".join(EspeakVoice().synthesize("Hello. I lost my card and I need to block it.", 8000))
     settings = make_settings(tmp_path)
-    got: list[tuple[float, dict]] = []
     async with server(settings) as (base, _app):
-        msgs = TwilioMessages(agent_id=None, custom={"flow": "bank"})
-        async with connect_twilio(f"{base}/ws/twilio") as ws:
-
-            async def read() -> None:
-                async for raw in ws:
-                    got.append((time.monotonic(), json.loads(raw)))
-
-            reader = asyncio.create_task(read())
-            await ws.send(msgs.connected())
-            await ws.send(msgs.start(["inbound"]))
-            ts = 0
-
-            async def play(pcm: bytes) -> None:
-                nonlocal ts
-                ulaw = encode("PCMU", pcm)
-                t0 = time.monotonic()
-                for i in range(0, len(ulaw), 160):
-                    await ws.send(msgs.media("inbound", ts, ulaw[i : i + 160]))
-                    ts += 20
-                    await asyncio.sleep(max(0.0, t0 + (i // 160 + 1) * 0.02 - time.monotonic()))
-
-            silence = b"\0\0" * 8000
-            await play(silence * 2)  # the greeting starts meanwhile
-            assert any(m.get("event") == "media" for _, m in got), "no greeting audio"
-            speak_at = time.monotonic()
-            await play(caller)  # over the greeting: barge-in
-            await play(silence * 4)  # the caller's turn ends; the bot answers
-            await ws.send(msgs.stop())
-            await asyncio.sleep(0.5)
-            reader.cancel()
+        c = await converse(base, caller)
+    got, speak_at = c.got, c.speech_start
+    assert any(m.get("event") == "media" and t < speak_at for t, m in got), "no greeting audio"
     clears = [t for t, m in got if m.get("event") == "clear"]
     assert clears and clears[0] - speak_at < 1.5, "the caller spoke over the bot and playback was not cleared"
     after = b"".join(base64.b64decode(m["media"]["payload"]) for t, m in got if m.get("event") == "media" and t > clears[0])
