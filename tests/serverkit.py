@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import secrets
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,6 +35,14 @@ def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
             else:
                 data[k][key] = val
     data["config_dir"] = str(REPO_CONFIG_DIR)
+    if not data["storage"]["url"].startswith("sqlite:") and not data["encryption"]["key_file"]:
+        # beside a SQLite file a key is made at first start; for PostgreSQL it would land in the
+        # working directory's var/, so the test names one in its own directory, as an operator would
+        key = tmp_path / "keys" / "data.key"
+        if not key.exists():
+            key.parent.mkdir(parents=True, exist_ok=True)
+            key.write_text(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+        data["encryption"]["key_file"] = str(key)
     return Settings.model_validate(data)
 
 

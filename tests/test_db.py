@@ -133,3 +133,42 @@ async def test_postgres_without_pool_uses_one_locked_connection(tmp_path, monkey
         await test_concurrent_read_modify_write_is_serialized(d)
     finally:
         await d.close()
+
+
+async def test_sealed_values_round_trip_and_fail_closed(db):
+    """`Sealed` parameters are stored encrypted and read back open; a key made in a
+    transaction that rolled back is forgotten (else later text would be sealed under a key
+    that was never stored); an altered value raises instead of reading as something else."""
+    import base64
+    import secrets
+
+    from callcue.privacy.envelope import KeyRing
+    from callcue.privacy.vault import ERASED_TEXT, PREFIX, Sealed, TextVault, VaultError
+
+    ring = KeyRing.from_secrets([base64.b64encode(secrets.token_bytes(32)).decode()])
+    await db.use_vault(TextVault(ring))
+    await db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, call_id TEXT, body TEXT)")
+    with pytest.raises(RuntimeError):
+        async with db.transaction():
+            await db.execute("INSERT INTO notes (id, call_id, body) VALUES (?, ?, ?)", (1, "c1", Sealed("c1", "card on file")))
+            raise RuntimeError("rolled back")
+    assert await db.fetchval("SELECT COUNT(*) FROM data_keys WHERE scope = 'c1'") == 0
+    await db.execute("INSERT INTO notes (id, call_id, body) VALUES (?, ?, ?)", (2, "c1", Sealed("c1", "card on file")))
+    await db.execute("INSERT INTO notes (id, call_id, body) VALUES (?, ?, ?)", (3, "c2", Sealed("c2", None)))
+    assert await db.fetchone("SELECT body FROM notes WHERE id = 2") == {"body": "card on file"}
+    assert await db.fetchval("SELECT body FROM notes WHERE id = 3") is None
+    vault, db.vault = db.vault, None  # what is on disk
+    stored = await db.fetchval("SELECT body FROM notes WHERE id = 2")
+    db.vault = vault
+    assert stored.startswith(PREFIX) and "card" not in stored
+    # a fresh process with the same ring opens it (nothing comes from the cache)
+    assert await TextVault(ring).open(db, stored) == "card on file"
+    head, blob = stored.rsplit(":", 1)
+    raw = bytearray(base64.b64decode(blob))
+    raw[-1] ^= 1
+    with pytest.raises(VaultError):
+        await vault.open(db, f"{head}:{base64.b64encode(bytes(raw)).decode()}")
+    wrong = KeyRing.from_secrets([base64.b64encode(secrets.token_bytes(32)).decode()])
+    with pytest.raises(Exception, match="unknown key"):
+        await TextVault(wrong).open(db, stored)
+    assert await vault.shred(db, "c1") and await vault.open(db, stored) == ERASED_TEXT

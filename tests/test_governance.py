@@ -7,7 +7,9 @@ entry, and the chain still verifies."""
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 import sqlite3
 from pathlib import Path
 
@@ -293,3 +295,94 @@ def test_recording_playback_with_ranges_for_allowed_roles(client: TestClient) ->
     log = client.get("/api/v1/access-log", headers=_h("auditor")).json()["entries"]
     plays = [e for e in log if e["payload"]["what"] == "recording"]
     assert {e["actor"] for e in plays} == {"qa-1", "agent-1"} and any(e["payload"]["range"] == [10, 99] for e in plays)
+
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_call_text_is_sealed_at_rest(tmp_path: Path, backend: str) -> None:
+    """What the customer said and who they are is in no row or file in the clear; the API
+    reads it back; the audit chain verifies without the keys; erasure shreds the call's key,
+    so a copy of its text taken before no longer opens; rotation re-wraps the data keys and
+    the server then runs on the new key alone."""
+    import asyncio
+
+    from callcue.audit.log import AuditLog
+    from callcue.privacy.envelope import KeyRing
+    from callcue.privacy.vault import ERASED_TEXT, PREFIX, TextVault
+    from callcue.store.db import Database
+    from tests.pg import fresh_postgres_url, postgres_unavailable_reason
+
+    url = None
+    sections: dict = {"recording": {"dir": str(tmp_path / "recordings")}}
+    if backend == "postgresql":
+        url = fresh_postgres_url()
+        if url is None:
+            pytest.skip(f"PostgreSQL tests skipped: {postgres_unavailable_reason()}")
+        sections["storage"] = {"url": url}
+    settings = make_settings(tmp_path, **sections)
+    db_url = settings.storage.url
+    with TestClient(create_app(settings)) as client:
+        call = client.post("/api/v1/interactions", json=_thread("seal-1", "cust-okapi", "+15550100777", "quokkaflux"),
+                           headers=NATIVE).json()["call_id"]  # fmt: skip
+        record = client.get(f"/api/v1/calls/{call}", headers=_h("supervisor")).json()
+        assert any("quokkaflux" in t["text"] for t in record["transcripts"])
+        entries = client.get(f"/api/v1/audit?call_id={call}", headers=_h("supervisor")).json()["entries"]
+        assert entries and not any("__sealed__" in e["payload"] for e in entries)  # opened for the reader
+        rt = client.app.state.runtime.get()
+        client.portal.call(rt.store.flush)
+        rows = _rows(url, tmp_path)
+        sealed = [v for t in ("transcripts", "call_events", "calls", "topic_utterances") for blob in rows.get(t, [])
+                  for v in json.loads(blob) if isinstance(v, str) and v.startswith(PREFIX)]  # fmt: skip
+        assert len(sealed) >= 5
+        for table, blobs in rows.items():
+            for blob in blobs:
+                for needle in ("quokkaflux", "cust-okapi", "0100777", "never arrived"):
+                    assert needle not in blob, f"{needle} in the clear in {table}: {blob[:300]}"
+        if url is None:
+            for f in tmp_path.rglob("callcue.db*"):  # the file itself, its WAL and shared memory
+                raw = f.read_bytes()
+                assert b"quokkaflux" not in raw and b"never arrived" not in raw, f
+
+        # erasure: the call's data key goes with its rows
+        gone = client.post("/api/v1/interactions", json=_thread("seal-2", "cust-tapir", "+15550100778", "wombatique"),
+                           headers=NATIVE).json()["call_id"]  # fmt: skip
+        client.portal.call(rt.store.flush)
+        copy = client.portal.call(rt.db.fetchone, "SELECT text FROM transcripts WHERE call_id = ?", (gone,))
+        assert copy is not None and "wombatique" not in copy["text"]
+        raw_copy = next(v for blob in _rows(url, tmp_path)["transcripts"] for v in json.loads(blob)
+                        if isinstance(v, str) and v.startswith(PREFIX))  # fmt: skip
+        r = client.request("DELETE", f"/api/v1/calls/{gone}", headers=_h("admin"), json={"reason": "asked to be forgotten"})
+        assert r.status_code == 200 and r.json()["data_keys_shredded"] == 1
+        assert client.portal.call(rt.db.vault.open, rt.db, raw_copy) in (ERASED_TEXT, *(  # the kept call still opens
+            t["text"] for t in record["transcripts"]))  # fmt: skip
+        leftovers = [v for blob in _rows(url, tmp_path)["transcripts"] for v in json.loads(blob)
+                     if isinstance(v, str) and v.startswith(PREFIX)]  # fmt: skip
+        assert leftovers and all(client.portal.call(rt.db.vault.open, rt.db, v) != ERASED_TEXT for v in leftovers)
+
+    key_file = settings.encryption.key_file or str(tmp_path / "keys" / "data.key")
+    old = KeyRing.load(Path(key_file), None)
+    rotated = tmp_path / "rotated.key"
+
+    async def offline() -> tuple[bool, int, str]:
+        db = await Database.connect(db_url)
+        try:
+            # an auditor's copy without the keys: the chain verifies by the digests it keeps
+            verified = (await AuditLog(db).verify()).ok
+            shut = (await db.fetchone("SELECT payload FROM audit_log WHERE call_id = ? LIMIT 1", (call,)))["payload"]
+            # rotation: a new current key; the old one only until every data key is re-wrapped
+            new = KeyRing.from_secrets([base64.b64encode(secrets.token_bytes(32)).decode(),
+                                        *(base64.b64encode(k).decode() for k in old.keys.values())])  # fmt: skip
+            vault = TextVault(old)
+            await db.use_vault(vault)
+            n = await vault.rewrap(db, new)
+            rotated.write_text(base64.b64encode(new.keys[new.current]).decode() + "\n")
+            return verified, n, shut
+        finally:
+            await db.close()
+
+    verified, rewrapped, shut = asyncio.run(offline())
+    assert verified and rewrapped >= 2 and shut.startswith('{"__sealed__"') and "quokkaflux" not in shut
+    with TestClient(create_app(make_settings(tmp_path, **sections, encryption={"key_file": str(rotated)}))) as client:
+        record = client.get(f"/api/v1/calls/{call}", headers=_h("supervisor")).json()
+        assert any("quokkaflux" in t["text"] for t in record["transcripts"])
+        assert client.get(f"/api/v1/calls/{gone}", headers=_h("supervisor")).status_code == 404

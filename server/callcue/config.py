@@ -285,15 +285,21 @@ class QaConfig(_Strict):
     scorecards_dir: str = "scorecards"
 
 
+class EncryptionConfig(_Strict):
+    # call text (transcripts, events, signals, hints, QA, summaries, call metadata, audit
+    # payloads) sealed at rest under per-call data keys; recordings always are
+    text: bool = True
+    # key-encryption keys: base64 of 32 bytes, one per line, the current first. Empty: the
+    # variable below, else a key created at first start in a `keys` folder beside the database
+    key_file: str = ""
+    key_env: str = "CALLCUE_DATA_KEYS"
+
+
 class RecordingConfig(_Strict):
     # record every call's audio (both parties, two channels), redacted before it is written
     enabled: bool = True
     # where recordings go; empty: a `recordings` folder beside the SQLite database (else var/recordings)
     dir: str = ""
-    # key-encryption keys: base64 of 32 bytes, one per line, the current first. Empty: the
-    # variable below, else a key created at first start in a `keys` folder beside the database
-    key_file: str = ""
-    key_env: str = "CALLCUE_RECORDING_KEYS"
     # seconds of audio held in memory for redaction before it is written
     hold_s: float = Field(default=30.0, ge=5, le=300)
 
@@ -382,6 +388,7 @@ class Settings(_Strict):
     analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
+    encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     bot: BotConfig = Field(default_factory=BotConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)

@@ -56,6 +56,8 @@ from callcue.pipeline.manager import CallManager
 from callcue.pipeline.sink import Sink
 from callcue.pipeline.streams import CallStreams
 from callcue.privacy.envelope import KeyRing
+from callcue.privacy.keys import data_dir, load_key_ring
+from callcue.privacy.vault import TextVault
 from callcue.qa.card import load_cards
 from callcue.qa.post_call import PostCallQA
 from callcue.store.calls import CallStore
@@ -143,6 +145,9 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     db = await Database.connect(url)
     opened.append(db.close)
+    keys = load_key_ring(settings)  # one ring wraps the recordings' and the call text's data keys
+    if settings.encryption.text:
+        await db.use_vault(TextVault(keys))
     store = CallStore(db)
     await store.open()
     opened.append(store.close)
@@ -212,7 +217,7 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
     log.info("decision layer ready: %d playbooks (%s)", len(list(playbooks)), playbooks.digest[:12])
 
     fallback = PhraseHintPolicy(understanding.phrases) if understanding.phrases is not None else None
-    recordings = open_recordings(settings)
+    recordings = open_recordings(settings, keys)
     bot, demo_backend = build_bot(settings, knowledge, detect_pool)
     deps = PipelineDeps(
         asr=asr, asr_pool=asr_pool, detect_pool=detect_pool, vad=settings.vad, pipeline=settings.pipeline,
@@ -279,7 +284,7 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
     retention.start()
     opened.append(retention.close)
     eraser = Eraser(db, audit, recordings, live=lambda cid: cid in calls.calls, forget=[engine.forget_call],
-                    sign_key=recordings.keys.keys[recordings.keys.current] if recordings is not None else None,
+                    sign_key=keys.keys[keys.current],
                     flush=store.flush)  # fmt: skip
     return Runtime(settings=settings, started_at=time.time(), asr_pool=asr_pool, detect_pool=detect_pool, db=db,
                    store=store, audit=audit, learning=learning, hub=hub, sink=sink, auth=auth, asr=asr,
@@ -325,23 +330,14 @@ def build_bot(settings: Settings, knowledge: KnowledgeBase | None, pool: Any) ->
 
 def recordings_dir(settings: Settings) -> Path:
     cfg = settings.recording
-    if cfg.dir:
-        return settings.resolve(cfg.dir)
-    url = settings.storage.url
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        return Path(url[len("sqlite:///"):]).resolve().parent / "recordings"
-    return Path("var/recordings").resolve()
+    return settings.resolve(cfg.dir) if cfg.dir else data_dir(settings) / "recordings"
 
 
-def open_recordings(settings: Settings) -> RecordingStore | None:
+def open_recordings(settings: Settings, keys: KeyRing | None = None) -> RecordingStore | None:
     """The recording store with its key ring, or None when recording is off."""
-    cfg = settings.recording
-    if not cfg.enabled:
+    if not settings.recording.enabled:
         return None
-    d = recordings_dir(settings)
-    keys = KeyRing.load(settings.resolve(cfg.key_file) if cfg.key_file else None, cfg.key_env,
-                        create_at=d.parent / "keys" / "recording.key")  # fmt: skip
-    return RecordingStore(d, keys)
+    return RecordingStore(recordings_dir(settings), keys or load_key_ring(settings))
 
 
 def _embed(texts: list[str]) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from callcue.privacy.vault import Sealed
 from callcue.store.db import Database
 
 MIGRATIONS: list[tuple[str, list[str]]] = [
@@ -73,6 +74,9 @@ class AnalyticsStore:
         """One call's row and its uncovered utterances; a call scored again replaces both."""
         await self.init()
         now = time.time()
+        if self.db.vault is not None and fact.get("customer_key"):
+            # a keyed hash: equal for one customer's calls, not reversible by trying every number
+            fact = {**fact, "customer_key": self.db.vault.blind(str(fact["customer_key"]))}
         async with self.db.transaction():
             await self.db.execute(
                 "INSERT INTO call_facts (call_id, agent_id, queue, customer_key, channel, started_at, handle_s, driver, outcome,"
@@ -93,7 +97,7 @@ class AnalyticsStore:
                 await self.db.executemany(
                     "INSERT INTO topic_utterances (call_id, segment_id, ts, text, embedding, adopted_intent, created_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(u["call_id"], u.get("segment_id"), u.get("ts"), u["text"], pack(e), adopted.get(u.get("segment_id")), now)
+                    [(u["call_id"], u.get("segment_id"), u.get("ts"), Sealed(u["call_id"], u["text"]), pack(e), adopted.get(u.get("segment_id")), now)
                      for u, e in zip(utterances, embeddings, strict=True)])  # fmt: skip
 
     async def facts(self, since: float | None = None, until: float | None = None) -> list[Any]:

@@ -17,6 +17,8 @@ import typer
 
 from callcue.audit.kpis import kpis as compute_kpis
 from callcue.audit.log import AuditLog, canonical_json, to_epoch, verify_entries
+from callcue.privacy.keys import reader_key_ring
+from callcue.privacy.vault import TextVault
 from callcue.store.db import Database, DatabaseError, sqlite_path
 
 audit_app = typer.Typer(no_args_is_help=True, help="Verify, query and export the hash-chained audit trail.")
@@ -59,6 +61,13 @@ async def _open(url: str | None) -> AuditLog:
         _fail(str(e))
     except Exception as e:
         _fail(f"cannot connect to {url.split('@')[-1]}: {e}")
+    ring = reader_key_ring(url)
+    if ring is not None:  # open sealed payloads for query and export; verify needs no key
+        try:
+            await db.use_vault(TextVault(ring))
+        except Exception as e:
+            await db.close()
+            _fail(f"the encryption keys do not open {url.split('@')[-1]}: {e}")
     return await AuditLog(db).init()
 
 

@@ -97,13 +97,21 @@ def canonical_json(obj: Any) -> str:
 
 #: the payload of an entry whose content was erased: its digest stays, so the chain verifies
 ERASED = "__erased__"
+#: the payload as stored when call text is encrypted at rest: the sealed canonical payload and
+#: its digest, so the chain verifies without the keys (an auditor checks it, never reads it)
+SEALED = "__sealed__"
 
 
 def payload_digest(payload: dict[str, Any]) -> str:
-    """sha256 of the canonical payload, or the digest an erased payload kept."""
-    if isinstance(payload, dict) and payload.get(ERASED) is True and isinstance(payload.get("payload_sha256"), str):
+    """sha256 of the canonical payload, or the digest an erased or sealed payload kept."""
+    if isinstance(payload, dict) and isinstance(payload.get("payload_sha256"), str) and (
+            payload.get(ERASED) is True or isinstance(payload.get(SEALED), str)):  # fmt: skip
         return str(payload["payload_sha256"])
     return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+def sealed_payload(sealed: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return {SEALED: sealed, "payload_sha256": payload_digest(payload)}
 
 
 def erased_payload(payload: dict[str, Any], erasure_seq: int | None = None) -> dict[str, Any]:

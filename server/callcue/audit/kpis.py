@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from callcue.privacy.vault import Sealed
 from callcue.store.db import Database
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ async def project(db: Database, e: AuditEntry) -> None:
                  intent = excluded.intent, text = excluded.text, shown_at = excluded.shown_at,
                  shown_seq = excluded.shown_seq""",
             (p["hint_id"], e.call_id, e.agent_id, e.playbook_id, e.playbook_version,
-             None if conf is None else float(conf), _str_or_none(p.get("intent")), _str_or_none(p.get("text")),
+             None if conf is None else float(conf), _str_or_none(p.get("intent")), Sealed(e.call_id, _str_or_none(p.get("text"))),
              e.ts, e.seq),
         )  # fmt: skip
     elif e.kind == "feedback":
@@ -101,7 +102,7 @@ async def project(db: Database, e: AuditEntry) -> None:
                  playbook_id = COALESCE(hint_facts.playbook_id, excluded.playbook_id),
                  playbook_version = COALESCE(hint_facts.playbook_version, excluded.playbook_version)""",
             (p["hint_id"], e.call_id, e.agent_id, e.playbook_id, e.playbook_version, p["action"], e.ts, e.seq,
-             None if corr in (None, "") else json.dumps(corr, sort_keys=True)),
+             Sealed(e.call_id, None if corr in (None, "") else json.dumps(corr, sort_keys=True))),
         )  # fmt: skip
     elif e.kind == "disposition":
         await db.execute(

@@ -35,6 +35,7 @@ from callcue.audit.entries import (
     GENESIS_HASH,
     KNOWN_KINDS,
     OUTCOMES,
+    SEALED,
     AuditEntry,
     AuditPayloadError,
     SensitiveDataError,
@@ -44,9 +45,11 @@ from callcue.audit.entries import (
     entry_hash,
     erased_payload,
     find_unmasked_digits,
+    sealed_payload,
     to_epoch,
     verify_entries,
 )
+from callcue.privacy.vault import ERASED_TEXT, SYSTEM
 from callcue.store.db import Database
 
 MIGRATIONS: list[tuple[str, list[str]]] = [
@@ -131,6 +134,10 @@ class AuditLog:
         version = None if playbook_version is None else str(playbook_version)
 
         await self.init()
+        stored_text = payload_text
+        if self.db.vault is not None:  # the words stay sealed at rest; the digest keeps the chain checkable
+            sealed = await self.db.vault.seal(self.db, call_id or SYSTEM, payload_text)
+            stored_text = canonical_json(sealed_payload(sealed, norm_payload))
         async with self.db.transaction():
             lock = " FOR UPDATE" if self.db.dialect == "postgresql" else ""
             head = await self.db.fetchone(f"SELECT seq, hash FROM audit_head WHERE id = 1{lock}")
@@ -142,7 +149,7 @@ class AuditLog:
                 "payload": norm_payload, "prev_hash": head["hash"],
             }  # fmt: skip
             fields["hash"] = entry_hash(fields)
-            row = dict(fields, payload=payload_text)
+            row = dict(fields, payload=stored_text)
             await self.db.execute(
                 f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
                 tuple(row[c] for c in _COLUMNS),
@@ -160,6 +167,7 @@ class AuditLog:
         await self.init()
         rows = await self.db.fetchall("SELECT seq, payload FROM audit_log WHERE call_id = ? AND kind != 'erasure'", (call_id,))
         for r in rows:
+            r = await self._opened(r)
             payload = json.loads(r["payload"]) if isinstance(r["payload"], str) else r["payload"]
             if isinstance(payload, dict) and payload.get(ERASED) is True:
                 continue
@@ -204,7 +212,18 @@ class AuditLog:
             if limit < 0:
                 raise ValueError(f"limit must be >= 0, got {limit}")
             sql += f" LIMIT {int(limit)}"
-        return [AuditEntry.from_dict(r) for r in await self.db.fetchall(sql, params)]
+        return [AuditEntry.from_dict(await self._opened(r)) for r in await self.db.fetchall(sql, params)]
+
+    async def _opened(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The row with its sealed payload opened, when this process holds the keys; without
+        them the sealed form stands, which still verifies by its digest."""
+        raw = row["payload"]
+        if self.db.vault is not None and isinstance(raw, str) and raw.startswith('{"' + SEALED + '"'):
+            payload = json.loads(raw)
+            row["payload"] = await self.db.vault.open(self.db, payload[SEALED])
+            if row["payload"] == ERASED_TEXT:  # its call's key was shredded
+                row["payload"] = payload
+        return row
 
     async def iter_entries(self, page: int = 1000, **filters: Any) -> AsyncIterator[AuditEntry]:
         """Every matching entry, paged by seq so memory stays flat on large logs."""

@@ -101,6 +101,7 @@ class Eraser:
         rows: dict[str, int] = {}
         audit_entries = 0
         recordings = 0
+        keys_shredded = 0
         # the erasure's own entry first (naming no call): the erased entries point to its seq
         body = {"scope": scope, "calls": len(call_ids), "reason": reason.strip()[:500]}
         if self.sign_key is not None:
@@ -115,6 +116,8 @@ class Eraser:
                         await self.db.execute(f"DELETE FROM {table} WHERE call_id = ?", (cid,))
                         rows[table] = rows.get(table, 0) + int(n)
                 audit_entries += await self.audit.erase_call(cid, entry.seq)
+                if self.db.vault is not None:  # any copy the DELETE missed (free pages, WAL, backups) stays shut
+                    keys_shredded += await self.db.vault.shred(self.db, cid)
             if self.recordings is not None and self.recordings.erase(cid):
                 recordings += 1
             for f in self.forget:
@@ -125,4 +128,5 @@ class Eraser:
         log.info("erased %d call(s) (%s): %d rows, %d audit payloads, %d recordings", len(call_ids), scope,
                  sum(rows.values()), audit_entries, recordings)  # fmt: skip
         return {"erased_calls": len(call_ids), "rows": rows, "audit_payloads_erased": audit_entries,
-                "recordings_deleted": recordings, "erasure_seq": entry.seq}  # fmt: skip
+                "recordings_deleted": recordings, "data_keys_shredded": keys_shredded,
+                "erasure_seq": entry.seq}  # fmt: skip

@@ -35,6 +35,8 @@ def _run(db_url: str | None, body: Callable[[Any], Awaitable[Any]]) -> Any:
     from callcue.knowledge.passages import KnowledgeImportError
     from callcue.knowledge.service import KnowledgeBase
     from callcue.knowledge.store import KnowledgeError, KnowledgeStore
+    from callcue.privacy.keys import reader_key_ring
+    from callcue.privacy.vault import TextVault
     from callcue.store.db import Database, sqlite_path
     from callcue.understand.encoder import SentenceEncoder
 
@@ -52,6 +54,8 @@ def _run(db_url: str | None, body: Callable[[Any], Awaitable[Any]]) -> Any:
 
     async def go() -> Any:
         db = await Database.connect(url)
+        if (ring := reader_key_ring(url)) is not None:  # its audit entries sealed like the server's
+            await db.use_vault(TextVault(ring))
         pool = ThreadPoolExecutor(2, thread_name_prefix="kb")
         try:
             cfg = settings.knowledge

@@ -12,7 +12,12 @@ from callcue.learning.models import (
     LearningError,
     _label_from_correction,
 )
+from callcue.privacy.vault import Sealed
 
+
+def _sealed(text: str, call_id: str | None) -> Any:
+    """A call's words are sealed under its key (erased with it); corpus examples stay plain."""
+    return Sealed(call_id, text) if call_id else text
 
 class IntentDatasets(LearningBase):
     """Accepted and corrected hints become labelled examples; a build freezes them as a version."""
@@ -51,7 +56,7 @@ class IntentDatasets(LearningBase):
         every later build, then a new dataset version with them, proposed for review."""
         await self.init()
         now = float(self.clock())
-        rows = [(str(e["text"]).strip(), str(e["intent"]), str(e.get("source") or "added"), e.get("call_id"), actor, now)
+        rows = [(_sealed(str(e["text"]).strip(), e.get("call_id")), str(e["intent"]), str(e.get("source") or "added"), e.get("call_id"), actor, now)
                 for e in examples if str(e.get("text") or "").strip()]  # fmt: skip
         if not rows:
             raise LearningError("no examples to add")
@@ -88,7 +93,7 @@ class IntentDatasets(LearningBase):
             ver = int(row["version"])
             await self.db.executemany(
                 "INSERT INTO intent_examples (dataset_version, text, intent, source, hint_id, call_id) VALUES (?, ?, ?, ?, ?, ?)",
-                [(ver, e["text"], e["intent"], e["source"], e["hint_id"], e["call_id"]) for e in final],
+                [(ver, _sealed(e["text"], e["call_id"]), e["intent"], e["source"], e["hint_id"], e["call_id"]) for e in final],
             )
             counts: dict[str, int] = {}
             for e in final:

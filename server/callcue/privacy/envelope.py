@@ -1,6 +1,7 @@
-"""Envelope encryption for what CallCue keeps on disk (recordings): each file has its own
-random data key (AES-256-GCM), stored only wrapped by a key-encryption key (KEK) from a key
-file or the environment. Rotating the KEK re-wraps the data keys; the data is not rewritten.
+"""Envelope encryption for what CallCue keeps on disk (recordings, and call text through
+privacy/vault.py): each has its own random data key (AES-256-GCM), stored only wrapped by a
+key-encryption key (KEK) from a key file or the environment. Rotating the KEK re-wraps the
+data keys; the data is not rewritten.
 
 Why envelope and not one key: a file's key can be destroyed on its own (erasure), a new KEK
 applies without re-encrypting terabytes, and the KEK never touches the data path.
@@ -43,12 +44,12 @@ class KeyRing:
             try:
                 k = base64.b64decode(s.strip(), validate=True)
             except ValueError:
-                raise KeyError_("a recording key must be base64 of 32 bytes") from None
+                raise KeyError_("an encryption key must be base64 of 32 bytes") from None
             if len(k) != 32:
-                raise KeyError_(f"a recording key must be 32 bytes, got {len(k)}")
+                raise KeyError_(f"an encryption key must be 32 bytes, got {len(k)}")
             keys[key_id(k)] = k
         if not keys:
-            raise KeyError_("no recording key")
+            raise KeyError_("no encryption key")
         return cls(keys, key_id(base64.b64decode(secrets_b64[0].strip())))
 
     @classmethod
@@ -59,10 +60,10 @@ class KeyRing:
             return cls.from_secrets([k for k in os.environ[env_var].split(",") if k.strip()])
         path = key_file or create_at
         if path is None:
-            raise KeyError_("no recording key file or environment variable configured")
+            raise KeyError_("no encryption key file or environment variable configured")
         if not path.exists():
             if key_file is not None:
-                raise KeyError_(f"recording key file {path} does not exist")
+                raise KeyError_(f"encryption key file {path} does not exist")
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:

@@ -4,7 +4,8 @@ Why a write-behind queue: a busy server produces hundreds of rows a second and t
 must never wait on disk. Rows are batched into one transaction every few milliseconds. What
 the server *acknowledges* to a person (feedback) is written synchronously before the ack, and
 `close()` drains the queue, so a clean shutdown loses nothing that was acknowledged or queued.
-Only already-masked data reaches this module (redaction runs first in the pipeline).
+Only already-masked data reaches this module (redaction runs first in the pipeline). What a
+person said, and whom the call was with, is passed `Sealed` (encrypted at rest, privacy/vault.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from typing import Any
 
 from callcue.events import Hint, Signal, Transcript
+from callcue.privacy.vault import Sealed
 from callcue.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -175,7 +177,8 @@ class CallStore:
         self._put(
             "INSERT INTO calls (call_id, agent_id, platform, encoding, sample_rate, channels, metadata, started_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (call_id, agent_id, platform, encoding, sample_rate, json.dumps(channels), json.dumps(metadata), time.time()),
+            (call_id, agent_id, platform, encoding, sample_rate, json.dumps(channels), Sealed(call_id, json.dumps(metadata)),
+             time.time()),
         )
 
     def call_assigned(self, call_id: str, agent_id: str) -> None:
@@ -232,7 +235,8 @@ class CallStore:
         return self._put(
             "INSERT INTO transcripts (call_id, channel, segment_id, start_s, end_s, text, words, confidence, engine, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (t.call_id, t.channel, t.segment_id, t.start, t.end, t.text, json.dumps(words), t.confidence, t.engine, t.emitted_at),
+            (t.call_id, t.channel, t.segment_id, t.start, t.end, Sealed(t.call_id, t.text), Sealed(t.call_id, json.dumps(words)),
+             t.confidence, t.engine, t.emitted_at),
         )
 
     def signal(self, s: Signal) -> asyncio.Future[None]:
@@ -245,22 +249,23 @@ class CallStore:
             "ON CONFLICT (signal_id) DO UPDATE SET retracted = excluded.retracted, confidence = excluded.confidence, "
             "evidence = excluded.evidence, attrs = excluded.attrs",
             (s.signal_id, s.call_id, s.kind, s.name, s.confidence, s.detector, s.detector_version,
-             json.dumps(d["evidence"], default=str), json.dumps(s.attrs, default=str), int(s.retracted), s.emitted_at),
+             Sealed(s.call_id, json.dumps(d["evidence"], default=str)), Sealed(s.call_id, json.dumps(s.attrs, default=str)),
+             int(s.retracted), s.emitted_at),
         )
 
     def hint(self, h: Hint) -> asyncio.Future[None]:
         return self._put(
             "INSERT INTO hints (hint_id, call_id, title, body, suggested_reply, severity, source, signal_ids, attrs, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (h.hint_id, h.call_id, h.title, h.body, h.suggested_reply, h.severity, h.source,
-             json.dumps(h.signal_ids), json.dumps(h.attrs, default=str), h.emitted_at),
+            (h.hint_id, h.call_id, h.title, Sealed(h.call_id, h.body), Sealed(h.call_id, h.suggested_reply), h.severity,
+             h.source, json.dumps(h.signal_ids), Sealed(h.call_id, json.dumps(h.attrs, default=str)), h.emitted_at),
         )
 
     def event(self, call_id: str, seq: int, kind: str, audience: str, body: dict[str, Any]) -> asyncio.Future[None]:
         """One event as its watchers were sent it; await the result before sending it."""
         return self._put(
             "INSERT INTO call_events (call_id, seq, kind, audience, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (call_id, seq, kind, audience, json.dumps(body, default=str), time.time()),
+            (call_id, seq, kind, audience, Sealed(call_id, json.dumps(body, default=str)), time.time()),
         )
 
     def summary(self, call_id: str, result: dict[str, Any]) -> asyncio.Future[None]:
@@ -268,7 +273,7 @@ class CallStore:
         return self._put(
             "INSERT INTO call_summaries (call_id, result, created_at) VALUES (?, ?, ?) "
             "ON CONFLICT (call_id) DO UPDATE SET result = excluded.result, created_at = excluded.created_at",
-            (call_id, json.dumps(result, default=str), time.time()),
+            (call_id, Sealed(call_id, json.dumps(result, default=str)), time.time()),
         )
 
     def qa_evaluation(self, call_id: str, result: dict[str, Any], source: str = "auto") -> asyncio.Future[None]:
@@ -276,7 +281,7 @@ class CallStore:
             "INSERT INTO qa_evaluations (call_id, card_id, card_version, card_digest, score, source, result, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (call_id, result["card_id"], result["card_version"], result.get("card_digest"), result.get("score"), source,
-             json.dumps(result, default=str), time.time()),
+             Sealed(call_id, json.dumps(result, default=str)), time.time()),
         )  # fmt: skip
 
     def rejection(self, platform: str, call_id: str | None, code: int, reason: str) -> None:
@@ -290,7 +295,7 @@ class CallStore:
                        correction: str | None) -> None:
         await self.db.execute(
             "INSERT INTO feedback (hint_id, call_id, user_id, action, reason, correction, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (hint_id, call_id, user_id, action, reason, correction, time.time()),
+            (hint_id, call_id, user_id, action, Sealed(call_id, reason), Sealed(call_id, correction), time.time()),
         )
 
     # -- reads -----------------------------------------------------------------------------

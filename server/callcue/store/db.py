@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from callcue.privacy.vault import PREFIX, SYSTEM, Sealed, TextVault
+
 Dialect = Literal["sqlite", "postgresql"]
 Params = Sequence[Any] | None
 
@@ -121,6 +123,22 @@ class Database:
         # the connection of the transaction the current task is in, if any
         self._tx: contextvars.ContextVar[Any] = contextvars.ContextVar(f"callcue_db_tx_{id(self)}", default=None)
         self._closed = False
+        # undo steps for in-memory state made inside the current transaction (a new data key)
+        self._undo: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(f"callcue_db_undo_{id(self)}",
+                                                                                       default=None)  # fmt: skip
+        # seals `Sealed` parameters on the way in and opens sealed values on the way out
+        self.vault: TextVault | None = None
+
+    async def use_vault(self, vault: TextVault) -> None:
+        """Encrypt call text at rest from now on (privacy/vault.py)."""
+        await vault.init(self)
+        self.vault = vault
+
+    def on_rollback(self, undo: Any) -> None:
+        """Run `undo()` if the current transaction rolls back (nothing outside one)."""
+        steps = self._undo.get()
+        if steps is not None:
+            steps.append(undo)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -229,13 +247,26 @@ class Database:
         if self._tx.get() is not None:  # nested: join the outer transaction
             yield self
             return
+        undo_token = self._undo.set([])
+        try:
+            async with self._transaction():
+                yield self
+        except BaseException:
+            for step in self._undo.get() or []:
+                step()
+            raise
+        finally:
+            self._undo.reset(undo_token)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
         if self.dialect == "sqlite":
             async with self._lock:
                 conn = self._conn
                 await conn.execute("BEGIN IMMEDIATE")
                 token = self._tx.set(conn)
                 try:
-                    yield self
+                    yield None
                 except BaseException:
                     await conn.rollback()
                     raise
@@ -247,7 +278,7 @@ class Database:
             async with self._pool.connection() as conn, conn.transaction():
                 token = self._tx.set(conn)
                 try:
-                    yield self
+                    yield None
                 finally:
                     self._tx.reset(token)
         else:
@@ -256,7 +287,7 @@ class Database:
                 async with conn.transaction():
                     token = self._tx.set(conn)
                     try:
-                        yield self
+                        yield None
                     finally:
                         self._tx.reset(token)
 
@@ -267,8 +298,30 @@ class Database:
 
     # ---------------------------------------------------------------- statements
 
+    async def _sealed(self, params: Params) -> tuple[Any, ...]:
+        """Parameters with each `Sealed` one encrypted (plain when no vault is in use)."""
+        out = list(params or ())
+        for i, p in enumerate(out):
+            if isinstance(p, Sealed):
+                if p.text is None or self.vault is None:
+                    out[i] = p.text
+                else:
+                    out[i] = await self.vault.seal(self, p.scope or SYSTEM, p.text)
+        return tuple(out)
+
+    async def _opened(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows with every sealed value opened (left sealed when no vault is in use)."""
+        if self.vault is None:
+            return rows
+        for row in rows:
+            for k, v in row.items():
+                if isinstance(v, str) and v.startswith(PREFIX):
+                    row[k] = await self.vault.open(self, v)
+        return rows
+
     async def execute(self, sql: str, params: Params = ()) -> None:
         """Run one statement (`?` placeholders)."""
+        params = await self._sealed(params)
         async with self._connection() as conn:
             if self.dialect == "sqlite":
                 await conn.execute(sql, tuple(params or ()))
@@ -277,7 +330,7 @@ class Database:
 
     async def executemany(self, sql: str, seq_of_params: Iterable[Sequence[Any]]) -> None:
         """Run one statement for each parameter tuple, inside one transaction."""
-        rows = [tuple(p) for p in seq_of_params]
+        rows = [await self._sealed(p) for p in seq_of_params]
         if not rows:
             return
         async with self.transaction(), self._connection() as conn:
@@ -292,20 +345,23 @@ class Database:
         async with self._connection() as conn:
             if self.dialect == "sqlite":
                 async with conn.execute(sql, tuple(params or ())) as cur:
-                    rows = await cur.fetchall()
-                return [dict(r) for r in rows]
-            cur = await conn.execute(self._sql(sql), tuple(params or ()))
-            return list(await cur.fetchall())
+                    out = [dict(r) for r in await cur.fetchall()]
+            else:
+                cur = await conn.execute(self._sql(sql), tuple(params or ()))
+                out = list(await cur.fetchall())
+        return await self._opened(out)
 
     async def fetchone(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
         """The first result row as a dict, or None."""
         async with self._connection() as conn:
             if self.dialect == "sqlite":
                 async with conn.execute(sql, tuple(params or ())) as cur:
-                    row = await cur.fetchone()
-                return dict(row) if row is not None else None
-            cur = await conn.execute(self._sql(sql), tuple(params or ()))
-            return await cur.fetchone()
+                    got = await cur.fetchone()
+                one = dict(got) if got is not None else None
+            else:
+                cur = await conn.execute(self._sql(sql), tuple(params or ()))
+                one = await cur.fetchone()
+        return None if one is None else (await self._opened([one]))[0]
 
     async def fetchval(self, sql: str, params: Params = ()) -> Any:
         """The first column of the first row, or None: for COUNT/MAX lookups."""
