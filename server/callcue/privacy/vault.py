@@ -51,9 +51,10 @@ _SCHEMA = [
 
 @dataclass(frozen=True, slots=True)
 class Sealed:
-    """A statement parameter to store encrypted under `scope`'s (the call's) data key."""
+    """A statement parameter to store encrypted under `scope`'s (the call's) data key; no
+    scope: the system's key (text that belongs to no call)."""
 
-    scope: str
+    scope: str | None
     text: str | None
 
 
