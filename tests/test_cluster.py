@@ -10,8 +10,10 @@ resumed by another when the platform reconnects, with nothing stored twice or lo
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -80,7 +82,10 @@ def approval_playbooks(tmp_path: Path, receiver: Receiver) -> Path:  # noqa: F81
 def node_settings(tmp_path: Path, name: str, pg: str, rd: str, playbooks: Path) -> Any:
     d = tmp_path / name
     d.mkdir()
-    return make_settings(d, storage={"url": pg}, decision={"playbooks_dir": str(playbooks)},
+    key = tmp_path / "cluster.key"  # every node of a cluster holds the same keys ([encryption], docs/deploy.md)
+    if not key.exists():
+        key.write_text(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    return make_settings(d, storage={"url": pg}, decision={"playbooks_dir": str(playbooks)}, encryption={"key_file": str(key)},
                          cluster={"redis_url": rd, "node_id": name, "heartbeat_s": 0.5, "owner_ttl_s": 3})  # fmt: skip
 
 

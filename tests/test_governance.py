@@ -11,6 +11,7 @@ import base64
 import json
 import secrets
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -386,3 +387,82 @@ def test_call_text_is_sealed_at_rest(tmp_path: Path, backend: str) -> None:
         record = client.get(f"/api/v1/calls/{call}", headers=_h("supervisor")).json()
         assert any("quokkaflux" in t["text"] for t in record["transcripts"])
         assert client.get(f"/api/v1/calls/{gone}", headers=_h("supervisor")).status_code == 404
+
+
+@pytest.mark.slow
+def test_erasure_in_cluster_mode_clears_redis_and_every_node(tmp_path: Path) -> None:
+    """Two nodes on one PostgreSQL and one Redis. The call was recorded on node A; a command
+    naming it waits in the stream of a node that died; its lease outlived that node. Erased
+    through node B: the rows go, node A drops its recording file and its caches, and nothing
+    in Redis names the call or holds the customer's words."""
+    import numpy as np
+    import redis
+
+    from callcue.cluster import envelope as env
+    from tests.pg import fresh_postgres_url, postgres_unavailable_reason
+    from tests.rediskit import fresh_redis_url
+
+    pg = fresh_postgres_url()
+    if pg is None:
+        pytest.skip(f"PostgreSQL: {postgres_unavailable_reason()}")
+    rd = fresh_redis_url(3)
+    if rd is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
+    key = tmp_path / "cluster.key"  # every node holds the same keys
+    key.write_text(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+
+    def node(name: str) -> TestClient:
+        d = tmp_path / name
+        d.mkdir()
+        return TestClient(create_app(make_settings(d, storage={"url": pg}, encryption={"key_file": str(key)},
+                                                   recording={"dir": str(d / "recordings")},
+                                                   cluster={"redis_url": rd, "node_id": name, "heartbeat_s": 0.5})))  # fmt: skip
+
+    r = redis.Redis.from_url(rd)
+    with node("node-a") as a, node("node-b") as b:
+        call = a.post("/api/v1/interactions", json=_thread("cl-1", "cust-lynx", "+15550100555", "zebraquux"),
+                      headers=NATIVE).json()["call_id"]  # fmt: skip
+        rt_a = a.app.state.runtime.get()
+        w = rt_a.recordings.writer(call, 8000, ["customer", "agent"])
+        w.write(np.zeros((8000, 2), dtype=np.int16))
+        assert rt_a.recordings.exists(call)
+        # what a node that died mid-call leaves: its lease, and a command for it nobody read
+        r.set(env.owner_key(call), b"node-gone", px=60_000)
+        stale = env.ControlRequest("r1", "node-a", {"user_id": "supervisor-1", "role": "supervisor"},
+                                   {"type": "whisper", "call_id": call, "text": "customer zebraquux is upset"}, "supervisor")  # fmt: skip
+        r.xadd(env.control_stream("node-gone"), {b"m": env.encode_request(stale)})
+        other = env.ControlRequest("r2", "node-a", {"user_id": "supervisor-1", "role": "supervisor"},
+                                   {"type": "whisper", "call_id": "chat-unrelated", "text": "another call"}, "supervisor")  # fmt: skip
+        r.xadd(env.control_stream("node-gone"), {b"m": env.encode_request(other)})
+
+        resp = b.request("DELETE", f"/api/v1/calls/{call}", headers=_h("admin"), json={"reason": "asked to be forgotten"})
+        assert resp.status_code == 200, resp.text
+        for c in (a, b):
+            assert c.get(f"/api/v1/calls/{call}", headers=_h("supervisor")).status_code == 404
+        deadline = time.monotonic() + 10
+        while rt_a.recordings.exists(call) and time.monotonic() < deadline:  # the broadcast reaches node A
+            time.sleep(0.05)
+        assert not rt_a.recordings.exists(call)
+        needles = (call.encode(), b"zebraquux", b"cust-lynx", b"0100555")
+        for k in r.scan_iter(count=100):
+            assert not any(n in k for n in needles), k
+            t = r.type(k)
+            values = ([v for _, f in r.xrange(k) for v in f.values()] if t == b"stream" else
+                      [r.get(k) or b""] if t == b"string" else [])  # fmt: skip
+            for v in values:
+                assert not any(n in v for n in needles), (k, v[:200])
+        assert r.xlen(env.control_stream("node-gone")) == 1  # the other call's command is still queued
+        assert _rows_mention(pg, (call, "zebraquux", "cust-lynx")) == []
+
+
+def _rows_mention(url: str, needles: tuple[str, ...]) -> list[str]:
+    import psycopg
+
+    hits = []
+    with psycopg.connect(url) as conn:
+        tables = [t for (t,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()]
+        for t in tables:
+            for row in conn.execute(f'SELECT * FROM "{t}"').fetchall():
+                blob = json.dumps(row, default=str)
+                hits += [f"{t}: {n}" for n in needles if n in blob and not (t == "audit_log" and n not in ("zebraquux", "cust-lynx"))]
+    return hits

@@ -283,7 +283,13 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
     retention = await Retention(db, audit, recordings, settings.retention).init()
     retention.start()
     opened.append(retention.close)
-    eraser = Eraser(db, audit, recordings, live=lambda cid: cid in calls.calls, forget=[engine.forget_call],
+    forget: list[Any] = [engine.forget_call]
+    if cluster is not None:
+        forget.append(cluster.erase)
+        cluster.on_erased.append(engine.forget_call)
+        if recordings is not None:
+            cluster.on_erased.append(recordings.erase)
+    eraser = Eraser(db, audit, recordings, live=lambda cid: cid in calls.calls, forget=forget,
                     sign_key=keys.keys[keys.current],
                     flush=store.flush)  # fmt: skip
     return Runtime(settings=settings, started_at=time.time(), asr_pool=asr_pool, detect_pool=detect_pool, db=db,

@@ -278,4 +278,36 @@ class RedisBus:
             reply = {"type": "error", "code": "internal", "message": f"{type(e).__name__} on node {self.node_id}"}
         await self._redis.publish(env.reply_channel(req.reply_to),
                                   env.encode_reply(env.ControlReply(req.request_id, self.node_id, reply)))  # fmt: skip
-        await self._redis.xack(stream, env.GROUP, entry_id)
+        # a command that ran is not kept: what it named (a call, a reason) stays out of Redis
+        async with self._redis.pipeline(transaction=True) as p:
+            p.xack(stream, env.GROUP, entry_id)
+            p.xdel(stream, entry_id)
+            await p.execute()
+
+    async def erase(self, call_id: str) -> int:
+        """Drop what Redis holds about an erased call: its lease, and every queued command
+        that names it (a node that died leaves its commands pending). Returns how many."""
+        n = int(await self._redis.delete(env.owner_key(call_id)))
+        async for key in self._redis.scan_iter(match=env.control_stream("*").encode(), count=100):
+            doomed: list[bytes] = []
+            entries: Any = await self._redis.xrange(key)  # bytes: no decode_responses
+            for entry_id, fields in entries:
+                try:
+                    req = env.decode_request(fields.get(b"m", b""))
+                except env.EnvelopeError:
+                    continue
+                if _names(req.message, call_id):
+                    doomed.append(entry_id)
+            if doomed:
+                n += int(await self._redis.xdel(key, *doomed))
+        self._held.discard(call_id)
+        return n
+
+
+def _names(value: Any, call_id: str) -> bool:
+    """The command's message holds the call id anywhere (exactly, not as part of another id)."""
+    if isinstance(value, dict):
+        return any(_names(v, call_id) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_names(v, call_id) for v in value)
+    return value == call_id

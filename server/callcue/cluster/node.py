@@ -47,6 +47,9 @@ class ClusterNode:
         self._command_error = command_error
         #: action id -> call id, from the action updates every node sees (bounded)
         self._action_calls: OrderedDict[str, str] = OrderedDict()
+        #: what this node drops when another node erases a call (its engine's records, its
+        #: recording file: recordings live on the disk of the node that recorded them)
+        self.on_erased: list[Callable[[str], Any]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
@@ -113,8 +116,30 @@ class ClusterNode:
             log.info("%d pending approval(s) of the call restored from the audit log", restored,
                      extra={"call_id": call_id})  # fmt: skip
 
+    async def erase(self, call_id: str) -> int:
+        """A call erased here: Redis forgets it, and every other node drops its copies."""
+        n = await self.bus.erase(call_id)
+        self._forget_actions(call_id)
+        await self.bus.broadcast_state("erase", call_id=call_id)
+        return n
+
+    def _forget_actions(self, call_id: str) -> None:
+        for aid in [a for a, c in self._action_calls.items() if c == call_id]:
+            del self._action_calls[aid]
+
     async def _state(self, st: env.StateChange) -> None:
         a = st.args
+        if st.op == "erase" and isinstance(a.get("call_id"), str):
+            cid = a["call_id"]
+            self._forget_actions(cid)
+            self.bus.forget(cid)
+            for drop in self.on_erased:
+                try:
+                    drop(cid)
+                except Exception:
+                    log.exception("a cache did not forget a call erased on node %s", st.node)
+            log.info("call erased on node %s: dropped here too", st.node, extra={"call_id": cid})
+            return
         if st.op == "pause" or st.op == "resume":
             n = await self.engine.mirror_pause(str(a.get("playbook_id")), str(a.get("user")), st.op == "pause",
                                                reason=str(a.get("reason") or ""))  # fmt: skip

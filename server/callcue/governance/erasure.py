@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import json
 import logging
 import re
@@ -122,7 +123,9 @@ class Eraser:
                 recordings += 1
             for f in self.forget:
                 try:
-                    f(cid)
+                    out = f(cid)
+                    if inspect.isawaitable(out):  # a cluster: Redis and the other nodes
+                        await out
                 except Exception:
                     log.exception("a cache did not forget an erased call")
         log.info("erased %d call(s) (%s): %d rows, %d audit payloads, %d recordings", len(call_ids), scope,

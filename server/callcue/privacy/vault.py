@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from callcue.privacy.envelope import NONCE, KeyRing
+from callcue.privacy.envelope import NONCE, KeyError_, KeyRing
 
 if TYPE_CHECKING:
     from callcue.store.db import Database
@@ -72,7 +72,13 @@ class TextVault:
 
     async def init(self, db: Database) -> TextVault:
         await db.migrate("data_keys_v1", _SCHEMA)
-        self._index_key = self._unwrap(await self._key_row(db, _INDEX))
+        try:
+            self._index_key = self._unwrap(await self._key_row(db, _INDEX))
+        except (KeyError_, VaultError) as e:
+            # a node or tool with other keys than the ones that sealed this database: refuse now,
+            # rather than fail on the first transcript or seal new text no other node can open
+            raise VaultError(f"the [encryption] keys do not open this database's data keys ({e}); every server "
+                             "and tool on one database needs the same key file or $CALLCUE_DATA_KEYS") from None
         return self
 
     # ------------------------------------------------------------------ values
