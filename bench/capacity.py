@@ -63,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latency import (
     DEFAULT_SPECS,
     FRAME_S,
+    METRICS_AUTH,
     SHARED_DIALOGUES,
     TRACKS,
     AgentRecorder,
@@ -175,7 +176,7 @@ class PeakRss:
 async def shed_total(http_url: str) -> float:
     try:
         async with httpx.AsyncClient(timeout=5) as c:
-            text = (await c.get(http_url + "/metrics")).text
+            text = (await c.get(http_url + "/metrics", headers=METRICS_AUTH)).text
     except httpx.HTTPError:
         return float("nan")
     return sum(float(m.group(1)) for m in re.finditer(r"^callcue_shed_total\{[^}]*\} ([0-9.e+]+)$", text, re.MULTILINE))
@@ -185,7 +186,7 @@ async def batch_counts(http_url: str) -> tuple[float, float]:
     """(partial decodes, partial batches) so far: their ratio is the mean batch size."""
     try:
         async with httpx.AsyncClient(timeout=5) as c:
-            text = (await c.get(http_url + "/metrics")).text
+            text = (await c.get(http_url + "/metrics", headers=METRICS_AUTH)).text
     except httpx.HTTPError:
         return float("nan"), float("nan")
 

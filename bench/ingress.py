@@ -37,7 +37,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency import CpuProbe, SpawnedServer, _loadavg
+from latency import METRICS_AUTH, CpuProbe, SpawnedServer, _loadavg
 
 from callcue.audio.codecs import encode
 from callcue.clients.audio_file import read_call_audio
@@ -303,7 +303,7 @@ async def measure(srv: SpawnedServer, platform: str, n: int, seconds: float, as_
     frames = frames_of(speech_8k(seconds))
     probe = CpuProbe(srv.http_url, srv.proc.pid)
     async with httpx.AsyncClient(timeout=10) as c:
-        before = histogram((await c.get(srv.http_url + "/metrics")).text, platform)
+        before = histogram((await c.get(srv.http_url + "/metrics", headers=METRICS_AUTH)).text, platform)
         idle0 = await probe.read()
         await asyncio.sleep(3.0)
         idle_rate = ((await probe.read() or 0.0) - (idle0 or 0.0)) / 3.0
@@ -313,7 +313,7 @@ async def measure(srv: SpawnedServer, platform: str, n: int, seconds: float, as_
         wall = time.monotonic() - t0
         await asyncio.sleep(1.0)  # let the last stops settle
         cpu1 = await probe.read()
-        after = histogram((await c.get(srv.http_url + "/metrics")).text, platform)
+        after = histogram((await c.get(srv.http_url + "/metrics", headers=METRICS_AUTH)).text, platform)
     failed = [r for r in results if isinstance(r, BaseException)]
     ok = n - len(failed)
     delta = [(b, c - dict(before).get(b, 0.0)) for b, c in after]

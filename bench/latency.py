@@ -54,6 +54,8 @@ SHARED_DIALOGUES = REPO.parent / "shared" / "data" / "dialogues"
 FRAME_S = 0.020
 FRAME_SAMPLES = 160  # 20 ms of 8 kHz mu-law, what Twilio sends
 TRACKS = ("inbound", "outbound")  # Twilio: inbound = caller = customer, outbound = agent
+#: the shipped config's scraper token ([auth] metrics_tokens)
+METRICS_AUTH = {"Authorization": "Bearer demo-metrics-token"}
 HINT_KEYWORDS = {
     "cancel_account": ("cancel", "close", "churn", "retention", "retain", "leav"),
     "escalation": ("escalat", "manager", "supervisor", "handoff", "transfer"),
@@ -373,7 +375,7 @@ class CpuProbe:
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
         try:
             async with httpx.AsyncClient(timeout=5) as c:
-                r = await c.get(self.http_url + "/metrics")
+                r = await c.get(self.http_url + "/metrics", headers=METRICS_AUTH)
             m = re.search(r"^process_cpu_seconds_total\s+([0-9.eE+-]+)", r.text, re.MULTILINE)
             return float(m.group(1)) if m else None
         except httpx.HTTPError:

@@ -391,7 +391,7 @@ async def test_probe_and_bad_sessions_get_audiohook_errors_while_a_call_runs(tmp
             started = {e["call_id"] for e in desk.of_type("call_started")}
             assert NULL_UUID not in started
         async with httpx.AsyncClient(base_url=base.replace("ws", "http")) as http:
-            rejected = (await http.get("/metrics")).text
+            rejected = (await http.get("/metrics", headers={"Authorization": "Bearer demo-metrics-token"})).text
             assert 'platform="audiohook"' in rejected
 
 

@@ -58,7 +58,7 @@ async def test_twilio_call_real_speech_gives_partials_finals_and_stores(tmp_path
             # the call clock: words sit where the speech is in the 11 s recording
             assert finals[0]["words"][0]["start"] < 2.0
         async with httpx.AsyncClient(base_url=base.replace("ws", "http")) as http:
-            metrics = (await http.get("/metrics")).text
+            metrics = (await http.get("/metrics", headers={"Authorization": "Bearer demo-metrics-token"})).text
             assert 'callcue_stage_latency_seconds_count{stage="transcript_final"}' in metrics
             assert "callcue_asr_real_time_factor_bucket" in metrics
             health = (await http.get("/healthz")).json()

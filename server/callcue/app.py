@@ -169,7 +169,22 @@ def create_app(settings: Settings) -> Starlette:
         return JSONResponse(body, status_code=200 if body["accepting"] else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
+        """Prometheus text, for the scraper's token or an admin (per-call counts and load are
+        not for everyone who can reach the port)."""
+        rt = slot.get()
+        allowed = rt.settings.auth.metrics_tokens
+        if allowed:
+            client = request.client.host if request.client else None
+            token = bearer_token(request.headers)
+            if rt.auth_failures.blocked(client) or not (token_matches(token, allowed) or _is_admin(request)):
+                rt.auth_failures.failed(client)
+                return JSONResponse({"error": "missing or invalid bearer token"}, status_code=401,
+                                    headers={"WWW-Authenticate": 'Bearer realm="callcue-metrics"'})  # fmt: skip
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    def _is_admin(request: Request) -> bool:
+        p = slot.get().auth.from_headers(request.headers, {})
+        return p is not None and p.role == "admin"
 
     def authenticate(request: Request, header_only: bool = False) -> Principal | None:
         """Bearer token, counted per client address: past the limit nobody is let in from it."""

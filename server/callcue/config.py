@@ -143,6 +143,9 @@ class AuthConfig(_Strict):
     # per client address: more failed authentications than this in a minute are refused
     # without being checked, until the minute has passed
     max_failures_per_minute: int = Field(20, ge=1, le=10_000)
+    # bearer tokens a Prometheus scraper sends for /metrics (an admin's token works too); an
+    # empty list leaves /metrics open, for a scraper that cannot send one on a closed network
+    metrics_tokens: list[str] = Field(default_factory=list)
 
 
 class PlatformLimits(_Strict):
