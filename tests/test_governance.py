@@ -425,7 +425,7 @@ def test_call_text_is_sealed_at_rest(tmp_path: Path, backend: str) -> None:
 
     from callcue.audit.log import AuditLog
     from callcue.privacy.envelope import KeyRing
-    from callcue.privacy.vault import ERASED_TEXT, PREFIX, TextVault
+    from callcue.privacy.vault import ERASED_TEXT, PREFIX
     from callcue.store.db import Database
     from tests.pg import fresh_postgres_url, postgres_unavailable_reason
 
@@ -480,25 +480,32 @@ def test_call_text_is_sealed_at_rest(tmp_path: Path, backend: str) -> None:
     old = KeyRing.load(Path(key_file), None)
     rotated = tmp_path / "rotated.key"
 
-    async def offline() -> tuple[bool, int, str]:
+    async def offline() -> tuple[bool, str]:
         db = await Database.connect(db_url)
         try:
             # an auditor's copy without the keys: the chain verifies by the digests it keeps
             verified = (await AuditLog(db).verify()).ok
             shut = (await db.fetchone("SELECT payload FROM audit_log WHERE call_id = ? LIMIT 1", (call,)))["payload"]
-            # rotation: a new current key; the old one only until every data key is re-wrapped
-            new = KeyRing.from_secrets([base64.b64encode(secrets.token_bytes(32)).decode(),
-                                        *(base64.b64encode(k).decode() for k in old.keys.values())])  # fmt: skip
-            vault = TextVault(old)
-            await db.use_vault(vault)
-            n = await vault.rewrap(db, new)
-            rotated.write_text(base64.b64encode(new.keys[new.current]).decode() + "\n")
-            return verified, n, shut
+            return verified, shut
         finally:
             await db.close()
 
-    verified, rewrapped, shut = asyncio.run(offline())
-    assert verified and rewrapped >= 2 and shut.startswith('{"__sealed__"') and "quokkaflux" not in shut
+    verified, shut = asyncio.run(offline())
+    assert verified and shut.startswith('{"__sealed__"') and "quokkaflux" not in shut
+    # rotation: a new key first, the old one after it until `callcue rewrap-keys` has run
+    from typer.testing import CliRunner
+
+    from callcue.cli import app
+
+    new_key = base64.b64encode(secrets.token_bytes(32)).decode()
+    both = tmp_path / "both.key"
+    both.write_text(new_key + "\n" + "\n".join(base64.b64encode(k).decode() for k in old.keys.values()) + "\n")
+    cfg = tmp_path / "rotate.toml"
+    cfg.write_text(f'[storage]\nurl = "{db_url}"\n[encryption]\nkey_file = "{both}"\n'
+                   f'[recording]\ndir = "{tmp_path / "recordings"}"\n')  # fmt: skip
+    out = CliRunner().invoke(app, ["rewrap-keys", "--config", str(cfg)])
+    assert out.exit_code == 0 and "re-wrapped" in out.output, out.output
+    rotated.write_text(new_key + "\n")
     with TestClient(create_app(make_settings(tmp_path, **sections, encryption={"key_file": str(rotated)}))) as client:
         record = client.get(f"/api/v1/calls/{call}", headers=_h("supervisor")).json()
         assert any("quokkaflux" in t["text"] for t in record["transcripts"])

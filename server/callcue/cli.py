@@ -263,6 +263,42 @@ def models_fetch(name: str = typer.Argument("vosk-model-small-en-us-0.15"),
     typer.echo(f"installed {path}")
 
 
+@app.command("rewrap-keys")
+def rewrap_keys(config: Path | None = ConfigOpt) -> None:
+    """Key rotation: re-wrap every data key (the database's and the recordings') under the
+    first key of `[encryption]`; the keys after it must still open them. Then drop the old key."""
+    from callcue.privacy.keys import load_key_ring
+    from callcue.privacy.vault import TextVault
+    from callcue.store.db import Database
+    from callcue.wiring import open_recordings
+
+    s = _settings(config)
+    try:
+        ring = load_key_ring(s, create=False)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+
+    async def go() -> int:
+        db = await Database.connect(s.storage.url)
+        try:
+            vault = TextVault(ring)
+            await db.use_vault(vault)
+            return await vault.rewrap(db, ring)
+        finally:
+            await db.close()
+
+    try:
+        n = asyncio.run(go())
+        rec = open_recordings(s, ring)
+        files = rec.rewrap(ring) if rec is not None else 0
+    except Exception as e:
+        typer.echo(f"error: {type(e).__name__}: {e}", err=True)
+        raise typer.Exit(1) from e
+    typer.echo(f"re-wrapped {n} data key(s) and {files} recording(s) under key {ring.current}; "
+               "the older keys may now be removed")
+
+
 def _mount_optional() -> None:
     """Sub-commands contributed by other layers (evaluation, audit)."""
     try:
