@@ -78,7 +78,8 @@ def test_the_recorder_silences_held_audio_and_pauses(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-async def test_a_card_number_read_aloud_is_not_in_the_stored_recording(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_a_card_number_read_aloud_is_not_in_the_stored_recording(tmp_path: Path, backend: str) -> None:
     """espeak-ng reads a card number on the customer channel; the call goes through the
     server (Moonshine); the stored recording is recognised again: none of the card's digits
     are in it, while the words around them are."""
@@ -101,7 +102,15 @@ async def test_a_card_number_read_aloud_is_not_in_the_stored_recording(tmp_path:
     call = callgen.render_call(dialogue, sample_rate=8000, stereo=True, seed=3)
     wav = tmp_path / "card.wav"
     callgen.save_call(call, wav)
-    settings = make_settings(tmp_path)
+    sections: dict = {"recording": {"dir": str(tmp_path / "recordings")}}
+    if backend == "postgresql":
+        from pg import fresh_postgres_url, postgres_unavailable_reason
+
+        url = fresh_postgres_url()
+        if url is None:
+            pytest.skip(f"PostgreSQL tests skipped: {postgres_unavailable_reason()}")
+        sections["storage"] = {"url": url}
+    settings = make_settings(tmp_path, **sections)
     events = await replay(wav, settings, speed=0, show_partials=False)
     finals = " ".join(e["text"] for e in events if e.get("type") == "transcript" and e["channel"] == "customer")
     assert "card number" in finals.lower() and not re.search(r"\d{5,}", finals.replace(" ", ""))
