@@ -132,7 +132,7 @@ SOCKET_OPS: dict[str, str] = {
 #: but controls nothing; an auditor reads the trail and the access log, no words or audio
 ROLES_OF: dict[str, set[str]] = {
     "read_calls": {"agent", "supervisor", "qa", "admin"}, "read_transcripts": {"agent", "supervisor", "qa", "admin"},
-    "read_recordings": {"agent", "supervisor", "qa", "admin"}, "call_control": {"supervisor"},
+    "read_recordings": {"agent", "supervisor", "qa", "admin"}, "read_unredacted": set(), "call_control": {"supervisor"},
     "supervisor_feed": {"supervisor"}, "qa_review": {"supervisor", "qa"}, "analytics": {"supervisor", "qa", "admin"},
     "kb_read": {"supervisor", "qa", "admin"}, "kb_manage": {"supervisor", "admin"}, "learning": {"supervisor", "admin"},
     "audit_read": {"supervisor", "auditor", "admin"}, "access_log": {"auditor", "admin"}, "erase": {"admin"},
@@ -589,3 +589,25 @@ def _rows_mention(url: str, needles: tuple[str, ...]) -> list[str]:
                 blob = json.dumps(row, default=str)
                 hits += [f"{t}: {n}" for n in needles if n in blob and not (t == "audit_log" and n not in ("zebraquux", "cust-lynx"))]
     return hits
+
+
+def test_the_unredacted_copy_only_when_kept_and_only_for_a_grant(tmp_path: Path) -> None:
+    from callcue.config import TokenConfig
+
+    s = make_settings(tmp_path, recording={"keep_unredacted": True, "dir": str(tmp_path / "recordings")})
+    s.auth.tokens.append(TokenConfig(token="fraud-desk-token", user_id="fraud-1", role="qa", grants=["read_unredacted"]))
+    with TestClient(create_app(s)) as client:
+        call = client.post("/api/v1/interactions", json=_thread("raw-1", "c-raw", "+15550100888", "3311"),
+                           headers=NATIVE).json()["call_id"]  # fmt: skip
+        rt = client.app.state.runtime.get()
+        for copy in ("redacted", "unredacted"):
+            rt.recordings.writer(call, 8000, ["customer", "agent"], copy).write(np.zeros((800, 2), dtype=np.int16))
+        url = f"/api/v1/calls/{call}/recording?copy=unredacted"
+        assert client.get(url, headers={"Authorization": "Bearer fraud-desk-token"}).status_code == 200
+        for role in ("qa", "supervisor", "admin", "auditor"):
+            assert client.get(url, headers=_h(role)).status_code == 403, role
+        assert client.get(f"/api/v1/calls/{call}/recording?copy=raw", headers=_h("qa")).status_code == 400
+        log = client.get("/api/v1/access-log", headers=_h("auditor")).json()["entries"]
+        assert any(e["actor"] == "fraud-1" and e["payload"].get("copy") == "unredacted" for e in log)
+        assert client.request("DELETE", f"/api/v1/calls/{call}", headers=_h("admin"), json={"reason": "x"}).status_code == 200
+        assert not rt.recordings.exists(call) and not rt.recordings.exists(call, "unredacted")

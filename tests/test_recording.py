@@ -58,7 +58,8 @@ def test_sealed_chunks_round_trip_and_are_not_audio_without_the_key(tmp_path: Pa
 
 def test_the_recorder_silences_held_audio_and_pauses(tmp_path: Path) -> None:
     store = RecordingStore(tmp_path, _ring())
-    rec = CallRecorder(store.writer("CA-2", 8000, ["customer", "agent"]), ["customer", "agent"], 8000, hold_s=10)
+    rec = CallRecorder(store.writer("CA-2", 8000, ["customer", "agent"]), ["customer", "agent"], 8000, hold_s=10,
+                       unredacted=store.writer("CA-2", 8000, ["customer", "agent"], "unredacted"))  # fmt: skip
     loud = (np.ones(800) * 5000).astype(np.int16).tobytes()  # 0.1 s
     for i in range(161):  # 16.1 s on both channels: the first 6.1 s are written
         rec.audio("customer", i / 10, loud)
@@ -75,6 +76,12 @@ def test_the_recorder_silences_held_audio_and_pauses(tmp_path: Path) -> None:
     assert np.all(cust[int(8.0 * rate): int(9.0 * rate)] == 0) and np.all(cust[int(10 * rate): int(14 * rate)] == 5000)
     assert np.all(cust[int(16.15 * rate): int(17.9 * rate)] == 0)  # paused: silence, the clock kept
     assert np.all(cust[int(1.3 * rate): int(1.7 * rate)] == 5000)  # too late to silence, and reported
+    # the unredacted copy: nothing silenced but the pause, the same clock
+    raw, _, _ = store.read("CA-2", "unredacted")
+    raw_c = raw[:, 0].astype(np.int32)
+    assert len(raw) == len(audio) and np.all(raw_c[int(8.0 * rate): int(9.0 * rate)] == 5000)
+    assert np.all(raw_c[int(16.15 * rate): int(17.9 * rate)] == 0)
+    assert store.erase("CA-2") and not store.exists("CA-2") and not store.exists("CA-2", "unredacted")
 
 
 @pytest.mark.slow

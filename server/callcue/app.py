@@ -38,6 +38,7 @@ from callcue.governance.erasure import ErasureError
 from callcue.pipeline.load import load_report
 from callcue.platforms.base import Platform
 from callcue.platforms.registry import PLATFORMS, check_sections, platform_config
+from callcue.store.recordings import COPIES, Copy
 from callcue.transports.session import IngressPolicy, StreamCounter
 from callcue.transports.tcp import serve_tcp
 from callcue.transports.webrtc_http import webrtc_mount
@@ -231,14 +232,20 @@ def create_app(settings: Settings) -> Starlette:
         if isinstance(principal, JSONResponse):
             return principal
         call_id = request.path_params["call_id"]
+        asked = request.query_params.get("copy") or "redacted"
+        if asked not in COPIES:
+            return JSONResponse({"error": "copy is redacted (the default) or unredacted"}, status_code=400)
+        copy: Copy = asked
+        if copy == "unredacted" and not principal.can("read_unredacted"):
+            return JSONResponse({"error": "the unredacted copy needs the read_unredacted grant"}, status_code=403)
         agent = await rt.access.call_agent(call_id)
-        if agent is False or rt.recordings is None or not rt.recordings.exists(call_id):
-            return JSONResponse({"error": f"no recording of call {call_id!r}"}, status_code=404)
+        if agent is False or rt.recordings is None or not rt.recordings.exists(call_id, copy):
+            return JSONResponse({"error": f"no {copy} recording of call {call_id!r}"}, status_code=404)
         if not principal.may_see(agent):  # type: ignore[arg-type]
             return JSONResponse({"error": f"not allowed to hear call {call_id!r}"}, status_code=403)
-        data = await asyncio.get_running_loop().run_in_executor(rt.detect_pool, rt.recordings.as_flac, call_id)
+        data = await asyncio.get_running_loop().run_in_executor(rt.detect_pool, rt.recordings.as_flac, call_id, copy)
         rng = byte_range(request.headers.get("range"), len(data))
-        await record_access(rt.sink, principal, "recording", request, call_id=call_id,
+        await record_access(rt.sink, principal, "recording", request, call_id=call_id, copy=copy,
                             range=None if rng is None else [rng[0], rng[1]])  # fmt: skip
         headers = {"Accept-Ranges": "bytes", "Cache-Control": "no-store"}
         if rng is None:

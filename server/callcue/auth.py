@@ -26,6 +26,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "read_calls": frozenset({"agent", "supervisor", "qa", "admin"}),  # scoped: own calls, teams
     "read_transcripts": frozenset({"agent", "supervisor", "qa", "admin"}),
     "read_recordings": frozenset({"agent", "supervisor", "qa", "admin"}),
+    "read_unredacted": frozenset(),  # no role: granted to named users ([[auth.tokens]] grants, or a claim)
     "call_control": frozenset({"supervisor"}),  # approve, reject, cancel, roll back, override, pause
     "supervisor_feed": frozenset({"supervisor"}),  # approval requests, action updates, alerts
     "qa_review": frozenset({"supervisor", "qa"}),

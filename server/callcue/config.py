@@ -305,6 +305,10 @@ class RecordingConfig(_Strict):
     dir: str = ""
     # seconds of audio held in memory for redaction before it is written
     hold_s: float = Field(default=30.0, ge=5, le=300)
+    # also keep a copy nothing is silenced in, for users granted `read_unredacted` (no role
+    # has it). Off: the redacted copy is the only one. PCI DSS forbids keeping a spoken card
+    # security code after authorisation, encrypted or not: turn on only where no card data is taken
+    keep_unredacted: bool = False
 
 
 class RetentionConfig(_Strict):

@@ -223,7 +223,8 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
         asr=asr, asr_pool=asr_pool, detect_pool=detect_pool, vad=settings.vad, pipeline=settings.pipeline,
         max_calls=settings.server.max_calls, detectors=understanding.detectors, sink=sink,
         redactor_factory=understanding.redactor_factory, decider=PlaybookDecider(engine, fallback), streams=streams,
-        recordings=recordings, record_hold_s=settings.recording.hold_s, bot=bot,
+        recordings=recordings, record_hold_s=settings.recording.hold_s,
+        record_unredacted=settings.recording.keep_unredacted, bot=bot,
     )  # fmt: skip
     calls = CallManager(deps, reconnect_grace_s=settings.platforms.reconnect_grace_s)
     sink.final_listeners.append(streams.on_final)

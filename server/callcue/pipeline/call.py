@@ -78,8 +78,10 @@ class Call:
         #: the call's recording, redacted before it is written (None: not recorded, or no audio)
         self.recorder: CallRecorder | None = None
         if deps.recordings is not None and start.channels:
-            writer = deps.recordings.writer(start.call_id, deps.asr.sample_rate, list(start.channels))
-            self.recorder = CallRecorder(writer, list(start.channels), deps.asr.sample_rate, deps.record_hold_s)
+            rate, chans = deps.asr.sample_rate, [str(c) for c in start.channels]
+            raw = deps.recordings.writer(start.call_id, rate, chans, "unredacted") if deps.record_unredacted else None
+            self.recorder = CallRecorder(deps.recordings.writer(start.call_id, rate, chans), chans, rate, deps.record_hold_s,
+                                         unredacted=raw)  # fmt: skip
         self._bot_tasks: set[asyncio.Task[None]] = set()
         self._barge_pending = False
         self._bot_started = False

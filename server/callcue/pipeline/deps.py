@@ -56,6 +56,8 @@ class PipelineDeps:
     #: where calls are recorded (None: not recorded), and how long audio waits for redaction
     recordings: RecordingStore | None = None
     record_hold_s: float = 30.0
+    #: also keep a copy nothing is silenced in (`[recording] keep_unredacted`)
+    record_unredacted: bool = False
     #: the virtual agent's flows and what its runners need (None: no virtual agent)
     bot: BotSetup | None = None
 

@@ -27,8 +27,12 @@ MARGIN_S = 0.25
 
 
 class CallRecorder:
-    def __init__(self, writer: RecordingWriter, channels: list[str], rate: int, hold_s: float = 30.0) -> None:
+    def __init__(self, writer: RecordingWriter, channels: list[str], rate: int, hold_s: float = 30.0,
+                 unredacted: RecordingWriter | None = None) -> None:  # fmt: skip
+        """`unredacted`: where the copy nothing is silenced in goes (`[recording]
+        keep_unredacted`, for a role granted `read_unredacted`); pauses apply to it too."""
         self.writer = writer
+        self.twin = CallRecorder(unredacted, channels, rate, hold_s=5.0) if unredacted is not None else None
         self.channels = channels
         self.rate = rate
         self.hold = int(hold_s * rate)
@@ -44,6 +48,8 @@ class CallRecorder:
     def audio(self, channel: str, offset_s: float, pcm: bytes) -> None:
         if channel not in self._buf:
             return
+        if self.twin is not None:
+            self.twin.audio(channel, offset_s, pcm)
         x = np.frombuffer(pcm, dtype=np.int16)
         at = int(round(offset_s * self.rate))
         with self._lock:
@@ -78,6 +84,8 @@ class CallRecorder:
             return not late
 
     def pause(self, paused: bool) -> None:
+        if self.twin is not None:
+            self.twin.pause(paused)
         with self._lock:
             if paused and self._paused_since is None:
                 self._paused_since = self._start + max((len(b) for b in self._buf.values()), default=0)
@@ -104,5 +112,7 @@ class CallRecorder:
             log.exception("writing the recording failed", extra={"call_id": self.writer.call_id})
 
     def close(self) -> None:
+        if self.twin is not None:
+            self.twin.close()
         with self._lock:
             self._flush_locked(final=True)

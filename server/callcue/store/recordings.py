@@ -18,7 +18,7 @@ import secrets
 import struct
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import soundfile as sf
@@ -26,6 +26,9 @@ import soundfile as sf
 from callcue.privacy.envelope import KeyRing, open_sealed, seal
 
 FORMAT = "callcue-recording/1"
+#: the copy every call has, and the one kept beside it only with `[recording] keep_unredacted`
+Copy = Literal["redacted", "unredacted"]
+COPIES: tuple[Copy, ...] = ("redacted", "unredacted")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -37,19 +40,20 @@ class RecordingStore:
         self._last: tuple[tuple[str, int, int], bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
-    def path(self, call_id: str) -> Path:
+    def path(self, call_id: str, copy: Copy = "redacted") -> Path:
         digest = base64.urlsafe_b64encode(call_id.encode()).decode().rstrip("=")[:40]
-        return self.dir / f"{_SAFE.sub('_', call_id)[:80]}.{digest[-8:]}.ccrec"
+        tail = "" if copy == "redacted" else ".unredacted"
+        return self.dir / f"{_SAFE.sub('_', call_id)[:80]}.{digest[-8:]}{tail}.ccrec"
 
-    def exists(self, call_id: str) -> bool:
-        return self.path(call_id).exists()
+    def exists(self, call_id: str, copy: Copy = "redacted") -> bool:
+        return self.path(call_id, copy).exists()
 
-    def writer(self, call_id: str, rate: int, channels: list[str]) -> RecordingWriter:
-        return RecordingWriter(self, call_id, rate, channels)
+    def writer(self, call_id: str, rate: int, channels: list[str], copy: Copy = "redacted") -> RecordingWriter:
+        return RecordingWriter(self, call_id, rate, channels, copy)
 
-    def read(self, call_id: str) -> tuple[np.ndarray, int, list[str]]:
+    def read(self, call_id: str, copy: Copy = "redacted") -> tuple[np.ndarray, int, list[str]]:
         """The whole recording as int16 frames (n, channels), its rate and channel names."""
-        p = self.path(call_id)
+        p = self.path(call_id, copy)
         with p.open("rb") as f:
             head = json.loads(f.readline())
             if head.get("format") != FORMAT:
@@ -70,16 +74,16 @@ class RecordingStore:
         audio = np.concatenate(parts) if parts else np.zeros((0, ch), dtype=np.int16)
         return audio, int(head["rate"]), list(head["channels"])
 
-    def as_flac(self, call_id: str) -> bytes:
+    def as_flac(self, call_id: str, copy: Copy = "redacted") -> bytes:
         """The recording as one FLAC file. The last one built is kept (in memory only) while
         its file is unchanged: a player seeks with many range requests, each of which would
         otherwise decrypt, decode and encode the whole call again."""
-        st = self.path(call_id).stat()
-        key = (call_id, st.st_size, st.st_mtime_ns)
+        st = self.path(call_id, copy).stat()
+        key = (call_id + ":" + copy, st.st_size, st.st_mtime_ns)
         with self._lock:
             if self._last is not None and self._last[0] == key:
                 return self._last[1]
-        audio, rate, _ = self.read(call_id)
+        audio, rate, _ = self.read(call_id, copy)
         buf = io.BytesIO()
         sf.write(buf, audio, rate, format="FLAC", subtype="PCM_16")
         data = buf.getvalue()
@@ -88,14 +92,17 @@ class RecordingStore:
         return data
 
     def erase(self, call_id: str) -> bool:
+        """Both copies of the call's recording; True when there was one."""
         with self._lock:
-            if self._last is not None and self._last[0][0] == call_id:
+            if self._last is not None and self._last[0][0].rsplit(":", 1)[0] == call_id:
                 self._last = None
-        p = self.path(call_id)
-        if not p.exists():
-            return False
-        p.unlink()
-        return True
+        found = False
+        for copy in COPIES:
+            p = self.path(call_id, copy)
+            if p.exists():
+                p.unlink()
+                found = True
+        return found
 
     def rewrap(self, new: KeyRing) -> int:
         """Re-wrap every recording's data key under `new`'s current KEK (key rotation)."""
@@ -116,11 +123,12 @@ class RecordingStore:
 
 
 class RecordingWriter:
-    def __init__(self, store: RecordingStore, call_id: str, rate: int, channels: list[str]) -> None:
+    def __init__(self, store: RecordingStore, call_id: str, rate: int, channels: list[str],
+                 copy: Copy = "redacted") -> None:  # fmt: skip
         self.call_id = call_id
         self.rate = rate
         self.channels = channels
-        self.path = store.path(call_id)
+        self.path = store.path(call_id, copy)
         self._n = 0
         existing = self.path.exists()
         if existing:  # a continued call: its chunks go on after the old ones, under its key
