@@ -300,7 +300,8 @@ def _erase_a_customer(client: TestClient, tmp_path: Path, url: str | None) -> No
 
 def test_retention_sweeps_what_is_due_and_keeps_held_calls(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, retention={"transcripts_days": 1e-9, "qa_days": 0, "audio_days": 0,
-                                                  "analytics_days": 0, "topics_days": 0, "sweep_every_s": 3600})  # fmt: skip
+                                                  "analytics_days": 0, "topics_days": 0, "audit_payload_days": 1e-9,
+                                                  "sweep_every_s": 3600})  # fmt: skip
     with TestClient(create_app(settings)) as client:
         calls = [client.post("/api/v1/interactions", json=_thread(f"ret-{i}", f"c-{i}", f"+1555010{i:04d}", f"77{i}"),
                              headers=NATIVE).json()["call_id"] for i in range(2)]  # fmt: skip
@@ -314,6 +315,16 @@ def test_retention_sweeps_what_is_due_and_keeps_held_calls(tmp_path: Path) -> No
         assert out["transcripts"] > before[calls[1]]  # its transcripts, signals, hints and events
         after = {c: db.execute("SELECT COUNT(*) FROM transcripts WHERE call_id = ?", (c,)).fetchone()[0] for c in calls}
         assert after == {calls[0]: before[calls[0]], calls[1]: 0}  # the held call kept everything
+        # the audit trail's rule: the entries stay, the swept call's payloads are gone, the chain verifies
+        assert out["audit_payloads"] > 0
+        trail = client.get("/api/v1/audit?limit=10000", headers=_h("supervisor")).json()["entries"]
+        mine = {c: [e for e in trail if e["call_id"] == c] for c in calls}
+        assert mine[calls[1]] and all(e["payload"].get("__erased__") for e in mine[calls[1]])
+        assert not any(e["payload"].get("__erased__") for e in mine[calls[0]])
+        from callcue.audit.entries import verify_entries
+
+        assert verify_entries(trail).ok
+        assert client.portal.call(rt.retention.sweep).get("audit_payloads", 0) == 0  # nothing twice
         r = client.request("DELETE", f"/api/v1/calls/{calls[0]}", headers=_h("admin"), json={"reason": "asked"})
         assert r.status_code == 409 and "legal hold" in r.text
         assert client.request("DELETE", f"/api/v1/calls/{calls[0]}/hold", headers=_h("admin")).json()["released"] is True

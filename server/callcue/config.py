@@ -313,12 +313,16 @@ class RecordingConfig(_Strict):
 
 class RetentionConfig(_Strict):
     # days each artifact is kept after its call ended; 0 keeps it (a call under legal hold
-    # keeps everything). The audit trail is not swept (erasure handles a person's entries).
+    # keeps everything)
     audio_days: float = Field(default=90, ge=0)
     transcripts_days: float = Field(default=365, ge=0)  # transcripts, signals, hints, feedback, events
     qa_days: float = Field(default=730, ge=0)  # scorecards and summaries
     analytics_days: float = Field(default=730, ge=0)  # per-call fact rows
     topics_days: float = Field(default=90, ge=0)  # uncovered customer utterances
+    # the audit trail's own rule: its entries are never removed (the chain is the record of
+    # what was done), but after this many days a call's entries lose their payloads (what was
+    # said, the evidence), keeping each payload's digest so the chain still verifies; 0 keeps
+    audit_payload_days: float = Field(default=0, ge=0)
     sweep_every_s: float = Field(default=3600, ge=10)
 
 

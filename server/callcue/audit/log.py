@@ -165,12 +165,11 @@ class AuditLog:
         """Erase the payloads of a call's entries (their digests stay, so the chain still
         verifies); returns how many. The erasure's own entry names no call."""
         await self.init()
-        rows = await self.db.fetchall("SELECT seq, payload FROM audit_log WHERE call_id = ? AND kind != 'erasure'", (call_id,))
+        rows = await self.db.fetchall("SELECT seq, payload FROM audit_log WHERE call_id = ? AND kind != 'erasure'"
+                                      f" AND payload NOT LIKE '{{\"{ERASED}\"%'", (call_id,))  # fmt: skip
         for r in rows:
             r = await self._opened(r)
             payload = json.loads(r["payload"]) if isinstance(r["payload"], str) else r["payload"]
-            if isinstance(payload, dict) and payload.get(ERASED) is True:
-                continue
             await self.db.execute("UPDATE audit_log SET payload = ? WHERE seq = ?",
                                   (canonical_json(erased_payload(payload, erasure_seq)), r["seq"]))  # fmt: skip
         return len(rows)

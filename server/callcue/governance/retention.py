@@ -4,7 +4,8 @@ then removed by a sweeper; a call under legal hold keeps everything until the ho
 Why per artifact: a contact centre typically keeps audio for months (disputes), transcripts
 and events a little longer (QA, coaching), scores and summaries longer still, and aggregate
 facts for trends; each is its own rule in `[retention]`. The audit trail follows its own
-rule (never swept here: it is the record of what was done, and erasure handles a person).
+rule: its entries stay (they are the record of what was done), and after `audit_payload_days`
+a call's entries lose their payloads, keeping the digests the chain is checked by.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class Retention:
         tables = await self.db.tables()
         out: dict[str, int] = {}
         rules = {"audio": self.cfg.audio_days, "transcripts": self.cfg.transcripts_days, "qa": self.cfg.qa_days,
-                 "analytics": self.cfg.analytics_days, "topics": self.cfg.topics_days}  # fmt: skip
+                 "analytics": self.cfg.analytics_days, "topics": self.cfg.topics_days,
+                 "audit_payloads": self.cfg.audit_payload_days}  # fmt: skip
         for artifact, days in rules.items():
             if not days:
                 continue
@@ -88,6 +90,9 @@ class Retention:
             if artifact == "audio":
                 for cid in ended:
                     n += int(self.recordings is not None and self.recordings.erase(cid))
+            elif artifact == "audit_payloads":
+                for cid in ended:
+                    n += await self.audit.erase_call(cid, None)
             else:
                 for table in ARTIFACTS[artifact]:
                     if table not in tables:
