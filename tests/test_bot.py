@@ -153,6 +153,74 @@ async def test_a_twilio_caller_hears_the_bot_and_can_interrupt_it(tmp_path: Path
     assert "four" in heard.text.lower() or "digits" in heard.text.lower() or "block" in heard.text.lower(), heard.text
 
 
+@pytest.mark.slow
+async def test_an_asterisk_audiosocket_caller_hears_the_bot_paced_and_can_interrupt_it(tmp_path: Path) -> None:
+    """AudioSocket to the flow port: the greeting comes back as 20 ms audio frames of the
+    call's own kind, paced to real time (Asterisk plays what it reads at once); the caller
+    speaking over it stops them; the answer, recognised back, asks for the card's digits."""
+    import asyncio
+    import time
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from callcue.asr.select import load_engine
+    from callcue.bot.voice import EspeakVoice
+    from callcue.clients.demo import free_port
+    from callcue.evaluation.asr_eval import decode_clip
+    from callcue.platforms.audiosocket import HANGUP, UUID, frame
+
+    caller = b"".join(EspeakVoice().synthesize("Hello. I lost my card and I need to block it.", 8000))
+    port = free_port()
+    settings = make_settings(tmp_path, platforms={"audiosocket": {"flow": "bank", "flow_port": port}})
+    got: list[tuple[float, int, bytes]] = []
+    async with server(settings) as (_base, _app):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+        async def read() -> None:
+            buf = b""
+            while chunk := await reader.read(65536):
+                buf += chunk
+                while len(buf) >= 3 and len(buf) >= 3 + int.from_bytes(buf[1:3], "big"):
+                    n = int.from_bytes(buf[1:3], "big")
+                    got.append((time.monotonic(), buf[0], buf[3 : 3 + n]))
+                    buf = buf[3 + n :]
+
+        task = asyncio.create_task(read())
+        writer.write(frame(UUID, uuid.uuid4().bytes))
+
+        async def play(pcm: bytes) -> None:
+            t0 = time.monotonic()
+            for i in range(0, len(pcm), 320):
+                writer.write(frame(0x10, pcm[i : i + 320].ljust(320, b"\0")))
+                await writer.drain()
+                await asyncio.sleep(max(0.0, t0 + (i // 320 + 1) * 0.02 - time.monotonic()))
+
+        await play(b"\0\0" * 16000)
+        speech_start = time.monotonic()
+        await play(caller)
+        speech_end = time.monotonic()
+        await play(b"\0\0" * 32000)
+        writer.write(frame(HANGUP))
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        task.cancel()
+        writer.close()
+    assert got and all(kind == 0x10 and len(pcm) == 320 for _, kind, pcm in got), "only 20 ms slin frames go to Asterisk"
+    greeting = [t for t, _, _ in got if t < speech_start]
+    assert len(greeting) > 25, "no greeting audio"
+    span = greeting[-1] - greeting[0]
+    assert span >= 0.02 * len(greeting) - 0.2, f"{len(greeting)} frames in {span:.2f} s: a burst, not paced"
+    # barge-in: frames stop soon after the caller starts, and resume only after they finish
+    during = [t for t, _, _ in got if speech_start + 1.2 < t < speech_end]
+    assert not during, f"{len(during)} bot frames while the caller spoke"
+    after = b"".join(pcm for t, _, pcm in got if t > speech_end)
+    assert after, "no answer after the caller spoke"
+    engine, _ = load_engine(settings.asr)
+    with ThreadPoolExecutor(2) as pool:
+        heard = await decode_clip(engine, after, 8000, pool, settings.vad)
+    assert "four" in heard.text.lower() or "digits" in heard.text.lower() or "block" in heard.text.lower(), heard.text
+
+
 async def test_a_chat_over_the_native_socket_is_answered_by_the_flow(tmp_path: Path) -> None:
     import asyncio
 
@@ -175,6 +243,50 @@ async def test_a_chat_over_the_native_socket_is_answered_by_the_flow(tmp_path: P
             await ws.send(json.dumps({"type": "text", "channel": "customer", "text": "let me talk to an agent"}))
             assert "colleagues" in await bot_line("colleagues")
             await ws.send(json.dumps({"type": "stop"}))
+
+
+@pytest.mark.slow
+async def test_a_native_audio_caller_hears_the_bot_in_its_own_encoding(tmp_path: Path) -> None:
+    """A native-protocol call with audio and a flow: the greeting comes back as binary
+    frames `[2][audio]` in the start's encoding and rate (16 kHz L16 here), each sentence
+    followed by a mark; recognised back, it is the greeting."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from callcue.asr.select import load_engine
+    from callcue.clients.twilio_stream import connect_native
+    from callcue.evaluation.asr_eval import decode_clip
+    from callcue.platforms.native import encode_audio_frame
+
+    settings = make_settings(tmp_path)
+    audio, marks, lines = b"", [], []
+    async with server(settings) as (base, _app):
+        async with connect_native(f"{base}/ws/native") as ws:
+            await ws.send(json.dumps({"type": "start", "call_id": "native-voice-1", "channels": ["customer"],
+                                      "encoding": "L16", "sample_rate": 16000, "metadata": {"flow": "bank"}}))  # fmt: skip
+
+            async def listen() -> None:
+                nonlocal audio
+                async for m in ws:
+                    if isinstance(m, bytes):
+                        assert m[0] == 2 and len(m) % 2 == 1
+                        audio += m[1:]
+                    else:
+                        msg = json.loads(m)
+                        (marks if msg.get("type") == "mark" else lines).append(msg)
+
+            task = asyncio.create_task(listen())
+            for _ in range(150):  # 3 s of the caller's silence, in real time
+                await ws.send(encode_audio_frame(0, b"\0\0" * 320))
+                await asyncio.sleep(0.02)
+            await ws.send(json.dumps({"type": "stop"}))
+            await asyncio.wait_for(task, 20)
+    assert any(m.get("type") == "bot" and "virtual assistant" in m["text"] for m in lines)
+    assert marks and len(audio) / 32000 > 3.0
+    engine, _ = load_engine(settings.asr)
+    with ThreadPoolExecutor(2) as pool:
+        heard = await decode_clip(engine, audio, 16000, pool, settings.vad)
+    assert "northwind" in heard.text.lower() or "calling" in heard.text.lower() or "assistant" in heard.text.lower(), heard.text
 
 
 async def test_the_kill_switch_sends_a_flows_calls_to_a_person(tmp_path: Path) -> None:

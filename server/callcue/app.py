@@ -83,15 +83,18 @@ def _ingress(slot: RuntimeSlot, platform: Platform, settings: Settings,
     return endpoint
 
 
-async def _tcp_listener(rt: Runtime, platform: Platform, streams: StreamCounter) -> asyncio.Server:
-    """Raw-TCP platforms listen on their own host:port from their config section."""
+async def _tcp_listener(rt: Runtime, platform: Platform, streams: StreamCounter, *, port: int | None = None,
+                        start_metadata: dict[str, Any] | None = None) -> asyncio.Server:  # fmt: skip
+    """Raw-TCP platforms listen on their own host:port from their config section; a second
+    listener on `port` adds `start_metadata` to each call it takes (the flow that answers)."""
     cfg = platform_config(rt.settings.platforms, platform)
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_tcp(reader, writer, _policy(rt, platform, cfg, streams), rt.calls, rt.sink.rejection)
+        await serve_tcp(reader, writer, _policy(rt, platform, cfg, streams), rt.calls, rt.sink.rejection,
+                        start_metadata=start_metadata)  # fmt: skip
 
     try:
-        host, port = cast(_Listens, cfg).host, cast(_Listens, cfg).port
+        host, port = cast(_Listens, cfg).host, cast(_Listens, cfg).port if port is None else port
         srv = await asyncio.start_server(on_connect, host, port)
     except OSError as e:
         raise OSError(e.errno, f"{platform.name} cannot listen on {host}:{port}: {e.strerror} "
@@ -145,6 +148,10 @@ def create_app(settings: Settings) -> Starlette:
             for p in PLATFORMS.values():
                 if p.transport == "tcp" and _enabled(settings, p):
                     listeners.append(await _tcp_listener(rt, p, streams))
+                    flow, flow_port = (getattr(platform_config(settings.platforms, p), k, None) for k in ("flow", "flow_port"))
+                    if flow and flow_port:  # the virtual agent's own port
+                        listeners.append(await _tcp_listener(rt, p, streams, port=int(flow_port),
+                                                             start_metadata={"flow": flow}))  # fmt: skip
             yield
         finally:
             for srv in listeners:

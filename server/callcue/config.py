@@ -178,6 +178,10 @@ class AudioSocketPlatformConfig(PlatformLimits):
     port: int = Field(9092, ge=0, le=65535)
     # the protocol has no credentials: only these networks may connect
     allowed_sources: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    # the virtual agent: calls to `flow_port` (0: none) are answered by `flow` and hear it
+    # speak; `port` stays the listen-only fork (AudioSocket carries no metadata to name a flow)
+    flow: str = ""
+    flow_port: int = Field(0, ge=0, le=65535)
 
     @field_validator("allowed_sources")
     @classmethod

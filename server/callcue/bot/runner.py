@@ -128,7 +128,7 @@ class BotRunner:
             typist.reply_text(text)
             await self.ports.flush()
         sp = self.ports.speaker()
-        if sp is None:
+        if sp is None or not sp.speak_rate:  # a chat: the line went as text
             return
         voice = self.ports.voice()
         loop = asyncio.get_running_loop()

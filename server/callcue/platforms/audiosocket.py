@@ -6,7 +6,13 @@ then the payload. Asterisk sends the call's UUID (0x01, 16 bytes) first, then si
 16-bit mono audio (0x10 = 8 kHz; 0x11-0x18 = 12, 16, 24, 32, 44.1, 48, 96, 192 kHz), DTMF
 digits (0x03, one ASCII byte), an error (0xff, optional code) or a hangup (0x00), and it
 usually just closes the socket at hangup. It drops the call on anything from us but audio
-or hangup, so this parser never has anything to send.
+or hangup, so the only thing this parser sends is the virtual agent's voice: audio frames of
+the call's own kind and rate, 20 ms each.
+
+Why the parser paces that audio: Asterisk writes each frame it reads to the channel at once,
+so a burst would play too fast or be dropped; `data_to_send` hands out only the frames due by
+the clock (a little ahead), and the transport asks again every 20 ms while audio is queued.
+A barge-in (`clear`) drops what was not sent: the caller hears at most the lead.
 
 One connection is one channel: the call starts on the first audio frame (that is when its
 rate is known) with the UUID as its call id. The first connection with a UUID is the
@@ -17,7 +23,10 @@ sides of a Dial) joins that call as the agent.
 from __future__ import annotations
 
 import ipaddress
+import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from callcue.platforms.base import (
@@ -37,15 +46,47 @@ AUDIO_RATES: dict[int, int] = {0x10: 8000, 0x11: 12000, 0x12: 16000, 0x13: 24000
                                0x15: 44100, 0x16: 48000, 0x17: 96000, 0x18: 192000}  # fmt: skip
 HEADER = 3
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
+#: the virtual agent's audio goes out in 20 ms frames, at most this far ahead of the clock
+FRAME_S = 0.020
+LEAD_S = 0.060
 
 
 class AudioSocketProtocol:
-    def __init__(self, *, max_message_bytes: int = 64 * 1024) -> None:
+    def __init__(self, *, max_message_bytes: int = 64 * 1024, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_payload = min(max_message_bytes, 0xFFFF)
         self._buf = bytearray()
         self.call_id: str | None = None
         self.rate: int | None = None
+        self.kind: int | None = None  # the audio kind Asterisk sends: the bot answers in it
         self.state = "new"  # new -> identified -> started -> stopped | failed
+        self._clock = clock
+        self._speak: deque[bytes] = deque()
+        self._next_at: float | None = None
+
+    # -- the virtual agent's voice -------------------------------------------------------
+    @property
+    def speak_rate(self) -> int:
+        return self.rate or 8000
+
+    def play(self, pcm16: bytes, mark: str | None = None) -> float:
+        """Queue 16-bit PCM at `speak_rate` for the caller; returns the seconds queued."""
+        if self.state != "started" or not pcm16:
+            return 0.0
+        step = int(self.speak_rate * FRAME_S) * 2
+        for i in range(0, len(pcm16), step):
+            chunk = pcm16[i : i + step]
+            self._speak.append(chunk + b"\0" * (step - len(chunk)))
+        return len(pcm16) / 2 / self.speak_rate
+
+    def clear(self) -> None:
+        """Barge-in: what was not sent yet is dropped."""
+        self._speak.clear()
+        self._next_at = None
+
+    @property
+    def speaking(self) -> bool:
+        """Audio still queued: the transport asks for the next frames every 20 ms."""
+        return bool(self._speak)
 
     def receive_text(self, text: str) -> list[IngressEvent]:
         raise ProtocolError(1003, "AudioSocket is a binary protocol")
@@ -80,7 +121,19 @@ class AudioSocketProtocol:
         return []
 
     def data_to_send(self) -> list[str | bytes]:
-        return []  # anything but audio or hangup would make Asterisk drop the call
+        """The bot's audio frames due by now (never anything but audio: Asterisk would drop
+        the call)."""
+        if not self._speak or self.state != "started" or self.kind is None:
+            self._next_at = None
+            return []
+        now = self._clock()
+        if self._next_at is None or self._next_at < now - LEAD_S:  # (re)starting: from now, no catching up
+            self._next_at = now
+        out: list[str | bytes] = []
+        while self._speak and self._next_at <= now + LEAD_S:
+            out.append(frame(self.kind, self._speak.popleft()))
+            self._next_at += FRAME_S
+        return out
 
     def _frame(self, kind: int, payload: bytes) -> list[IngressEvent]:
         if kind == UUID:
@@ -106,6 +159,7 @@ class AudioSocketProtocol:
             events: list[IngressEvent] = []
             if self.state == "identified":
                 self.rate = rate
+                self.kind = kind
                 self.state = "started"
                 events.append(CallStart(call_id=self.call_id, encoding="L16", sample_rate=rate, channels=("customer",),
                                         platform="audiosocket", metadata={"uuid": self.call_id},

@@ -233,8 +233,9 @@ class TakesControl(Protocol):
 
 @runtime_checkable
 class SpeaksBack(Protocol):
-    """A session that carries audio to the caller (Twilio `<Connect><Stream>`): the virtual
-    agent plays 16-bit PCM at `speak_rate` and clears what is still queued (barge-in)."""
+    """A session that carries audio to the caller (Twilio `<Connect><Stream>`, AudioSocket,
+    the native protocol, WebRTC): the virtual agent plays 16-bit PCM at `speak_rate` (0: no
+    audio on this session now, e.g. a chat) and clears what is still queued (barge-in)."""
 
     speak_rate: int
 

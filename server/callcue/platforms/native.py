@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callcue import wire
-from callcue.audio.codecs import BYTES_PER_SAMPLE
+from callcue.audio.codecs import BYTES_PER_SAMPLE, encode
 from callcue.auth import bearer_token, token_matches
 from callcue.events import CHANNELS, Channel
 from callcue.platforms.base import (
@@ -91,6 +91,34 @@ class NativeProtocol:
     def receive_bytes(self, data: bytes) -> list[IngressEvent]:
         """Parse one binary audio frame; raises `ProtocolError` (always fatal)."""
         return self._guard(self._bytes, data)
+
+    #: binary frames to the client whose first byte is this carry the virtual agent's voice
+    BOT_AUDIO = 2
+
+    @property
+    def speak_rate(self) -> int:
+        """The start's rate when the call has audio (the bot answers in the start's encoding);
+        0 for a chat: nothing is synthesized."""
+        return self.start.sample_rate if self.start is not None and self.start.channels and self.state == "started" else 0
+
+    def play(self, pcm16: bytes, mark: str | None = None) -> float:
+        """The virtual agent's voice: binary frames `[2][audio]` in the start's encoding and
+        rate, 100 ms each, then `{"type": "mark", "name": ...}`; the client plays them in order."""
+        rate = self.speak_rate
+        if not rate or self.start is None:
+            return 0.0
+        step = rate // 10 * 2
+        for i in range(0, len(pcm16), step):
+            self._out.append(bytes([self.BOT_AUDIO]) + encode(self.start.encoding, pcm16[i : i + step]))
+        if mark:
+            self._out.append(json.dumps({"type": "mark", "name": mark}))
+        return len(pcm16) / 2 / rate
+
+    def clear(self) -> None:
+        """Barge-in: `{"type": "clear"}`, the client drops what it has not played."""
+        if self.state == "started":
+            self._out = [o for o in self._out if not (isinstance(o, bytes) and o[:1] == bytes([self.BOT_AUDIO]))]
+            self._out.append(json.dumps({"type": "clear"}))
 
     def reply_text(self, text: str) -> None:
         """The virtual agent's line in a chat: `{"type": "bot", "text": ...}`."""

@@ -78,13 +78,16 @@ class IngressSession:
     """One connection's call: at most one start, audio for its declared channels, one stop."""
 
     def __init__(self, parser: PlatformParser, platform: str, calls: CallSink, rejected: RejectionRecorder,
-                 send: Callable[[list[str | bytes]], Awaitable[None]] | None = None) -> None:  # fmt: skip
+                 send: Callable[[list[str | bytes]], Awaitable[None]] | None = None,
+                 start_metadata: Mapping[str, Any] | None = None) -> None:  # fmt: skip
         self.parser = parser
         #: replies go out before the events are applied (a `pong` or `closed` must not wait
         #: for a call to flush its recognizer)
         self.send = send
         self._frame_seconds = metrics.INGRESS_FRAME.labels(platform)  # per frame: look the child up once
         self.platform = platform
+        #: what the listener adds to each call's start (AudioSocket's flow port names the flow)
+        self.start_metadata = dict(start_metadata or {})
         self.calls = calls
         self.rejected = rejected
         self.call: LiveCall | None = None
@@ -198,6 +201,8 @@ class IngressSession:
         if self.call is not None:
             raise ProtocolError(1008, f"a second start on one connection (call {self.call.call_id!r} is active)")
         ev.platform = self.platform
+        if self.start_metadata:
+            ev.metadata = {**ev.metadata, **self.start_metadata}
         self.call = call = await self.calls.start(ev)
         if self.hooks.control is not None:
             self.calls.attach_remote(ev.call_id, self.hooks.control)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from callcue.platforms.base import Handshake, ProtocolError
 from callcue.transports.session import (
@@ -26,7 +27,8 @@ READ_BYTES = 64 * 1024
 
 
 async def serve_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, policy: IngressPolicy,
-                    calls: CallSink, rejected: RejectionRecorder) -> None:  # fmt: skip
+                    calls: CallSink, rejected: RejectionRecorder,
+                    start_metadata: dict[str, Any] | None = None) -> None:  # fmt: skip
     peer = writer.get_extra_info("peername")
     hs = Handshake(url=f"tcp://{peer[0]}:{peer[1]}" if peer else "tcp://?", headers={}, client=peer[0] if peer else None)
     parser, _ = parser_for(policy, hs, rejected)
@@ -38,7 +40,25 @@ async def serve_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     if admitted in ("refused", "told"):  # nothing may be sent to Asterisk but audio or hangup
         writer.close()
         return
-    session = IngressSession(parser, platform, calls, rejected)
+
+    async def send(out: list[str | bytes]) -> None:
+        for o in out:
+            writer.write(o if isinstance(o, bytes) else o.encode())
+        await writer.drain()
+
+    async def pace() -> None:
+        """While the parser holds audio for the peer (the virtual agent speaking), hand it
+        out as it falls due: the peer's own frames may pause (silence suppression)."""
+        while True:
+            await asyncio.sleep(0.02)
+            if getattr(parser, "speaking", False):
+                try:
+                    await send(session.outgoing())
+                except ConnectionError:
+                    return
+
+    session = IngressSession(parser, platform, calls, rejected, send=send, start_metadata=start_metadata)
+    pacer = asyncio.create_task(pace(), name="tcp-pacer")
     try:
         while True:
             try:
@@ -55,13 +75,13 @@ async def serve_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
             except ProtocolError as e:
                 if e.fatal:
                     break
-            for out in session.outgoing():
-                writer.write(out if isinstance(out, bytes) else out.encode())
             if session.finished:
                 break
     except (ConnectionError, asyncio.IncompleteReadError):
         pass
     finally:
+        pacer.cancel()
+        await asyncio.gather(pacer, return_exceptions=True)
         await session.eof()
         writer.close()
         if admitted == "counted" and policy.streams is not None:
