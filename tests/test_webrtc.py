@@ -193,3 +193,64 @@ async def test_whip_auth_cors_and_refusals(tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.1)
             assert "whip-call-1" not in calls.calls
+
+
+@pytest.mark.slow
+async def test_a_browser_caller_hears_the_virtual_agent_on_its_track(tmp_path: Path) -> None:
+    """A customer's WebRTC call naming a flow: the answer is sendrecv, the bot's voice comes
+    back on the track as Opus, in real time; recognised back, it greets and then asks for
+    the card's digits after the caller (espeak-ng) says they lost it."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from callcue.asr.select import load_engine
+    from callcue.bot.voice import EspeakVoice
+    from callcue.evaluation.asr_eval import decode_clip
+
+    said = np.frombuffer(b"".join(EspeakVoice().synthesize("I lost my card and I need to block it.", 16000)), np.int16)
+    caller = np.concatenate([np.zeros(16000 * 9, np.int16), said, np.zeros(16000 * 8, np.int16)])
+    wav = _write(tmp_path / "caller.wav", caller, 16000)
+    settings = make_settings(tmp_path)
+    heard_pcm: list[bytes] = []
+    async with server(settings) as (base, _app):
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        player = MediaPlayer(str(wav))
+        pc.addTrack(player.audio)
+        conv = FrameConverter()
+        got_track = asyncio.Event()
+
+        @pc.on("track")
+        def _on_track(track) -> None:
+            async def pull() -> None:
+                while True:
+                    try:
+                        heard_pcm.append(conv.convert(await track.recv()))
+                    except Exception:
+                        return
+
+            got_track.set()
+            asyncio.ensure_future(pull())
+
+        await pc.setLocalDescription(await pc.createOffer())
+        async with httpx.AsyncClient(base_url=base.replace("ws", "http")) as http:
+            r = await http.post("/webrtc/offer", json={"type": "offer", "sdp": pc.localDescription.sdp, "role": "customer",
+                                                       "call_id": "rtc-bot-1", "metadata": {"flow": "bank"}},
+                                headers={"Authorization": f"Bearer {SUPERVISOR_TOKEN}"})  # fmt: skip
+            assert r.status_code == 200, r.text
+            answer = r.json()
+            assert "a=sendrecv" in answer["sdp"]
+            await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+            await asyncio.wait_for(got_track.wait(), 10)
+            t0 = time.monotonic()
+            await asyncio.sleep(len(caller) / 16000)
+            elapsed = time.monotonic() - t0
+            await http.delete(answer["location"], headers={"Authorization": f"Bearer {SUPERVISOR_TOKEN}"})
+        await pc.close()
+    audio = b"".join(heard_pcm)
+    assert abs(len(audio) / 32000 - elapsed) < 3.0, "the track runs in real time"
+    engine, _ = load_engine(settings.asr)
+    with ThreadPoolExecutor(2) as pool:
+        first = await decode_clip(engine, audio[: 32000 * 9], 16000, pool, settings.vad)
+        later = await decode_clip(engine, audio[32000 * 11 :], 16000, pool, settings.vad)
+    assert "northwind" in first.text.lower() or "assistant" in first.text.lower(), first.text
+    assert any(w in later.text.lower() for w in ("four", "digits", "block")), later.text

@@ -1,8 +1,8 @@
 """The WebRTC transport: aiortc peer connections whose audio tracks feed calls.
 
 One POST makes one peer connection (`platforms.webrtc` decides what the offer means): the
-remote description is set, each offered audio m-line is received (recvonly: CallCue never
-sends media), the call (or a leg of an existing one) starts, and the answer goes back with
+remote description is set, each offered audio m-line is received (recvonly, except a customer's
+call that names a flow: the virtual agent speaks on its track, sendrecv), the call (or a leg of an existing one) starts, and the answer goes back with
 the server's ICE candidates in it (no trickle: gathering on host interfaces takes
 milliseconds, and no STUN server is needed on a LAN or loopback). Each track's frames are
 decoded by aiortc (Opus or PCMU), converted to 16 kHz L16 and fed to the call. The session
@@ -14,24 +14,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fractions
 import logging
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import av
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import MediaStreamError
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from callcue import metrics
 from callcue.events import Channel
 from callcue.platforms.base import ProtocolError
 from callcue.platforms.webrtc import (
+    PIPELINE_RATE,
     FrameConverter,
     OfferError,
     OfferRequest,
@@ -40,6 +44,52 @@ from callcue.platforms.webrtc import (
 from callcue.transports.session import CallSink, LiveCall, RejectionRecorder
 
 log = logging.getLogger(__name__)
+
+
+class BotVoiceTrack(MediaStreamTrack):
+    """The virtual agent's voice to the browser: an outgoing audio track that aiortc pulls a
+    20 ms frame from at a time (Opus-encoded by it); silence when the bot is quiet. It is the
+    session's `SpeaksBack`: `play` queues 16-bit PCM, `clear` (barge-in) drops the rest."""
+
+    kind = "audio"
+    speak_rate = PIPELINE_RATE
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue: deque[bytes] = deque()
+        self._samples = int(self.speak_rate * 0.020)
+        self._start: float | None = None
+        self._pts = 0
+
+    def play(self, pcm16: bytes, mark: str | None = None) -> float:
+        step = self._samples * 2
+        for i in range(0, len(pcm16), step):
+            self._queue.append(pcm16[i : i + step].ljust(step, b"\0"))
+        return len(pcm16) / 2 / self.speak_rate
+
+    def clear(self) -> None:
+        self._queue.clear()
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:  # real time: one frame every 20 ms of the track's own clock
+            self._pts += self._samples
+            wait = self._start + self._pts / self.speak_rate - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        frame = av.AudioFrame(format="s16", layout="mono", samples=self._samples)
+        frame.planes[0].update(self._queue.popleft() if self._queue else bytes(self._samples * 2))
+        frame.pts = self._pts
+        frame.sample_rate = self.speak_rate
+        frame.time_base = fractions.Fraction(1, self.speak_rate)
+        return frame
+
+
+async def _nothing_to_flush() -> None:
+    """The voice track is pulled by aiortc: nothing waits to be sent."""
 
 
 @dataclass(eq=False)
@@ -52,6 +102,7 @@ class RtcSession:
     last_audio: float = field(default_factory=time.monotonic)
     frames: int = 0
     ended: bool = False
+    voice: BotVoiceTrack | None = None
 
 
 class WebRTCSessions:
@@ -82,10 +133,17 @@ class WebRTCSessions:
                 raise OfferError(400, f"role {req.role!r} needs {len(channels)} audio tracks, the offer has {len(audio)}")
             for t in pc.getTransceivers():
                 t.direction = "recvonly" if t.kind == "audio" else "inactive"
+            # a customer's call that names a flow hears the virtual agent on its (first) track
+            voice = BotVoiceTrack() if req.metadata.get("flow") and "customer" in channels else None
+            if voice is not None:
+                pc.addTrack(voice)  # joins the offered audio transceiver: sendrecv
             try:
                 session.call = await self.calls.start(call_start(req, session.session_id))
             except ProtocolError as e:
                 raise OfferError(503 if e.close_code == 1013 else 409, e.reason) from None
+            if voice is not None:
+                session.voice = voice
+                self.calls.attach_outlet(req.call_id, voice, None, _nothing_to_flush)
             for t, ch in zip(audio, channels, strict=False):
                 session.tasks.append(asyncio.create_task(self._pump(session, t.receiver.track, ch),
                                                          name=f"webrtc-{session.session_id}-{ch}"))  # fmt: skip
@@ -159,6 +217,9 @@ class WebRTCSessions:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
         call = session.call
+        if session.voice is not None and call is not None:
+            self.calls.detach_outlet(call.call_id)
+            session.voice.stop()
         if call is not None and not call.ended:
             await self.calls.stop(call.call_id, reason, leg=call)
         with contextlib.suppress(Exception):
