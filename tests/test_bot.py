@@ -376,3 +376,56 @@ async def test_a_bot_action_waits_for_a_supervisors_approval_while_the_caller_ho
             await sup.wait_for(lambda e: e.get("type") == "bot_approve_result", timeout=20)
             assert "is approved" in await bot_line("approved and on its way")
             await ws.send(json.dumps({"type": "stop"}))
+
+
+async def test_flow_versions_are_promoted_and_rolled_back_and_a_rollback_outlives_a_restart(tmp_path: Path) -> None:
+    import asyncio
+    import shutil
+
+    import httpx
+
+    from callcue.clients.twilio_stream import connect_native
+    from tests.serverkit import SUPERVISOR_TOKEN
+
+    flows = tmp_path / "flows"
+    shutil.copytree(REPO_CONFIG_DIR / "flows", flows)
+    bank = (flows / "bank.yaml").read_text()
+    sup = {"Authorization": f"Bearer {SUPERVISOR_TOKEN}"}
+
+    async def greeting(base: str, n: int) -> str:
+        async with connect_native(f"{base}/ws/native") as ws:
+            await ws.send(json.dumps({"type": "start", "call_id": f"ver-{n}", "channels": [], "metadata": {"flow": "bank"}}))
+            while True:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                if msg.get("type") == "bot":
+                    await ws.send(json.dumps({"type": "stop"}))
+                    return str(msg["text"])
+
+    settings = make_settings(tmp_path, bot={"flows_dir": str(flows)})
+    async with server(settings) as (base, _app):
+        assert "Northwind Bank" in await greeting(base, 1)
+    v2 = bank.replace("version: ", "version: 1", 1).replace("Thank you for calling Northwind Bank", "Welcome to Northwind Bank, version two")
+    assert v2 != bank
+    (flows / "bank.yaml").write_text(v2)
+    async with server(settings) as (base, _app):  # a higher version number on disk is promoted when it loads
+        assert "version two" in await greeting(base, 2)
+        async with httpx.AsyncClient(base_url=base.replace("ws", "http")) as http:
+            listed = (await http.get("/api/v1/flows/bank/versions", headers=sup)).json()["versions"]
+            assert len(listed) == 2 and [v["active"] for v in listed] == [False, True]
+            assert (await http.post("/api/v1/flows/bank/rollback", headers={"Authorization": "Bearer demo-agent-token"},
+                                    json={})).status_code == 403  # fmt: skip
+            r = await http.post("/api/v1/flows/bank/rollback", headers=sup, json={"reason": "v2 confuses callers"})
+            assert r.status_code == 200, r.text
+        assert "Thank you for calling" in await greeting(base, 3)  # new calls take the rolled-back version
+    async with server(settings) as (base, _app):  # the file on disk is still v2: the rollback holds
+        assert "Thank you for calling" in await greeting(base, 4)
+        async with httpx.AsyncClient(base_url=base.replace("ws", "http")) as http:
+            version = next(v["version"] for v in (await http.get("/api/v1/flows/bank/versions", headers=sup)).json()["versions"]
+                           if not v["active"])  # fmt: skip
+            r = await http.post(f"/api/v1/flows/bank/versions/{version}/promote", headers=sup, json={"reason": "fixed"})
+            assert r.status_code == 200 and r.json()["version"] == version
+            assert (await http.post("/api/v1/flows/bank/versions/999/promote", headers=sup, json={})).status_code == 404
+            trail = (await http.get("/api/v1/audit?kind=flow_promoted", headers=sup)).json()["entries"]
+        assert "version two" in await greeting(base, 5)
+    assert [e["actor"] for e in trail] == ["system", "system", "supervisor-1", "supervisor-1"]
+    assert trail[2]["payload"]["reason"] == "v2 confuses callers"

@@ -103,6 +103,9 @@ REST: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/flows"): "call_control",
     ("POST", "/api/v1/flows/{flow_id}/pause"): "call_control",
     ("POST", "/api/v1/flows/{flow_id}/resume"): "call_control",
+    ("GET", "/api/v1/flows/{flow_id}/versions"): "flows_manage",
+    ("POST", "/api/v1/flows/{flow_id}/versions/{version}/promote"): "flows_manage",
+    ("POST", "/api/v1/flows/{flow_id}/rollback"): "flows_manage",
     ("POST", "/api/v1/bot-actions/{action_id}/approve"): "call_control",
     ("POST", "/api/v1/bot-actions/{action_id}/reject"): "call_control",
 }  # fmt: skip
@@ -125,6 +128,7 @@ SOCKET_OPS: dict[str, str] = {
     **{op: "analytics" for op in ("analytics_drivers", "analytics_friction", "analytics_kpis", "analytics_topics",
                                   "topic_to_intent")},
     "kb_versions": "kb_read", "kb_diff": "kb_read", "kb_report": "kb_read", "kb_promote": "kb_manage", "kb_rollback": "kb_manage",
+    "flow_versions": "flows_manage", "promote_flow": "flows_manage", "rollback_flow": "flows_manage",
 }  # fmt: skip
 
 
@@ -134,7 +138,7 @@ ROLES_OF: dict[str, set[str]] = {
     "read_calls": {"agent", "supervisor", "qa", "admin"}, "read_transcripts": {"agent", "supervisor", "qa", "admin"},
     "read_recordings": {"agent", "supervisor", "qa", "admin"}, "read_unredacted": set(), "call_control": {"supervisor"},
     "supervisor_feed": {"supervisor"}, "qa_review": {"supervisor", "qa"}, "analytics": {"supervisor", "qa", "admin"},
-    "kb_read": {"supervisor", "qa", "admin"}, "kb_manage": {"supervisor", "admin"}, "learning": {"supervisor", "admin"},
+    "kb_read": {"supervisor", "qa", "admin"}, "kb_manage": {"supervisor", "admin"}, "learning": {"supervisor", "admin"}, "flows_manage": {"supervisor", "admin"},
     "audit_read": {"supervisor", "auditor", "admin"}, "access_log": {"auditor", "admin"}, "erase": {"admin"},
 }  # fmt: skip
 

@@ -34,6 +34,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "kb_read": frozenset({"supervisor", "qa", "admin"}),
     "kb_manage": frozenset({"supervisor", "admin"}),
     "learning": frozenset({"supervisor", "admin"}),
+    "flows_manage": frozenset({"supervisor", "admin"}),  # promote and roll back the virtual agent's flows
     "audit_read": frozenset({"supervisor", "auditor", "admin"}),
     "access_log": frozenset({"auditor", "admin"}),
     "erase": frozenset({"admin"}),

@@ -341,6 +341,9 @@ class BotConfig(_Strict):
     backend_url: str = ""
     backend_token: str = "demo-backend-token"
     voice: Literal["piper", "espeak"] = "piper"
+    # a flow file whose version number is higher than the active version's becomes active
+    # when the server starts; false: it is stored, and a supervisor promotes it
+    promote_on_load: bool = True
 
 
 class KnowledgeConfig(_Strict):

@@ -25,7 +25,8 @@ from callcue.audit.kpis import kpis
 from callcue.audit.log import AuditLog
 from callcue.auth import Authenticator, FailureLimiter
 from callcue.bot.demo_backend import DemoBackend
-from callcue.bot.flows import load_flows
+from callcue.bot.flows import load_flow_files, load_flows
+from callcue.bot.versions import FlowVersions
 from callcue.bot.voice import EspeakVoice, default_voice
 from callcue.cluster.bus import RedisBus
 from callcue.cluster.node import ClusterNode
@@ -219,6 +220,15 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
     fallback = PhraseHintPolicy(understanding.phrases) if understanding.phrases is not None else None
     recordings = open_recordings(settings, keys)
     bot, demo_backend = build_bot(settings, knowledge, detect_pool)
+    flow_versions = None
+    if bot is not None:  # the stored active versions, not the files, answer calls (a rollback outlives a restart)
+        flow_versions = await FlowVersions(db, audit).init()
+        active = await flow_versions.sync(load_flow_files(settings.resolve(settings.bot.flows_dir)),
+                                          promote_on_load=settings.bot.promote_on_load)  # fmt: skip
+        bot.flows.clear()
+        bot.flows.update(active)
+        if active:
+            log.info("virtual agent ready: %s", ", ".join(f"{f.id} v{f.version} ({f.digest})" for f in active.values()))
     deps = PipelineDeps(
         asr=asr, asr_pool=asr_pool, detect_pool=detect_pool, vad=settings.vad, pipeline=settings.pipeline,
         max_calls=settings.server.max_calls, detectors=understanding.detectors, sink=sink,
@@ -273,8 +283,12 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
                         after=[analytics.record_call] if analytics is not None else [])  # fmt: skip
         sink.call_end_listeners.append(qa.call_ended)
         supervisor.add_ops(QaCommands(lambda: qa.cards if qa else [], store, sink).ops(), needs="qa_review")
+    bcmds: BotCommands | None = None
     if bot is not None:
-        supervisor.add_ops(BotCommands(bot, sink).ops(), needs="call_control")
+        bcmds = BotCommands(bot, sink, flow_versions)
+        supervisor.add_ops(bcmds.ops(), needs={**{op: "call_control" for op in bcmds.ops()},
+                                               "flow_versions": "flows_manage", "promote_flow": "flows_manage",
+                                               "rollback_flow": "flows_manage"})  # fmt: skip
     if knowledge is not None:
         kcmds = KnowledgeCommands(knowledge, audit)
         supervisor.add_ops(kcmds.ops(), needs={"kb_versions": "kb_read", "kb_report": "kb_read", "kb_diff": "kb_read",
@@ -285,6 +299,10 @@ async def _assemble(settings: Settings, detect_pool: ThreadPoolExecutor, opened:
     retention.start()
     opened.append(retention.close)
     forget: list[Any] = [engine.forget_call]
+    if cluster is not None and bcmds is not None:  # a flow promoted on one node: every node's new calls take it
+        node = cluster
+        bcmds.on_change = lambda fid: node.bus.broadcast_state("flows", flow=fid)
+        node.on_state["flows"] = lambda _args: bcmds.reload(broadcast=False)
     if cluster is not None:
         forget.append(cluster.erase)
         cluster.on_erased.append(engine.forget_call)
@@ -306,9 +324,7 @@ def build_bot(settings: Settings, knowledge: KnowledgeBase | None, pool: Any) ->
     cfg = settings.bot
     if not cfg.enabled:
         return None, None
-    flows = load_flows(settings.resolve(cfg.flows_dir))
-    if flows:
-        log.info("virtual agent ready: %s", ", ".join(f"{f.id} v{f.version}" for f in flows.values()))
+    flows = load_flows(settings.resolve(cfg.flows_dir))  # a bad file stops the server here, naming it
     backend = None
     url = cfg.backend_url
     if not url:

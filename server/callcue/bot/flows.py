@@ -85,33 +85,44 @@ class FlowError(ValueError):
     pass
 
 
-def load_flows(folder: Path) -> dict[str, Flow]:
-    """Every flow of a folder, by id; a bad file stops the server with the file and reason."""
-    out: dict[str, Flow] = {}
+def parse_flow(raw: bytes, where: str) -> Flow:
+    """One flow from its YAML, validated (the file's or the stored version's name in errors)."""
+    try:
+        doc = yaml.safe_load(raw) or {}
+        flow = Flow.model_validate({**doc, "digest": hashlib.sha256(raw).hexdigest()[:12]})
+    except (yaml.YAMLError, ValidationError) as e:
+        raise FlowError(f"{where}: {e}") from None
+    for t in flow.tasks:
+        names = [s.name for s in t.slots]
+        if len(set(names)) != len(names):
+            raise FlowError(f"{where}: task {t.id}: slot names must be unique")
+        if t.limit is not None and t.limit.slot not in names:
+            raise FlowError(f"{where}: task {t.id}: limit names slot {t.limit.slot!r}, which the task does not ask for")
+        for step in t.actions:
+            if step.autonomy == "approve" and step.kind != "webhook":
+                raise FlowError(f"{where}: task {t.id}: only webhook steps can wait for a supervisor's approval")
+        for s in t.slots:
+            if s.type == "digits" and s.length is None:
+                raise FlowError(f"{where}: task {t.id}: digits slot {s.name} needs a length")
+            if s.type == "choice" and not s.choices:
+                raise FlowError(f"{where}: task {t.id}: choice slot {s.name} needs choices")
+    return flow
+
+
+def load_flow_files(folder: Path) -> dict[str, tuple[Flow, bytes]]:
+    """Every flow of a folder with its YAML, by id; a bad file stops the server with the
+    file and reason."""
+    out: dict[str, tuple[Flow, bytes]] = {}
     if not folder.exists():
         return out
     for f in sorted(folder.glob("*.yaml")):
         raw = f.read_bytes()
-        try:
-            doc = yaml.safe_load(raw) or {}
-            flow = Flow.model_validate({**doc, "digest": hashlib.sha256(raw).hexdigest()[:12]})
-        except (yaml.YAMLError, ValidationError) as e:
-            raise FlowError(f"{f}: {e}") from None
-        for t in flow.tasks:
-            names = [s.name for s in t.slots]
-            if len(set(names)) != len(names):
-                raise FlowError(f"{f}: task {t.id}: slot names must be unique")
-            if t.limit is not None and t.limit.slot not in names:
-                raise FlowError(f"{f}: task {t.id}: limit names slot {t.limit.slot!r}, which the task does not ask for")
-            for step in t.actions:
-                if step.autonomy == "approve" and step.kind != "webhook":
-                    raise FlowError(f"{f}: task {t.id}: only webhook steps can wait for a supervisor's approval")
-            for s in t.slots:
-                if s.type == "digits" and s.length is None:
-                    raise FlowError(f"{f}: task {t.id}: digits slot {s.name} needs a length")
-                if s.type == "choice" and not s.choices:
-                    raise FlowError(f"{f}: task {t.id}: choice slot {s.name} needs choices")
+        flow = parse_flow(raw, str(f))
         if flow.id in out:
             raise FlowError(f"{f}: flow id {flow.id!r} is defined twice")
-        out[flow.id] = flow
+        out[flow.id] = (flow, raw)
     return out
+
+
+def load_flows(folder: Path) -> dict[str, Flow]:
+    return {fid: flow for fid, (flow, _) in load_flow_files(folder).items()}

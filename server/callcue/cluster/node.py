@@ -50,6 +50,8 @@ class ClusterNode:
         #: what this node drops when another node erases a call (its engine's records, its
         #: recording file: recordings live on the disk of the node that recorded them)
         self.on_erased: list[Callable[[str], Any]] = []
+        #: other state ops a part of the server listens for (a flow promoted on another node)
+        self.on_state: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
@@ -129,6 +131,9 @@ class ClusterNode:
 
     async def _state(self, st: env.StateChange) -> None:
         a = st.args
+        if st.op in self.on_state:
+            await self.on_state[st.op](a)
+            return
         if st.op == "erase" and isinstance(a.get("call_id"), str):
             cid = a["call_id"]
             self._forget_actions(cid)
