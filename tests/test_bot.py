@@ -68,6 +68,44 @@ def test_slot_types() -> None:
     assert fill(Slot(name="x", type="choice", choices=["savings", "checking"], prompt="?"), "my saving account") == "savings"
 
 
+def test_a_turn_ends_sooner_on_a_complete_answer_and_later_on_a_trailing_and() -> None:
+    from callcue.bot.flows import Slot
+    from callcue.bot.turns import LONG_MS, SHORT_MS, hangover_ms
+
+    four = Slot(name="last4", type="digits", length=4, prompt="The last four digits?")
+    assert hangover_ms("four four one one", four, False, 600) == SHORT_MS
+    assert hangover_ms("four four", four, False, 600) == 600  # not yet complete
+    assert hangover_ms("it's four four one one and", four, False, 600) == LONG_MS
+    assert hangover_ms("yes", None, True, 600) == SHORT_MS
+    assert hangover_ms("I lost my card and", None, False, 600) == LONG_MS
+    assert hangover_ms("what are your opening hours", None, False, 600) == SHORT_MS
+    assert hangover_ms("I lost my card", None, False, 600) == 600
+    assert hangover_ms("", four, False, 600) == 600
+
+
+def test_the_vad_hangover_follows_the_turn_policy() -> None:
+    """The same audio (speech, then 0.4 s of silence, then more speech) is one segment with
+    the default 600 ms hang-over and two with 250 ms set between the words."""
+    import numpy as np
+
+    from callcue.audio.vad import SpeechEnded, VadSegmenter
+
+    rng = np.random.default_rng(0)
+    t = np.arange(8000) / 8000
+    voiced = (3000 * np.sin(2 * np.pi * 220 * t) * (1 + 0.3 * rng.standard_normal(8000))).astype(np.int16).tobytes()
+    gap = bytes(2 * int(8000 * 0.4))
+
+    def ends(hangover: int | None) -> int:
+        vad = VadSegmenter(8000, aggressiveness=1)
+        n = sum(isinstance(e, SpeechEnded) for e in vad.feed(voiced))
+        if hangover is not None:
+            vad.set_hangover(hangover)
+        n += sum(isinstance(e, SpeechEnded) for e in vad.feed(gap + voiced + bytes(16000)))
+        return n
+
+    assert ends(None) == 1 and ends(250) == 2
+
+
 def test_a_bad_flow_stops_the_server_with_the_reason(tmp_path: Path) -> None:
     (tmp_path / "f.yaml").write_text("id: x\nversion: 1\ngreeting: hi\nnot_understood: what\ntasks:\n"
                                      "  - id: t\n    slots: [{name: a, type: digits, prompt: p}]\n")

@@ -111,8 +111,10 @@ class VadSegmenter:
         self._preroll_frames = math.ceil(preroll_ms / frame_ms)
         self._start_frames = max(1, round(start_window_ms / frame_ms))
         self._start_needed = max(1, math.ceil(start_ratio * self._start_frames - 1e-9))
+        self._end_ratio = end_ratio
         self._end_frames = max(1, round(hangover_ms / frame_ms))
         self._end_allowed = math.floor(end_ratio * self._end_frames + 1e-9)
+        self._want_end_frames = self._end_frames
         self._max_samples = round(max_segment_s * sample_rate)
 
         self._buf = bytearray()  # bytes not yet forming a whole frame
@@ -141,8 +143,21 @@ class VadSegmenter:
     def _t(self, sample: int) -> float:
         return sample / self.sample_rate
 
+    def set_hangover(self, ms: int) -> None:
+        """The silence that ends a segment from the next frame on (a turn-taking policy sets it
+        from the words so far); callable from another thread: only a number is written."""
+        self._want_end_frames = max(1, round(ms / self.frame_ms))
+
+    def _apply_hangover(self) -> None:
+        n = self._want_end_frames
+        self._end_frames = n
+        self._end_allowed = math.floor(self._end_ratio * n + 1e-9)
+        self._tail = deque(self._tail, maxlen=n)  # the most recent frames judge the new window
+
     def feed(self, pcm: bytes) -> list[VadEvent]:
         """Consume 16-bit LE mono PCM at `sample_rate`; any size, remainders are buffered."""
+        if self._want_end_frames != self._end_frames:
+            self._apply_hangover()
         self._buf += pcm
         self.samples_fed = self._next_sample + len(self._buf) // 2
         events: list[VadEvent] = []

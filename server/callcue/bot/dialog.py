@@ -56,6 +56,15 @@ class Dialog:
     turns: list[tuple[str, str]] = field(default_factory=list)  # (who, text)
     reprompted: bool = False
 
+    @property
+    def expecting(self) -> Slot | None:
+        """The slot the bot asked for and waits on (None when it waits on no value)."""
+        return self._missing() if self.phase == "slot" and self.task is not None else None
+
+    @property
+    def confirming(self) -> bool:
+        return self.phase == "confirm"
+
     # ---------------------------------------------------------------- in
     def start(self) -> list[Out]:
         return self._say(self.flow.greeting)

@@ -17,6 +17,7 @@ from typing import Any
 
 from callcue import metrics
 from callcue.bot.runner import BotPorts, BotRunner
+from callcue.bot.turns import hangover_ms
 from callcue.decide.state import CallInfo
 from callcue.events import Channel, Signal, Transcript
 from callcue.pipeline.channel import ChannelPipeline
@@ -166,6 +167,16 @@ class Call:
         task = self._loop.create_task(coro)
         self._bot_tasks.add(task)
         task.add_done_callback(self._bot_tasks.discard)
+
+    def _take_turns(self, t: Transcript) -> None:
+        """The caller's turn ends sooner on a complete answer, later on a trailing "and..."
+        (bot/turns.py): the customer channel's silence window follows the latest partial."""
+        chp = self.channels.get("customer")
+        if self.bot is None or self.bot.handed_off or chp is None:
+            return
+        default = self.deps.vad.hangover_ms
+        d = self.bot.dialog
+        chp.set_hangover(default if t.is_final else hangover_ms(t.text, d.expecting, d.confirming, default))
 
     def _bot_turn(self, t: Transcript) -> None:
         """After the pipeline handled a caller's final: the intents and risks it raised go
@@ -347,8 +358,10 @@ class Call:
             if isinstance(item, Transcript):
                 self._latest_audio = item.audio_received_at
             await self.pipeline.push(item)
-            if isinstance(item, Transcript) and item.is_final and item.channel == "customer" and item.engine != "bot":
-                self._bot_turn(item)
+            if isinstance(item, Transcript) and item.channel == "customer" and item.engine != "bot":
+                if item.is_final:
+                    self._bot_turn(item)
+                self._take_turns(item)
 
     async def _tick_loop(self) -> None:
         """Once a second, let time-based detectors speak: disclosure deadlines, dead air."""

@@ -116,6 +116,10 @@ class ChannelPipeline:
     def clear_urgent(self) -> None:
         self._urgent_until = 0.0
 
+    def set_hangover(self, ms: int) -> None:
+        """How long a silence ends the current utterance (the virtual agent's turn-taking)."""
+        self._vad.set_hangover(ms)
+
     def expect_digits(self, seconds: float) -> None:
         """The conversation expects digits on this channel for `seconds` (pipeline/digits_expected.py)."""
         self._digits_until = max(self._digits_until, time.monotonic() + seconds)
