@@ -118,6 +118,16 @@ export interface ApprovalRequestEvent {
   playbook_id: string; playbook_version: string; role: string; deadline_s: number; on_expiry: string;
   why: Record<string, unknown>; actions: ActionRecord[];
 }
+/** The virtual agent waits on a person for a fulfilment step while the caller holds (docs/virtual-agent.md). */
+export interface BotApprovalRequestEvent {
+  type: "bot_approval_request"; call_id: string; action_id: string; task: string; kind: string; flow: string;
+  slots: Record<string, string>; deadline_s: number; deadline_at: number;
+}
+/** The virtual agent hands the call to a person: what the caller wanted, the slots filled, what it did. */
+export interface HandoffEvent {
+  type: "handoff"; call_id: string; seq?: number; reason: string; summary: string; task?: string | null;
+  slots?: Record<string, string>; done?: unknown[]; transcript?: [string, string][]; [k: string]: unknown;
+}
 export interface ActionUpdateEvent { type: "action_update"; call_id?: string; seq?: number; action_id: string; state: string; [k: string]: unknown }
 export interface AlertEvent { type: "alert"; call_id?: string; seq?: number; [k: string]: unknown }
 export interface HelloEvent { type: "hello"; user_id: string; role: "agent" | "supervisor"; protocol: string; server_time: number }
@@ -158,6 +168,8 @@ export interface EventMap {
   hint_retracted: HintRetractedEvent;
   alert: AlertEvent;
   approval_request: ApprovalRequestEvent;
+  bot_approval_request: BotApprovalRequestEvent;
+  handoff: HandoffEvent;
   action_update: ActionUpdateEvent;
   subscribed: SubscribedReply;
   error: ErrorEvent;

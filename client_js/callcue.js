@@ -24,7 +24,7 @@ const MSGPACK_PROTOCOL = "callcue.v1.msgpack";
 /** Event types a desk renders; `on("event")` gets every event, `on("status")` connection changes. */
 export const EVENT_TYPES = Object.freeze([
   "hello", "call_started", "call_ended", "transcript", "signal", "hint", "hint_retracted", "alert",
-  "approval_request", "action_update", "call_control", "playbook_paused", "playbook_resumed",
+  "approval_request", "bot_approval_request", "handoff", "action_update", "call_control", "playbook_paused", "playbook_resumed",
   "escalation", "anomaly", "dtmf", "error",
 ]);
 

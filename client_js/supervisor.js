@@ -7,7 +7,7 @@ import { el, button, fmtClock, fmtTime, initialToken, Connection } from "./desk.
 (() => {
   const $ = (id) => document.getElementById(id);
   const FEED_MAX = 300;
-  const FEED_TYPES = new Set(["hint", "alert", "escalation", "action_update", "approval_request", "anomaly",
+  const FEED_TYPES = new Set(["hint", "alert", "escalation", "action_update", "approval_request", "bot_approval_request", "anomaly",
                               "playbook_paused", "playbook_resumed", "hint_retracted", "call_started", "call_ended"]);
 
   const state = {
@@ -98,6 +98,12 @@ import { el, button, fmtClock, fmtTime, initialToken, Connection } from "./desk.
                                             result: "", busy: false });
         renderApprovals();
         break;
+      case "bot_approval_request":
+        // the virtual agent holds the caller while a person decides (docs/virtual-agent.md)
+        state.approvals.set(`bot:${ev.action_id}`, { req: { ...ev, bot: true,
+          deadline_at: ev.deadline_at || Date.now() / 1000 + (ev.deadline_s || 0) }, result: "", busy: false });
+        renderApprovals();
+        break;
       case "action_update":
         if (ev.from === "pending_approval") settleApproval(ev);
         if (ev.call_id === state.selected) loadTrail();
@@ -166,9 +172,9 @@ import { el, button, fmtClock, fmtTime, initialToken, Connection } from "./desk.
   async function decide(a, verb, text) {
     a.busy = true;
     renderApprovals();
-    const first = a.req.actions[0];
-    const msg = verb === "approve" ? { type: "approve", action_id: first.action_id, note: text || "" }
-                                   : { type: "reject", action_id: first.action_id, reason: text || "" };
+    const id = a.req.bot ? a.req.action_id : a.req.actions[0].action_id;
+    const type = (a.req.bot ? "bot_" : "") + verb;
+    const msg = verb === "approve" ? { type, action_id: id, note: text || "" } : { type, action_id: id, reason: text || "" };
     const r = await command(msg);
     a.busy = false;
     if (r.type === "error") a.result = `${verb} failed: ${r.message || r.code}`;
@@ -525,6 +531,11 @@ import { el, button, fmtClock, fmtTime, initialToken, Connection } from "./desk.
     return `${r.kind}${what ? ": " + what : ""}`;
   }
 
+  function countdownText(deadline) {
+    const left = Math.max(0, Number(deadline) - Date.now() / 1000);
+    return left > 0 ? `${Math.ceil(left)} s left to decide` : "deadline passed";
+  }
+
   function renderApprovals() {
     const box = $("approvals");
     box.replaceChildren();
@@ -535,14 +546,24 @@ import { el, button, fmtClock, fmtTime, initialToken, Connection } from "./desk.
       const r = a.req;
       const card = el("div", "appr");
       card.dataset.firingId = fid;
-      card.append(el("h4", "", `${r.playbook_id} v${r.playbook_version}`));
-      card.append(el("div", "meta", `call ${r.call_id} · agent ${r.agent_id || "?"}${r.deadline_s ? ` · decide within ${r.deadline_s} s` : ""}${r.on_expiry ? ` (then ${r.on_expiry})` : ""}`));
+      if (r.bot) {
+        card.classList.add("bot");
+        card.append(el("h4", "", `virtual agent ${String(r.flow || "").replace("@", " v")} · ${r.task}`));
+        card.append(el("div", "meta", `call ${r.call_id} · the caller is holding${r.deadline_s ? ` · decide within ${r.deadline_s} s (then a person takes the call)` : ""}`));
+      } else {
+        card.append(el("h4", "", `${r.playbook_id} v${r.playbook_version}`));
+        card.append(el("div", "meta", `call ${r.call_id} · agent ${r.agent_id || "?"}${r.deadline_s ? ` · decide within ${r.deadline_s} s` : ""}${r.on_expiry ? ` (then ${r.on_expiry})` : ""}`));
+      }
       if (!a.result && r.deadline_at) {
-        const cd = el("div", "countdown", "");
+        const cd = el("div", "countdown", countdownText(r.deadline_at));
         cd.dataset.deadline = String(r.deadline_at);
         card.append(cd);
       }
       for (const act of r.actions || []) card.append(el("div", "", `→ ${describeAction(act)}`));
+      if (r.bot) {
+        card.append(el("div", "", `→ ${r.kind}`));
+        for (const [k, v] of Object.entries(r.slots || {})) card.append(el("div", "meta slot", `${k}: ${v}`));
+      }
       if (r.why && r.why.when && r.why.when !== "True") card.append(el("div", "meta", `rule: ${r.why.when}`));
       const acts = el("div", "acts");
       if (a.result) {
@@ -651,6 +672,7 @@ import { el, button, fmtClock, fmtTime, initialToken, Connection } from "./desk.
       case "escalation": return `to ${[ev.role, ev.queue].filter(Boolean).join(" / ")}: ${ev.message || ""}`;
       case "action_update": return `${ev.playbook_id} ${ev.kind} ${ev.from} → ${ev.state} (${ev.actor})`;
       case "approval_request": return `${ev.playbook_id} asks for approval (${(ev.actions || []).map(describeAction).join(", ")})`;
+      case "bot_approval_request": return `virtual agent ${String(ev.flow || "").replace("@", " v")} asks to ${ev.kind} (${ev.task})`;
       case "anomaly": return `${ev.playbook_id || ""} ${ev.metric || ev.kind || ""} ${ev.value ?? ""} ${ev.auto_paused ? "· auto-paused" : ""}`;
       case "playbook_paused": return `${ev.playbook_id} paused ${ev.call_id ? "on " + ev.call_id : "everywhere"} by ${ev.by}${ev.reason ? ": " + ev.reason : ""}`;
       case "playbook_resumed": return `${ev.playbook_id} resumed ${ev.call_id ? "on " + ev.call_id : "everywhere"} by ${ev.by}`;
@@ -661,7 +683,7 @@ import { el, button, fmtClock, fmtTime, initialToken, Connection } from "./desk.
     }
   }
 
-  const TAGS = { action_update: "action", approval_request: "approval", playbook_paused: "paused", playbook_resumed: "resumed",
+  const TAGS = { action_update: "action", approval_request: "approval", bot_approval_request: "approval", playbook_paused: "paused", playbook_resumed: "resumed",
                  hint_retracted: "retract", call_started: "call", call_ended: "call end" };
 
   function addFeed(ev) {
@@ -775,8 +797,16 @@ import { el, button, fmtClock, fmtTime, initialToken, Connection } from "./desk.
     const now = Date.now() / 1000;
     for (const cd of document.querySelectorAll(".countdown")) {
       const left = Math.max(0, Number(cd.dataset.deadline) - now);
-      cd.textContent = left > 0 ? `${Math.ceil(left)} s left to decide` : "deadline passed";
+      cd.textContent = countdownText(Number(cd.dataset.deadline));
       cd.classList.toggle("urgent", left < 15);
+    }
+    // a bot approval nobody answered: the call went to a person; the card says so, then goes
+    for (const [key, a] of state.approvals) {
+      if (a.req.bot && !a.result && now > a.req.deadline_at) {
+        a.result = "expired: handed to a person";
+        renderApprovals();
+        setTimeout(() => { state.approvals.delete(key); renderApprovals(); }, 8000);
+      }
     }
     for (const td of document.querySelectorAll("#calls td.dur")) {
       const c = state.calls.get(td.dataset.callId);

@@ -27,6 +27,7 @@ import pytest
 from callcue.clients.audio_file import CallAudio, read_call_audio
 from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, stream_call
 from callcue.config import REPO_CONFIG_DIR
+from tests.sealed import SealedSqlite
 from tests.serverkit import AGENT_TOKEN, SUPERVISOR_TOKEN, make_settings, server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -209,7 +210,7 @@ async def test_agent_and_supervisor_pages_in_chromium(tmp_path: Path, playwright
     assert ag["hint"]["title"] == "Retention offer available" and "20%" in ag["hint"]["reply"], ag["hint"]
     assert ag["accept_state"] == "saved: accepted"
     assert ag["dismissed"]["state"] == "saved: dismissed"
-    db = sqlite3.connect(tmp_path / "callcue.db")
+    db = SealedSqlite(tmp_path / "callcue.db")
     rows = {r[0]: r[1:] for r in db.execute("SELECT hint_id, action, user_id, reason, call_id FROM feedback")}
     db.close()
     assert rows[ag["hint"]["hint_id"]] == ("accepted", "agent-1", None, call_id), rows
@@ -323,7 +324,7 @@ async def test_pages_reconnect_after_a_server_restart_and_never_retry_a_bad_toke
     assert result["sockets"]["bad"] == 1, result["sockets"]  # refused once, never retried
     assert result["sockets"]["good"] >= 3, result["sockets"]  # first, at least one refused retry, the reconnect
     # nothing missed, nothing twice: each call's finals on the page are exactly the stored ones
-    db = sqlite3.connect(tmp_path / "callcue.db")
+    db = SealedSqlite(tmp_path / "callcue.db")
     for call_id in ("CAbefore", "CAafter"):
         stored = sorted(r[0] for r in db.execute("SELECT text FROM transcripts WHERE call_id = ?", (call_id,)))
         shown = sorted(re.sub(r"^\d+:\d\d", "", t) for t in result["calls"][call_id]["finals"])  # the m:ss stamp

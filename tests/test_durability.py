@@ -21,6 +21,7 @@ from websockets.asyncio.client import connect
 from callcue.clients.audio_file import read_call_audio
 from callcue.clients.demo import demo_call_path, free_port
 from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, stream_call
+from tests.sealed import SealedSqlite
 from tests.serverkit import AGENT_TOKEN
 
 pytestmark = pytest.mark.slow
@@ -78,7 +79,7 @@ async def test_sigkill_loses_nothing_a_client_was_sent(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-    db = sqlite3.connect(tmp_path / "kill.db")
+    db = SealedSqlite(tmp_path / "kill.db")
     finals = {r[0] for r in db.execute("SELECT text FROM transcripts WHERE call_id = 'CAkill'")}
     signals = {r[0] for r in db.execute("SELECT signal_id FROM signals WHERE call_id = 'CAkill'")}
     hints = {r[0] for r in db.execute("SELECT hint_id FROM hints WHERE call_id = 'CAkill'")}

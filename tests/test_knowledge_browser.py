@@ -9,12 +9,13 @@ import asyncio
 import json
 import os
 import shutil
-import sqlite3
 from pathlib import Path
 
 import httpx
 import pytest
 
+from callcue.config import REPO_CONFIG_DIR
+from tests.sealed import SealedSqlite
 from tests.serverkit import AGENT_TOKEN, SUPERVISOR_TOKEN, make_settings, server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +69,7 @@ async def test_cards_replies_checklist_and_search_in_chromium(tmp_path: Path) ->
     assert out["search"][0].startswith("Lost or stolen cards") and out["sideways"] is False
     useful = [r for r in out["report"] if r[2] == "1"]
     assert len(useful) == 1 and useful[0][1] == "1" and useful[0][4] == "100%", out["report"]
-    db = sqlite3.connect(str(tmp_path / "callcue.db"))
+    db = SealedSqlite(tmp_path / "callcue.db")
     rows = db.execute("SELECT action, reason FROM feedback WHERE hint_id = ?", (out["useful_hint"],)).fetchall()
     assert ("accepted", "useful") in rows
     used = db.execute("SELECT payload FROM audit_log WHERE kind = 'reply_feedback'").fetchall()
@@ -93,3 +94,50 @@ async def test_a_virtual_agent_handoff_reaches_the_desk_with_its_context(tmp_pat
     assert out["errors"] == [], out["errors"]
     assert out["title"] == "Handed over by the virtual agent" and "lost card" in out["summary"]
     assert "last4: 5678" in out["facts"] and "caller asked for a person" in out["facts"] and out["bot_lines"] >= 2
+
+
+async def test_the_supervisor_console_approves_a_bot_action_in_chromium(tmp_path: Path) -> None:
+    """The virtual agent holds a caller for a refund; the console (Chromium) shows the
+    request with the task, its slots and the countdown; Approve there, and the caller is told."""
+    import shutil
+
+    from callcue.clients.twilio_stream import connect_native
+    from tests.test_bot import APPROVAL_FLOW
+
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    shutil.copy(REPO_CONFIG_DIR / "flows" / "bank.yaml", flows / "bank.yaml")
+    (flows / "approvals.yaml").write_text(APPROVAL_FLOW)
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    ready = tmp_path / "console.ready"
+    async with server(make_settings(tmp_path, bot={"flows_dir": str(flows)})) as (ws_base, _app):
+        base = ws_base.replace("ws://", "http://", 1)
+        console = asyncio.create_task(_node("bot_approval.mjs", base, shots, CALLCUE_SUPERVISOR_TOKEN=SUPERVISOR_TOKEN,
+                                            CALLCUE_READY=str(ready)))  # fmt: skip
+        for _ in range(600):
+            if ready.exists() or console.done():
+                break
+            await asyncio.sleep(0.1)
+        async with connect_native(f"{ws_base}/ws/native") as ws:
+            await ws.send(json.dumps({"type": "start", "call_id": "chat-console-1", "channels": [],
+                                      "metadata": {"flow": "approvals"}}))  # fmt: skip
+
+            async def bot_line(containing: str) -> str:
+                while True:
+                    msg = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                    if msg.get("type") == "bot" and containing in msg["text"]:
+                        return str(msg["text"])
+
+            await bot_line("refunds desk")
+            await ws.send(json.dumps({"type": "text", "channel": "customer", "text": "I need a refund"}))
+            await bot_line("How much")
+            await ws.send(json.dumps({"type": "text", "channel": "customer", "text": "80 dollars"}))
+            await bot_line("Please hold")
+            assert "approved and on its way" in await bot_line("approved")
+            await ws.send(json.dumps({"type": "stop"}))
+        out = await console
+    assert out["errors"] == [], out["errors"]
+    assert out["title"] == "virtual agent approvals v1 · refund", out["title"]
+    assert "amount: 80" in out["text"] and "holding" in out["text"] and "s left to decide" in out["countdown"]
+    assert out["result"] == "approved" and "virtual agent approvals v1 asks to webhook" in out["feed"]

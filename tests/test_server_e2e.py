@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from pathlib import Path
 
 import httpx
@@ -26,6 +25,7 @@ from callcue.clients.twilio_stream import (
 )
 from callcue.platforms.native import encode_audio_frame
 from tests.conftest import require_shared
+from tests.sealed import SealedSqlite
 from tests.serverkit import SUPERVISOR_TOKEN, agent, espeak_wav, make_settings, server
 
 pytestmark = pytest.mark.slow
@@ -68,7 +68,7 @@ async def test_twilio_call_real_speech_gives_partials_finals_and_stores(tmp_path
             assert rec.json()["transcripts"] and rec.json()["call"]["platform"] == "twilio"
             nobody = await http.get(f"/api/v1/calls/{msgs.call_sid}", headers={"Authorization": "Bearer wrong-token-123"})
             assert nobody.status_code == 401
-    db = sqlite3.connect(tmp_path / "callcue.db")
+    db = SealedSqlite(tmp_path / "callcue.db")
     rows = db.execute("SELECT text FROM transcripts WHERE call_id = ?", (msgs.call_sid,)).fetchall()
     assert rows and "country" in " ".join(r[0] for r in rows).lower()
     assert db.execute("SELECT ended_at FROM calls WHERE call_id = ?", (msgs.call_sid,)).fetchone()[0] is not None
@@ -102,7 +102,7 @@ async def test_hint_reaches_agent_before_call_ends_and_feedback_is_stored(tmp_pa
         await desk.ws.send(json.dumps(bad) if subprotocol.endswith("json") else msgpack.packb(bad))
         err = await desk.wait_for(lambda e: e.get("type") == "error")
         assert err["code"] == "unknown_hint"
-    db = sqlite3.connect(tmp_path / "callcue.db")
+    db = SealedSqlite(tmp_path / "callcue.db")
     assert db.execute("SELECT action, reason, user_id FROM feedback").fetchall() == [("dismissed", "already handled", "agent-1")]
     rows = [json.loads(a) for (a,) in db.execute("SELECT attrs FROM hints").fetchall()]
     assert len([a for a in rows if a.get("card") != "knowledge"]) == 1, rows

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from callcue.clients.audio_file import read_call_audio
 from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, stream_call
+from tests.sealed import SealedSqlite
 from tests.serverkit import agent, espeak_wav, make_settings, server
 
 pytestmark = pytest.mark.slow
@@ -70,7 +70,7 @@ async def test_clean_shutdown_keeps_everything_queued(tmp_path: Path) -> None:
         await desk.wait_for(lambda e: e.get("type") == "hint", timeout=30)
         sender.cancel()
         # leaving the block shuts the server down with the Twilio socket still open
-    db = sqlite3.connect(tmp_path / "callcue.db")
+    db = SealedSqlite(tmp_path / "callcue.db")
     call = db.execute("SELECT ended_at, end_reason FROM calls WHERE call_id = ?", (msgs.call_sid,)).fetchone()
     assert call is not None and call[0] is not None, call
     hints = [json.loads(a) for (a,) in db.execute("SELECT attrs FROM hints WHERE call_id = ?", (msgs.call_sid,)).fetchall()]

@@ -218,6 +218,7 @@ async def test_a_browser_caller_hears_the_virtual_agent_on_its_track(tmp_path: P
         pc.addTrack(player.audio)
         conv = FrameConverter()
         got_track = asyncio.Event()
+        pulling: list[asyncio.Task] = []
 
         @pc.on("track")
         def _on_track(track) -> None:
@@ -229,7 +230,7 @@ async def test_a_browser_caller_hears_the_virtual_agent_on_its_track(tmp_path: P
                         return
 
             got_track.set()
-            asyncio.ensure_future(pull())
+            pulling.append(asyncio.ensure_future(pull()))
 
         await pc.setLocalDescription(await pc.createOffer())
         async with httpx.AsyncClient(base_url=base.replace("ws", "http")) as http:
