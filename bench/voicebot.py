@@ -33,16 +33,19 @@ def pct(xs: list[float], q: float) -> float:
 
 @dataclass
 class Conversation:
-    """What a caller heard (Twilio messages with their arrival times) and when it spoke."""
+    """What a caller heard (Twilio messages with their arrival times) and when it spoke;
+    `then_end`: when the caller's second turn (the slot value) ended, if it had one."""
 
     got: list[tuple[float, dict]]
     speech_start: float
     speech_end: float
+    then_end: float | None = None
 
 
-async def converse(base: str, caller: bytes, flow: str = "bank") -> Conversation:
+async def converse(base: str, caller: bytes, flow: str = "bank", then: bytes | None = None) -> Conversation:
     """One Twilio `<Connect><Stream>` caller in real time: 2 s of silence (the greeting
-    starts), `caller` (16-bit PCM, 8 kHz) over it, then 4 s of silence for the bot's answer."""
+    starts), `caller` (16-bit PCM, 8 kHz) over it, then 4 s of silence for the bot's answer;
+    with `then`, the caller then answers the bot's question with it and is silent 3 s."""
     from callcue.audio.codecs import encode
     from callcue.clients.twilio_stream import TwilioMessages, connect_twilio
 
@@ -73,19 +76,27 @@ async def converse(base: str, caller: bytes, flow: str = "bank") -> Conversation
         await play(caller)
         speech_end = time.monotonic()
         await play(b"\0\0" * 32000)
+        then_end = None
+        if then is not None:
+            await play(then)
+            then_end = time.monotonic()
+            await play(b"\0\0" * 24000)
         await ws.send(msgs.stop())
         await asyncio.sleep(0.3)
         reader.cancel()
-    return Conversation(got, speech_start, speech_end)
+    return Conversation(got, speech_start, speech_end, then_end)
 
 
-async def one_call(base: str, caller: bytes) -> dict[str, float | None]:
-    c = await converse(base, caller)
+async def one_call(base: str, caller: bytes, digits: bytes) -> dict[str, float | None]:
+    c = await converse(base, caller, then=digits)
     clear = next((t for t, m in c.got if m.get("event") == "clear" and t >= c.speech_start), None)
     answer = next((t for t, m in c.got if m.get("event") == "media" and t >= c.speech_end and (clear is None or t > clear)),
                   None)  # fmt: skip
+    # the answer to a complete slot value ("4 4 1 1"): turn-taking ends such a turn sooner
+    slot = next((t for t, m in c.got if m.get("event") == "media" and c.then_end and t >= c.then_end), None)
     return {"barge_in_s": None if clear is None else clear - c.speech_start,
-            "first_audio_s": None if answer is None else answer - c.speech_end}  # fmt: skip
+            "first_audio_s": None if answer is None else answer - c.speech_end,
+            "slot_answer_s": None if slot is None or c.then_end is None else slot - c.then_end}  # fmt: skip
 
 
 async def run(calls: int) -> dict:
@@ -94,16 +105,19 @@ async def run(calls: int) -> dict:
     from callcue.bot.voice import EspeakVoice
 
     caller = b"".join(EspeakVoice().synthesize("Hello. I lost my card.", 8000))
+    digits = b"".join(EspeakVoice().synthesize("4 4 1 1", 8000))
     with tempfile.TemporaryDirectory() as tmp:
         async with server(make_settings(Path(tmp))) as (base, _app):
             load0 = os.getloadavg()[0]
-            rows = await asyncio.gather(*(one_call(base, caller) for _ in range(calls)))
+            rows = await asyncio.gather(*(one_call(base, caller, digits) for _ in range(calls)))
             load1 = os.getloadavg()[0]
     first = [r["first_audio_s"] for r in rows if r["first_audio_s"] is not None]
     barge = [r["barge_in_s"] for r in rows if r["barge_in_s"] is not None]
+    slot = [r["slot_answer_s"] for r in rows if r["slot_answer_s"] is not None]
     return {"calls": calls, "answered": len(first), "barged": len(barge),
             "first_audio_s": {"p50": pct(first, 50), "p95": pct(first, 95), "p99": pct(first, 99)},
             "barge_in_s": {"p50": pct(barge, 50), "p95": pct(barge, 95), "p99": pct(barge, 99)},
+            "slot_answer_s": {"p50": pct(slot, 50), "p95": pct(slot, 95), "p99": pct(slot, 99)},
             "load_before": load0, "load_after": load1, "cores": os.cpu_count()}  # fmt: skip
 
 

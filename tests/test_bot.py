@@ -55,6 +55,13 @@ def test_handoff_on_request_on_repeated_misunderstanding_on_risk_and_over_a_limi
     outs = d.hear("seven hundred dollars")
     [h] = [o for o in outs if isinstance(o, Handoff)]
     assert "500" in _said(outs) and h.context["slots"] == {"amount": "700"} and h.context["wanted"] == "payment_status"
+    # a request a person handles (the flow's on_intents) goes to one; the flow's own phrases still win
+    d = Dialog(_bank()); d.start()  # noqa: E702
+    [h] = [o for o in d.hear("a charge I never made is on my bill", [("billing_dispute", 0.9)]) if isinstance(o, Handoff)]
+    assert h.reason == "a person handles: billing_dispute"
+    d = Dialog(_bank()); d.start()  # noqa: E702
+    assert not any(isinstance(o, Handoff) for o in d.hear("how much is the overdraft fee", [("billing_dispute", 0.9)]))
+    assert d.task is not None and d.task.id == "hours_and_fees"
 
 
 def test_slot_types() -> None:

@@ -102,6 +102,9 @@ class Dialog:
                 return [*self._say(self.flow.goodbye), End("caller done")]
         # choose a task (also after one is done: "anything else?" answered with a request)
         task = self._choose(low, intents)
+        person = [n for n, c in intents if n in h.on_intents and c >= h.min_intent_confidence]
+        if task is None and person:
+            return self._handoff(f"a person handles: {person[0]}")
         if task is None:
             return self._not_understood(self.flow.not_understood)
         self.task, self.slots, self.phase, self.not_understood = task, {}, "slot", 0
@@ -141,6 +144,8 @@ class Dialog:
             if any(re.search(rf"\b{re.escape(p)}\b", low) for p in t.phrases):
                 return t
         floor = self.flow.handoff.min_intent_confidence
+        if any(n in self.flow.handoff.on_intents and c >= floor for n, c in intents):
+            return None  # a request a person handles: `hear` hands it over
         for name, conf in sorted(intents, key=lambda x: -x[1]):
             if conf < floor:
                 continue

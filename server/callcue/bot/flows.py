@@ -67,6 +67,9 @@ class Handoff(_Strict):
     max_not_understood: int = Field(default=2, ge=1, le=10)
     min_intent_confidence: float = Field(default=0.55, ge=0, le=1)
     on_signals: list[str] = Field(default_factory=list)
+    # requests a person handles (a dispute, closing an account): a confident intent of these,
+    # when the caller says what they want, goes to a person instead of a task
+    on_intents: list[str] = Field(default_factory=list)
 
 
 class Flow(_Strict):

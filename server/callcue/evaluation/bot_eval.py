@@ -8,6 +8,12 @@ person; each has the outcome it should reach (the task done with its slots, or a
 transfers, which the demo flow does not serve): the right outcome is a handoff, never a task
 started under a wrong name. Intents come from the shipped intent classifier, as live.
 
+**Real requests**: the opening request of each MultiDoGo finance dialogue (customers of a
+bank's chat, labelled with intents): a lost or stolen card (`reportlostcard`, `replacecard`)
+must start the lost-card task; every other request (balances, transfers, address changes,
+disputes) must start no task (the bot re-prompts or hands over). The later MultiDoGo turns answer
+a human agent's questions, not this flow's, so only the request is used.
+
 Reported: task success, slot accuracy, turns to completion, handoff rate (and correct-handoff
 rate), per set.
 """
@@ -116,7 +122,7 @@ def speech_ear(asr: Any, vad: Any, caller_voice: str = "piper") -> Any:
 
 
 def run_bot_eval(flow: Flow, classifier: Any, sgd_file: Path | None = None, limit: int = 200,
-                 hear: Any = None) -> dict[str, Any]:  # fmt: skip
+                 hear: Any = None, multidogo_file: Path | None = None) -> dict[str, Any]:  # fmt: skip
     t0 = time.perf_counter()
     scripted = []
     for s in SCRIPTS:
@@ -138,8 +144,43 @@ def run_bot_eval(flow: Flow, classifier: Any, sgd_file: Path | None = None, limi
         out["out_of_scope"] = {"dialogues": len(rows), "handed_off": sum(r["handoff"] is not None for r in rows) / max(1, len(rows)),
                                "wrong_task_started": sum(r["wrong_task"] for r in rows) / max(1, len(rows)),
                                "mean_turns_to_handoff": sum(r["turns"] for r in rows) / max(1, len(rows))}  # fmt: skip
+    if multidogo_file is not None and multidogo_file.exists():
+        out["requests"] = run_requests(flow, classifier, multidogo_file, limit=limit, hear=hear)
     out["seconds"] = round(time.perf_counter() - t0, 2)
     return out
+
+
+#: MultiDoGo finance intents the demo flow serves, by task; every other request is out of scope
+MULTIDOGO_TASKS = {"reportlostcard": "lost_card", "replacecard": "lost_card"}
+_NOT_A_REQUEST = {"openinggreeting", "contentonly", "thankyou", "confirmation", "rejection", "closinggreeting"}
+
+
+def run_requests(flow: Flow, classifier: Any, path: Path, limit: int = 240, hear: Any = None) -> dict[str, Any]:
+    """Each dialogue's first request through a fresh dialog: the task it started (or none)."""
+    rows = []
+    for line in path.read_text().splitlines():
+        dlg = json.loads(line)
+        turn = next((t for t in dlg["turns"] if t["speaker"] == "customer" and set(t.get("intents") or []) - _NOT_A_REQUEST),
+                    None)  # fmt: skip
+        if turn is None:
+            continue
+        labels = set(turn["intents"]) - _NOT_A_REQUEST
+        want = next((MULTIDOGO_TASKS[i] for i in labels if i in MULTIDOGO_TASKS), None)
+        d = Dialog(flow)
+        d.start()
+        text = hear(turn["text"]) if hear is not None else turn["text"]
+        d.hear(text, _predict(classifier, text))
+        got = d.task.id if d.task is not None and d.phase != "handed_off" else None
+        rows.append({"want": want, "got": got, "labels": sorted(labels)})
+        if len(rows) >= limit:
+            break
+    served = [r for r in rows if r["want"]]
+    other = [r for r in rows if not r["want"]]
+    return {"requests": len(rows), "in_scope": len(served),
+            "task_recall": sum(r["got"] == r["want"] for r in served) / max(1, len(served)),
+            "out_of_scope": len(other),
+            "wrong_task_started": sum(r["got"] is not None for r in other) / max(1, len(other)),
+            "misses": [r for r in rows if r["got"] != r["want"]][:20]}  # fmt: skip
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -165,4 +206,9 @@ def render(res: dict[str, Any]) -> str:
         o = res["out_of_scope"]
         lines.append(f"out of scope (SGD Banks_1 openings): {o['dialogues']} dialogues  handed off {100 * o['handed_off']:.0f}%  "
                      f"wrong task started {100 * o['wrong_task_started']:.0f}%  turns to handoff {o['mean_turns_to_handoff']:.1f}")  # fmt: skip
+    if "requests" in res:
+        q = res["requests"]
+        lines.append(f"real requests (MultiDoGo finance dev): {q['requests']}  lost-card requests {q['in_scope']}: task started "
+                     f"{100 * q['task_recall']:.0f}%  other requests {q['out_of_scope']}: a task started anyway "
+                     f"{100 * q['wrong_task_started']:.0f}%")  # fmt: skip
     return "\n".join(lines)

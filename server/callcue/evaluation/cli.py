@@ -262,8 +262,9 @@ def bot(
     caller_voice: str = typer.Option("piper", "--caller-voice", help="the caller's synthetic voice with --speech: piper or espeak"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the full result to this JSON file"),
 ) -> None:
-    """The virtual agent on scripted callers (task success, slot accuracy, turns, handoffs)
-    and on out-of-scope openings from SGD Banks_1 (it should hand them to a person)."""
+    """The virtual agent on scripted callers (task success, slot accuracy, turns, handoffs),
+    on out-of-scope openings from SGD Banks_1 (it should hand them to a person) and on the real
+    requests of MultiDoGo finance (lost cards start the task; nothing else does)."""
     from callcue.bot.flows import load_flows
     from callcue.config import load_settings
     from callcue.evaluation.bot_eval import render, run_bot_eval
@@ -284,7 +285,8 @@ def bot(
         engine, _note = load_engine(s.asr)
         hear = speech_ear(engine, s.vad, caller_voice)
     result = run_bot_eval(flows[flow], clf, d / "dialogues" / "sgd_banking" / "banks1_train.jsonl",
-                          limit=40 if speech else 200, hear=hear)  # fmt: skip
+                          limit=40 if speech else 200, hear=hear,
+                          multidogo_file=d / "dialogues" / "multidogo" / "finance_dev.jsonl")  # fmt: skip
     result["speech"] = caller_voice if speech else None
     typer.echo(render(result))
     if json_out:
