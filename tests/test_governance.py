@@ -302,22 +302,34 @@ def _erase_a_customer(client: TestClient, tmp_path: Path, url: str | None) -> No
     assert r.status_code == 400 and "reason" in r.text
 
 
-def test_retention_sweeps_what_is_due_and_keeps_held_calls(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, retention={"transcripts_days": 1e-9, "qa_days": 0, "audio_days": 0,
-                                                  "analytics_days": 0, "topics_days": 0, "audit_payload_days": 1e-9,
-                                                  "sweep_every_s": 3600})  # fmt: skip
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_retention_sweeps_what_is_due_and_keeps_held_calls(tmp_path: Path, backend: str) -> None:
+    from tests.pg import fresh_postgres_url, postgres_unavailable_reason
+
+    sections: dict = {"retention": {"transcripts_days": 1e-9, "qa_days": 0, "audio_days": 0, "analytics_days": 0,
+                                    "topics_days": 0, "audit_payload_days": 1e-9, "sweep_every_s": 3600}}  # fmt: skip
+    if backend == "postgresql":
+        url = fresh_postgres_url()
+        if url is None:
+            pytest.skip(f"PostgreSQL tests skipped: {postgres_unavailable_reason()}")
+        sections["storage"] = {"url": url}
+    settings = make_settings(tmp_path, **sections)
     with TestClient(create_app(settings)) as client:
         calls = [client.post("/api/v1/interactions", json=_thread(f"ret-{i}", f"c-{i}", f"+1555010{i:04d}", f"77{i}"),
                              headers=NATIVE).json()["call_id"] for i in range(2)]  # fmt: skip
         assert client.post(f"/api/v1/calls/{calls[0]}/hold", json={"reason": "dispute 88"}, headers=_h("qa")).status_code == 403
         assert client.post(f"/api/v1/calls/{calls[0]}/hold", json={"reason": "dispute 88"}, headers=_h("admin")).status_code == 200
         rt = client.app.state.runtime.get()
-        db = sqlite3.connect(str(tmp_path / "callcue.db"))
-        before = {c: db.execute("SELECT COUNT(*) FROM transcripts WHERE call_id = ?", (c,)).fetchone()[0] for c in calls}
+
+        def count(c: str) -> int:
+            return int(client.portal.call(rt.db.fetchval, "SELECT COUNT(*) FROM transcripts WHERE call_id = ?", (c,)))
+
+        client.portal.call(rt.store.flush)
+        before = {c: count(c) for c in calls}
         assert all(before.values())
         out = client.portal.call(rt.retention.sweep)
         assert out["transcripts"] > before[calls[1]]  # its transcripts, signals, hints and events
-        after = {c: db.execute("SELECT COUNT(*) FROM transcripts WHERE call_id = ?", (c,)).fetchone()[0] for c in calls}
+        after = {c: count(c) for c in calls}
         assert after == {calls[0]: before[calls[0]], calls[1]: 0}  # the held call kept everything
         # the audit trail's rule: the entries stay, the swept call's payloads are gone, the chain verifies
         assert out["audit_payloads"] > 0
