@@ -199,6 +199,83 @@ async def test_a_twilio_caller_hears_the_bot_and_can_interrupt_it(tmp_path: Path
 
 
 @pytest.mark.slow
+async def test_a_twilio_caller_completes_the_lost_card_task_by_voice(tmp_path: Path) -> None:
+    """The whole task by voice over a Twilio bidirectional stream: a synthetic caller (the
+    Piper voice at 8 kHz) answers each question once the bot's audio has played; the demo
+    backend blocks the card ending 4411; the bot's last answer, recognised back, says so."""
+    import asyncio
+    import base64
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from callcue.asr.select import load_engine
+    from callcue.audio.codecs import decode, encode
+    from callcue.bot.voice import PiperVoice
+    from callcue.clients.twilio_stream import TwilioMessages, connect_twilio
+    from callcue.evaluation.asr_eval import decode_clip
+
+    voice = PiperVoice()
+    turns = ["I lost my card.", "4 4 1 1.", "July fourth, nineteen eighty.", "Yes."]
+    said = [b"".join(voice.synthesize(t, 8000)) for t in turns]
+    settings = make_settings(tmp_path)
+    msgs = TwilioMessages(agent_id=None, custom={"flow": "bank"})
+    heard: list[tuple[float, bytes]] = []  # (when it arrived, mu-law)
+    async with server(settings) as (base, app):
+        async with connect_twilio(f"{base}/ws/twilio") as ws:
+
+            async def read() -> None:
+                async for raw in ws:
+                    m = json.loads(raw)
+                    if m.get("event") == "media":
+                        heard.append((time.monotonic(), base64.b64decode(m["media"]["payload"])))
+
+            reader = asyncio.create_task(read())
+            await ws.send(msgs.connected())
+            await ws.send(msgs.start(["inbound"]))
+            ts = 0
+
+            async def play(pcm: bytes) -> None:
+                nonlocal ts
+                ulaw = encode("PCMU", pcm)
+                t0 = time.monotonic()
+                for i in range(0, len(ulaw), 160):
+                    await ws.send(msgs.media("inbound", ts, ulaw[i : i + 160].ljust(160, b"\xff")))
+                    ts += 20
+                    await asyncio.sleep(max(0.0, t0 + (i // 160 + 1) * 0.02 - time.monotonic()))
+
+            async def until_the_bot_has_spoken(since: int, timeout: float = 25.0) -> int:
+                """Silence in, until the bot's answer came and has played out (as Twilio would)."""
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < timeout:
+                    await play(b"\0\0" * 1600)  # 0.2 s
+                    new = heard[since:]
+                    if new:
+                        played_until = new[0][0] + sum(len(b) for _, b in new) / 8000
+                        if time.monotonic() > played_until + 0.6 and time.monotonic() - new[-1][0] > 1.0:
+                            return len(heard)
+                raise AssertionError(f"the bot said nothing within {timeout} s")
+
+            mark = await until_the_bot_has_spoken(0)  # the greeting
+            before_last = mark
+            for pcm in said:
+                await play(pcm)
+                before_last, mark = mark, await until_the_bot_has_spoken(mark)
+            await ws.send(msgs.stop())
+            await asyncio.sleep(0.3)
+            reader.cancel()
+        rt = app.state.runtime.get()
+        assert rt.demo_backend.blocked and rt.demo_backend.blocked[-1]["last4"] == "4411", rt.demo_backend.blocked
+        call_id = rt.demo_backend.blocked[-1]["call_id"]
+        trail = [e.kind for e in await rt.audit.query(call_id=call_id, limit=1000)]
+    assert trail.count("bot_heard") >= 4 and "bot_action_succeeded" in trail
+    last = decode("PCMU", b"".join(b for _, b in heard[before_last:]))  # the answer to "yes"
+    engine, _ = load_engine(settings.asr)
+    with ThreadPoolExecutor(2) as pool:
+        answer = await decode_clip(engine, last, 8000, pool, settings.vad)
+    assert "blocked" in answer.text.lower() or "replacement" in answer.text.lower(), answer.text
+
+
+@pytest.mark.slow
 async def test_an_asterisk_audiosocket_caller_hears_the_bot_paced_and_can_interrupt_it(tmp_path: Path) -> None:
     """AudioSocket to the flow port: the greeting comes back as 20 ms audio frames of the
     call's own kind, paced to real time (Asterisk plays what it reads at once); the caller
