@@ -216,7 +216,7 @@ async def test_agent_and_supervisor_pages_in_chromium(tmp_path: Path, playwright
     assert rows[ag["hint"]["hint_id"]] == ("accepted", "agent-1", None, call_id), rows
     assert rows[ag["dismissed"]["hint_id"]] == ("dismissed", "agent-1", "already handled", call_id), rows
     assert ag["corrected"]["state"] == "saved: corrected"
-    db = sqlite3.connect(tmp_path / "callcue.db")
+    db = SealedSqlite(tmp_path / "callcue.db")
     (correction,) = db.execute("SELECT correction FROM feedback WHERE hint_id = ?", (ag["corrected"]["hint_id"],)).fetchone()
     db.close()
     assert correction == "billing question"
