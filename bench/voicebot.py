@@ -6,7 +6,11 @@ Each call: the greeting starts; after 2 s the caller (espeak-ng) says "I lost my
 (barge-in), then 4 s of silence while the bot answers. p50/p95/p99 over the calls, the 1-minute
 load beside.
 
-    python bench/voicebot.py --calls 1,4,8
+    python bench/voicebot.py --calls 1,4,8 [--peer]
+
+Each caller then answers the bot's question with "4 4 1 1": *slot answer* is the end of that
+speech -> the bot's next audio, where turn-taking (bot/turns.py) ends a complete answer's turn
+sooner; `--peer` runs each level again with it off, for the ratio.
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ async def one_call(base: str, caller: bytes, digits: bytes) -> dict[str, float |
             "slot_answer_s": None if slot is None or c.then_end is None else slot - c.then_end}  # fmt: skip
 
 
-async def run(calls: int) -> dict:
+async def run(calls: int, turn_taking: bool = True) -> dict:
     from serverkit import make_settings, server
 
     from callcue.bot.voice import EspeakVoice
@@ -107,7 +111,7 @@ async def run(calls: int) -> dict:
     caller = b"".join(EspeakVoice().synthesize("Hello. I lost my card.", 8000))
     digits = b"".join(EspeakVoice().synthesize("4 4 1 1", 8000))
     with tempfile.TemporaryDirectory() as tmp:
-        async with server(make_settings(Path(tmp))) as (base, _app):
+        async with server(make_settings(Path(tmp), bot={"turn_taking": turn_taking})) as (base, _app):
             load0 = os.getloadavg()[0]
             rows = await asyncio.gather(*(one_call(base, caller, digits) for _ in range(calls)))
             load1 = os.getloadavg()[0]
@@ -118,19 +122,22 @@ async def run(calls: int) -> dict:
             "first_audio_s": {"p50": pct(first, 50), "p95": pct(first, 95), "p99": pct(first, 99)},
             "barge_in_s": {"p50": pct(barge, 50), "p95": pct(barge, 95), "p99": pct(barge, 99)},
             "slot_answer_s": {"p50": pct(slot, 50), "p95": pct(slot, 95), "p99": pct(slot, 99)},
-            "load_before": load0, "load_after": load1, "cores": os.cpu_count()}  # fmt: skip
+            "turn_taking": turn_taking, "load_before": load0, "load_after": load1, "cores": os.cpu_count()}  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", default="1,4", help="comma-separated concurrency levels")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--peer", action="store_true",
+                    help="also run each level with turn-taking off ([bot] turn_taking = false), side by side")
     a = ap.parse_args()
     out = []
     for n in [int(x) for x in a.calls.split(",")]:
-        r = asyncio.run(run(n))
-        print(json.dumps(r), flush=True)
-        out.append(r)
+        for tt in (True, False) if a.peer else (True,):
+            r = asyncio.run(run(n, tt))
+            print(json.dumps(r), flush=True)
+            out.append(r)
     if a.json:
         a.json.write_text(json.dumps(out, indent=2))
 

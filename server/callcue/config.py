@@ -344,6 +344,9 @@ class BotConfig(_Strict):
     # a flow file whose version number is higher than the active version's becomes active
     # when the server starts; false: it is stored, and a supervisor promotes it
     promote_on_load: bool = True
+    # end the caller's turn sooner on a complete answer, later on a trailing "and..."
+    # (bot/turns.py); false: the VAD's fixed hang-over
+    turn_taking: bool = True
 
 
 class KnowledgeConfig(_Strict):

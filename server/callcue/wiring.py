@@ -348,7 +348,8 @@ def build_bot(settings: Settings, knowledge: KnowledgeBase | None, pool: Any) ->
 
     voice = default_voice if cfg.voice == "piper" else EspeakVoice
     return BotSetup(flows=flows, webhooks=WebhookClient(), voice=voice, knowledge=kb_answer, backend=url,
-                    backend_token=cfg.backend_token, handoff_agent=cfg.handoff_agent or None), backend  # fmt: skip
+                    backend_token=cfg.backend_token, handoff_agent=cfg.handoff_agent or None,
+                    turn_taking=cfg.turn_taking), backend  # fmt: skip
 
 
 def recordings_dir(settings: Settings) -> Path:

@@ -172,7 +172,7 @@ class Call:
         """The caller's turn ends sooner on a complete answer, later on a trailing "and..."
         (bot/turns.py): the customer channel's silence window follows the latest partial."""
         chp = self.channels.get("customer")
-        if self.bot is None or self.bot.handed_off or chp is None:
+        if self.bot is None or self.bot.handed_off or chp is None or self.deps.bot is None or not self.deps.bot.turn_taking:
             return
         default = self.deps.vad.hangover_ms
         d = self.bot.dialog

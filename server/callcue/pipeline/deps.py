@@ -71,6 +71,8 @@ class BotSetup:
     backend: str = ""
     backend_token: str = ""
     handoff_agent: str | None = None
+    #: the caller's turn ends by what was said, not only by the silence (bot/turns.py)
+    turn_taking: bool = True
     #: flows a supervisor paused (the kill switch): their calls go straight to a person
     paused: set[str] = field(default_factory=set)
     #: bot actions waiting for a supervisor's approval (action id -> the caller's hold)
