@@ -257,7 +257,7 @@ class CallStore:
         return self._put(
             "INSERT INTO hints (hint_id, call_id, title, body, suggested_reply, severity, source, signal_ids, attrs, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (h.hint_id, h.call_id, h.title, Sealed(h.call_id, h.body), Sealed(h.call_id, h.suggested_reply), h.severity,
+            (h.hint_id, h.call_id, Sealed(h.call_id, h.title), Sealed(h.call_id, h.body), Sealed(h.call_id, h.suggested_reply), h.severity,
              h.source, json.dumps(h.signal_ids), Sealed(h.call_id, json.dumps(h.attrs, default=str)), h.emitted_at),
         )
 
