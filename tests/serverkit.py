@@ -43,6 +43,8 @@ def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
             key.parent.mkdir(parents=True, exist_ok=True)
             key.write_text(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
         data["encryption"]["key_file"] = str(key)
+    if not data["storage"]["url"].startswith("sqlite:") and not data["recording"]["dir"]:
+        data["recording"]["dir"] = str(tmp_path / "recordings")  # not the working directory's var/
     return Settings.model_validate(data)
 
 

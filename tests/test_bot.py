@@ -264,9 +264,10 @@ async def test_a_twilio_caller_completes_the_lost_card_task_by_voice(tmp_path: P
             await asyncio.sleep(0.3)
             reader.cancel()
         rt = app.state.runtime.get()
-        assert rt.demo_backend.blocked and rt.demo_backend.blocked[-1]["last4"] == "4411", rt.demo_backend.blocked
-        call_id = rt.demo_backend.blocked[-1]["call_id"]
-        trail = [e.kind for e in await rt.audit.query(call_id=call_id, limit=1000)]
+        entries = await rt.audit.query(call_id=msgs.call_sid, limit=1000)
+        said_heard = [(e.kind, e.payload.get("text")) for e in entries if e.kind in ("bot_heard", "bot_said")]
+        assert rt.demo_backend.blocked and rt.demo_backend.blocked[-1]["last4"] == "4411", said_heard
+        trail = [e.kind for e in entries]
     assert trail.count("bot_heard") >= 4 and "bot_action_succeeded" in trail
     last = decode("PCMU", b"".join(b for _, b in heard[before_last:]))  # the answer to "yes"
     engine, _ = load_engine(settings.asr)

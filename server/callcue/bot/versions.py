@@ -42,17 +42,25 @@ class FlowVersions:
         """Store the files' versions; the active version of every flow (files first seen
         become active; a newer version number is promoted when `promote_on_load`)."""
         for fid, (flow, raw) in files.items():
-            known = await self.db.fetchval("SELECT COUNT(*) FROM flow_versions WHERE flow_id = ? AND digest = ?",
-                                           (fid, flow.digest))  # fmt: skip
-            if not known:
-                await self.db.execute(
-                    "INSERT INTO flow_versions (flow_id, digest, version, source, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)",
-                    (fid, flow.digest, flow.version, raw.decode("utf-8"), time.time(), "file"))
+            # several nodes may start at once on one database: each insert says whether it won
+            added = await self.db.fetchone(
+                "INSERT INTO flow_versions (flow_id, digest, version, source, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (flow_id, digest) DO NOTHING RETURNING digest",
+                (fid, flow.digest, flow.version, raw.decode("utf-8"), time.time(), "file"))
+            if added:
                 await self.audit.append("flow_version_added", actor="system",
                                         payload={"flow": fid, "version": flow.version, "digest": flow.digest})  # fmt: skip
             active = await self._active(fid)
+            if active is None:
+                first = await self.db.fetchone(
+                    "INSERT INTO flow_active (flow_id, digest, previous, activated_at, actor) VALUES (?, ?, NULL, ?, ?) "
+                    "ON CONFLICT (flow_id) DO NOTHING RETURNING flow_id", (fid, flow.digest, time.time(), "system"))
+                if first:
+                    await self.audit.append("flow_promoted", actor="system", payload={
+                        "flow": fid, "digest": flow.digest, "version": flow.version, "previous": None,
+                        "reason": "loaded from the flows folder"})  # fmt: skip
             # only a file seen for the first time is promoted: a rolled-back version still on disk stays back
-            if active is None or (promote_on_load and not known and flow.version > active.version):
+            elif promote_on_load and added and flow.version > active.version:
                 await self._activate(fid, flow.digest, "system", "loaded from the flows folder")
         return await self.active_flows()
 

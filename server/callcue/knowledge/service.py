@@ -45,6 +45,10 @@ class KnowledgeBase:
         if await self.store.active_version() is None and articles is not None and articles.exists():
             v = await self.import_path(articles, actor="system", note="shipped articles", promote=True)
             log.info("knowledge: imported %s as KB version %s", articles, v.version if v else "(unchanged)")
+            versions = await self.store.versions()
+            if v is None and versions and await self.store.active_version() is None:
+                # another node imported the same articles a moment before and has not promoted them yet
+                await self.store.promote(versions[-1].version, actor="system", reason="shipped articles")
         await self.reload()
 
     async def reload(self) -> None:

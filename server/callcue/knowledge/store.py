@@ -140,6 +140,8 @@ class KnowledgeStore:
         digest = hashlib.sha256("\n".join(p.digest() for p in passages).encode()).hexdigest()
         now = float(self.clock())
         async with self.db.transaction():
+            if self.db.dialect == "postgresql":  # version numbers in turn: two nodes importing at start collided
+                await self.db.execute("SELECT pg_advisory_xact_lock(?)", (0x43634B42,))  # "CcKB"
             last = await self.db.fetchone("SELECT version, digest FROM kb_versions ORDER BY version DESC LIMIT 1")
             if last is not None and last["digest"] == digest:
                 return None

@@ -80,9 +80,15 @@ class Call:
         self.recorder: CallRecorder | None = None
         if deps.recordings is not None and start.channels:
             rate, chans = deps.asr.sample_rate, [str(c) for c in start.channels]
-            raw = deps.recordings.writer(start.call_id, rate, chans, "unredacted") if deps.record_unredacted else None
-            self.recorder = CallRecorder(deps.recordings.writer(start.call_id, rate, chans), chans, rate, deps.record_hold_s,
-                                         unredacted=raw)  # fmt: skip
+            try:
+                raw = deps.recordings.writer(start.call_id, rate, chans, "unredacted") if deps.record_unredacted else None
+                self.recorder = CallRecorder(deps.recordings.writer(start.call_id, rate, chans), chans, rate,
+                                             deps.record_hold_s, unredacted=raw)  # fmt: skip
+            except Exception:
+                # an earlier recording of this call id that the key ring cannot open, a full disk:
+                # the call goes on (it is coached and transcribed), unrecorded, and says so
+                log.exception("the call cannot be recorded", extra={"call_id": start.call_id})
+                metrics.SHED.labels("recording").inc()
         self._bot_tasks: set[asyncio.Task[None]] = set()
         self._barge_pending = False
         self._bot_started = False

@@ -64,10 +64,7 @@ class KeyRing:
         if not path.exists():
             if key_file is not None:
                 raise KeyError_(f"encryption key file {path} does not exist")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+            _create_key_file(path)
         return cls.from_secrets([line for line in path.read_text().splitlines() if line.strip()])
 
     def wrap(self, data_key: bytes) -> tuple[str, bytes]:
@@ -79,6 +76,26 @@ class KeyRing:
         if kek is None:
             raise KeyError_(f"data key wrapped by unknown key {kid}")
         return AESGCM(kek).decrypt(wrapped[:NONCE], wrapped[NONCE:], b"callcue-dek")
+
+
+def _create_key_file(path: Path) -> None:
+    """A new key at `path` (mode 0600), whole or not at all: written to a private temporary
+    file, then linked into place, so two processes starting at once (two nodes, a server and
+    a tool) never read a half-written key and never replace each other's: the first one wins."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def seal(data_key: bytes, plaintext: bytes, aad: bytes) -> bytes:
