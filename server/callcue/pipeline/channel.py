@@ -226,10 +226,14 @@ class ChannelPipeline:
             pcm = decode(self.encoding, payload)
             if self._resampler is not None:
                 pcm = self._resampler.process(pcm)
+            events = self._vad.feed(pcm)
             if self.on_frame is not None and pcm:
-                self.on_frame(self.channel, self._clock, pcm, self.rate, self._in_segment)
+                # told before the segment's audio is decoded: a caller's voice reaches the
+                # virtual agent's barge-in (and the audio detectors) without waiting on a decode
+                speech = self._vad.in_speech or any(isinstance(ev, SpeechStarted) for ev in events)
+                self.on_frame(self.channel, self._clock, pcm, self.rate, speech)
             self._clock += len(pcm) / (2 * self.rate)
-            for ev in self._vad.feed(pcm):
+            for ev in events:
                 self._handle_vad(ev, allow_partial, arrived, out)
             skipped_partial |= self._in_segment and not allow_partial and self._partial_is_costly
         if closing:
