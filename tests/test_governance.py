@@ -487,6 +487,11 @@ def test_call_text_is_sealed_at_rest(tmp_path: Path, backend: str) -> None:
                 raw = f.read_bytes()
                 assert b"quokkaflux" not in raw and b"never arrived" not in raw, f
 
+        # the call is indexed by its customer's keyed forms: an erasure finds it without reading every call
+        index = client.portal.call(rt.db.fetchval, "SELECT customer_index FROM calls WHERE call_id = ?", (call,))
+        assert index and index.startswith("bx1:") and len(index.split()) >= 3
+        assert client.portal.call(rt.eraser.calls_of_customer, "555 010 0777") == [call]
+        assert client.portal.call(rt.eraser.calls_of_customer, "CUST-OKAPI") == [call]
         # erasure: the call's data key goes with its rows
         gone = client.post("/api/v1/interactions", json=_thread("seal-2", "cust-tapir", "+15550100778", "wombatique"),
                            headers=NATIVE).json()["call_id"]  # fmt: skip

@@ -14,11 +14,11 @@ import hmac
 import inspect
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from callcue.audit.log import AuditLog, canonical_json
+from callcue.privacy.customers import forms, names_customer
 from callcue.store.db import Database
 from callcue.store.recordings import RecordingStore
 
@@ -28,37 +28,10 @@ log = logging.getLogger(__name__)
 CALL_TABLES = ("transcripts", "signals", "hints", "feedback", "call_events", "qa_evaluations", "call_summaries",
                "ingress_rejections", "call_facts", "topic_utterances", "intent_examples", "intent_added_examples",
                "shadow_decisions", "hint_facts", "call_outcomes", "calls")  # fmt: skip
-#: start-metadata keys that name the customer (platforms and CRMs use these)
-CUSTOMER_KEYS = ("customer_id", "customer_key", "customer", "phone", "from", "caller", "caller_id", "ani", "msisdn",
-                 "customer_phone", "email")  # fmt: skip
-
-
 class ErasureError(ValueError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
-
-
-def _digits(v: str) -> str:
-    return re.sub(r"\D", "", v)
-
-
-def names_customer(metadata: dict[str, Any], who: str) -> bool:
-    """The call's start metadata names this customer (a phone number matched on its digits,
-    the last 10 when either has a country code)."""
-    want = who.strip().lower()
-    want_d = _digits(who)
-    for k in CUSTOMER_KEYS:
-        v = metadata.get(k)
-        if not isinstance(v, (str, int)) or isinstance(v, bool):
-            continue
-        s = str(v).strip().lower()
-        if s == want:
-            return True
-        d = _digits(s)
-        if len(want_d) >= 7 and len(d) >= 7 and (d == want_d or d[-10:] == want_d[-10:]):
-            return True
-    return False
 
 
 class Eraser:
@@ -78,8 +51,16 @@ class Eraser:
     async def calls_of_customer(self, who: str) -> list[str]:
         if len(who.strip()) < 3:
             raise ErasureError("name the customer: an id, phone number or e-mail of at least 3 characters")
-        rows = await self.db.fetchall("SELECT call_id, metadata FROM calls")
-        out = [r["call_id"] for r in rows if names_customer(json.loads(r["metadata"] or "{}"), who)]
+        out: list[str] = []
+        if self.db.vault is not None:  # the calls indexed by the customer's keyed forms when they started
+            for f in sorted(forms(who)):
+                out += await self._fetch_ids("SELECT call_id FROM calls WHERE customer_index LIKE ?",
+                                             (f"%{self.db.vault.blind(f)}%",))  # fmt: skip
+            rows = await self.db.fetchall("SELECT call_id, metadata FROM calls WHERE customer_index IS NULL")
+        else:
+            rows = await self.db.fetchall("SELECT call_id, metadata FROM calls")
+        # calls stored before the index, or without keys: their metadata read one by one
+        out += [r["call_id"] for r in rows if names_customer(json.loads(r["metadata"] or "{}"), who)]
         facts = await self._fetch_ids("SELECT call_id FROM call_facts WHERE customer_key = ?", (who.strip(),)) \
             if "call_facts" in await self.db.tables() else []  # fmt: skip
         return sorted(set(out) | set(facts))

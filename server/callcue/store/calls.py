@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from callcue.events import Hint, Signal, Transcript
+from callcue.privacy.customers import identifiers
 from callcue.privacy.vault import Sealed
 from callcue.store.db import Database
 
@@ -79,6 +80,9 @@ class CallStore:
                 card_digest TEXT, score {real}, source TEXT NOT NULL, result TEXT NOT NULL, created_at {real})""",
             "CREATE INDEX IF NOT EXISTS qa_evaluations_call ON qa_evaluations(call_id)",
         ])  # fmt: skip
+        await self.db.migrate("calls_customer_index_v1", [
+            "ALTER TABLE calls ADD COLUMN customer_index TEXT",
+        ])
         await self.db.migrate("summaries_v1", [
             f"CREATE TABLE IF NOT EXISTS call_summaries (call_id TEXT PRIMARY KEY, result TEXT NOT NULL, created_at {real})",
         ])
@@ -174,11 +178,15 @@ class CallStore:
     # -- calls ---------------------------------------------------------------------------
     def call_started(self, call_id: str, agent_id: str | None, platform: str, encoding: str, sample_rate: int,
                      channels: list[str], metadata: dict[str, Any]) -> None:
+        # whom the call was with, as keyed hashes: an erasure request finds it without
+        # decrypting every call's metadata (privacy/customers.py)
+        vault = self.db.vault
+        index = " ".join(sorted(vault.blind(f) for f in identifiers(metadata))) if vault is not None else None
         self._put(
-            "INSERT INTO calls (call_id, agent_id, platform, encoding, sample_rate, channels, metadata, started_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO calls (call_id, agent_id, platform, encoding, sample_rate, channels, metadata, started_at, "
+            "customer_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (call_id, agent_id, platform, encoding, sample_rate, json.dumps(channels), Sealed(call_id, json.dumps(metadata)),
-             time.time()),
+             time.time(), index),
         )
 
     def call_assigned(self, call_id: str, agent_id: str) -> None:
