@@ -201,8 +201,9 @@ async def test_a_twilio_caller_hears_the_bot_and_can_interrupt_it(tmp_path: Path
 @pytest.mark.slow
 async def test_a_twilio_caller_completes_the_lost_card_task_by_voice(tmp_path: Path) -> None:
     """The whole task by voice over a Twilio bidirectional stream: a synthetic caller (the
-    Piper voice at 8 kHz) answers each question once the bot's audio has played; the demo
-    backend blocks the card ending 4411; the bot's last answer, recognised back, says so."""
+    Piper voice at 8 kHz) answers each question once the bot's audio has played, the way a
+    person would (asked again, they say it again another way); the demo backend blocks the
+    card ending 4411; the bot's last answer, recognised back, says so."""
     import asyncio
     import base64
     import time
@@ -215,8 +216,12 @@ async def test_a_twilio_caller_completes_the_lost_card_task_by_voice(tmp_path: P
     from callcue.evaluation.asr_eval import decode_clip
 
     voice = PiperVoice()
-    turns = ["I lost my card.", "4 4 1 1.", "July fourth, nineteen eighty.", "Yes."]
-    said = [b"".join(voice.synthesize(t, 8000)) for t in turns]
+    # what the caller answers to each question the bot asks, a second way if asked again
+    answers = {"how can i help": ["I lost my card.", "I want to block my lost card."],
+               "four digits": ["4 4 1 1.", "Four. Four. One. One."],
+               "date of birth": ["July fourth, nineteen eighty.", "The fourth of July, nineteen eighty."],
+               "is that right": ["Yes.", "Yes, that's right."]}  # fmt: skip
+    asked: dict[str, int] = {}
     settings = make_settings(tmp_path)
     msgs = TwilioMessages(agent_id=None, custom={"flow": "bank"})
     heard: list[tuple[float, bytes]] = []  # (when it arrived, mu-law)
@@ -255,15 +260,21 @@ async def test_a_twilio_caller_completes_the_lost_card_task_by_voice(tmp_path: P
                             return len(heard)
                 raise AssertionError(f"the bot said nothing within {timeout} s")
 
+            rt = app.state.runtime.get()
             mark = await until_the_bot_has_spoken(0)  # the greeting
             before_last = mark
-            for pcm in said:
-                await play(pcm)
+            for _ in range(8):
+                lines = [e.payload["text"] for e in await rt.audit.query(call_id=msgs.call_sid, kind="bot_said")]
+                key = next((k for k in answers if k in lines[-1].lower()), None) if lines else None
+                if key is None:  # the task is done ("anything else?"), or the bot said something unexpected
+                    break
+                n = asked.get(key, 0)
+                asked[key] = n + 1
+                await play(b"".join(voice.synthesize(answers[key][min(n, 1)], 8000)))
                 before_last, mark = mark, await until_the_bot_has_spoken(mark)
             await ws.send(msgs.stop())
             await asyncio.sleep(0.3)
             reader.cancel()
-        rt = app.state.runtime.get()
         entries = await rt.audit.query(call_id=msgs.call_sid, limit=1000)
         said_heard = [(e.kind, e.payload.get("text")) for e in entries if e.kind in ("bot_heard", "bot_said")]
         assert rt.demo_backend.blocked and rt.demo_backend.blocked[-1]["last4"] == "4411", said_heard
