@@ -58,7 +58,8 @@ async def serve_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
                     return
 
     session = IngressSession(parser, platform, calls, rejected, send=send, start_metadata=start_metadata)
-    pacer = asyncio.create_task(pace(), name="tcp-pacer")
+    # only a listener whose calls a flow answers ever speaks: the listen-only fork has no timer
+    pacer = asyncio.create_task(pace(), name="tcp-pacer") if (start_metadata or {}).get("flow") else None
     try:
         while True:
             try:
@@ -80,8 +81,9 @@ async def serve_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     except (ConnectionError, asyncio.IncompleteReadError):
         pass
     finally:
-        pacer.cancel()
-        await asyncio.gather(pacer, return_exceptions=True)
+        if pacer is not None:
+            pacer.cancel()
+            await asyncio.gather(pacer, return_exceptions=True)
         await session.eof()
         writer.close()
         if admitted == "counted" and policy.streams is not None:
