@@ -64,3 +64,18 @@ def shared_data() -> Path:
 def speech_manifest() -> list[dict]:
     p = require_shared("speech", "manifest.jsonl")
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def backends() -> tuple[str, str]:
+    """Cluster mode's stores: a fresh PostgreSQL schema and a flushed Redis database, or skip."""
+    from tests.pg import fresh_postgres_url, postgres_unavailable_reason
+    from tests.rediskit import fresh_redis_url
+
+    pg = fresh_postgres_url()
+    if pg is None:
+        pytest.skip(f"PostgreSQL: {postgres_unavailable_reason()}")
+    rd = fresh_redis_url(1)
+    if rd is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
+    return pg, rd

@@ -113,6 +113,19 @@ def fresh_postgres_url() -> str | None:
     return f"{dsn}{sep}options={quote(f'-csearch_path={schema}')}"
 
 
+def backend_url(backend: str) -> str | None:
+    """A parametrized test's database: None for "sqlite" (the server's own file), a fresh
+    PostgreSQL schema for "postgresql", or the test is skipped saying why there is none."""
+    if backend != "postgresql":
+        return None
+    url = fresh_postgres_url()
+    if url is None:
+        import pytest
+
+        pytest.skip(f"PostgreSQL tests skipped: {postgres_unavailable_reason()}")
+    return url
+
+
 async def open_test_db(backend: str, tmp_path):
     """A fresh `Database` on `backend` ("sqlite"|"postgresql"); skips postgres with a reason."""
     import pytest

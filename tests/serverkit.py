@@ -21,6 +21,15 @@ AGENT_TOKEN = "demo-agent-token"
 SUPERVISOR_TOKEN = "demo-supervisor-token"
 
 
+def key_file(path: Path) -> Path:
+    """An encryption key file at `path` (made once; base64 of 32 bytes, as an operator writes
+    one): nodes that share a database share it."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    return path
+
+
 def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
     s = load_settings(REPO_CONFIG_DIR / "callcue.toml")
     data = s.model_dump()
@@ -38,11 +47,7 @@ def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
     if not data["storage"]["url"].startswith("sqlite:") and not data["encryption"]["key_file"]:
         # beside a SQLite file a key is made at first start; for PostgreSQL it would land in the
         # working directory's var/, so the test names one in its own directory, as an operator would
-        key = tmp_path / "keys" / "data.key"
-        if not key.exists():
-            key.parent.mkdir(parents=True, exist_ok=True)
-            key.write_text(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
-        data["encryption"]["key_file"] = str(key)
+        data["encryption"]["key_file"] = str(key_file(tmp_path / "keys" / "data.key"))
     if not data["storage"]["url"].startswith("sqlite:") and not data["recording"]["dir"]:
         data["recording"]["dir"] = str(tmp_path / "recordings")  # not the working directory's var/
     return Settings.model_validate(data)

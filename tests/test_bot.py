@@ -356,7 +356,6 @@ async def test_an_asterisk_audiosocket_caller_hears_the_bot_paced_and_can_interr
 
 
 async def test_a_chat_over_the_native_socket_is_answered_by_the_flow(tmp_path: Path) -> None:
-    import asyncio
 
     from callcue.clients.twilio_stream import connect_native
 
@@ -364,18 +363,11 @@ async def test_a_chat_over_the_native_socket_is_answered_by_the_flow(tmp_path: P
         async with connect_native(f"{base}/ws/native") as ws:
             await ws.send(json.dumps({"type": "start", "call_id": "chat-native-1", "channels": [],
                                       "metadata": {"flow": "bank"}}))  # fmt: skip
-
-            async def bot_line(containing: str) -> str:
-                while True:
-                    msg = json.loads(await asyncio.wait_for(ws.recv(), 20))
-                    if msg.get("type") == "bot" and containing in msg["text"]:
-                        return str(msg["text"])
-
-            assert "virtual assistant" in await bot_line("virtual assistant")
+            assert "virtual assistant" in await bot_line(ws, "virtual assistant")
             await ws.send(json.dumps({"type": "text", "channel": "customer", "text": "I lost my card"}))
-            assert "last four digits" in await bot_line("last four")
+            assert "last four digits" in await bot_line(ws, "last four")
             await ws.send(json.dumps({"type": "text", "channel": "customer", "text": "let me talk to an agent"}))
-            assert "colleagues" in await bot_line("colleagues")
+            assert "colleagues" in await bot_line(ws, "colleagues")
             await ws.send(json.dumps({"type": "stop"}))
 
 
@@ -477,38 +469,51 @@ tasks:
 """
 
 
-async def test_a_bot_action_waits_for_a_supervisors_approval_while_the_caller_holds(tmp_path: Path) -> None:
-    import asyncio
+def approval_flows(tmp_path: Path) -> Path:
+    """A flows folder with the bank flow and APPROVAL_FLOW, whose refund waits on a supervisor."""
     import shutil
-
-    from callcue.clients.twilio_stream import connect_native
-    from tests.serverkit import SUPERVISOR_TOKEN, agent
 
     flows = tmp_path / "flows"
     flows.mkdir()
     shutil.copy(REPO_CONFIG_DIR / "flows" / "bank.yaml", flows / "bank.yaml")
     (flows / "approvals.yaml").write_text(APPROVAL_FLOW)
+    return flows
+
+
+async def bot_line(ws, containing: str, timeout: float = 20) -> str:
+    """The next line of the virtual agent on a native chat socket that contains `containing`."""
+    import asyncio
+
+    while True:
+        msg = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if msg.get("type") == "bot" and containing in msg["text"]:
+            return str(msg["text"])
+
+
+async def hold_for_a_refund(ws, call_id: str, timeout: float = 20) -> None:
+    """A chat with APPROVAL_FLOW up to the refund of 80 waiting on a supervisor (the caller holds)."""
+    await ws.send(json.dumps({"type": "start", "call_id": call_id, "channels": [], "metadata": {"flow": "approvals"}}))
+    await bot_line(ws, "refunds desk", timeout)
+    await ws.send(json.dumps({"type": "text", "channel": "customer", "text": "I need a refund"}))
+    await bot_line(ws, "How much", timeout)
+    await ws.send(json.dumps({"type": "text", "channel": "customer", "text": "80 dollars"}))
+    await bot_line(ws, "Please hold", timeout)
+
+
+async def test_a_bot_action_waits_for_a_supervisors_approval_while_the_caller_holds(tmp_path: Path) -> None:
+
+    from callcue.clients.twilio_stream import connect_native
+    from tests.serverkit import SUPERVISOR_TOKEN, agent
+
+    flows = approval_flows(tmp_path)
     async with server(make_settings(tmp_path, bot={"flows_dir": str(flows)})) as (base, _app):
         async with agent(base, token=SUPERVISOR_TOKEN) as sup, connect_native(f"{base}/ws/native") as ws:
-            await ws.send(json.dumps({"type": "start", "call_id": "chat-approve-1", "channels": [],
-                                      "metadata": {"flow": "approvals"}}))  # fmt: skip
-
-            async def bot_line(containing: str) -> str:
-                while True:
-                    msg = json.loads(await asyncio.wait_for(ws.recv(), 20))
-                    if msg.get("type") == "bot" and containing in msg["text"]:
-                        return str(msg["text"])
-
-            await bot_line("refunds desk")
-            await ws.send(json.dumps({"type": "text", "channel": "customer", "text": "I need a refund"}))
-            await bot_line("How much")
-            await ws.send(json.dumps({"type": "text", "channel": "customer", "text": "80 dollars"}))
-            await bot_line("Please hold")
+            await hold_for_a_refund(ws, "chat-approve-1")
             req = await sup.wait_for(lambda e: e.get("type") == "bot_approval_request", timeout=20)
             assert req["task"] == "refund" and req["slots"] == {"amount": "80"}
             await sup.ws.send(json.dumps({"type": "bot_approve", "action_id": req["action_id"], "note": "fine"}))
             await sup.wait_for(lambda e: e.get("type") == "bot_approve_result", timeout=20)
-            assert "is approved" in await bot_line("approved and on its way")
+            assert "is approved" in await bot_line(ws, "approved and on its way")
             await ws.send(json.dumps({"type": "stop"}))
 
 

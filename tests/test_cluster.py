@@ -10,10 +10,8 @@ resumed by another when the platform reconnects, with nothing stored twice or lo
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -37,12 +35,11 @@ from callcue.clients.demo import free_port
 from callcue.clients.twilio_stream import TwilioMessages, connect_twilio, mulaw_frames
 from callcue.store.db import Database
 from tests.conftest import require_shared
-from tests.pg import fresh_postgres_url, postgres_unavailable_reason
-from tests.rediskit import fresh_redis_url
 from tests.serverkit import (
     SUPERVISOR_TOKEN,
     agent,
     espeak_wav,
+    key_file,
     make_settings,
     real_call,
     server,
@@ -60,17 +57,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def backends() -> tuple[str, str]:
-    pg = fresh_postgres_url()
-    if pg is None:
-        pytest.skip(f"PostgreSQL: {postgres_unavailable_reason()}")
-    rd = fresh_redis_url(1)
-    if rd is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
-    return pg, rd
-
-
-@pytest.fixture
 def approval_playbooks(tmp_path: Path, receiver: Receiver) -> Path:  # noqa: F811 - the imported fixture
     """The approval-gated playbooks of the decision tests, posting to `receiver`."""
     pdir = tmp_path / "playbooks"
@@ -82,9 +68,7 @@ def approval_playbooks(tmp_path: Path, receiver: Receiver) -> Path:  # noqa: F81
 def node_settings(tmp_path: Path, name: str, pg: str, rd: str, playbooks: Path) -> Any:
     d = tmp_path / name
     d.mkdir()
-    key = tmp_path / "cluster.key"  # every node of a cluster holds the same keys ([encryption], docs/deploy.md)
-    if not key.exists():
-        key.write_text(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    key = key_file(tmp_path / "cluster.key")  # every node of a cluster holds the same keys ([encryption], docs/deploy.md)
     return make_settings(d, storage={"url": pg}, decision={"playbooks_dir": str(playbooks)}, encryption={"key_file": str(key)},
                          cluster={"redis_url": rd, "node_id": name, "heartbeat_s": 0.5, "owner_ttl_s": 3})  # fmt: skip
 

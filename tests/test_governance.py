@@ -42,14 +42,11 @@ def _thread(iid: str, customer: str, phone: str, words: str) -> dict:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def client(tmp_path: Path, request: pytest.FixtureRequest):
     """A server on SQLite, and on PostgreSQL where one can be started here."""
-    from tests.pg import fresh_postgres_url, postgres_unavailable_reason
+    from tests.pg import backend_url
 
     # the matrix asks without a token on purpose, more often than the per-address limit allows
     sections: dict = {"recording": {"dir": str(tmp_path / "recordings")}, "auth": {"max_failures_per_minute": 10_000}}
-    if request.param == "postgresql":
-        url = fresh_postgres_url()
-        if url is None:
-            pytest.skip(f"PostgreSQL tests skipped: {postgres_unavailable_reason()}")
+    if url := backend_url(request.param):
         sections["storage"] = {"url": url}
     with TestClient(create_app(make_settings(tmp_path, **sections))) as c:
         yield c
@@ -249,14 +246,11 @@ def _rows(url: str | None, tmp_path: Path) -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_erasing_a_customer_leaves_nothing_but_the_erasure(tmp_path: Path, backend: str) -> None:
-    from tests.pg import fresh_postgres_url, postgres_unavailable_reason
+    from tests.pg import backend_url
 
-    url = None
+    url = backend_url(backend)
     sections: dict = {"recording": {"dir": str(tmp_path / "recordings")}}
-    if backend == "postgresql":
-        url = fresh_postgres_url()
-        if url is None:
-            pytest.skip(f"PostgreSQL tests skipped: {postgres_unavailable_reason()}")
+    if url:
         sections["storage"] = {"url": url}
     with TestClient(create_app(make_settings(tmp_path, **sections))) as client:
         _erase_a_customer(client, tmp_path, url)
@@ -304,14 +298,11 @@ def _erase_a_customer(client: TestClient, tmp_path: Path, url: str | None) -> No
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_retention_sweeps_what_is_due_and_keeps_held_calls(tmp_path: Path, backend: str) -> None:
-    from tests.pg import fresh_postgres_url, postgres_unavailable_reason
+    from tests.pg import backend_url
 
     sections: dict = {"retention": {"transcripts_days": 1e-9, "qa_days": 0, "audio_days": 0, "analytics_days": 0,
                                     "topics_days": 0, "audit_payload_days": 1e-9, "sweep_every_s": 3600}}  # fmt: skip
-    if backend == "postgresql":
-        url = fresh_postgres_url()
-        if url is None:
-            pytest.skip(f"PostgreSQL tests skipped: {postgres_unavailable_reason()}")
+    if url := backend_url(backend):
         sections["storage"] = {"url": url}
     settings = make_settings(tmp_path, **sections)
     with TestClient(create_app(settings)) as client:
@@ -454,14 +445,11 @@ def test_call_text_is_sealed_at_rest(tmp_path: Path, backend: str) -> None:
     from callcue.privacy.envelope import KeyRing
     from callcue.privacy.vault import ERASED_TEXT, PREFIX
     from callcue.store.db import Database
-    from tests.pg import fresh_postgres_url, postgres_unavailable_reason
+    from tests.pg import backend_url
 
-    url = None
+    url = backend_url(backend)
     sections: dict = {"recording": {"dir": str(tmp_path / "recordings")}}
-    if backend == "postgresql":
-        url = fresh_postgres_url()
-        if url is None:
-            pytest.skip(f"PostgreSQL tests skipped: {postgres_unavailable_reason()}")
+    if url:
         sections["storage"] = {"url": url}
     settings = make_settings(tmp_path, **sections)
     db_url = settings.storage.url
@@ -545,7 +533,7 @@ def test_call_text_is_sealed_at_rest(tmp_path: Path, backend: str) -> None:
 
 
 @pytest.mark.slow
-def test_erasure_in_cluster_mode_clears_redis_and_every_node(tmp_path: Path) -> None:
+def test_erasure_in_cluster_mode_clears_redis_and_every_node(tmp_path: Path, backends: tuple[str, str]) -> None:
     """Two nodes on one PostgreSQL and one Redis. The call was recorded on node A; a command
     naming it waits in the stream of a node that died; its lease outlived that node. Erased
     through node B: the rows go, node A drops its recording file and its caches, and nothing
@@ -554,17 +542,10 @@ def test_erasure_in_cluster_mode_clears_redis_and_every_node(tmp_path: Path) -> 
     import redis
 
     from callcue.cluster import envelope as env
-    from tests.pg import fresh_postgres_url, postgres_unavailable_reason
-    from tests.rediskit import fresh_redis_url
+    from tests.serverkit import key_file
 
-    pg = fresh_postgres_url()
-    if pg is None:
-        pytest.skip(f"PostgreSQL: {postgres_unavailable_reason()}")
-    rd = fresh_redis_url(3)
-    if rd is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server; .ci/run does)")
-    key = tmp_path / "cluster.key"  # every node holds the same keys
-    key.write_text(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    pg, rd = backends  # a fresh PostgreSQL schema and Redis database, or skipped
+    key = key_file(tmp_path / "cluster.key")  # every node holds the same keys
 
     def node(name: str) -> TestClient:
         d = tmp_path / name

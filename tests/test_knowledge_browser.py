@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from callcue.config import REPO_CONFIG_DIR
 from tests.sealed import SealedSqlite
 from tests.serverkit import AGENT_TOKEN, SUPERVISOR_TOKEN, make_settings, server
 
@@ -99,15 +98,11 @@ async def test_a_virtual_agent_handoff_reaches_the_desk_with_its_context(tmp_pat
 async def test_the_supervisor_console_approves_a_bot_action_in_chromium(tmp_path: Path) -> None:
     """The virtual agent holds a caller for a refund; the console (Chromium) shows the
     request with the task, its slots and the countdown; Approve there, and the caller is told."""
-    import shutil
 
     from callcue.clients.twilio_stream import connect_native
-    from tests.test_bot import APPROVAL_FLOW
+    from tests.test_bot import approval_flows, bot_line, hold_for_a_refund
 
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    shutil.copy(REPO_CONFIG_DIR / "flows" / "bank.yaml", flows / "bank.yaml")
-    (flows / "approvals.yaml").write_text(APPROVAL_FLOW)
+    flows = approval_flows(tmp_path)
     shots = tmp_path / "shots"
     shots.mkdir()
     ready = tmp_path / "console.ready"
@@ -120,21 +115,8 @@ async def test_the_supervisor_console_approves_a_bot_action_in_chromium(tmp_path
                 break
             await asyncio.sleep(0.1)
         async with connect_native(f"{ws_base}/ws/native") as ws:
-            await ws.send(json.dumps({"type": "start", "call_id": "chat-console-1", "channels": [],
-                                      "metadata": {"flow": "approvals"}}))  # fmt: skip
-
-            async def bot_line(containing: str) -> str:
-                while True:
-                    msg = json.loads(await asyncio.wait_for(ws.recv(), 60))
-                    if msg.get("type") == "bot" and containing in msg["text"]:
-                        return str(msg["text"])
-
-            await bot_line("refunds desk")
-            await ws.send(json.dumps({"type": "text", "channel": "customer", "text": "I need a refund"}))
-            await bot_line("How much")
-            await ws.send(json.dumps({"type": "text", "channel": "customer", "text": "80 dollars"}))
-            await bot_line("Please hold")
-            assert "approved and on its way" in await bot_line("approved")
+            await hold_for_a_refund(ws, "chat-console-1", timeout=60)
+            assert "approved and on its way" in await bot_line(ws, "approved", timeout=60)
             await ws.send(json.dumps({"type": "stop"}))
         out = await console
     assert out["errors"] == [], out["errors"]

@@ -109,13 +109,10 @@ async def test_a_card_number_read_aloud_is_not_in_the_stored_recording(tmp_path:
     call = callgen.render_call(dialogue, sample_rate=8000, stereo=True, seed=3)
     wav = tmp_path / "card.wav"
     callgen.save_call(call, wav)
-    sections: dict = {"recording": {"dir": str(tmp_path / "recordings")}}
-    if backend == "postgresql":
-        from pg import fresh_postgres_url, postgres_unavailable_reason
+    from pg import backend_url
 
-        url = fresh_postgres_url()
-        if url is None:
-            pytest.skip(f"PostgreSQL tests skipped: {postgres_unavailable_reason()}")
+    sections: dict = {"recording": {"dir": str(tmp_path / "recordings")}}
+    if url := backend_url(backend):
         sections["storage"] = {"url": url}
     settings = make_settings(tmp_path, **sections)
     events = await replay(wav, settings, speed=0, show_partials=False)
